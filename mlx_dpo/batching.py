@@ -1,0 +1,97 @@
+"""Length-bucketed, padded batches with a small fixed set of shapes, in a seeded, resumable order.
+
+One batch holds B pairs as 2B sequences — rows [0, B) the chosen answers, rows [B, 2B) the rejected
+ones — so one forward pass scores both. Sequence length L and completion window C are rounded up to a
+multiple of `pad_multiple`, and a short last batch is filled with masked dummy rows, so the compiled
+step sees only a few (B, L, C) shapes instead of recompiling for every batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .template import TokenizedPair
+
+
+@dataclass
+class Batch:
+    inputs: np.ndarray     # (2B, L) int32 token ids, right-padded
+    positions: np.ndarray  # (2B, C) int32: input positions whose output predicts a completion token
+    targets: np.ndarray    # (2B, C) int32: the completion token predicted at each position
+    mask: np.ndarray       # (2B, C) float32: 1 for a real completion token, 0 for padding
+    pair_mask: np.ndarray  # (B,) float32: 1 for a real pair, 0 for a filler row
+    indices: np.ndarray    # (B,) int64: dataset index of each pair (filler rows repeat a real index)
+    n_tokens: int          # real (non-pad) tokens in the batch, for tokens/s
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.pair_mask.sum())
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return max(multiple, -(-n // multiple) * multiple)
+
+
+def make_batch(pairs: list[TokenizedPair], indices: list[int], batch_size: int, pad_multiple: int,
+               pad_id: int = 0) -> Batch:
+    real = len(indices)
+    assert 0 < real <= batch_size
+    rows = []
+    for side in ("chosen", "rejected"):
+        for i in indices:
+            p = pairs[i]
+            rows.append((p.prompt, getattr(p, side)))
+    L = _round_up(max(len(pr) + len(c) for pr, c in rows), pad_multiple)
+    C = min(L, _round_up(max(len(c) for _, c in rows), pad_multiple))
+    n = 2 * batch_size
+    inputs = np.full((n, L), pad_id, dtype=np.int32)
+    positions = np.zeros((n, C), dtype=np.int32)
+    targets = np.zeros((n, C), dtype=np.int32)
+    mask = np.zeros((n, C), dtype=np.float32)
+    n_tokens = 0
+    for r, (prompt, completion) in enumerate(rows):
+        row = r if r < real else batch_size + (r - real)  # rejected rows start at batch_size
+        seq = prompt + completion
+        inputs[row, : len(seq)] = seq
+        P, c = len(prompt), len(completion)
+        # The logits at position t predict token t+1, so completion token j (at P+j) is scored
+        # from the output at position P+j-1. Padding positions are clamped into range and masked.
+        positions[row] = np.minimum(np.arange(C) + P - 1, L - 1)
+        targets[row, :c] = completion
+        mask[row, :c] = 1.0
+        n_tokens += len(seq)
+    # Filler rows (a short last batch) copy pair 0's tokens so shapes stay fixed; they carry no weight.
+    for f in range(real, batch_size):
+        for base in (0, batch_size):
+            inputs[base + f], positions[base + f], targets[base + f] = inputs[base], positions[base], targets[base]
+    pair_mask = np.zeros((batch_size,), dtype=np.float32)
+    pair_mask[:real] = 1.0
+    idx = np.array(list(indices) + [indices[0]] * (batch_size - real), dtype=np.int64)
+    return Batch(inputs, positions, targets, mask, pair_mask, idx, n_tokens)
+
+
+def epoch_order(pairs: list[TokenizedPair], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The batches of one epoch: pairs grouped by similar length (less padding), batch order shuffled.
+
+    A pure function of (seed, epoch), so a resumed run recomputes the same order and skips what it did.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    n = len(pairs)
+    tiebreak = rng.permutation(n)
+    lengths = np.array([p.length for p in pairs])
+    order = np.lexsort((tiebreak, lengths))  # by length, random among equal lengths
+    batches = [order[i: i + batch_size].tolist() for i in range(0, n, batch_size)]
+    perm = rng.permutation(len(batches))
+    return [batches[j] for j in perm]
+
+
+def sequential_batches(pairs: list[TokenizedPair], batch_size: int) -> list[list[int]]:
+    """Fixed, length-sorted batches for forward-only passes (reference and evaluation)."""
+    order = sorted(range(len(pairs)), key=lambda i: pairs[i].length)
+    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def batches_per_epoch(n_pairs: int, batch_size: int) -> int:
+    return -(-n_pairs // batch_size)

@@ -1,0 +1,184 @@
+"""The `mlx-dpo` command: validate, train, eval.
+
+Flags are generated from TrainConfig's fields (one source of truth for names, types and help).
+User errors print one line per problem and exit 2; a run stopped by a training condition exits 1;
+Ctrl-C during training saves a checkpoint and exits 130. Logs go to stderr, results to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import typing
+from pathlib import Path
+
+from .config import TrainConfig, build_config, config_fields, load_run_config, load_yaml
+from .errors import DataError, TrainingStopped, UsageError
+
+DATA_KEYS = ("prompt_key", "chosen_key", "rejected_key", "system_key")
+LENGTHS = ("max_length", "max_prompt_length")
+LOSS_ARGS = ("loss", "beta", "label_smoothing", "simpo_gamma")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _add_config_args(parser: argparse.ArgumentParser, names=None) -> None:
+    """Add --flag for each TrainConfig field (all, or `names`); absent flags stay absent (SUPPRESS)."""
+    hints = typing.get_type_hints(TrainConfig)
+    for f in config_fields():
+        if names is not None and f.name not in names:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        meta = f.metadata
+        default = f" (default: {f.default})" if f.default not in (None, False) else ""
+        kw = {"dest": f.name, "default": argparse.SUPPRESS, "help": meta["help"] + default}
+        hint = hints[f.name]
+        base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+        kind = base[0]
+        if kind is bool:
+            parser.add_argument(flag, action="store_true", **kw)
+            continue
+        if kind is list or getattr(kind, "__origin__", None) is list:
+            kw["nargs"] = "+"
+        else:
+            kw["type"] = kind if kind in (int, float) else str
+        if "choices" in meta:
+            kw["choices"] = meta["choices"]
+        parser.add_argument(flag, **kw)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlx-dpo", description="Direct Preference Optimization of LoRA adapters with MLX.")
+    sub = p.add_subparsers(dest="command")
+
+    v = sub.add_parser("validate", help="check a pairs file; print counts and token-length statistics")
+    v.add_argument("file", help="pairs file (.jsonl or .json)")
+    v.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    _add_config_args(v, ("model", "trust_remote_code") + DATA_KEYS + LENGTHS)
+
+    t = sub.add_parser("train", help="train a DPO LoRA adapter")
+    t.add_argument("--config", help="YAML file with the same keys as the flags (flags win)")
+    _add_config_args(t)
+
+    e = sub.add_parser("eval", help="DPO loss and reward metrics of an adapter on a pairs file")
+    e.add_argument("--adapter", help="run dir or adapter folder (omit to evaluate the base model)")
+    e.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    _add_config_args(e, ("model", "data", "quantize", "trust_remote_code", "batch_size", "pad_multiple",
+                         "cache_dir", "init_adapter") + DATA_KEYS + LENGTHS + LOSS_ARGS)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return {"validate": cmd_validate, "train": cmd_train, "eval": cmd_eval}[args.command](args)
+    except DataError as e:
+        for line in e.errors:
+            print(line, file=sys.stderr)
+        log(f"error: {len(e.errors)} problem(s) in the data; nothing was written")
+        return 2
+    except UsageError as e:
+        log(f"error: {e}")
+        return 2
+    except TrainingStopped as e:
+        log(f"error: {e}")
+        return 1
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+
+
+def _flags(args, exclude=("command", "config", "json", "adapter", "file")) -> dict:
+    return {k: v for k, v in vars(args).items() if k not in exclude}
+
+
+def cmd_validate(args) -> int:
+    from .data import DataKeys
+    from .prepare import prepare
+
+    cfg = build_config({}, _flags(args))
+    tokenizer = None
+    if cfg.model:
+        from .model import load_base
+        tokenizer = load_base(cfg.model, None, cfg.trust_remote_code, log=log).tokenizer
+    prepared = prepare(args.file, DataKeys(cfg.prompt_key, cfg.chosen_key, cfg.rejected_key, cfg.system_key),
+                       tokenizer, cfg.max_length, cfg.prompt_limit)
+    for line in prepared.errors:
+        print(line, file=sys.stderr)
+    report = prepared.report()
+    if args.json:
+        print(json.dumps(report))
+    else:
+        _print_report(report, cfg, tokenizer is not None)
+        if prepared.render is not None:
+            for w in prepared.render.warnings():
+                print(f"warning: {w}")
+    return 2 if prepared.errors else 0
+
+
+def _print_report(r: dict, cfg: TrainConfig, tokenized: bool) -> None:
+    fmts = ", ".join(f"{k} {v}" for k, v in sorted(r["formats"].items())) or "none"
+    print(f"{r['file']}: {r['rows']} rows, {r['valid_pairs']} valid pairs ({fmts}), {r['errors']} error(s)")
+    if not tokenized:
+        print("token statistics: pass --model to tokenize with its chat template")
+        return
+    print(f"{'tokens':<10}{'min':>7}{'mean':>9}{'p50':>7}{'p95':>7}{'max':>7}")
+    for k, s in r.get("tokens", {}).items():
+        print(f"{k:<10}{s['min']:>7}{s['mean']:>9.1f}{s['p50']:>7}{s['p95']:>7}{s['max']:>7}")
+    print(f"limits max_length={cfg.max_length}, max_prompt_length={cfg.prompt_limit}: "
+          f"{r.get('truncated', 0)} pair(s) truncated, {r.get('dropped', 0)} dropped; "
+          f"{r.get('trainable_pairs', 0)} pairs would train")
+
+
+def cmd_train(args) -> int:
+    from .trainer import Trainer
+
+    yaml_values = load_yaml(args.config) if getattr(args, "config", None) else {}
+    flags = _flags(args)
+    if flags.get("resume") and (flags.get("output") or yaml_values.get("output")):
+        # Resume continues the saved run's settings; flags given now (e.g. a larger --iters) still win.
+        saved = load_run_config(Path(flags.get("output") or yaml_values["output"]))
+        yaml_values = {**saved, **yaml_values}
+    cfg = build_config(yaml_values, flags)
+    for key in ("model", "data", "output"):
+        if not getattr(cfg, key):
+            raise UsageError(f"--{key} is required")
+    trainer = Trainer(cfg, log=log, show_progress=sys.stderr.isatty()).setup()
+    last = trainer.train()
+    if last:
+        log(f"done: step {last['step']}, loss {last['loss']:.4f}, accuracy {last['rewards/accuracies']:.3f}; "
+            f"adapter in {cfg.output}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .evaluation import run_eval
+
+    flags = _flags(args)
+    if args.adapter and "init_adapter" not in flags:
+        # Evaluate against the same reference the run trained with (base + its init adapter, if any).
+        saved = load_run_config(Path(args.adapter))
+        if saved.get("init_adapter"):
+            flags["init_adapter"] = saved["init_adapter"]
+    cfg = build_config({}, flags)
+    for key in ("model", "data"):
+        if not getattr(cfg, key):
+            raise UsageError(f"--{key} is required")
+    metrics = run_eval(cfg, args.adapter, log=log)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for k, v in metrics.items():
+            print(f"{k:<20} {v:.4f}" if isinstance(v, float) else f"{k:<20} {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

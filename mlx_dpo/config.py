@@ -1,0 +1,199 @@
+"""Run configuration: one dataclass, with help text, from which the CLI flags and the YAML keys are built.
+
+Precedence is defaults < YAML file (`--config`) < command-line flags. The resolved config is saved
+into the run dir as `config.yaml`, so a run can be resumed or inspected later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from .errors import UsageError
+
+LOSSES = ("sigmoid", "ipo", "hinge", "simpo")
+SCHEDULES = ("cosine", "constant")
+
+
+def _f(default, help, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    # -- what to train on
+    model: Optional[str] = _f(None, "Local HF-format folder or Hugging Face hub id of the base model.")
+    data: Optional[str] = _f(None, "Preference pairs file (.jsonl or .json).")
+    valid_data: Optional[str] = _f(None, "Held-out pairs file, evaluated every --eval-every steps.")
+    output: Optional[str] = _f(None, "Run directory: adapter, metrics.jsonl, config.yaml, checkpoints/.")
+    prompt_key: str = _f("prompt", "Field name of the prompt in the data file.")
+    chosen_key: str = _f("chosen", "Field name of the preferred answer.")
+    rejected_key: str = _f("rejected", "Field name of the dispreferred answer.")
+    system_key: str = _f("system", "Field name of the optional system message.")
+    # -- model and adapter
+    quantize: Optional[int] = _f(None, "Quantize the base on the fly to 4 or 8 bits (pre-quantized models are used as they are).", choices=(4, 8))
+    trust_remote_code: bool = _f(False, "Allow a model folder to run its own Python code.")
+    lora_rank: int = _f(8, "LoRA rank r.")
+    lora_scale: float = _f(20.0, "LoRA scale (mlx-lm convention: PEFT's lora_alpha / r).")
+    lora_dropout: float = _f(0.0, "Dropout on the LoRA input during training.")
+    lora_layers: int = _f(-1, "Number of transformer blocks, counted from the last, that get LoRA (-1 = all).")
+    lora_keys: Optional[list] = _f(None, "Module paths inside a block to adapt, e.g. self_attn.q_proj (default: every linear layer).", nargs="+")
+    dora: bool = _f(False, "Train DoRA (weight-decomposed LoRA) instead of LoRA.")
+    init_adapter: Optional[str] = _f(None, "Start from an existing mlx-lm adapter folder; the reference is then base + this adapter.")
+    # -- DPO
+    loss: str = _f("sigmoid", "DPO loss: sigmoid (DPO), ipo, hinge (SLiC), simpo (reference-free).", choices=LOSSES)
+    beta: float = _f(0.1, "Strength of the KL penalty: higher beta keeps the policy closer to the reference.")
+    label_smoothing: float = _f(0.0, "Assumed fraction of flipped labels for conservative/robust DPO (sigmoid loss), in [0, 0.5).")
+    simpo_gamma: float = _f(0.5, "Target reward margin of SimPO.")
+    # -- schedule
+    iters: Optional[int] = _f(None, "Optimizer steps to run (overrides --epochs).")
+    epochs: Optional[int] = _f(None, "Passes over the data (default 1 when --iters is not given).")
+    batch_size: int = _f(4, "Pairs per micro-batch.")
+    grad_accum: int = _f(1, "Micro-batches accumulated per optimizer step.")
+    learning_rate: float = _f(1e-5, "Peak learning rate of AdamW.")
+    weight_decay: float = _f(0.0, "AdamW decoupled weight decay.")
+    max_grad_norm: Optional[float] = _f(1.0, "Clip the global gradient norm to this value (none to disable).")
+    warmup_steps: int = _f(0, "Linear warm-up steps from 0 to the learning rate.")
+    lr_schedule: str = _f("cosine", "Learning-rate schedule after warm-up.", choices=SCHEDULES)
+    seed: int = _f(0, "Seed for data order, LoRA init and dropout.")
+    # -- lengths and batching
+    max_length: int = _f(1024, "Maximum prompt + completion tokens; longer pairs are truncated.")
+    max_prompt_length: Optional[int] = _f(None, "Maximum prompt tokens kept (from the end) when a pair is too long (default: max_length // 2).")
+    pad_multiple: int = _f(32, "Sequences are padded to a multiple of this, so the compiled step sees few shapes.")
+    grad_checkpoint: bool = _f(False, "Recompute block activations in the backward pass: less memory, ~30% slower.")
+    # -- logging and checkpoints
+    log_every: int = _f(1, "Write a metrics row every N steps.")
+    eval_every: Optional[int] = _f(None, "Evaluate on --valid-data every N steps (default: 10 evaluations per run).")
+    save_every: int = _f(100, "Save a resumable checkpoint every N steps.")
+    resume: bool = _f(False, "Continue the run in --output from its last checkpoint.")
+    cache_dir: Optional[str] = _f(None, "Reference log-prob cache folder (default: $MLX_DPO_CACHE or ~/.cache/mlx-dpo).")
+
+    def validate(self) -> "TrainConfig":
+        """Check values a user may get wrong; raise UsageError naming the key."""
+        def bad(key, msg):
+            raise UsageError(f"config: {key}: {msg}")
+
+        for key in ("lora_rank", "batch_size", "grad_accum", "max_length", "pad_multiple",
+                    "log_every", "save_every"):
+            if getattr(self, key) < 1:
+                bad(key, f"must be a positive integer, got {getattr(self, key)}")
+        for key in ("iters", "epochs", "eval_every", "max_prompt_length"):
+            v = getattr(self, key)
+            if v is not None and v < 1:
+                bad(key, f"must be a positive integer, got {v}")
+        for key in ("learning_rate", "beta", "lora_scale"):
+            v = getattr(self, key)
+            if not (math.isfinite(v) and v > 0):
+                bad(key, f"must be a positive number, got {v}")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            bad("max_grad_norm", f"must be positive, got {self.max_grad_norm}")
+        if not 0 <= self.lora_dropout < 1:
+            bad("lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
+        if not 0 <= self.label_smoothing < 0.5:
+            bad("label_smoothing", f"must be in [0, 0.5), got {self.label_smoothing}")
+        if self.weight_decay < 0 or self.warmup_steps < 0:
+            bad("weight_decay/warmup_steps", "must not be negative")
+        if self.lora_layers == 0 or self.lora_layers < -1:
+            bad("lora_layers", f"must be -1 (all) or a positive count, got {self.lora_layers}")
+        if self.loss not in LOSSES:
+            bad("loss", f"unknown loss {self.loss!r} (expected one of {', '.join(LOSSES)})")
+        if self.lr_schedule not in SCHEDULES:
+            bad("lr_schedule", f"unknown schedule {self.lr_schedule!r} (expected one of {', '.join(SCHEDULES)})")
+        if self.quantize not in (None, 4, 8):
+            bad("quantize", f"must be 4 or 8, got {self.quantize}")
+        if self.max_prompt_length is not None and self.max_prompt_length >= self.max_length:
+            bad("max_prompt_length", f"must be smaller than max_length ({self.max_length})")
+        return self
+
+    @property
+    def prompt_limit(self) -> int:
+        return self.max_prompt_length or self.max_length // 2
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def config_fields():
+    return dataclasses.fields(TrainConfig)
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a YAML config file with the safe loader; unknown keys are an error, not ignored."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{p}: cannot read config file: {e}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise UsageError(f"{p}{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{p}: expected a mapping of config keys, got {type(data).__name__}")
+    known = {f.name: f for f in config_fields()}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in known:
+            raise UsageError(f"{p}: {key}: unknown config key")
+        out[name] = value
+    return out
+
+
+def build_config(yaml_values: dict, flag_values: dict) -> TrainConfig:
+    """Defaults < YAML < flags, with type checks on YAML values (flags are typed by argparse)."""
+    values = {}
+    for f in config_fields():
+        if f.name in flag_values:
+            values[f.name] = flag_values[f.name]
+        elif f.name in yaml_values:
+            values[f.name] = _coerce(f, yaml_values[f.name])
+    return TrainConfig(**values).validate()
+
+
+def _coerce(f: dataclasses.Field, value):
+    default = f.default
+    kind = type(default) if default is not None else None
+    if value is None:
+        return None
+    if f.name == "lora_keys":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UsageError(f"config: {f.name}: expected a list of strings")
+        return value
+    if kind is bool or f.name in ("dora", "resume", "grad_checkpoint", "trust_remote_code"):
+        if not isinstance(value, bool):
+            raise UsageError(f"config: {f.name}: expected true or false, got {value!r}")
+        return value
+    if kind is float or f.name in ("max_grad_norm",):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(f"config: {f.name}: expected a number, got {value!r}")
+        return float(value)
+    if kind is int or f.name in ("iters", "epochs", "eval_every", "max_prompt_length", "quantize"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"config: {f.name}: expected an integer, got {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise UsageError(f"config: {f.name}: expected a string, got {value!r}")
+    return value
+
+
+def save_config(cfg: TrainConfig, path: Path) -> None:
+    from .io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def load_run_config(run_dir: Path) -> dict:
+    p = Path(run_dir) / "config.yaml"
+    if not p.exists():
+        return {}
+    return load_yaml(p)

@@ -1,0 +1,51 @@
+"""Per-sequence completion log-probs: log π(completion | prompt) = Σ_j log p(y_j | prompt, y_<j).
+
+One forward over the 2B stacked sequences (chosen and rejected together). The LM head — a
+(hidden × vocab) matmul, the largest single cost for small models with big vocabularies — runs only
+at the completion positions, not over prompt tokens or padding, for architectures whose output is
+exactly `head(backbone(x))`; others fall back to the full forward and gather afterwards.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .batching import Batch
+
+# Model types whose Model.__call__ is `out = self.model(x); return lm_head(out) or tied embedding(out)`
+# with nothing in between (no logit soft-capping or scaling), checked against mlx-lm's sources.
+SPLIT_HEAD_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
+
+
+def split_head(model: nn.Module):
+    """Return (backbone, head) callables if the head can be applied to selected positions only."""
+    if getattr(model, "model_type", None) not in SPLIT_HEAD_TYPES or not hasattr(model, "model"):
+        return None
+    if hasattr(model, "lm_head"):
+        return model.model, model.lm_head
+    return model.model, model.model.embed_tokens.as_linear
+
+
+def to_mx(batch: Batch) -> tuple:
+    return (mx.array(batch.inputs), mx.array(batch.positions), mx.array(batch.targets),
+            mx.array(batch.mask))
+
+
+def sequence_logps(model: nn.Module, inputs: mx.array, positions: mx.array, targets: mx.array,
+                   mask: mx.array, use_split_head: bool = True) -> tuple[mx.array, mx.array]:
+    """Return (sum of completion-token log-probs, number of completion tokens), each of shape (2B,)."""
+    parts = split_head(model) if use_split_head else None
+    if parts is not None:
+        backbone, head = parts
+        hidden = backbone(inputs)                                          # (2B, L, H)
+        hidden = mx.take_along_axis(hidden, positions[..., None], axis=1)  # (2B, C, H)
+        logits = head(hidden)                                              # (2B, C, V)
+    else:
+        logits = model(inputs)                                             # (2B, L, V)
+        logits = mx.take_along_axis(logits, positions[..., None], axis=1)  # (2B, C, V)
+    logits = logits.astype(mx.float32)
+    # log softmax at the target id only: logit[target] - logsumexp(logits)
+    target_logits = mx.take_along_axis(logits, targets[..., None], axis=-1).squeeze(-1)
+    token_logps = (target_logits - mx.logsumexp(logits, axis=-1)) * mask
+    return token_logps.sum(axis=-1), mask.sum(axis=-1)

@@ -1,0 +1,71 @@
+"""The DPO loss family, from policy and reference completion log-probs.
+
+With h = (log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l)):
+  sigmoid  −(1−ε)·log σ(β h) − ε·log σ(−β h)      (DPO; ε > 0: conservative/robust DPO)
+  ipo      (h − 1/(2β))², with length-averaged log-probs, as in the IPO paper and TRL
+  hinge    max(0, 1 − β h)                         (SLiC)
+  simpo    −log σ(β (ā_w − ā_l) − γ), ā = length-averaged policy log-prob, no reference
+Rewards follow TRL: β·(log π − log π_ref) summed over completion tokens (SimPO: β·ā).
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+
+STAT_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
+             "logps/chosen", "logps/rejected")
+
+
+def dpo_losses(policy_c, policy_r, ref_c, ref_r, ntok_c, ntok_r, *, loss: str, beta: float,
+               label_smoothing: float = 0.0, simpo_gamma: float = 0.5):
+    """Per-pair losses and rewards. All inputs have shape (B,); returns (losses, chosen_r, rejected_r)."""
+    if loss == "simpo":
+        avg_c, avg_r = policy_c / ntok_c, policy_r / ntok_r
+        logits = beta * (avg_c - avg_r) - simpo_gamma
+        losses = (-(1 - label_smoothing) * nn.log_sigmoid(logits)
+                  - label_smoothing * nn.log_sigmoid(-logits))
+        return losses, beta * avg_c, beta * avg_r
+    chosen_r = beta * (policy_c - ref_c)
+    rejected_r = beta * (policy_r - ref_r)
+    if loss == "ipo":
+        h = (policy_c - ref_c) / ntok_c - (policy_r - ref_r) / ntok_r
+        losses = (h - 1 / (2 * beta)) ** 2
+    else:
+        h = (policy_c - ref_c) - (policy_r - ref_r)
+        if loss == "sigmoid":
+            losses = (-(1 - label_smoothing) * nn.log_sigmoid(beta * h)
+                      - label_smoothing * nn.log_sigmoid(-beta * h))
+        elif loss == "hinge":
+            losses = mx.maximum(0.0, 1 - beta * h)
+        else:
+            raise ValueError(f"unknown loss {loss!r}")
+    return losses, chosen_r, rejected_r
+
+
+def pair_stats(losses, chosen_r, rejected_r, policy_c, policy_r, pair_mask) -> mx.array:
+    """Sums over real pairs of each STAT_KEYS entry, plus the pair count as the last element.
+
+    Sums (not means) so micro-batches and log windows combine exactly; divide by the count to report.
+    """
+    m = pair_mask
+    return mx.stack([
+        (losses * m).sum(),
+        (chosen_r * m).sum(),
+        (rejected_r * m).sum(),
+        ((chosen_r - rejected_r) * m).sum(),
+        ((chosen_r > rejected_r).astype(mx.float32) * m).sum(),
+        (policy_c * m).sum(),
+        (policy_r * m).sum(),
+        m.sum(),
+    ])
+
+
+def stats_to_metrics(stats, prefix: str = "") -> dict:
+    """Turn summed stats (as a list of floats) into TRL-named means."""
+    n = stats[-1]
+    if n <= 0:
+        return {}
+    out = {prefix + k: float(v) / n for k, v in zip(STAT_KEYS, stats[:-1])}
+    out[prefix + "n_pairs"] = int(n)
+    return out

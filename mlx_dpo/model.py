@@ -1,0 +1,202 @@
+"""Load a base model (local folder or hub id), quantize on request, add LoRA/DoRA, save adapters.
+
+Everything model-specific goes through mlx-lm (loader, quantization, tuner layers), so any
+architecture mlx-lm supports works here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten
+
+from .errors import UsageError
+from .io import atomic_write, atomic_write_json
+
+ADAPTER_FILE = "adapters.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_LEAVES = ("lora_a", "lora_b", "m")
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    tokenizer: object
+    config: dict
+    path: Path           # resolved local folder
+    quantized: bool      # base weights are quantized (pre-quantized or on the fly)
+
+
+def resolve_model_path(model: str) -> Path:
+    """A local folder as is; otherwise a hub id resolved through huggingface-hub (cache, offline mode)."""
+    p = Path(model).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise UsageError(f"{model}: model must be a folder (HF format), not a file")
+        _check_model_folder(p)
+        return p
+    if model.count("/") != 1 or model.startswith((".", "/", "~")):
+        raise UsageError(f"{model}: no such model folder (and not a hub id of the form org/name)")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        local = snapshot_download(model, allow_patterns=[
+            "*.json", "model*.safetensors", "*.py", "tokenizer.model", "*.tiktoken", "*.txt", "*.jinja"])
+    except LocalEntryNotFoundError:
+        raise UsageError(f"{model}: not in the local Hugging Face cache and the hub is unreachable "
+                         "(offline?); pass a local folder or download it first") from None
+    except (HfHubHTTPError, OSError, ValueError) as e:
+        raise UsageError(f"{model}: could not fetch from the Hugging Face hub: {str(e).splitlines()[0]}") from None
+    p = Path(local)
+    _check_model_folder(p)
+    return p
+
+
+def _check_model_folder(p: Path) -> None:
+    if not (p / "config.json").exists():
+        raise UsageError(f"{p}: not a model folder: config.json is missing")
+    if not list(p.glob("model*.safetensors")):
+        raise UsageError(f"{p}: no model*.safetensors weights in the model folder")
+    if not any((p / f).exists() for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")):
+        raise UsageError(f"{p}: no tokenizer files (tokenizer.json / tokenizer_config.json) in the model folder")
+
+
+def is_quantized(model: nn.Module) -> bool:
+    return any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
+
+
+def load_base(model: str, quantize: int | None = None, trust_remote_code: bool = False, log=print) -> LoadedModel:
+    """Load weights and tokenizer; quantize a float model on the fly when asked."""
+    from mlx_lm.utils import load_model, load_tokenizer, quantize_model
+
+    path = resolve_model_path(model)
+    try:
+        mdl, config = load_model(path, trust_remote_code=trust_remote_code)
+        tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id"))
+    except ValueError as e:
+        raise UsageError(f"{path}: cannot load model: {str(e).splitlines()[0]}") from None
+    except Exception as e:  # corrupt safetensors, wrong shapes, unknown architecture
+        raise UsageError(f"{path}: cannot load model: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    pre_quantized = is_quantized(mdl)
+    if quantize and pre_quantized:
+        log(f"note: {model} is already quantized; --quantize {quantize} ignored")
+    elif quantize:
+        with contextlib.redirect_stdout(io.StringIO()):  # mlx-lm prints bits-per-weight
+            mdl, config = quantize_model(mdl, config, group_size=None, bits=quantize)
+        mx.eval(mdl.parameters())
+    return LoadedModel(mdl, tokenizer, config, path, pre_quantized or bool(quantize))
+
+
+def lora_config(rank: int, scale: float, dropout: float, keys, num_layers: int, dora: bool) -> dict:
+    """mlx-lm's adapter_config.json fields (so `mlx_lm.load(..., adapter_path=RUN_DIR)` works)."""
+    return {
+        "fine_tune_type": "dora" if dora else "lora",
+        "num_layers": num_layers,
+        "lora_parameters": {"rank": rank, "scale": scale, "dropout": dropout, "keys": keys},
+    }
+
+
+def apply_lora(model: nn.Module, adapter_cfg: dict) -> None:
+    """Freeze the base and wrap the chosen linears with mlx-lm's LoRA/DoRA layers.
+
+    LoRA's B factor starts at zero, so right after this call the model computes exactly the base
+    model: this is why reference log-probs can be taken from the same model before training.
+    """
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    model.freeze()
+    params = dict(adapter_cfg["lora_parameters"])
+    if params.get("keys") is None:
+        params.pop("keys", None)
+    try:
+        linear_to_lora_layers(model, adapter_cfg["num_layers"], params,
+                              use_dora=adapter_cfg["fine_tune_type"] == "dora")
+    except ValueError as e:
+        raise UsageError(f"cannot add adapter layers: {e}") from None
+    if not tree_flatten(model.trainable_parameters()):
+        keys = params.get("keys")
+        raise UsageError(f"lora_keys: no module matched {keys}; nothing would be trained")
+
+
+def num_blocks(model: nn.Module) -> int:
+    return len(model.layers)
+
+
+def read_adapter_config(adapter_dir: str | Path) -> dict:
+    d = Path(adapter_dir)
+    cfg_path = d / ADAPTER_CONFIG
+    if not d.is_dir():
+        raise UsageError(f"{d}: adapter folder not found")
+    if not cfg_path.exists() or not (d / ADAPTER_FILE).exists():
+        raise UsageError(f"{d}: not an adapter folder ({ADAPTER_CONFIG} and {ADAPTER_FILE} expected)")
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        cfg.setdefault("fine_tune_type", "lora")
+        cfg["num_layers"], cfg["lora_parameters"]["rank"], cfg["lora_parameters"]["scale"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise UsageError(f"{cfg_path}: invalid adapter config ({type(e).__name__}: {e})") from None
+    if cfg["fine_tune_type"] not in ("lora", "dora"):
+        raise UsageError(f"{cfg_path}: fine_tune_type: only lora and dora adapters are supported")
+    cfg["lora_parameters"].setdefault("dropout", 0.0)
+    return cfg
+
+
+def load_adapter_weights(model: nn.Module, adapter_dir: str | Path) -> None:
+    """Load adapter tensors into a model that already has the matching LoRA layers."""
+    path = Path(adapter_dir) / ADAPTER_FILE
+    try:
+        weights = mx.load(str(path))
+    except Exception as e:
+        raise UsageError(f"{path}: cannot read adapter weights: {e}") from None
+    params = {k: v for k, v in tree_flatten(model.trainable_parameters())}
+    problems = []
+    for name, w in weights.items():
+        if name not in params:
+            problems.append(f"{name} is not an adapter parameter of this model")
+        elif w.shape != params[name].shape:
+            problems.append(f"{name} has shape {tuple(w.shape)}, the model expects {tuple(params[name].shape)}")
+    missing = set(params) - set(weights)
+    if missing:
+        problems.append(f"missing {len(missing)} tensor(s), e.g. {sorted(missing)[0]}")
+    if problems:
+        raise UsageError(f"{path}: adapter does not fit this model: {problems[0]}"
+                         + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    model.load_weights(list(weights.items()), strict=False)
+    mx.eval(model.parameters())
+
+
+def attach_adapter(model: nn.Module, adapter_dir: str | Path) -> dict:
+    """Add the LoRA layers an adapter folder describes and load its weights; return its config."""
+    cfg = read_adapter_config(adapter_dir)
+    apply_lora(model, cfg)
+    load_adapter_weights(model, adapter_dir)
+    return cfg
+
+
+def adapter_weights(model: nn.Module) -> dict:
+    return dict(tree_flatten(model.trainable_parameters()))
+
+
+def save_adapter(model: nn.Module, out_dir: str | Path, adapter_cfg: dict) -> None:
+    """Write adapters.safetensors + adapter_config.json atomically (weights first, config last)."""
+    out = Path(out_dir)
+    weights = adapter_weights(model)
+    atomic_write(out / ADAPTER_FILE, lambda p: mx.save_safetensors(str(p), weights, metadata={"format": "mlx"}))
+    atomic_write_json(out / ADAPTER_CONFIG, adapter_cfg)
+
+
+def cache_root(cache_dir: str | None = None) -> Path:
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("MLX_DPO_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlx-dpo"

@@ -1,0 +1,128 @@
+"""Reference log-probs: computed once before training with the starting model, cached on disk.
+
+A fresh LoRA adapter starts with B = 0, so the model about to be trained *is* the reference
+(base, or base + init adapter). Scoring the data with it before the first update gives exact
+reference log-probs without a second copy of the weights and without a reference forward per step.
+
+The cache key is a fingerprint of everything that changes the numbers: the weight files' contents,
+on-the-fly quantization, the init adapter, the tokenizer and chat template files, the rendered token
+ids of every row (which also captures the length limits), and the MLX version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+
+from .batching import make_batch, sequential_batches
+from .io import atomic_write, atomic_write_json
+from .logprobs import sequence_logps, to_mx
+from .template import TokenizedPair
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
+                   "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt")
+
+
+def _file_digest(path: Path, memo_dir: Path | None) -> str:
+    """Content hash of a (possibly multi-GB) file, memoised by (path, size, mtime) so reruns are instant."""
+    st = path.stat()
+    memo_key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:32]
+    memo = memo_dir / f"{memo_key}.txt" if memo_dir else None
+    if memo is not None and memo.exists():
+        return memo.read_text().strip()
+    h = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 24):
+            h.update(chunk)
+    digest = h.hexdigest()
+    if memo is not None:
+        atomic_write(memo, lambda p: p.write_text(digest))
+    return digest
+
+
+def model_fingerprint(model_path: Path, quantize: int | None, init_adapter: str | None,
+                      cache_dir: Path) -> str:
+    memo = cache_dir / "file-digests"
+    h = hashlib.sha256()
+    h.update((model_path / "config.json").read_bytes())
+    for f in sorted(model_path.glob("model*.safetensors")):
+        h.update(f"{f.name}:{_file_digest(f, memo)}".encode())
+    for name in TOKENIZER_FILES:
+        f = model_path / name
+        if f.exists():
+            h.update(f"{name}:{_file_digest(f, None)}".encode())
+    h.update(f"quantize={quantize}".encode())
+    if init_adapter:
+        for name in ("adapter_config.json", "adapters.safetensors"):
+            h.update(f"{name}:{_file_digest(Path(init_adapter) / name, None)}".encode())
+    h.update(f"mlx={mx.__version__}".encode())
+    return h.hexdigest()
+
+
+def data_fingerprint(pairs: list[TokenizedPair]) -> str:
+    h = hashlib.sha256()
+    for p in pairs:
+        for ids in (p.prompt, p.chosen, p.rejected):
+            h.update(np.asarray(ids, dtype=np.int32).tobytes())
+            h.update(b"|")
+    return h.hexdigest()
+
+
+def score_pairs(model, pairs: list[TokenizedPair], batch_size: int, pad_multiple: int,
+                pad_id: int = 0, progress=None) -> dict[str, np.ndarray]:
+    """Forward-only scoring of every pair: summed log-probs and token counts of chosen and rejected."""
+    n = len(pairs)
+    out = {k: np.zeros(n, dtype=np.float32) for k in ("chosen", "rejected", "ntok_chosen", "ntok_rejected")}
+    batches = sequential_batches(pairs, batch_size)
+    for b, idx in enumerate(batches):
+        batch = make_batch(pairs, idx, batch_size, pad_multiple, pad_id)
+        logps, ntok = sequence_logps(model, *to_mx(batch))
+        mx.eval(logps, ntok)  # sync point: one batch at a time keeps memory flat
+        logps, ntok = np.array(logps), np.array(ntok)
+        k = len(idx)
+        out["chosen"][idx] = logps[:k]
+        out["rejected"][idx] = logps[batch_size: batch_size + k]
+        out["ntok_chosen"][idx] = ntok[:k]
+        out["ntok_rejected"][idx] = ntok[batch_size: batch_size + k]
+        if progress:
+            progress(b + 1, len(batches))
+    return out
+
+
+def reference_logps(model, pairs: list[TokenizedPair], *, model_key: str, cache_dir: Path,
+                    batch_size: int, pad_multiple: int, pad_id: int = 0, log=print,
+                    label: str = "train") -> dict[str, np.ndarray]:
+    """Load the reference log-probs from the cache, or compute and store them."""
+    key = hashlib.sha256(f"{model_key}|{data_fingerprint(pairs)}".encode()).hexdigest()[:40]
+    path = cache_dir / "reference" / f"{key}.safetensors"
+    if path.exists():
+        try:
+            loaded = {k: np.array(v) for k, v in mx.load(str(path)).items()}
+            if all(len(v) == len(pairs) for v in loaded.values()) and len(loaded) == 4:
+                log(f"reference log-probs ({label}, {len(pairs)} pairs): reused from cache {path.name}")
+                return loaded
+        except Exception:
+            pass  # unreadable cache entry: recompute and overwrite it
+    was_training = model.training
+    model.eval()  # dropout off: the reference is the deterministic starting model
+    t0 = time.perf_counter()
+    ref = score_pairs(model, pairs, batch_size, pad_multiple, pad_id)
+    if was_training:
+        model.train()
+    atomic_write(path, lambda p: mx.save_safetensors(str(p), {k: mx.array(v) for k, v in ref.items()},
+                                                     metadata={"format": "mlx-dpo-reference"}))
+    atomic_write_json(path.with_suffix(".json"), {"pairs": len(pairs), "created": time.time(),
+                                                  "label": label, "pid": os.getpid()})
+    log(f"reference log-probs ({label}, {len(pairs)} pairs): computed in {time.perf_counter() - t0:.1f}s, "
+        f"cached as {path.name}")
+    return ref
+
+
+def describe(ref: dict) -> str:
+    return json.dumps({k: float(np.mean(v)) for k, v in ref.items()})

@@ -1,0 +1,287 @@
+"""The DPO training loop: setup -> precompute reference -> compiled steps -> eval, checkpoints, resume.
+
+Determinism: data order is a pure function of (seed, epoch) and the dropout RNG is re-seeded from
+(seed, step) before every optimizer step, so a checkpoint needs only the adapter, the optimizer state
+and the step counter to continue bit-exactly.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from functools import partial
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+from mlx.utils import tree_flatten, tree_map
+
+from . import checkpoint as ckpt
+from .batching import batches_per_epoch, epoch_order, make_batch
+from .config import TrainConfig, save_config
+from .data import DataKeys
+from .errors import TrainingStopped, UsageError
+from .evaluation import evaluate
+from .logprobs import sequence_logps
+from .losses import dpo_losses, pair_stats, stats_to_metrics
+from .model import apply_lora, cache_root, lora_config, load_adapter_weights, load_base, num_blocks, \
+    read_adapter_config, save_adapter
+from .prepare import prepare_strict
+from .reference import model_fingerprint, reference_logps
+
+
+def make_schedule(cfg: TrainConfig, total_steps: int):
+    main = (optim.cosine_decay(cfg.learning_rate, max(total_steps - cfg.warmup_steps, 1), 0.0)
+            if cfg.lr_schedule == "cosine" else (lambda step: mx.array(cfg.learning_rate)))
+    if not cfg.warmup_steps:
+        return main
+    warm = optim.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps)
+    return optim.join_schedules([warm, main], [cfg.warmup_steps])
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, log=print, show_progress: bool = True):
+        self.cfg, self.log, self.show_progress = cfg, log, show_progress
+        self.run_dir = Path(cfg.output)
+        self.stop_requested = False
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> "Trainer":
+        cfg = self.cfg
+        self._check_run_dir()
+        loaded = load_base(cfg.model, cfg.quantize, cfg.trust_remote_code, log=self.log)
+        self.model, self.tokenizer, self.model_path = loaded.model, loaded.tokenizer, loaded.path
+        self.pad_id = self.tokenizer.pad_token_id or 0
+        keys = DataKeys(cfg.prompt_key, cfg.chosen_key, cfg.rejected_key, cfg.system_key)
+        self.train_data = prepare_strict(cfg.data, keys, self.tokenizer, cfg.max_length, cfg.prompt_limit,
+                                         self.log).pairs
+        self.valid_data = (prepare_strict(cfg.valid_data, keys, self.tokenizer, cfg.max_length,
+                                          cfg.prompt_limit, self.log).pairs if cfg.valid_data else None)
+
+        mx.random.seed(cfg.seed)  # LoRA A-factor init
+        if cfg.init_adapter:
+            self.adapter_cfg = read_adapter_config(cfg.init_adapter)
+            apply_lora(self.model, self.adapter_cfg)
+            load_adapter_weights(self.model, cfg.init_adapter)
+            self.log(f"starting from adapter {cfg.init_adapter} (its LoRA settings are used)")
+        else:
+            layers = num_blocks(self.model) if cfg.lora_layers == -1 else min(cfg.lora_layers, num_blocks(self.model))
+            self.adapter_cfg = lora_config(cfg.lora_rank, cfg.lora_scale, cfg.lora_dropout, cfg.lora_keys,
+                                           layers, cfg.dora)
+            apply_lora(self.model, self.adapter_cfg)
+        if cfg.grad_checkpoint:
+            from mlx_lm.tuner.trainer import grad_checkpoint
+            grad_checkpoint(self.model.layers[0])
+
+        # The model now equals the starting point (LoRA B = 0, or the init adapter): score the data
+        # with it before any update. SimPO is reference-free and skips this.
+        self.ref_train = self.ref_valid = None
+        if cfg.loss != "simpo":
+            cache = cache_root(cfg.cache_dir)
+            key = model_fingerprint(self.model_path, cfg.quantize, cfg.init_adapter, cache)
+            ref = partial(reference_logps, self.model, model_key=key, cache_dir=cache,
+                          batch_size=cfg.batch_size, pad_multiple=cfg.pad_multiple, pad_id=self.pad_id,
+                          log=self.log)
+            self.ref_train = ref(self.train_data, label="train")
+            if self.valid_data:
+                self.ref_valid = ref(self.valid_data, label="valid")
+
+        self.steps_per_epoch = max(1, batches_per_epoch(len(self.train_data), cfg.batch_size) // cfg.grad_accum)
+        self.total_steps = cfg.iters or (cfg.epochs or 1) * self.steps_per_epoch
+        self.schedule = make_schedule(cfg, self.total_steps)
+        self.optimizer = optim.AdamW(learning_rate=self.schedule, weight_decay=cfg.weight_decay)
+        self.optimizer.init(self.model.trainable_parameters())
+        self.step = 0
+        if cfg.resume:
+            self.step = ckpt.restore(self.run_dir, self.model, self.optimizer, self.log)
+        n_train = sum(v.size for _, v in tree_flatten(self.model.trainable_parameters()))
+        self.log(f"{len(self.train_data)} training pairs, {self.total_steps} steps, "
+                 f"{n_train:,} trainable parameters ({self.adapter_cfg['fine_tune_type']})")
+        return self
+
+    def _check_run_dir(self):
+        d = self.run_dir
+        if d.exists() and not d.is_dir():
+            raise UsageError(f"{d}: --output exists and is not a folder")
+        has_run = (d / "adapters.safetensors").exists() or (d / "checkpoints").exists()
+        if self.cfg.resume and not ckpt.latest(d):
+            raise UsageError(f"{d}: nothing to resume (no checkpoint in {d / 'checkpoints'})")
+        if not self.cfg.resume and has_run:
+            raise UsageError(f"{d}: already holds a run; pass --resume to continue it or choose another --output")
+
+    # ------------------------------------------------------------------ the step
+    def _build_step(self):
+        model, optimizer, cfg = self.model, self.optimizer, self.cfg
+
+        def loss_fn(model, inputs, positions, targets, mask, ref_c, ref_r, pair_mask, denom):
+            logps, ntok = sequence_logps(model, inputs, positions, targets, mask)
+            B = pair_mask.shape[0]
+            # Rows [0, B) are chosen, [B, 2B) rejected (see batching.py).
+            losses, cr, rr = dpo_losses(logps[:B], logps[B:], ref_c, ref_r,
+                                        mx.maximum(ntok[:B], 1), mx.maximum(ntok[B:], 1), loss=cfg.loss,
+                                        beta=cfg.beta, label_smoothing=cfg.label_smoothing,
+                                        simpo_gamma=cfg.simpo_gamma)
+            # Divide by the pairs of the whole optimizer step, so summed micro-batch gradients
+            # are the gradient of the step's mean loss (a short last batch is weighted correctly).
+            loss = (losses * pair_mask).sum() / denom
+            return loss, pair_stats(losses, cr, rr, logps[:B], logps[B:], pair_mask)
+
+        value_and_grad = nn.value_and_grad(model, loss_fn)
+        state = [model.state, optimizer.state, mx.random.state]
+
+        @partial(mx.compile, inputs=state, outputs=state)
+        def step(arrays, prev_grad, do_update):
+            (_, stats), grad = value_and_grad(model, *arrays)
+            if prev_grad is not None:
+                grad = tree_map(lambda a, b: a + b, grad, prev_grad)
+            grad_norm = mx.array(0.0)
+            if do_update:
+                if cfg.max_grad_norm is not None:
+                    grad, grad_norm = optim.clip_grad_norm(grad, cfg.max_grad_norm)
+                optimizer.update(model, grad)
+                grad = None
+            return stats, grad, grad_norm
+
+        return step
+
+    def _micro_batches(self, step: int):
+        """The grad_accum batches of optimizer step `step` (1-based), as (epoch, Batch) pairs."""
+        cfg, out = self.cfg, []
+        n_batches = batches_per_epoch(len(self.train_data), cfg.batch_size)
+        for k in range(cfg.grad_accum):
+            g = (step - 1) * cfg.grad_accum + k            # global micro-batch number
+            epoch, pos = divmod(g, self.steps_per_epoch * cfg.grad_accum)
+            if pos >= n_batches:                            # grad_accum does not divide the epoch
+                pos %= n_batches
+            if getattr(self, "_order_epoch", None) != epoch:
+                self._order, self._order_epoch = epoch_order(self.train_data, cfg.batch_size, cfg.seed, epoch), epoch
+            out.append((epoch + (pos + 1) / n_batches, make_batch(self.train_data, self._order[pos], cfg.batch_size,
+                                                            cfg.pad_multiple, self.pad_id)))
+        return out
+
+    def _arrays(self, batch, denom):
+        ref_c = self.ref_train["chosen"][batch.indices] if self.ref_train else np.zeros(len(batch.indices), np.float32)
+        ref_r = self.ref_train["rejected"][batch.indices] if self.ref_train else np.zeros(len(batch.indices), np.float32)
+        return (mx.array(batch.inputs), mx.array(batch.positions), mx.array(batch.targets), mx.array(batch.mask),
+                mx.array(ref_c), mx.array(ref_r), mx.array(batch.pair_mask), mx.array(float(denom)))
+
+    # ------------------------------------------------------------------ the loop
+    def train(self, stop_at_step: int | None = None) -> dict:
+        """Run to the end (or to `stop_at_step`, saving a checkpoint there). Returns the last metrics row."""
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, self.run_dir / "config.yaml")
+        metrics = ckpt.MetricsLog(self.run_dir / "metrics.jsonl", keep_until=self.step)
+        step_fn = self._build_step()
+        self.model.train()
+        window, tokens, t0, last = None, 0, time.perf_counter(), {}
+        bar = _progress(self.total_steps, self.step, self.show_progress)
+        eval_every = cfg.eval_every or max(1, self.total_steps // 10)
+        old_handlers = _install_stop_handlers(self)
+        try:
+            while self.step < self.total_steps:
+                s = self.step + 1
+                mx.random.seed(cfg.seed * 1_000_003 + s)  # dropout RNG from (seed, step): resumable
+                micro = self._micro_batches(s)
+                denom = sum(b.n_pairs for _, b in micro)
+                grad = None
+                for k, (epoch, batch) in enumerate(micro):
+                    stats, grad, _ = step_fn(self._arrays(batch, denom), grad, k == len(micro) - 1)
+                    mx.eval(stats, self.model.trainable_parameters(), self.optimizer.state)  # sync point per micro-batch
+                    window = stats if window is None else window + stats
+                    tokens += batch.n_tokens
+                if not np.all(np.isfinite(np.array(window))):
+                    raise TrainingStopped(f"non-finite loss at step {s}; stopped without saving it. Last good "
+                                          f"checkpoint: {ckpt.latest(self.run_dir) or 'none'}. Try a lower "
+                                          "--learning-rate or --beta.")
+                self.step = s
+                if s % cfg.log_every == 0 or s == self.total_steps:
+                    dt = time.perf_counter() - t0
+                    last = {"step": s, "epoch": round(epoch, 4), **stats_to_metrics(np.array(window).tolist()),
+                            "learning_rate": float(self.schedule(mx.array(s - 1))),
+                            "tokens_per_second": tokens / dt if dt > 0 else 0.0,
+                            "peak_memory_gb": mx.get_peak_memory() / 1e9}
+                    metrics.write(last)
+                    bar.update(s, last)
+                    window, tokens, t0 = None, 0, time.perf_counter()
+                if self.valid_data and (s % eval_every == 0 or s == self.total_steps):
+                    row = {"step": s, **self.evaluate_valid()}
+                    metrics.write(row)
+                    bar.note(f"step {s}: eval loss {row['eval/loss']:.4f}, "
+                             f"accuracy {row['eval/rewards/accuracies']:.3f}, margin {row['eval/rewards/margins']:.3f}")
+                if s % cfg.save_every == 0 or s == stop_at_step:
+                    self.save_checkpoint()
+                if s == stop_at_step:
+                    break
+                if self.stop_requested:
+                    self.save_checkpoint()
+                    raise KeyboardInterrupt
+            if self.step >= self.total_steps:
+                self.save_checkpoint()
+                save_adapter(self.model, self.run_dir, self.adapter_cfg)
+        finally:
+            bar.close()
+            _restore_handlers(old_handlers)
+        return last
+
+    def evaluate_valid(self) -> dict:
+        cfg = self.cfg
+        return evaluate(self.model, self.valid_data, self.ref_valid, batch_size=cfg.batch_size,
+                        pad_multiple=cfg.pad_multiple, loss=cfg.loss, beta=cfg.beta,
+                        label_smoothing=cfg.label_smoothing, simpo_gamma=cfg.simpo_gamma,
+                        pad_id=self.pad_id, prefix="eval/")
+
+    def save_checkpoint(self):
+        path = ckpt.save(self.run_dir, self.step, self.model, self.optimizer, self.adapter_cfg)
+        save_adapter(self.model, self.run_dir, self.adapter_cfg)
+        self.log(f"checkpoint saved: {path}")
+
+
+# ---------------------------------------------------------------------- terminal helpers
+
+def _install_stop_handlers(trainer: Trainer):
+    """SIGINT/SIGTERM finish the current step, save a checkpoint, then stop (a second Ctrl-C aborts)."""
+    def handler(signum, frame):
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        trainer.stop_requested = True
+        trainer.log("stopping after this step (checkpointing); press Ctrl-C again to abort")
+
+    try:
+        return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave signals alone
+        return {}
+
+
+def _restore_handlers(old):
+    for s, h in old.items():
+        signal.signal(s, h)
+
+
+class _progress:
+    def __init__(self, total, start, enabled):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, leave=True)
+
+    def update(self, step, row):
+        if self.bar is not None:
+            self.bar.n = step
+            self.bar.set_postfix(loss=f"{row['loss']:.4f}", acc=f"{row['rewards/accuracies']:.2f}",
+                                 margin=f"{row['rewards/margins']:.3f}", tok_s=f"{row['tokens_per_second']:.0f}")
+
+    def note(self, text):
+        if self.bar is not None:
+            self.bar.write(text)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_training(cfg: TrainConfig, log=print, show_progress=True) -> dict:
+    return Trainer(cfg, log, show_progress).setup().train()
+
