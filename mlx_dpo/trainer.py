@@ -112,21 +112,30 @@ class Trainer:
             raise UsageError(f"{d}: already holds a run; pass --resume to continue it or choose another --output")
 
     # ------------------------------------------------------------------ the step
+    def loss_fn(self, model, inputs, positions, targets, mask, ref_c, ref_r, pair_mask, denom):
+        """Mean DPO loss of a micro-batch (normalised by the step's pair count) and its summed stats."""
+        cfg = self.cfg
+        logps, ntok = sequence_logps(model, inputs, positions, targets, mask)
+        B = pair_mask.shape[0]
+        # Rows [0, B) are chosen, [B, 2B) rejected (see batching.py).
+        losses, cr, rr = dpo_losses(logps[:B], logps[B:], ref_c, ref_r,
+                                    mx.maximum(ntok[:B], 1), mx.maximum(ntok[B:], 1), loss=cfg.loss,
+                                    beta=cfg.beta, label_smoothing=cfg.label_smoothing,
+                                    simpo_gamma=cfg.simpo_gamma)
+        # Divide by the pairs of the whole optimizer step, so summed micro-batch gradients
+        # are the gradient of the step's mean loss (a short last batch is weighted correctly).
+        loss = (losses * pair_mask).sum() / denom
+        return loss, pair_stats(losses, cr, rr, logps[:B], logps[B:], pair_mask)
+
+    def step_arrays(self, step: int) -> list[tuple]:
+        """The model inputs of each micro-batch of optimizer step `step` (1-based)."""
+        micro = self._micro_batches(step)
+        denom = sum(b.n_pairs for _, b in micro)
+        return [self._arrays(b, denom) for _, b in micro]
+
     def _build_step(self):
         model, optimizer, cfg = self.model, self.optimizer, self.cfg
-
-        def loss_fn(model, inputs, positions, targets, mask, ref_c, ref_r, pair_mask, denom):
-            logps, ntok = sequence_logps(model, inputs, positions, targets, mask)
-            B = pair_mask.shape[0]
-            # Rows [0, B) are chosen, [B, 2B) rejected (see batching.py).
-            losses, cr, rr = dpo_losses(logps[:B], logps[B:], ref_c, ref_r,
-                                        mx.maximum(ntok[:B], 1), mx.maximum(ntok[B:], 1), loss=cfg.loss,
-                                        beta=cfg.beta, label_smoothing=cfg.label_smoothing,
-                                        simpo_gamma=cfg.simpo_gamma)
-            # Divide by the pairs of the whole optimizer step, so summed micro-batch gradients
-            # are the gradient of the step's mean loss (a short last batch is weighted correctly).
-            loss = (losses * pair_mask).sum() / denom
-            return loss, pair_stats(losses, cr, rr, logps[:B], logps[B:], pair_mask)
+        loss_fn = self.loss_fn
 
         value_and_grad = nn.value_and_grad(model, loss_fn)
         state = [model.state, optimizer.state, mx.random.state]
