@@ -748,6 +748,14 @@ def money(x):
     return f"${float(x):,.2f}"
 
 
+def a_an(amount):
+    """'a' or 'an' before a spoken number/amount like '$80' (an eighty...) or '$11'."""
+    digits = amount.lstrip("$").replace(",", "").split(".")[0]
+    n = int(digits)
+    vowel = digits.startswith("8") or n in (11, 18) or n // 1000 in (11, 18)
+    return "an" if vowel else "a"
+
+
 def last_number(text):
     nums = NUM_RE.findall(text)
     return F(nums[-1].replace(",", "")) if nums else None
@@ -777,7 +785,7 @@ def g_add(r):
                    f"Quick one: what's {a} plus {b}?", f"What's the sum of {a} and {b}?",
                    f"Add {a} and {b}, please."])
     t = r.choice(["{a} + {b} = {v}.", "The sum is {v}.", "That comes to {v}.", "{a} plus {b} is {v}."])
-    return dict(prompt=p, chosen=t.format(a=a, b=b, v=fmt(c)), rejected=t.format(a=a, b=b, v=fmt(w)),
+    return dict(prompt=p, chosen=t.format(a=a, b=b, v=fmt(c, 10000)), rejected=t.format(a=a, b=b, v=fmt(w, 10000)),
                 answer=c, check=("add",))
 
 
@@ -789,7 +797,7 @@ def g_sub(r):
     p = r.choice([f"What is {a} - {b}?", f"What's {a} minus {b}?", f"Subtract {b} from {a}.",
                    f"If I take {b} away from {a}, what's left?", f"Can you work out {a} − {b}?"])
     t = r.choice(["{a} - {b} = {v}.", "That leaves {v}.", "The difference is {v}.", "It's {v}."])
-    return dict(prompt=p, chosen=t.format(a=a, b=b, v=fmt(c)), rejected=t.format(a=a, b=b, v=fmt(w)),
+    return dict(prompt=p, chosen=t.format(a=a, b=b, v=fmt(c, 10000)), rejected=t.format(a=a, b=b, v=fmt(w, 10000)),
                 answer=c, check=("sub",))
 
 
@@ -802,13 +810,13 @@ def g_mul(r):
     if ones and r.random() < 0.6:
         p1, p2 = a * tens, a * ones
         bad2 = p2 + r.choice([10, -10, 2 * a if a * ones > 2 * a else 10])
-        chosen = f"{a} × {b} = {a} × {tens} + {a} × {ones} = {fmt(p1)} + {fmt(p2)} = {fmt(c)}."
+        chosen = f"{a} × {b} = {a} × {tens} + {a} × {ones} = {fmt(p1, 10000)} + {fmt(p2, 10000)} = {fmt(c, 10000)}."
         w = p1 + bad2
-        rejected = f"{a} × {b} = {a} × {tens} + {a} × {ones} = {fmt(p1)} + {fmt(bad2)} = {fmt(w)}."
+        rejected = f"{a} × {b} = {a} × {tens} + {a} × {ones} = {fmt(p1, 10000)} + {fmt(bad2, 10000)} = {fmt(w, 10000)}."
     else:
         w = pick_wrong(r, c, [c + 10, c - 10, c + a, c - a])
         t = r.choice(["{a} × {b} = {v}.", "That's {v}.", "The product is {v}."])
-        chosen, rejected = t.format(a=a, b=b, v=fmt(c)), t.format(a=a, b=b, v=fmt(w))
+        chosen, rejected = t.format(a=a, b=b, v=fmt(c, 10000)), t.format(a=a, b=b, v=fmt(w, 10000))
     assert w != c
     return dict(prompt=p, chosen=chosen, rejected=rejected, answer=c, check=("mul",))
 
@@ -822,7 +830,7 @@ def g_div(r):
                    f"If I split {a} into {b} equal parts, how big is each part?"])
     t = r.choice(["{a} ÷ {b} = {v}.", "It's {v}.", "{b} goes into {a} exactly {v} times.",
                   "Each part is {v}." if "split" in p else "The answer is {v}."])
-    return dict(prompt=p, chosen=t.format(a=a, b=b, v=fmt(q)), rejected=t.format(a=a, b=b, v=fmt(w)),
+    return dict(prompt=p, chosen=t.format(a=a, b=b, v=fmt(q)), rejected=t.format(a=a, b=b, v=fmt(w, 10000)),
                 answer=q, check=("div",))
 
 
@@ -836,7 +844,7 @@ def g_pct(r):
     t = r.choice(["{pct}% of {base} is {v}.", "{base} × 0.{pp} = {v}." if pct >= 10 else "{base} × 0.0{pct} = {v}.",
                   "That's {v}."])
     kw = dict(pct=pct, base=base, pp=f"{pct:02d}".rstrip("0") if pct % 10 == 0 else pct)
-    return dict(prompt=p, chosen=t.format(v=fmt(c), **kw), rejected=t.format(v=fmt(w), **kw),
+    return dict(prompt=p, chosen=t.format(v=fmt(c, 10000), **kw), rejected=t.format(v=fmt(w, 10000), **kw),
                 answer=c, check=("pct",))
 
 
@@ -847,7 +855,7 @@ def g_sq(r):
     p = r.choice([f"What is {n} squared?", f"What's {n}²?", f"Square {n} for me.",
                    f"What do you get when you multiply {n} by itself?"])
     t = r.choice(["{n}² = {n} × {n} = {v}.", "{n} squared is {v}.", "It's {v}."])
-    return dict(prompt=p, chosen=t.format(n=n, v=fmt(c)), rejected=t.format(n=n, v=fmt(w)),
+    return dict(prompt=p, chosen=t.format(n=n, v=fmt(c, 10000)), rejected=t.format(n=n, v=fmt(w, 10000)),
                 answer=c, check=("sq",))
 
 
@@ -1011,8 +1019,8 @@ def w_split(r):
     if (wrong * 100).denominator != 1:
         wrong = each + F(5, 2)
     friends = n - 1
-    p = r.choice([f"I'm splitting a {money(bill)} dinner bill evenly with {NUMWORD.get(friends, friends)} friends. How much does each of us pay?",
-                   f"Our group of {n} is sharing a {money(bill)} bill equally. What's each person's share?"])
+    p = r.choice([f"I'm splitting {a_an(money(bill))} {money(bill)} dinner bill evenly with {NUMWORD.get(friends, friends)} friends. How much does each of us pay?",
+                   f"Our group of {n} is sharing {a_an(money(bill))} {money(bill)} bill equally. What's each person's share?"])
     if "friends" in p:
         chosen = f"That's {n} people including you, so {money(bill)} ÷ {n} = {money(each)} each."
         rejected = f"{money(bill)} ÷ {friends} = {money(wrong)} each."
@@ -1032,7 +1040,7 @@ def w_discount(r):
     wrong = pick_wrong(r, sale, [price - d, off, sale + 5])
     item = r.choice(["jacket", "pair of shoes", "lamp", "backpack", "blender", "board game"])
     p = r.choice([f"A {item} costs {money(price)} and is {d}% off. What's the sale price?",
-                   f"What do I pay for a {money(price)} {item} with a {d}% discount?"])
+                   f"What do I pay for {a_an(money(price))} {money(price)} {item} with a {d}% discount?"])
     chosen = f"{d}% of {money(price)} is {money(off)}, so you pay {money(price)} - {money(off)} = {money(sale)}."
     if wrong == price - d:
         rejected = f"Take {d} off {money(price)}, so you pay {money(wrong)}."
@@ -1081,7 +1089,7 @@ def w_tip(r):
     tip = bill * pct / 100
     if r.random() < 0.5:
         wrong = pick_wrong(r, tip, [bill / 10, tip + 1, bill * (pct - 5) / 100])
-        p = r.choice([f"How much is a {pct}% tip on a {money(bill)} bill?",
+        p = r.choice([f"How much is a {pct}% tip on {a_an(money(bill))} {money(bill)} bill?",
                        f"What should I tip on {money(bill)} if I want to leave {pct}%?"])
         chosen = f"{pct}% of {money(bill)} is {money(tip)}."
         rejected = f"{pct}% of {money(bill)} is {money(wrong)}."
@@ -1099,10 +1107,13 @@ def w_age(r):
     y, target = r.randint(1938, 2012), r.choice([2026, 2028, 2030, 2035])
     ans = target - y
     wrong = pick_wrong(r, ans, [ans - 1, ans + 1, ans + 10, ans - 10])
-    who = r.choice(["I was", "My grandmother was", "My brother was", "My dad was", "Our neighbor was"])
-    p = f"{who} born in {y}. How old will {'I' if who == 'I was' else 'they'} turn in {target}?"
-    chosen = f"{target} - {y} = {ans}, so {'you' if who == 'I was' else 'they'} turn {ans}."
-    rejected = f"{target} - {y} = {wrong}, so {'you' if who == 'I was' else 'they'} turn {wrong}."
+    who, subj, obj = r.choice([("I was", "I", "you"), ("My grandmother was", "she", "she"),
+                               ("My brother was", "he", "he"), ("My dad was", "he", "he"),
+                               ("Our neighbor's daughter was", "she", "she"), ("My best friend was", "they", "they")])
+    p = f"{who} born in {y}. How old will {subj} turn in {target}?"
+    verb = "turn" if obj in ("you", "they") else "turns"
+    chosen = f"{target} - {y} = {ans}, so {obj} {verb} {ans}."
+    rejected = f"{target} - {y} = {wrong}, so {obj} {verb} {wrong}."
     return dict(prompt=p, chosen=chosen, rejected=rejected, answer=ans, check=None)
 
 
@@ -1325,9 +1336,12 @@ def build_pools(r):
         g = gens[i % len(gens)]
         i += 1
         ex = g(r)
-        if ex is None or ex["prompt"].lower() in seen:
+        if ex is None:
             continue
-        seen.add(ex["prompt"].lower())
+        sem = (g.__name__, tuple(sorted(numbers(ex["prompt"]))))
+        if ex["prompt"].lower() in seen or sem in seen:
+            continue
+        seen.update([ex["prompt"].lower(), sem])
         arith.append(single("arithmetic", ex["prompt"], ex["chosen"], ex["rejected"],
                             answer=F(ex["answer"]), check=ex["check"]))
     pools["arithmetic"] = arith
@@ -1350,6 +1364,9 @@ def build_pools(r):
         r.shuffle(pools[t])
         r.shuffle(multi[t])
     return pools, multi
+
+
+CONTEXT_DEPENDENT = re.compile(r"\b(again|before|one more time|your explanation|all the questions)\b|^(hi|hello|hey)\b", re.I)
 
 
 def with_opener(r, ex):
@@ -1383,10 +1400,17 @@ def split(r, pools, multi):
         chat_mt, hh_mt = mt[:N_CHAT_MULTI - (0 if t == "arithmetic" else 2)], []
         rest = mt[len(chat_mt):]
         hh_mt = rest[:N_HH_MULTI - (0 if t == "arithmetic" else 1)]
+        def take_standalone():
+            # a prompt that greets or refers back to an earlier answer can't follow a generic opener
+            for j, ex in enumerate(pool):
+                if not CONTEXT_DEPENDENT.search(ex["turns"][-1][1]):
+                    return pool.pop(j)
+            raise AssertionError(f"theme {t} has no standalone prompt left")
+
         while len(chat_mt) < N_CHAT_MULTI:
-            chat_mt.append(with_opener(r, take(1)[0]))
+            chat_mt.append(with_opener(r, take_standalone()))
         while len(hh_mt) < N_HH_MULTI:
-            hh_mt.append(with_opener(r, take(1)[0]))
+            hh_mt.append(with_opener(r, take_standalone()))
         files["chat"] += chat_mt
         files["hh"] += hh_mt
     files["valid"] = [maybe_system(r, ex, 0.25) for ex in files["valid"]]

@@ -1,0 +1,151 @@
+"""The `mlx-dpo` command end to end: train, eval, config files, interrupts, and user errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+import pytest
+import yaml
+
+from mlx_dpo.cli import main
+
+
+def cli(*args, timeout=300):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "mlx_dpo", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_train_then_eval_json(tiny_model, pairs_file, valid_file, tmp_path):
+    run = tmp_path / "run"
+    r = cli("train", "--model", tiny_model, "--data", pairs_file, "--valid-data", valid_file, "--output", run,
+            "--iters", 6, "--batch-size", 4, "--learning-rate", 2e-3)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    for f in ("adapters.safetensors", "adapter_config.json", "config.yaml", "metrics.jsonl"):
+        assert (run / f).exists(), f
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["iters"] == 6 and saved["learning_rate"] == 2e-3
+    r = cli("eval", "--model", tiny_model, "--adapter", run, "--data", valid_file, "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)  # exactly one JSON object on stdout
+    assert {"loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected", "n_pairs"} <= set(out)
+    assert out["n_pairs"] == 12
+    assert "reused from cache" in r.stderr  # same reference as training's eval set
+    base = json.loads(cli("eval", "--model", tiny_model, "--data", valid_file, "--json").stdout)
+    assert base["loss"] == pytest.approx(np.log(2), abs=1e-5) and base["rewards/margins"] == pytest.approx(0, abs=1e-5)
+    assert out["rewards/margins"] > base["rewards/margins"]
+    r = cli("eval", "--model", tiny_model, "--adapter", run, "--data", valid_file)
+    assert "rewards/accuracies" in r.stdout and r.returncode == 0
+
+
+def test_adapter_loads_in_mlx_lm_with_same_logits(tiny_model, pairs_file, tmp_path):
+    from mlx_lm import generate, load
+
+    from mlx_dpo.model import attach_adapter, load_base
+
+    run = tmp_path / "run"
+    assert main(["train", "--model", tiny_model, "--data", pairs_file, "--output", str(run), "--iters", "3",
+                 "--learning-rate", "5e-3"]) == 0
+    theirs, tok = load(tiny_model, adapter_path=str(run))
+    ours = load_base(tiny_model).model
+    attach_adapter(ours, run)
+    x = mx.array([tok.encode("Please describe the sea.")])
+    np.testing.assert_allclose(np.array(theirs(x)), np.array(ours(x)), atol=1e-5)
+    base, _ = load(tiny_model)
+    assert not np.allclose(np.array(base(x)), np.array(ours(x)), atol=1e-4)  # the adapter does something
+    assert isinstance(generate(theirs, tok, prompt="hello", max_tokens=3), str)
+
+
+def test_yaml_config_and_flag_precedence(tiny_model, pairs_file, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"model": tiny_model, "data": pairs_file, "iters": 5, "beta": 0.3,
+                                   "batch-size": 2, "learning_rate": 1e-4}))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--output", str(run), "--iters", "2"]) == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["iters"] == 2 and saved["beta"] == 0.3 and saved["batch_size"] == 2
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+
+
+@pytest.mark.parametrize("content,needle", [
+    ({"modle": "x"}, "modle: unknown config key"),
+    ({"beta": "high"}, "beta: expected a number"),
+    ({"batch_size": 0}, "batch_size: must be a positive integer"),
+    ("[1, 2", "invalid YAML"),
+])
+def test_bad_config_file_is_a_clear_error(tmp_path, capsys, content, needle):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+    assert main(["train", "--config", str(cfg), "--output", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--batch-size", "0"], "batch_size: must be a positive integer"),
+    (["--learning-rate", "-1"], "learning_rate: must be a positive number"),
+    (["--max-prompt-length", "2048"], "max_prompt_length: must be smaller"),
+])
+def test_bad_flags_exit_2(tiny_model, pairs_file, tmp_path, capsys, args, needle):
+    rc = main(["train", "--model", tiny_model, "--data", pairs_file, "--output", str(tmp_path / "run"), *args])
+    assert rc == 2 and needle in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_data_in_train_writes_nothing(tiny_model, tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "chosen": "x", "rejected": "y"}\n{"prompt": "b", "chosen": "same", "rejected": "same"}\n{oops\n')
+    rc = main(["train", "--model", tiny_model, "--data", str(bad), "--output", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f"{bad}:2: chosen,rejected: chosen and rejected are identical" in err
+    assert f"{bad}:3: json: invalid JSON" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_model_folder(tmp_path, pairs_file, capsys):
+    rc = main(["train", "--model", str(tmp_path / "nope"), "--data", pairs_file, "--output", str(tmp_path / "r")])
+    assert rc == 2 and "no such model folder" in capsys.readouterr().err
+
+
+def test_uncached_hub_id_offline_is_a_clear_error(tmp_path, pairs_file, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    rc = main(["train", "--model", "nobody/not-a-model", "--data", pairs_file, "--output", str(tmp_path / "r")])
+    assert rc == 2 and "not in the local Hugging Face cache" in capsys.readouterr().err
+
+
+def test_ctrl_c_checkpoints_and_exits_130_then_resumes(tiny_model, pairs_file, tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "mlx_dpo", "train", "--model", tiny_model, "--data", pairs_file,
+                             "--output", str(run), "--iters", "100000", "--batch-size", "2", "--save-every", "100000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    metrics = run / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    ckpts = sorted((run / "checkpoints").iterdir())
+    assert ckpts and (run / "adapters.safetensors").exists()
+    step = int(ckpts[-1].name.split("_")[1])
+    rows = [json.loads(l) for l in metrics.read_text().splitlines()]
+    assert rows[-1]["step"] == step
+    r = cli("train", "--output", run, "--resume", "--iters", step + 2)
+    assert r.returncode == 0, r.stderr
+    assert f"resumed from {ckpts[-1]}" in r.stderr
+    rows = [json.loads(l) for l in metrics.read_text().splitlines()]
+    assert [x["step"] for x in rows] == list(range(1, step + 3))
