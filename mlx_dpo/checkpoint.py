@@ -36,7 +36,7 @@ def latest(run_dir: Path) -> Path | None:
     return dirs[-1] if dirs else None
 
 
-def save(run_dir: Path, step: int, model, optimizer, adapter_cfg: dict) -> Path:
+def save(run_dir: Path, step: int, model, optimizer, adapter_cfg: dict, position: dict | None = None) -> Path:
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{step:07d}"
@@ -45,7 +45,9 @@ def save(run_dir: Path, step: int, model, optimizer, adapter_cfg: dict) -> Path:
         save_adapter(model, tmp, adapter_cfg)
         opt_state = dict(tree_flatten(optimizer.state))
         mx.save_safetensors(str(tmp / "optimizer.safetensors"), opt_state)
-        (tmp / "state.json").write_text(json.dumps({"step": step}))
+        # Data order and dropout RNG are pure functions of (seed, epoch) and (seed, step), so the
+        # step restores them; the position is recorded for people and tools reading the checkpoint.
+        (tmp / "state.json").write_text(json.dumps({"step": step, **(position or {})}))
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())

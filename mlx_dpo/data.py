@@ -80,7 +80,8 @@ def read_rows(path: Path) -> tuple[list[tuple[int, object]], list[str]]:
 
 def _read_jsonl(name: str, text: str):
     rows, errors = [], []
-    for i, line in enumerate(text.splitlines(), start=1):
+    # Not str.splitlines(): it also splits at U+2028/U+2029/U+0085, which JSON allows raw inside strings.
+    for i, line in enumerate(re.split(r"\r\n?|\n", text), start=1):
         if not line.strip():
             continue
         try:
@@ -203,6 +204,8 @@ def normalize_row(row, keys: DataKeys) -> PreferencePair:
     system = row.get(keys.system)
     if system is not None and not isinstance(system, str):
         raise _RowError(keys.system, f"expected a string, got {_kind(system)}")
+    if system is not None and not system.strip():
+        system = None  # exported datasets often carry "system": "" meaning no system message
 
     if keys.prompt in row and row[keys.prompt] is not None:
         p = row[keys.prompt]
@@ -256,7 +259,8 @@ def load_pairs(path: str | Path, keys: DataKeys = DataKeys()) -> LoadResult:
     """Read every row; collect pairs and all errors (does not raise for bad rows)."""
     path = Path(path)
     rows, errors = read_rows(path)
-    result = LoadResult(errors=errors, rows=len(rows))
+    # Rows that are not even valid JSON still count as rows of the file.
+    result = LoadResult(errors=errors, rows=len(rows) + sum(": json: " in e for e in errors))
     for line, row in rows:
         try:
             pair = normalize_row(row, keys)
@@ -266,9 +270,15 @@ def load_pairs(path: str | Path, keys: DataKeys = DataKeys()) -> LoadResult:
         pair.source = f"{path}:{line}"
         result.pairs.append(pair)
         result.formats[pair.format] += 1
+    result.errors.sort(key=_line_of_error)
     if not result.errors and not result.pairs:
         result.errors.append(f"{path}:1: file: no preference pairs found")
     return result
+
+
+def _line_of_error(msg: str) -> int:
+    m = re.match(r".*?:(\d+): ", msg)
+    return int(m.group(1)) if m else 0
 
 
 def load_pairs_strict(path: str | Path, keys: DataKeys = DataKeys()) -> list[PreferencePair]:

@@ -115,7 +115,7 @@ def truncate_pair(tp: TokenizedPair, max_length: int, prompt_limit: int, bos_id=
             prompt = [bos_id] + prompt[len(prompt) - prompt_limit + 1:]
         else:
             prompt = prompt[len(prompt) - prompt_limit:]
-    room = max_length - len(prompt)
+    room = max(0, max_length - len(prompt))  # a negative slice bound would keep tokens, not drop them
     chosen, rejected = tp.chosen[:room], tp.rejected[:room]
     if not chosen or not rejected:
         return None, True, "completion would be empty"

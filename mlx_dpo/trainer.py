@@ -243,7 +243,13 @@ class Trainer:
                         pad_id=self.pad_id, prefix="eval/")
 
     def save_checkpoint(self):
-        path = ckpt.save(self.run_dir, self.step, self.model, self.optimizer, self.adapter_cfg)
+        n_batches = batches_per_epoch(len(self.train_data), self.cfg.batch_size)
+        consumed = self.step * self.cfg.grad_accum
+        per_epoch = self.steps_per_epoch * self.cfg.grad_accum
+        position = {"epoch": consumed // per_epoch, "batch_in_epoch": consumed % per_epoch,
+                    "batches_per_epoch": n_batches, "seed": self.cfg.seed,
+                    "rng": "dropout RNG re-seeded from (seed, step) before each step"}
+        path = ckpt.save(self.run_dir, self.step, self.model, self.optimizer, self.adapter_cfg, position)
         save_adapter(self.model, self.run_dir, self.adapter_cfg)
         self.log(f"checkpoint saved: {path}")
 
