@@ -36,10 +36,14 @@ def latest(run_dir: Path) -> Path | None:
     return dirs[-1] if dirs else None
 
 
+def step_dir(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"{PREFIX}{step:07d}"
+
+
 def save(run_dir: Path, step: int, model, optimizer, adapter_cfg: dict, position: dict | None = None) -> Path:
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"{PREFIX}{step:07d}"
+    final = step_dir(run_dir, step)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     try:
         save_adapter(model, tmp, adapter_cfg)

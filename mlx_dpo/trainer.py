@@ -198,7 +198,8 @@ class Trainer:
                 grad = None
                 for k, (epoch, batch) in enumerate(micro):
                     stats, grad, _ = step_fn(self._arrays(batch, denom), grad, k == len(micro) - 1)
-                    mx.eval(stats, self.model.trainable_parameters(), self.optimizer.state)  # sync point per micro-batch
+                    # Sync point per micro-batch: bounds the lazy graph (and memory) to one batch.
+                    mx.eval(stats, grad, self.model.trainable_parameters(), self.optimizer.state)
                     window = stats if window is None else window + stats
                     tokens += batch.n_tokens
                 if not np.all(np.isfinite(np.array(window))):
@@ -227,9 +228,8 @@ class Trainer:
                 if self.stop_requested:
                     self.save_checkpoint()
                     raise KeyboardInterrupt
-            if self.step >= self.total_steps:
-                self.save_checkpoint()
-                save_adapter(self.model, self.run_dir, self.adapter_cfg)
+            if self.step >= self.total_steps and ckpt.latest(self.run_dir) != ckpt.step_dir(self.run_dir, self.step):
+                self.save_checkpoint()  # the final adapter (save_checkpoint also writes RUN_DIR's copy)
         finally:
             bar.close()
             _restore_handlers(old_handlers)
