@@ -1,4 +1,4 @@
-"""The `mlx-dpo` command: validate, train, eval.
+"""The `mlx-dpo` command: validate, train, eval, chat, generate, export.
 
 Flags are generated from TrainConfig's fields (one source of truth for names, types and help).
 User errors print one line per problem and exit 2; a run stopped by a training condition exits 1;
@@ -8,6 +8,7 @@ Ctrl-C during training saves a checkpoint and exits 130. Logs go to stderr, resu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import typing
@@ -68,7 +69,43 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     _add_config_args(e, ("model", "data", "quantize", "trust_remote_code", "batch_size", "pad_multiple",
                          "cache_dir", "init_adapter") + DATA_KEYS + LENGTHS + LOSS_ARGS)
+
+    for name, help_ in (("chat", "chat with base + adapter in the terminal (/reset, /quit)"),
+                        ("generate", "print one completion for --prompt")):
+        c = sub.add_parser(name, help=help_)
+        _add_model_args(c)
+        _add_sampling_args(c)
+        c.add_argument("--system", help="system message")
+        c.add_argument("--compare", action="store_true",
+                       help="answer with the base model and with base + adapter, one after the other")
+        if name == "generate":
+            c.add_argument("--prompt", required=True, help="the user message")
+
+    x = sub.add_parser("export", help="export an adapter: fused HF model, PEFT adapter or mlx-lm folder; verified")
+    _add_model_args(x, adapter_required=True)
+    x.add_argument("--output", required=True, help="new folder to write (must not exist)")
+    x.add_argument("--format", choices=("hf", "peft", "mlx"), default="hf", help="default: hf (fused, dequantized)")
+    x.add_argument("--dtype", choices=("float16", "bfloat16", "float32"), help="tensor dtype (default: the base's)")
+    x.add_argument("--quantize", type=int, choices=(4, 8), help="re-quantize the fused hf model for MLX use")
+    x.add_argument("--no-verify", dest="verify", action="store_false", help="skip the reload-and-compare check")
+    x.add_argument("--push-to-hub", metavar="REPO", help="upload OUT to this Hugging Face repo")
     return p
+
+
+def _add_model_args(p, adapter_required=False):
+    p.add_argument("--model", required=True, help="local HF-format folder or hub id of the base model")
+    p.add_argument("--adapter", required=adapter_required, help="run dir or adapter folder")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the model folder to run its own code")
+    if not adapter_required:
+        p.add_argument("--quantize", type=int, choices=(4, 8), help="quantize the base on load")
+
+
+def _add_sampling_args(p):
+    from .generate import Sampling
+
+    for f in dataclasses.fields(Sampling):
+        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=float if f.type == "float" else int,
+                       default=f.default, help=f.metadata["help"] + f" (default: {f.default})")
 
 
 def main(argv=None) -> int:
@@ -78,7 +115,10 @@ def main(argv=None) -> int:
         parser.print_help()
         return 0
     try:
-        return {"validate": cmd_validate, "train": cmd_train, "eval": cmd_eval}[args.command](args)
+        from . import cli_use
+        commands = {"validate": cmd_validate, "train": cmd_train, "eval": cmd_eval, "chat": cli_use.cmd_chat,
+                    "generate": cli_use.cmd_generate, "export": cli_use.cmd_export}
+        return commands[args.command](args)
     except DataError as e:
         for line in e.errors:
             print(line, file=sys.stderr)

@@ -156,20 +156,25 @@ def load_adapter_weights(model: nn.Module, adapter_dir: str | Path) -> None:
         weights = mx.load(str(path))
     except Exception as e:
         raise UsageError(f"{path}: cannot read adapter weights: {e}") from None
+    set_adapter_weights(model, weights, str(path))
+
+
+def set_adapter_weights(model: nn.Module, weights: dict, source: str) -> None:
+    """Replace every adapter tensor, checking names and shapes (load_weights alone checks neither)."""
     params = {k: v for k, v in tree_flatten(model.trainable_parameters())}
     problems = []
     for name, w in weights.items():
         if name not in params:
             problems.append(f"{name} is not an adapter parameter of this model")
-        elif w.shape != params[name].shape:
+        elif tuple(w.shape) != tuple(params[name].shape):
             problems.append(f"{name} has shape {tuple(w.shape)}, the model expects {tuple(params[name].shape)}")
     missing = set(params) - set(weights)
     if missing:
         problems.append(f"missing {len(missing)} tensor(s), e.g. {sorted(missing)[0]}")
     if problems:
-        raise UsageError(f"{path}: adapter does not fit this model: {problems[0]}"
+        raise UsageError(f"{source}: adapter does not fit this model: {problems[0]}"
                          + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
-    model.load_weights(list(weights.items()), strict=False)
+    model.load_weights([(k, mx.array(v)) for k, v in weights.items()], strict=False)
     mx.eval(model.parameters())
 
 

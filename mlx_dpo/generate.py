@@ -1,0 +1,115 @@
+"""Chat and generation with base + adapter, on mlx-lm's stream_generate (samplers, KV cache).
+
+The adapter can be switched off and on in place (`AdapterSwitch`), so base and tuned answers come
+from one loaded model: "off" loads the adapter's identity values (LoRA B = 0, DoRA magnitude = the
+base weight norm), which make every adapted layer compute exactly the base layer.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import mlx.core as mx
+import numpy as np
+
+from .model import adapter_weights, apply_lora, load_adapter_weights, load_base, read_adapter_config
+from .template import SEP, has_chat_template
+
+
+@dataclass
+class Sampling:
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature (0 = greedy)."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling: keep the smallest set of tokens with this much probability."})
+    max_tokens: int = field(default=256, metadata={"help": "Maximum new tokens per answer."})
+    seed: int | None = field(default=None, metadata={"help": "Seed for reproducible sampling."})
+
+
+class AdapterSwitch:
+    """Turn a loaded adapter off (exact base model) and on again, without a second model copy."""
+
+    def __init__(self, model, identity: dict, trained: dict):
+        self.model, self.identity, self.trained = model, identity, trained
+        self.enabled = True
+
+    def set(self, enabled: bool) -> None:
+        if enabled != self.enabled:
+            self.model.load_weights(list((self.trained if enabled else self.identity).items()), strict=False)
+            mx.eval(self.model.parameters())
+            self.enabled = enabled
+
+    @contextmanager
+    def disabled(self):
+        before = self.enabled
+        self.set(False)
+        try:
+            yield
+        finally:
+            self.set(before)
+
+
+def load_for_generation(model: str, adapter: str | None = None, quantize: int | None = None,
+                        trust_remote_code: bool = False, log=print):
+    """Return (model, tokenizer, AdapterSwitch or None)."""
+    loaded = load_base(model, quantize, trust_remote_code, log=log)
+    switch = None
+    if adapter:
+        cfg = read_adapter_config(adapter)
+        apply_lora(loaded.model, cfg)
+        # Freshly added layers are the identity (B = 0; DoRA m = ||W||): keep them for "adapter off".
+        identity = {k: mx.array(np.array(v)) for k, v in adapter_weights(loaded.model).items()}
+        load_adapter_weights(loaded.model, adapter)
+        switch = AdapterSwitch(loaded.model, identity, adapter_weights(loaded.model))
+    loaded.model.eval()
+    return loaded.model, loaded.tokenizer, switch
+
+
+def prompt_tokens(tokenizer, messages: list[dict]) -> list[int]:
+    """The chat-template render with the generation prompt; plain text continues without a template."""
+    if has_chat_template(tokenizer):
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return list(tokenizer.encode(text, add_special_tokens=False))
+    text = SEP.join(m["content"] for m in messages if m["role"] != "system" or m["content"])
+    return list(tokenizer.encode(text, add_special_tokens=True))
+
+
+def stream_answer(model, tokenizer, messages: list[dict], sampling: Sampling) -> Iterator[str]:
+    """Yield the answer's text pieces as they are generated."""
+    from mlx_lm import stream_generate
+    from mlx_lm.sample_utils import make_sampler
+
+    if sampling.seed is not None:
+        mx.random.seed(sampling.seed)
+    sampler = make_sampler(temp=sampling.temperature, top_p=sampling.top_p if sampling.top_p < 1.0 else 0.0)
+    for response in stream_generate(model, tokenizer, prompt_tokens(tokenizer, messages),
+                                    max_tokens=sampling.max_tokens, sampler=sampler):
+        if response.text:
+            yield response.text
+
+
+def answer(model, tokenizer, messages: list[dict], sampling: Sampling) -> str:
+    return "".join(stream_answer(model, tokenizer, messages, sampling))
+
+
+class ChatSession:
+    """A multi-turn conversation: history, optional system message, reset."""
+
+    def __init__(self, model, tokenizer, sampling: Sampling, system: str | None = None):
+        self.model, self.tokenizer, self.sampling, self.system = model, tokenizer, sampling, system
+        self.reset()
+
+    def reset(self) -> None:
+        self.messages: list[dict] = [{"role": "system", "content": self.system}] if self.system else []
+
+    def send(self, text: str) -> Iterator[str]:
+        """Stream the reply to `text`; the full reply joins the history when the stream ends."""
+        self.messages.append({"role": "user", "content": text})
+        pieces = []
+        try:
+            for piece in stream_answer(self.model, self.tokenizer, self.messages, self.sampling):
+                pieces.append(piece)
+                yield piece
+        finally:
+            self.messages.append({"role": "assistant", "content": "".join(pieces)})
+
