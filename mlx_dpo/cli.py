@@ -52,7 +52,8 @@ def _add_config_args(parser: argparse.ArgumentParser, names=None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mlx-dpo", description="Direct Preference Optimization of LoRA adapters with MLX.")
+    p = argparse.ArgumentParser(prog="mlx-dpo", description="Direct Preference Optimization of LoRA adapters with MLX. "
+                                "Run without arguments (or `mlx-dpo tui`) to open the terminal app.")
     sub = p.add_subparsers(dest="command")
 
     v = sub.add_parser("validate", help="check a pairs file; print counts and token-length statistics")

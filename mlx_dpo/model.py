@@ -69,6 +69,17 @@ def _check_model_folder(p: Path) -> None:
         raise UsageError(f"{p}: no tokenizer files (tokenizer.json / tokenizer_config.json) in the model folder")
 
 
+def load_tokenizer_only(model: str):
+    """The tokenizer of a model (no weights loaded): for data inspection."""
+    from mlx_lm.utils import load_config, load_tokenizer
+
+    path = resolve_model_path(model)
+    try:
+        return load_tokenizer(path, eos_token_ids=load_config(path).get("eos_token_id"))
+    except Exception as e:
+        raise UsageError(f"{path}: cannot load tokenizer: {type(e).__name__}: {e}") from None
+
+
 def is_quantized(model: nn.Module) -> bool:
     return any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
 

@@ -1,0 +1,38 @@
+"""A data file as the UI shows it: validation report, preview rows, one pair as the model sees it."""
+
+from __future__ import annotations
+
+from .data import DataKeys
+from .prepare import prepare
+from .template import tokenize_pair
+
+
+def _short(messages: list[dict], limit: int = 80) -> str:
+    text = " / ".join(m["content"].replace("\n", " ") for m in messages)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def inspect_data(path: str, keys: DataKeys = DataKeys(), tokenizer=None, max_length: int = 1024,
+                 prompt_limit: int = 512, preview: int = 50, example: int = 0) -> dict:
+    """Plain data (no MLX objects): safe to hand from the engine thread to the UI."""
+    prepared = prepare(path, keys, tokenizer, max_length, prompt_limit)
+    pairs = prepared.load.pairs
+    out = {
+        "report": prepared.report(),
+        "errors": prepared.errors,
+        "warnings": prepared.render.warnings() if prepared.render else [],
+        "preview": [{"source": p.source.rsplit(":", 1)[-1], "format": p.format, "prompt": _short(p.prompt),
+                     "chosen": _short(p.chosen), "rejected": _short(p.rejected)} for p in pairs[:preview]],
+        "example": None,
+    }
+    if tokenizer is not None and pairs:
+        pair = pairs[min(example, len(pairs) - 1)]
+        try:
+            tp, repaired = tokenize_pair(tokenizer, pair)
+            out["example"] = {"source": pair.source, "prompt": tokenizer.decode(tp.prompt),
+                              "chosen": tokenizer.decode(tp.chosen), "rejected": tokenizer.decode(tp.rejected),
+                              "prompt_tokens": len(tp.prompt), "chosen_tokens": len(tp.chosen),
+                              "rejected_tokens": len(tp.rejected), "repaired": repaired}
+        except Exception as e:  # shown in the UI instead of the example
+            out["example"] = {"error": f"{pair.source}: {e}"}
+    return out

@@ -1,0 +1,126 @@
+"""The mlx-dpo Textual app: Data, Model, Train, Runs, Chat, Export.
+
+MLX work of this process happens only on the engine thread (engine.py); training is a child
+process (training.py). The app holds the shared choices (model, data, run) as reactive state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.widgets import Footer, Header, TabbedContent, TabPane
+
+from .confirm import ConfirmQuit
+from .engine import Engine
+from .panes.chat_pane import ChatPane
+from .panes.data_pane import DataPane
+from .panes.export_pane import ExportPane
+from .panes.model_pane import ModelPane
+from .panes.runs_pane import RunsPane
+from .panes.train_pane import TrainPane
+
+TABS = [("data", "Data", DataPane), ("model", "Model", ModelPane), ("train", "Train", TrainPane),
+        ("runs", "Runs", RunsPane), ("chat", "Chat", ChatPane), ("export", "Export", ExportPane)]
+
+
+class MlxDpoApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "mlx-dpo"
+    SUB_TITLE = "Direct Preference Optimization on your Mac"
+    BINDINGS = [Binding(f"f{i + 1}", f"show('{tab}')", label, priority=True) for i, (tab, label, _) in enumerate(TABS)] + [
+        Binding("ctrl+q", "quit_app", "Quit", priority=True)]
+
+    model: reactive[str | None] = reactive(None)
+    run_dir: reactive[str | None] = reactive(None)
+
+    def __init__(self, model: str | None = None, data: str | None = None, valid: str | None = None,
+                 runs_root: str = "runs", engine=None):
+        super().__init__()
+        self.model = model or self.default_model()
+        self.data_path, self.valid_path = data, valid
+        self.quantize: int | None = None
+        self.runs_root = runs_root
+        self.training_running = False
+        self.engine = engine if engine is not None else Engine()
+
+    @staticmethod
+    def default_model() -> str | None:
+        demo = Path("sample_data/demo-model")
+        return str(demo) if (demo / "config.json").exists() else None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with TabbedContent(id="tabs"):
+            for tab, label, pane in TABS:
+                with TabPane(label, id=f"tab-{tab}"):
+                    yield pane(id=f"pane-{tab}")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.engine.start()
+
+    def on_unmount(self) -> None:
+        self.engine.stop()
+
+    # ------------------------------------------------------------------ shared actions
+    def action_show(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = f"tab-{tab}"
+        if tab == "export":
+            self.query_one(ExportPane).show_run()
+
+    def watch_run_dir(self, run_dir: str | None) -> None:
+        if self.is_mounted:
+            for pane in self.query(ExportPane):
+                pane.show_run()
+
+    def inspect_data(self, reply_to, path: str) -> None:
+        length = self._form_int("#train-max_length", 1024)
+        self.engine.inspect_data(reply_to, path, self.model, {}, length, length // 2)
+
+    def estimate_memory(self, reply_to) -> None:
+        self.engine.estimate_memory(reply_to, self.model, self._form_int("#train-batch_size", 4),
+                                    self._form_int("#train-max_length", 1024), self._form_int("#train-lora_rank", 8),
+                                    self.quantize, False)
+
+    def _form_int(self, selector: str, default: int) -> int:
+        try:
+            return int(self.query_one(selector).value)
+        except Exception:
+            return default
+
+    def refresh_runs(self) -> None:
+        for pane in self.query(RunsPane):
+            pane.action_refresh()
+
+    def resume_run(self, path: str) -> None:
+        self.action_show("train")
+        self.query_one(TrainPane).resume(path)
+
+    def use_run(self, path: str, tab: str) -> None:
+        from mlx_dpo.runs import read_run
+        self.run_dir = path
+        model = read_run(path).config.get("model")
+        if model:
+            self.model = model
+        self.action_show(tab)
+        self.notify(f"using {path} for {tab}")
+
+    async def action_quit_app(self) -> None:
+        if self.training_running:
+            self.push_screen(ConfirmQuit(), self._quit_confirmed)
+        else:
+            self.exit()
+
+    def _quit_confirmed(self, stop: bool | None) -> None:
+        if stop:
+            pane = self.query_one(TrainPane)
+            pane.stop()
+            self.exit()
+
+
+def run_app(model: str | None = None, data: str | None = None, valid: str | None = None, runs: str = "runs") -> int:
+    MlxDpoApp(model, data, valid, runs).run()
+    return 0

@@ -1,0 +1,81 @@
+"""Messages the engine thread and the training process send to the app (posted thread-safely)."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+
+class EngineMessage(Message):
+    """Base class: every engine result names the job that produced it."""
+
+    def __init__(self, job: str) -> None:
+        super().__init__()
+        self.job = job
+
+
+class JobFailed(EngineMessage):
+    def __init__(self, job: str, error: str) -> None:
+        super().__init__(job)
+        self.error = error
+
+
+class DataInspected(EngineMessage):
+    def __init__(self, job: str, result: dict) -> None:
+        super().__init__(job)
+        self.result = result
+
+
+class MemoryEstimated(EngineMessage):
+    def __init__(self, job: str, text: str, fits: bool | None) -> None:
+        super().__init__(job)
+        self.text, self.fits = text, fits
+
+
+class ChatLoaded(EngineMessage):
+    def __init__(self, job: str, description: str) -> None:
+        super().__init__(job)
+        self.description = description
+
+
+class ChatChunk(EngineMessage):
+    """A batch of streamed text (sent about every 50 ms, not per token)."""
+
+    def __init__(self, job: str, variant: str, text: str) -> None:
+        super().__init__(job)
+        self.variant, self.text = variant, text
+
+
+class ChatDone(EngineMessage):
+    def __init__(self, job: str, variant: str, text: str) -> None:
+        super().__init__(job)
+        self.variant, self.text = variant, text
+
+
+class ExportLog(EngineMessage):
+    def __init__(self, job: str, line: str) -> None:
+        super().__init__(job)
+        self.line = line
+
+
+class ExportDone(EngineMessage):
+    def __init__(self, job: str, summary: str) -> None:
+        super().__init__(job)
+        self.summary = summary
+
+
+class TrainingMetrics(Message):
+    def __init__(self, rows: list[dict]) -> None:
+        super().__init__()
+        self.rows = rows
+
+
+class TrainingLog(Message):
+    def __init__(self, line: str) -> None:
+        super().__init__()
+        self.line = line
+
+
+class TrainingEnded(Message):
+    def __init__(self, returncode: int, message: str) -> None:
+        super().__init__()
+        self.returncode, self.message = returncode, message

@@ -1,0 +1,103 @@
+"""Data: open a pairs file, see its validation report, a preview, and one pair as the model sees it."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Button, DataTable, Label, Static
+
+from ..messages import DataInspected, JobFailed
+from ..widgets.path_input import PathInput
+
+SUFFIXES = (".jsonl", ".json")
+
+
+def stats_table(report: dict) -> str:
+    lines = [f"{'tokens':<9}{'min':>6}{'mean':>8}{'p50':>6}{'p95':>6}{'max':>6}"]
+    for k, s in report.get("tokens", {}).items():
+        lines.append(f"{k:<9}{s['min']:>6}{s['mean']:>8.1f}{s['p50']:>6}{s['p95']:>6}{s['max']:>6}")
+    return "\n".join(lines)
+
+
+def example_text(ex: dict) -> Text:
+    """The rendered pair with the prompt/completion boundary made visible."""
+    if "error" in ex:
+        return Text(ex["error"], style="red")
+    t = Text()
+    t.append(f"{ex['source']}  (prompt {ex['prompt_tokens']} tokens | chosen {ex['chosen_tokens']} | "
+             f"rejected {ex['rejected_tokens']}{' | boundary repaired' if ex['repaired'] else ''})\n", style="dim")
+    t.append(ex["prompt"], style="grey70")
+    t.append("▌", style="bold yellow")  # the boundary: everything after it is scored
+    t.append(ex["chosen"], style="bold green")
+    t.append("\n── rejected ──\n", style="dim")
+    t.append(ex["prompt"][-60:], style="grey50")
+    t.append("▌", style="bold yellow")
+    t.append(ex["rejected"], style="bold red")
+    return t
+
+
+class DataPane(VerticalScroll):
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="row"):
+            yield Label("Pairs file", classes="field-label")
+            yield PathInput(self.app.data_path or "", SUFFIXES, id="data-path", placeholder="path/to/pairs.jsonl")
+            yield Button("Load", id="data-load", variant="primary")
+        with Horizontal(classes="row"):
+            yield Label("Held-out", classes="field-label")
+            yield PathInput(self.app.valid_path or "", SUFFIXES, id="valid-path", placeholder="optional held-out file")
+        yield Static("Open a pairs file (JSONL or JSON list) and press Load.", id="data-summary")
+        yield Static("", id="data-errors")
+        yield DataTable(id="data-preview", zebra_stripes=True, cursor_type="row")
+        yield Static("", id="data-example")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#data-preview", DataTable)
+        table.add_columns("line", "format", "prompt", "chosen", "rejected")
+        if self.app.data_path:
+            self.load()
+
+    @on(Button.Pressed, "#data-load")
+    @on(PathInput.Submitted, "#data-path")
+    @on(PathInput.Submitted, "#valid-path")
+    def load(self) -> None:
+        path = self.query_one("#data-path", PathInput).value.strip()
+        valid = self.query_one("#valid-path", PathInput).value.strip()
+        if not path:
+            self.app.notify("Enter the path of a pairs file first", severity="warning")
+            return
+        self.app.data_path, self.app.valid_path = path, valid or None
+        self.query_one("#data-summary", Static).update(f"Checking {path} …")
+        self.app.inspect_data(self, path)
+
+    def on_data_inspected(self, message: DataInspected) -> None:
+        r = message.result
+        rep = r["report"]
+        fmts = ", ".join(f"{k} {v}" for k, v in sorted(rep["formats"].items())) or "none"
+        lines = [f"{rep['file']}: {rep['rows']} rows · {rep['valid_pairs']} valid pairs ({fmts}) · "
+                 f"{rep['errors']} error(s)"]
+        if "tokens" in rep:
+            lines += [stats_table(rep),
+                      f"limits: {rep['truncated']} truncated, {rep['dropped']} dropped; "
+                      f"{rep['trainable_pairs']} pairs will train"]
+        else:
+            lines.append("Choose a model on the Model tab to see token statistics and the rendered pair.")
+        valid = self.app.valid_path
+        lines.append(f"split: train = this file" + (f"; held-out = {valid}" if valid else "; no held-out file"))
+        lines += [f"warning: {w}" for w in r["warnings"]]
+        self.query_one("#data-summary", Static).update("\n".join(lines))
+        errors = r["errors"]
+        err = Text("\n".join(errors[:200]) + (f"\n… {len(errors) - 200} more" if len(errors) > 200 else ""),
+                   style="red") if errors else Text("no errors", style="green")
+        self.query_one("#data-errors", Static).update(err)
+        table = self.query_one("#data-preview", DataTable)
+        table.clear()
+        for row in r["preview"]:
+            table.add_row(row["source"], row["format"], row["prompt"], row["chosen"], row["rejected"])
+        self.query_one("#data-example", Static).update(example_text(r["example"]) if r["example"] else "")
+
+    def on_job_failed(self, message: JobFailed) -> None:
+        if message.job == "data":
+            self.query_one("#data-summary", Static).update(Text("Could not read the data:", style="bold red"))
+            self.query_one("#data-errors", Static).update(Text(message.error, style="red"))

@@ -1,0 +1,89 @@
+"""Model: a hub id or local folder, models already in the local Hugging Face cache, quantization,
+and a memory estimate for the chosen batch and length before anything is loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Button, Input, Label, OptionList, Select, Static
+from textual.widgets.option_list import Option
+
+from ..messages import JobFailed, MemoryEstimated
+from ..widgets.path_input import PathInput
+
+
+def cached_models() -> list[str]:
+    """Model repos in the local Hugging Face cache (usable offline), plus bundled demo models."""
+    found = []
+    for local in (Path("sample_data/demo-model"), Path(".demo/tiny-model")):
+        if (local / "config.json").exists():
+            found.append(str(local))
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        for repo in sorted(scan_cache_dir().repos, key=lambda r: r.repo_id):
+            if repo.repo_type == "model":
+                found.append(repo.repo_id)
+    except Exception:  # no cache yet, or an unreadable one: nothing to list
+        pass
+    return found
+
+
+class ModelPane(VerticalScroll):
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="row"):
+            yield Label("Model", classes="field-label")
+            yield PathInput(self.app.model or "", id="model-path", placeholder="hub id (org/name) or local folder")
+            yield Button("Use", id="model-use", variant="primary")
+        with Horizontal(classes="row"):
+            yield Label("Quantize", classes="field-label")
+            yield Select([("as stored", "none"), ("4-bit", "4"), ("8-bit", "8")], value="none",
+                         allow_blank=False, id="model-quantize")
+            yield Button("Estimate memory", id="model-estimate")
+        yield Static("", id="model-memory")
+        yield Label("Models available offline (local cache and bundled):")
+        yield OptionList(*[Option(m, id=m) for m in cached_models()] or [Option("(none found)", disabled=True)],
+                         id="model-list")
+
+    @on(OptionList.OptionSelected, "#model-list")
+    def pick(self, event: OptionList.OptionSelected) -> None:
+        self.query_one("#model-path", PathInput).value = event.option.id or ""
+        self.use()
+
+    @on(Button.Pressed, "#model-use")
+    @on(Input.Submitted, "#model-path")
+    def use(self) -> None:
+        value = self.query_one("#model-path", PathInput).value.strip()
+        if not value:
+            self.app.notify("Enter a model folder or hub id", severity="warning")
+            return
+        self.app.model = value
+        self.app.notify(f"model: {value}")
+        self.estimate()
+
+    @on(Select.Changed, "#model-quantize")
+    def quantize_changed(self, event: Select.Changed) -> None:
+        self.app.quantize = None if event.value == "none" else int(event.value)
+        if self.app.model:
+            self.estimate()
+
+    @on(Button.Pressed, "#model-estimate")
+    def estimate(self) -> None:
+        if not self.app.model:
+            self.app.notify("Choose a model first", severity="warning")
+            return
+        self.query_one("#model-memory", Static).update("estimating …")
+        self.app.estimate_memory(self)
+
+    def on_memory_estimated(self, message: MemoryEstimated) -> None:
+        style = {True: "green", False: "bold red", None: "yellow"}[message.fits]
+        verdict = {True: "fits", False: "WILL NOT FIT: lower the batch size or max length, or quantize",
+                   None: "machine memory unknown"}[message.fits]
+        self.query_one("#model-memory", Static).update(Text(f"{message.text} — {verdict}", style=style))
+
+    def on_job_failed(self, message: JobFailed) -> None:
+        self.query_one("#model-memory", Static).update(Text(message.error, style="red"))

@@ -1,0 +1,176 @@
+"""Train: the hyper-parameter form, Start / Stop / Resume, progress with ETA, live curves, the log."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, Input, Label, ProgressBar, RichLog, Select, Static
+
+from mlx_dpo.config import LOSSES, build_config
+from mlx_dpo.errors import UsageError
+
+from ..messages import TrainingEnded, TrainingLog, TrainingMetrics
+from ..training import TrainingProcess
+from ..widgets.charts import MetricsCharts
+
+# (field, label, default) — defaults are the engine's, except a short demo-sized run length.
+FIELDS = [("iters", "steps", "100"), ("batch_size", "batch size", "4"), ("grad_accum", "grad accum", "1"),
+          ("learning_rate", "learning rate", "1e-5"), ("beta", "beta", "0.1"), ("lora_rank", "LoRA rank", "8"),
+          ("max_length", "max length", "1024"), ("eval_every", "eval every", ""), ("save_every", "save every", "100"),
+          ("seed", "seed", "0")]
+TOTAL_RE = re.compile(r"training pairs, (\d+) steps")
+
+
+def fmt_eta(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class TrainPane(VerticalScroll):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.process: TrainingProcess | None = None
+        self.total_steps = 0
+        self.started = 0.0
+        self.first_step: tuple[int, float] | None = None
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="row"):
+            yield Label("Run dir", classes="field-label")
+            yield Input(self.default_output(), id="train-output")
+        with Grid(id="train-form"):
+            for name, label, default in FIELDS:
+                yield Label(label, classes="form-label")
+                yield Input(default, id=f"train-{name}", classes="form-input")
+            yield Label("loss", classes="form-label")
+            yield Select([(l, l) for l in LOSSES], value="sigmoid", allow_blank=False, id="train-loss")
+        with Horizontal(classes="row buttons"):
+            yield Button("Start", id="train-start", variant="success")
+            yield Button("Stop", id="train-stop", variant="error", disabled=True)
+            yield Button("Resume", id="train-resume", disabled=True)
+        with Vertical(id="train-progress-box"):
+            yield ProgressBar(id="train-progress", show_eta=False)
+            yield Static("idle", id="train-status")
+        yield MetricsCharts(id="train-charts")
+        yield RichLog(id="train-log", max_lines=2000, wrap=True)
+
+    def default_output(self) -> str:
+        return str(Path(self.app.runs_root) / datetime.now().strftime("run-%Y%m%d-%H%M%S"))
+
+    # ------------------------------------------------------------------ form
+    def form_flags(self) -> dict:
+        flags: dict = {"model": self.app.model, "data": self.app.data_path,
+                       "output": self.query_one("#train-output", Input).value.strip(),
+                       "loss": self.query_one("#train-loss", Select).value}
+        if self.app.valid_path:
+            flags["valid_data"] = self.app.valid_path
+        if self.app.quantize:
+            flags["quantize"] = self.app.quantize
+        for name, label, _ in FIELDS:
+            raw = self.query_one(f"#train-{name}", Input).value.strip()
+            if not raw:
+                continue
+            try:
+                flags[name] = float(raw) if name in ("learning_rate", "beta") else int(raw)
+            except ValueError:
+                raise UsageError(f"{label}: expected a number, got {raw!r}") from None
+        return flags
+
+    def args_for(self, flags: dict, resume: bool = False) -> list[str]:
+        args = []
+        for k, v in flags.items():
+            if v is not None:
+                args += ["--" + k.replace("_", "-"), str(v)]
+        return args + (["--resume"] if resume else [])
+
+    @on(Button.Pressed, "#train-start")
+    def start(self) -> None:
+        try:
+            flags = self.form_flags()
+            for key, what in (("model", "a model on the Model tab"), ("data", "a pairs file on the Data tab"),
+                              ("output", "a run dir")):
+                if not flags.get(key):
+                    raise UsageError(f"choose {what} first")
+            build_config({}, flags)  # the engine's own validation, before a process is started
+        except UsageError as e:
+            self.app.notify(str(e), severity="error", timeout=8)
+            return
+        self.launch(flags["output"], self.args_for(flags), flags.get("iters", 0))
+
+    @on(Button.Pressed, "#train-resume")
+    def resume(self, run_dir: str | None = None) -> None:
+        run = run_dir or self.query_one("#train-output", Input).value.strip()
+        self.query_one("#train-output", Input).value = run
+        from mlx_dpo.runs import read_run
+        info = read_run(run)
+        self.launch(run, ["--output", run, "--resume"], info.config.get("iters") or 0, keep=info.train + info.evals)
+
+    @on(Button.Pressed, "#train-stop")
+    def stop(self) -> None:
+        if self.process and self.process.running:
+            self.process.stop()
+            self.query_one("#train-status", Static).update("stopping after this step (saving a checkpoint) …")
+
+    def launch(self, run_dir: str, args: list[str], total: int, keep: list[dict] | None = None) -> None:
+        if self.process and self.process.running:
+            self.app.notify("a training run is already going", severity="warning")
+            return
+        self.total_steps = int(total or 0)
+        self.started, self.first_step = time.monotonic(), None
+        self.app.run_dir = run_dir
+        self.query_one(MetricsCharts).reset(sorted(keep or [], key=lambda r: r["step"]))
+        self.query_one("#train-log", RichLog).clear()
+        self.query_one("#train-progress", ProgressBar).update(total=self.total_steps or None, progress=0)
+        self.process = TrainingProcess(self, run_dir, args)
+        self.set_running(True)
+        self.query_one("#train-status", Static).update("starting: loading the model and computing reference log-probs …")
+        self.run_process()
+
+    @work(exclusive=True, group="training")
+    async def run_process(self) -> None:
+        await self.process.run()  # an async worker: the subprocess needs no thread (and no MLX here)
+
+    def set_running(self, running: bool) -> None:
+        self.query_one("#train-start", Button).disabled = running
+        self.query_one("#train-resume", Button).disabled = running
+        self.query_one("#train-stop", Button).disabled = not running
+        self.app.training_running = running
+
+    # ------------------------------------------------------------------ process events
+    def on_training_log(self, message: TrainingLog) -> None:
+        self.query_one("#train-log", RichLog).write(message.line)
+        if m := TOTAL_RE.search(message.line):
+            self.total_steps = int(m.group(1))
+            self.query_one("#train-progress", ProgressBar).update(total=self.total_steps)
+
+    def on_training_metrics(self, message: TrainingMetrics) -> None:
+        self.query_one(MetricsCharts).add_rows(message.rows)
+        train = [r for r in message.rows if "loss" in r]
+        if not train:
+            return
+        last = train[-1]
+        now = time.monotonic()
+        if self.first_step is None:
+            self.first_step = (last["step"], now)
+        step0, t0 = self.first_step
+        rate = (last["step"] - step0) / (now - t0) if now > t0 and last["step"] > step0 else None
+        eta = fmt_eta((self.total_steps - last["step"]) / rate) if rate and self.total_steps else "…"
+        self.query_one("#train-progress", ProgressBar).update(progress=last["step"])
+        self.query_one("#train-status", Static).update(
+            f"step {last['step']}/{self.total_steps or '?'} · ETA {eta} · {last['tokens_per_second']:.0f} tok/s · "
+            f"loss {last['loss']:.4f} · acc {last['rewards/accuracies']:.2f} · margin {last['rewards/margins']:.3f}")
+
+    def on_training_ended(self, message: TrainingEnded) -> None:
+        self.set_running(False)
+        self.query_one("#train-status", Static).update(message.message)
+        self.query_one("#train-log", RichLog).write(message.message)
+        severity = "information" if message.returncode in (0, 130) else "error"
+        self.app.notify(message.message, severity=severity, timeout=10)
+        self.query_one("#train-resume", Button).disabled = message.returncode == 0
+        self.app.refresh_runs()
