@@ -67,12 +67,14 @@ class MlxDpoApp(App):
 
     # ------------------------------------------------------------------ shared actions
     def action_show(self, tab: str) -> None:
+        # Drop focus first: TabbedContent switches back to whichever tab holds the focused widget.
+        self.set_focus(None)
         self.query_one(TabbedContent).active = f"tab-{tab}"
         if tab == "export":
             self.query_one(ExportPane).show_run()
 
     def watch_run_dir(self, run_dir: str | None) -> None:
-        if self.is_mounted:
+        if self.is_running and self.screen_stack:
             for pane in self.query(ExportPane):
                 pane.show_run()
 
