@@ -55,7 +55,7 @@ class TrainPane(VerticalScroll):
             yield Button("Stop", id="train-stop", variant="error", disabled=True)
             yield Button("Resume", id="train-resume", disabled=True)
         with Vertical(id="train-progress-box"):
-            yield ProgressBar(id="train-progress", show_eta=False)
+            yield ProgressBar(total=1, id="train-progress", show_eta=False)  # determinate until a run starts
             yield Static("idle", id="train-status")
         yield MetricsCharts(id="train-charts")
         yield RichLog(id="train-log", max_lines=2000, wrap=True)
