@@ -22,7 +22,10 @@ def workdir(tmp_path, monkeypatch, tiny_model):
     """Relative paths only, so the screens do not show a temporary folder's name."""
     import shutil
 
+    import tui.panes.model_pane
+
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tui.panes.model_pane, "REPO", tmp_path)  # no bundled models from the checkout
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     shutil.copytree(tiny_model, tmp_path / "model")
     write_jsonl(tmp_path / "train.jsonl", synthetic_pairs(16, seed=1))
@@ -35,12 +38,15 @@ def test_tab_snapshot(snap_compare, workdir, tab, size):
     app = MlxDpoApp(model="model", data="train.jsonl", runs_root="runs")
 
     async def prepare(pilot):
+        for widget in app.query(Input):
+            widget.cursor_blink = False  # a blinking cursor makes screenshots depend on timing
         await pilot.press(f"f{TABS.index(tab) + 1}")
         app.query_one("#train-output", Input).value = "runs/run-1"  # instead of a timestamp
         for _ in range(200):  # wait for the data inspection on the engine thread
             await pilot.pause(0.05)
             if "valid pairs" in str(app.query_one("#data-summary", Static).render()):
                 break
-        await pilot.pause(0.2)
+        await pilot.pause(0.3)
+        await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(app, terminal_size=size, run_before=prepare)

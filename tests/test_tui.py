@@ -208,3 +208,38 @@ def test_launcher_without_a_terminal_points_to_the_cli():
     assert r.returncode == 2 and "needs a terminal" in r.stderr
     r = subprocess.run([sys.executable, "-m", "tui.launcher", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "validate" in r.stdout
+
+
+async def test_heldout_file_is_checked_too(tiny_model, pairs_file, tmp_path, hf_home):
+    bad = tmp_path / "valid.jsonl"
+    bad.write_text('{"prompt": "a", "chosen": "x"}\n')
+    app = MlxDpoApp(model=tiny_model, data=pairs_file, valid=str(bad), runs_root=str(tmp_path / "runs"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "error(s)" in text_of(app, "#valid-summary"))
+        assert f"{bad}:1: rejected: missing" in text_of(app, "#valid-summary")
+
+
+async def test_model_output_with_brackets_is_not_markup(tiny_model, tmp_path, hf_home):
+    from tui.messages import ChatChunk
+
+    app = MlxDpoApp(model=tiny_model, runs_root=str(tmp_path / "runs"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f5")
+        side = app.query_one("#chat-tuned", Transcript)
+        side.add_user("hi")
+        app.query_one(ChatPane).on_chat_chunk(ChatChunk("chat", "tuned", "see [1] and [bold]x[/] ]["))
+        await pilot.pause(0.1)
+        assert "see [1] and [bold]x[/] ][" in str(side.current.render())
+
+
+async def test_resume_button_without_checkpoint_explains(tiny_model, tmp_path, hf_home):
+    app = MlxDpoApp(model=tiny_model, runs_root=str(tmp_path / "runs"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        pane = app.query_one(TrainPane)
+        pane.query_one("#train-resume", Button).disabled = False
+        pane.query_one("#train-output", Input).value = str(tmp_path / "runs" / "none")
+        await pilot.click("#train-resume")
+        await pilot.pause(0.2)
+        assert not app.training_running
+        assert any("no checkpoint to resume" in n.message for n in app._notifications)

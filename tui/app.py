@@ -64,23 +64,34 @@ class MlxDpoApp(App):
 
     def on_unmount(self) -> None:
         self.engine.stop()
+        for pane in self.query(TrainPane):
+            pane.stop()  # never leave an unseen trainer behind (it checkpoints on SIGINT)
 
     # ------------------------------------------------------------------ shared actions
     def action_show(self, tab: str) -> None:
         # Drop focus first: TabbedContent switches back to whichever tab holds the focused widget.
         self.set_focus(None)
         self.query_one(TabbedContent).active = f"tab-{tab}"
+        pane = self.query_one(f"#pane-{tab}")
         if tab == "export":
-            self.query_one(ExportPane).show_run()
+            pane.show_run()
+        if tab == "chat":
+            pane.show_target()
+        # Focus the tab's main control so its keys work at once (no Tab presses needed).
+        target = {"runs": "#runs-table", "chat": "#chat-input", "data": "#data-path", "model": "#model-path",
+                  "train": "#train-start", "export": "#export-go"}[tab]
+        widget = pane.query_one(target)
+        if not widget.disabled:
+            widget.focus()
 
     def watch_run_dir(self, run_dir: str | None) -> None:
         if self.is_running and self.screen_stack:
             for pane in self.query(ExportPane):
                 pane.show_run()
 
-    def inspect_data(self, reply_to, path: str) -> None:
+    def inspect_data(self, reply_to, path: str, job: str = "data") -> None:
         length = self._form_int("#train-max_length", 1024)
-        self.engine.inspect_data(reply_to, path, self.model, {}, length, length // 2)
+        self.engine.inspect_data(reply_to, path, self.model, {}, length, length // 2, job_name=job)
 
     def estimate_memory(self, reply_to) -> None:
         self.engine.estimate_memory(reply_to, self.model, self._form_int("#train-batch_size", 4),
@@ -109,6 +120,8 @@ class MlxDpoApp(App):
             self.model = model
         self.action_show(tab)
         self.notify(f"using {path} for {tab}")
+        if tab == "chat":
+            self.query_one(ChatPane).load()
 
     async def action_quit_app(self) -> None:
         if self.training_running:
@@ -124,5 +137,6 @@ class MlxDpoApp(App):
 
 
 def run_app(model: str | None = None, data: str | None = None, valid: str | None = None, runs: str = "runs") -> int:
-    MlxDpoApp(model, data, valid, runs).run()
-    return 0
+    app = MlxDpoApp(model, data, valid, runs)
+    app.run()
+    return app.return_code or 0

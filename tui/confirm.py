@@ -18,5 +18,8 @@ class ConfirmQuit(ModalScreen[bool]):
                 yield Button("Stop training and quit", id="confirm-yes", variant="error")
                 yield Button("Keep training", id="confirm-no", variant="primary")
 
+    def on_mount(self) -> None:
+        self.query_one("#confirm-no", Button).focus()  # the safe choice is the default
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "confirm-yes")

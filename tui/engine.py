@@ -60,15 +60,16 @@ class Engine:
         self._jobs.put((job, fn, reply_to))
 
     # ---------------------------------------------------------------- jobs
-    def inspect_data(self, reply_to: MessagePump, path: str, model: str | None, keys: dict, max_length: int, prompt_limit: int) -> None:
+    def inspect_data(self, reply_to: MessagePump, path: str, model: str | None, keys: dict, max_length: int,
+                     prompt_limit: int, job_name: str = "data") -> None:
         def job(to):
             from mlx_dpo.data import DataKeys
             from mlx_dpo.inspect_data import inspect_data
             from mlx_dpo.model import load_tokenizer_only
             tok = load_tokenizer_only(model) if model else None
             result = inspect_data(path, DataKeys(**keys), tok, max_length, prompt_limit)
-            to.post_message(DataInspected("data", result))
-        self.submit("data", job, reply_to)
+            to.post_message(DataInspected(job_name, result))
+        self.submit(job_name, job, reply_to)
 
     def estimate_memory(self, reply_to: MessagePump, model: str, batch_size: int, max_length: int, lora_rank: int,
                         quantize: int | None, grad_checkpoint: bool) -> None:

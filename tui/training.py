@@ -7,6 +7,7 @@ Stop sends SIGINT: the trainer finishes the step, writes a checkpoint and exits 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import signal
 import sys
 from collections import deque
@@ -19,6 +20,17 @@ from mlx_dpo.runs import MetricsFollower
 from .messages import TrainingEnded, TrainingLog, TrainingMetrics
 
 POLL_SECONDS = 0.5
+_LIVE: set = set()  # running trainers of this app, stopped at exit even if the app crashed
+
+
+@atexit.register
+def _stop_orphans() -> None:
+    for proc in list(_LIVE):
+        if proc.returncode is None:
+            try:
+                proc.send_signal(signal.SIGINT)  # the trainer checkpoints and exits
+            except ProcessLookupError:
+                pass
 
 
 def train_command(args: list[str]) -> list[str]:
@@ -41,6 +53,7 @@ class TrainingProcess:
         self.proc = await asyncio.create_subprocess_exec(
             *train_command(self.args), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             stdin=asyncio.subprocess.DEVNULL)
+        _LIVE.add(self.proc)
         poller = asyncio.create_task(self._poll_metrics())
         assert self.proc.stdout is not None
         async for raw in self.proc.stdout:
@@ -49,6 +62,7 @@ class TrainingProcess:
                 self.tail.append(line)
                 self.target.post_message(TrainingLog(line))
         code = await self.proc.wait()
+        _LIVE.discard(self.proc)
         poller.cancel()
         self._flush_metrics()
         self.target.post_message(TrainingEnded(code, self._describe(code)))

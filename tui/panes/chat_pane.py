@@ -22,14 +22,14 @@ class Transcript(VerticalScroll):
 
     def add_user(self, text: str) -> None:
         self.mount(Static(Text(f"you: {text}", style="bold cyan"), classes="msg-user"))
-        self.current, self.text = Static("…", classes="msg-assistant"), ""
+        self.current, self.text = Static("…", classes="msg-assistant", markup=False), ""
         self.mount(self.current)
         self.scroll_end(animate=False)
 
     def add_chunk(self, text: str) -> None:
         self.text += text
         if self.current is not None:
-            self.current.update(self.text)
+            self.current.update(Text(self.text))  # model output is text, never markup
             self.scroll_end(animate=False)
 
     def clear_all(self) -> None:
@@ -54,7 +54,7 @@ class ChatPane(Vertical):
             yield Input("0.7", id="chat-temperature", classes="small-input")
             yield Label("max tokens", classes="form-label")
             yield Input("256", id="chat-max-tokens", classes="small-input")
-            yield Input("", id="chat-system", placeholder="system message (optional)")
+        yield Input("", id="chat-system", placeholder="system message (optional; applies after /reset or Load)")
         with Horizontal(id="chat-transcripts"):
             yield Transcript("tuned (base + adapter)", id="chat-tuned")
             yield Transcript("base", id="chat-base")
@@ -66,12 +66,21 @@ class ChatPane(Vertical):
     @on(Checkbox.Changed, "#chat-compare")
     def toggle_compare(self, event: Checkbox.Changed) -> None:
         self.query_one("#chat-base").display = event.value
+        if event.value:
+            self.reset()  # both sides start from the same conversation
+
+    def show_target(self) -> None:
+        if not self.loaded:
+            adapter = self.app.run_dir or "no adapter (pick a run on Runs)"
+            self.query_one("#chat-model", Static).update(f"Load will use {self.app.model or '(no model)'} + {adapter}")
 
     @on(Button.Pressed, "#chat-load")
     def load(self) -> None:
         if not self.app.model:
             self.app.notify("Choose a model on the Model tab first", severity="warning")
             return
+        if self.app.training_running and self.app.run_dir:
+            self.app.notify("that run is still training: chatting with its last checkpoint", severity="warning")
         self.query_one("#chat-model", Static).update("loading …")
         self.app.engine.load_chat(self, self.app.model, self.app.run_dir)
 

@@ -32,7 +32,7 @@ def example_text(ex: dict) -> Text:
     t.append("▌", style="bold yellow")  # the boundary: everything after it is scored
     t.append(ex["chosen"], style="bold green")
     t.append("\n── rejected ──\n", style="dim")
-    t.append(ex["prompt"][-60:], style="grey50")
+    t.append("…" + ex["prompt"][-60:], style="grey50")
     t.append("▌", style="bold yellow")
     t.append(ex["rejected"], style="bold red")
     return t
@@ -49,6 +49,7 @@ class DataPane(VerticalScroll):
             yield PathInput(self.app.valid_path or "", SUFFIXES, id="valid-path", placeholder="optional held-out file")
         yield Static("Open a pairs file (JSONL or JSON list) and press Load.", id="data-summary")
         yield Static("", id="data-errors")
+        yield Static("", id="valid-summary")
         yield DataTable(id="data-preview", zebra_stripes=True, cursor_type="row")
         yield Static("", id="data-example")
 
@@ -69,9 +70,15 @@ class DataPane(VerticalScroll):
             return
         self.app.data_path, self.app.valid_path = path, valid or None
         self.query_one("#data-summary", Static).update(f"Checking {path} …")
+        self.query_one("#valid-summary", Static).update(f"Checking held-out {valid} …" if valid else "")
         self.app.inspect_data(self, path)
+        if valid:
+            self.app.inspect_data(self, valid, job="valid")
 
     def on_data_inspected(self, message: DataInspected) -> None:
+        if message.job == "valid":
+            self.show_valid(message.result)
+            return
         r = message.result
         rep = r["report"]
         fmts = ", ".join(f"{k} {v}" for k, v in sorted(rep["formats"].items())) or "none"
@@ -97,7 +104,19 @@ class DataPane(VerticalScroll):
             table.add_row(row["source"], row["format"], row["prompt"], row["chosen"], row["rejected"])
         self.query_one("#data-example", Static).update(example_text(r["example"]) if r["example"] else "")
 
+    def show_valid(self, r: dict) -> None:
+        rep = r["report"]
+        head = Text(f"held-out {rep['file']}: {rep['valid_pairs']} valid pairs, {rep['errors']} error(s)",
+                    style="red" if r["errors"] else "green")
+        if r["errors"]:
+            head.append("\n" + "\n".join(r["errors"][:50]))
+        self.query_one("#valid-summary", Static).update(head)
+
     def on_job_failed(self, message: JobFailed) -> None:
-        if message.job == "data":
+        if message.job == "valid":
+            self.query_one("#valid-summary", Static).update(Text(f"held-out file: {message.error}", style="red"))
+        elif message.job == "data":
             self.query_one("#data-summary", Static).update(Text("Could not read the data:", style="bold red"))
             self.query_one("#data-errors", Static).update(Text(message.error, style="red"))
+            self.query_one("#data-preview", DataTable).clear()  # no stale rows from the previous file
+            self.query_one("#data-example", Static).update("")

@@ -16,6 +16,7 @@ from ..messages import ExportDone, ExportLog, JobFailed
 class ExportPane(VerticalScroll):
     def compose(self) -> ComposeResult:
         yield Static("adapter: (pick a run on Runs or train one)", id="export-run")
+        yield Static("", id="export-result")
         with Grid(id="export-form"):
             yield Label("format", classes="form-label")
             yield Select([("Hugging Face, fused (hf)", "hf"), ("PEFT adapter", "peft"), ("mlx-lm adapter", "mlx")],
@@ -34,7 +35,6 @@ class ExportPane(VerticalScroll):
             yield Checkbox("verify (reload and compare logits)", value=True, id="export-verify")
             yield Button("Export", id="export-go", variant="primary")
         yield LoadingIndicator(id="export-busy")
-        yield Static("", id="export-result")
         yield RichLog(id="export-log", wrap=True, max_lines=500)
 
     def on_mount(self) -> None:
@@ -45,8 +45,21 @@ class ExportPane(VerticalScroll):
         run = self.app.run_dir
         self.query_one("#export-run", Static).update(f"adapter: {run}" if run else
                                                      "adapter: (pick a run on Runs or train one)")
-        if run and not self.query_one("#export-output", Input).value:
-            self.query_one("#export-output", Input).value = str(Path(run).parent / f"{Path(run).name}-export")
+        self.default_output()
+
+    @on(Select.Changed, "#export-format")
+    def default_output(self) -> None:
+        """A fresh `<run>-<format>` folder name, unless the user typed their own."""
+        run, out = self.app.run_dir, self.query_one("#export-output", Input)
+        fmt = self.query_one("#export-format", Select).value
+        for pane_id in ("#export-dtype", "#export-quantize"):
+            self.query_one(pane_id).disabled = fmt == "mlx" or (pane_id == "#export-quantize" and fmt != "hf")
+        if run and (not out.value or out.value == getattr(self, "_suggested", None)):
+            base = Path(run).parent / f"{Path(run).name}-{fmt}"
+            candidate, n = base, 2
+            while candidate.exists():
+                candidate, n = Path(f"{base}-{n}"), n + 1
+            out.value = self._suggested = str(candidate)
 
     @on(Button.Pressed, "#export-go")
     def go(self) -> None:
@@ -76,6 +89,7 @@ class ExportPane(VerticalScroll):
 
     def on_export_done(self, message: ExportDone) -> None:
         self.finish(Text(message.summary, style="bold green"))
+        self.default_output()  # the next export gets a fresh folder
 
     def on_job_failed(self, message: JobFailed) -> None:
         self.finish(Text(message.error, style="bold red"))

@@ -16,10 +16,17 @@ from ..messages import JobFailed, MemoryEstimated
 from ..widgets.path_input import PathInput
 
 
-def cached_models() -> list[str]:
-    """Model repos in the local Hugging Face cache (usable offline), plus bundled demo models."""
-    found = []
-    for local in (Path("sample_data/demo-model"), Path(".demo/tiny-model")):
+REPO = Path(__file__).resolve().parents[2]  # the checkout: bundled demo models live here
+
+
+def cached_models(current: str | None = None, runs_root: str | None = None) -> list[str]:
+    """The current model, models used by past runs, bundled demo models, and model repos in the
+    local Hugging Face cache: everything usable offline."""
+    found: list[str] = [current] if current else []
+    if runs_root:
+        from mlx_dpo.runs import list_runs
+        found += [str(r.config["model"]) for r in list_runs(runs_root) if r.config.get("model")]
+    for local in (REPO / "sample_data/demo-model", REPO / ".demo/tiny-model"):
         if (local / "config.json").exists():
             found.append(str(local))
     try:
@@ -30,7 +37,7 @@ def cached_models() -> list[str]:
                 found.append(repo.repo_id)
     except Exception:  # no cache yet, or an unreadable one: nothing to list
         pass
-    return found
+    return list(dict.fromkeys(found))  # unique, in order
 
 
 class ModelPane(VerticalScroll):
@@ -46,7 +53,8 @@ class ModelPane(VerticalScroll):
             yield Button("Estimate memory", id="model-estimate")
         yield Static("", id="model-memory")
         yield Label("Models available offline (local cache and bundled):")
-        yield OptionList(*[Option(m, id=m) for m in cached_models()] or [Option("(none found)", disabled=True)],
+        models = cached_models(self.app.model, self.app.runs_root)
+        yield OptionList(*[Option(m, id=m) for m in models] or [Option("(none found)", disabled=True)],
                          id="model-list")
 
     @on(OptionList.OptionSelected, "#model-list")

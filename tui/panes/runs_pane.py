@@ -22,7 +22,7 @@ def _cell(v) -> str:
 class RunsPane(Vertical):
     BINDINGS = [Binding("o", "overlay", "Overlay"), Binding("r", "resume", "Resume"),
                 Binding("c", "chat", "Chat with it"), Binding("e", "export", "Export it"),
-                Binding("f5", "refresh", "Refresh")]
+                Binding("ctrl+r", "refresh", "Refresh")]
 
     def __init__(self, **kw):
         super().__init__(**kw)

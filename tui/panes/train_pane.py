@@ -10,7 +10,7 @@ from pathlib import Path
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Input, Label, ProgressBar, RichLog, Select, Static
+from textual.widgets import Button, Collapsible, Input, Label, ProgressBar, RichLog, Select, Static
 
 from mlx_dpo.config import LOSSES, build_config
 from mlx_dpo.errors import UsageError
@@ -44,12 +44,6 @@ class TrainPane(VerticalScroll):
         with Horizontal(classes="row"):
             yield Label("Run dir", classes="field-label")
             yield Input(self.default_output(), id="train-output")
-        with Grid(id="train-form"):
-            for name, label, default in FIELDS:
-                yield Label(label, classes="form-label")
-                yield Input(default, id=f"train-{name}", classes="form-input")
-            yield Label("loss", classes="form-label")
-            yield Select([(l, l) for l in LOSSES], value="sigmoid", allow_blank=False, id="train-loss")
         with Horizontal(classes="row buttons"):
             yield Button("Start", id="train-start", variant="success")
             yield Button("Stop", id="train-stop", variant="error", disabled=True)
@@ -57,6 +51,14 @@ class TrainPane(VerticalScroll):
         with Vertical(id="train-progress-box"):
             yield ProgressBar(total=1, id="train-progress", show_eta=False)  # determinate until a run starts
             yield Static("idle", id="train-status")
+        with Collapsible(title="Hyper-parameters", id="train-settings", collapsed=False):
+            with Grid(id="train-form"):
+                for name, label, default in FIELDS:
+                    yield Label(label, classes="form-label")
+                    yield Input(default, id=f"train-{name}", classes="form-input",
+                                placeholder="10 per run" if name == "eval_every" else "")
+                yield Label("loss", classes="form-label")
+                yield Select([(l, l) for l in LOSSES], value="sigmoid", allow_blank=False, id="train-loss")
         yield MetricsCharts(id="train-charts")
         yield RichLog(id="train-log", max_lines=2000, wrap=True)
 
@@ -104,12 +106,28 @@ class TrainPane(VerticalScroll):
         self.launch(flags["output"], self.args_for(flags), flags.get("iters", 0))
 
     @on(Button.Pressed, "#train-resume")
-    def resume(self, run_dir: str | None = None) -> None:
-        run = run_dir or self.query_one("#train-output", Input).value.strip()
-        self.query_one("#train-output", Input).value = run
+    def _resume_pressed(self) -> None:
+        self.resume(self.query_one("#train-output", Input).value.strip())
+
+    def resume(self, run: str) -> None:
         from mlx_dpo.runs import read_run
+
         info = read_run(run)
-        self.launch(run, ["--output", run, "--resume"], info.config.get("iters") or 0, keep=info.train + info.evals)
+        if not info.checkpoints:
+            self.app.notify(f"{run}: no checkpoint to resume", severity="error")
+            return
+        self.query_one("#train-output", Input).value = run
+        self.show_config(info.config)
+        self.launch(run, ["--output", run, "--resume"], info.config.get("iters") or 0, keep=info.train + info.evals,
+                    resume=True)
+
+    def show_config(self, config: dict) -> None:
+        """Fill the form with a run's saved settings (what a resumed run will use)."""
+        for name, _, _ in FIELDS:
+            if config.get(name) is not None:
+                self.query_one(f"#train-{name}", Input).value = str(config[name])
+        if config.get("loss") in LOSSES:
+            self.query_one("#train-loss", Select).value = config["loss"]
 
     @on(Button.Pressed, "#train-stop")
     def stop(self) -> None:
@@ -117,9 +135,14 @@ class TrainPane(VerticalScroll):
             self.process.stop()
             self.query_one("#train-status", Static).update("stopping after this step (saving a checkpoint) …")
 
-    def launch(self, run_dir: str, args: list[str], total: int, keep: list[dict] | None = None) -> None:
+    def launch(self, run_dir: str, args: list[str], total: int, keep: list[dict] | None = None,
+               resume: bool = False) -> None:
         if self.process and self.process.running:
             self.app.notify("a training run is already going", severity="warning")
+            return
+        if not resume and (Path(run_dir) / "config.yaml").exists():
+            self.app.notify(f"{run_dir} already holds a run: press Resume to continue it, or change the run dir",
+                            severity="error", timeout=8)
             return
         self.total_steps = int(total or 0)
         self.started, self.first_step = time.monotonic(), None
@@ -140,7 +163,12 @@ class TrainPane(VerticalScroll):
         self.query_one("#train-start", Button).disabled = running
         self.query_one("#train-resume", Button).disabled = running
         self.query_one("#train-stop", Button).disabled = not running
+        self.query_one("#train-output", Input).disabled = running
+        for widget in self.query("#train-form Input, #train-form Select"):
+            widget.disabled = running  # edits would not reach a running process
+        self.query_one("#train-settings", Collapsible).collapsed = running  # make room for the charts
         self.app.training_running = running
+        (self.query_one("#train-stop" if running else "#train-start", Button)).focus()
 
     # ------------------------------------------------------------------ process events
     def on_training_log(self, message: TrainingLog) -> None:
@@ -173,4 +201,6 @@ class TrainPane(VerticalScroll):
         severity = "information" if message.returncode in (0, 130) else "error"
         self.app.notify(message.message, severity=severity, timeout=10)
         self.query_one("#train-resume", Button).disabled = message.returncode == 0
+        if message.returncode == 0:
+            self.query_one("#train-output", Input).value = self.default_output()  # ready for the next run
         self.app.refresh_runs()

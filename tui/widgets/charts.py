@@ -41,6 +41,7 @@ class MetricsCharts(Grid):
         for chart_id, title, _ in CHARTS:
             plot = PlotWidget(id=f"chart-{chart_id}", classes="chart")
             plot.border_title = title
+            plot.can_focus = False  # keep keys (r, arrows) for the panes, not zoom/pan
             yield plot
 
     def reset(self, rows: list[dict] | None = None, overlay: list[dict] | None = None) -> None:
@@ -78,3 +79,5 @@ class MetricsCharts(Grid):
                     plot.scatter(xs, ys, marker_style=colour, label=label)
                 else:
                     plot.plot(xs, ys, line_style=colour, hires_mode=HiResMode.BRAILLE, label=label)
+            if self.rows:
+                plot.show_legend()
