@@ -1,8 +1,12 @@
-"""Resumable checkpoints and the metrics log of a run dir.
+"""Resumable checkpoints, the metrics log and the lock of a run dir.
 
 RUN_DIR/checkpoints/step_0000100/ holds adapters.safetensors, adapter_config.json,
 optimizer.safetensors and state.json. Each is written into a temporary folder that is renamed into
-place only when complete, so a kill at any point leaves either the old or the new checkpoint.
+place only when complete, so a kill at any point leaves either the old or the new checkpoint; a write
+that fails (disk full) removes its temporary folder and leaves every earlier checkpoint as it was.
+
+RUN_DIR/.lock is held (fcntl.flock) by the trainer using the run dir, so a second trainer is refused.
+The kernel releases the lock when the holder exits or is killed: a stale lock cannot block a resume.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from pathlib import Path
 import mlx.core as mx
 from mlx.utils import tree_flatten, tree_unflatten
 
-from .errors import UsageError
-from .io import read_jsonl_tolerant
+from .errors import TrainingStopped, UsageError
+from .io import disk_full, fsync_dir, kill_point, read_jsonl_tolerant
 from .model import save_adapter, load_adapter_weights
+
+LOCK_FILE = ".lock"
 
 PREFIX = "step_"
 
@@ -40,28 +46,59 @@ def step_dir(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / "checkpoints" / f"{PREFIX}{step:07d}"
 
 
+def _remove_stale_temporaries(root: Path) -> None:
+    """Temporary folders left by a killed writer (the caller holds the run dir's lock)."""
+    for p in root.iterdir():
+        if p.name.startswith((".tmp-", ".old-")) and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def save(run_dir: Path, step: int, model, optimizer, adapter_cfg: dict, position: dict | None = None) -> Path:
     root = Path(run_dir) / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    final = step_dir(run_dir, step)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(root)
+        final = step_dir(run_dir, step)
+        old = root / f".old-{final.name}"
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    except OSError as e:
+        raise _write_failed(run_dir, step, e) from None
     try:
         save_adapter(model, tmp, adapter_cfg)
         opt_state = dict(tree_flatten(optimizer.state))
         mx.save_safetensors(str(tmp / "optimizer.safetensors"), opt_state)
+        kill_point("checkpoint-write", step)  # test hook: a half-written checkpoint folder
         # Data order and dropout RNG are pure functions of (seed, epoch) and (seed, step), so the
         # step restores them; the position is recorded for people and tools reading the checkpoint.
         (tmp / "state.json").write_text(json.dumps({"step": step, **(position or {})}))
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
+        if final.exists():  # the same step again (a resumed run): swap, never delete first
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        fsync_dir(root)
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not final.exists():  # interrupted mid-swap: put the complete one back
+            os.replace(old, final)
+        if isinstance(e, OSError):
+            raise _write_failed(run_dir, step, e) from None
         raise
+    kill_point("checkpoint-saved", step)  # test hook: checkpoint in place, RUN_DIR's adapter copy not yet
     return final
+
+
+def _write_failed(run_dir: Path, step: int, e: OSError) -> TrainingStopped:
+    prev = latest(run_dir)
+    keep = f"the previous checkpoint {prev} is intact" if prev else "there is no earlier checkpoint"
+    why = "the disk is full" if disk_full(e) else f"{e.strerror or e}"
+    return TrainingStopped(f"could not write the checkpoint of step {step} in {Path(run_dir) / 'checkpoints'}: "
+                           f"{why}; {keep}. Free some space, then resume with --resume.")
 
 
 def restore(run_dir: Path, model, optimizer, log=print) -> int:
@@ -92,6 +129,57 @@ class MetricsLog:
             atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in rows))
 
     def write(self, row: dict):
+        line = json.dumps(row) + "\n"
         with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row) + "\n")
+            if os.environ.get("MLX_DPO_TEST_KILL_AT") and "loss" in row:
+                fh.write(line[: len(line) // 2])  # test hook: a torn last line, then SIGKILL
+                fh.flush()
+                kill_point("metrics-write", row.get("step"))
+                fh.write(line[len(line) // 2:])
+            else:
+                fh.write(line)
             fh.flush()
+
+
+class RunLock:
+    """An exclusive lock on RUN_DIR/.lock (fcntl.flock: Linux and macOS; released when the process dies)."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK_FILE
+        self.fh = None
+
+    @property
+    def held(self) -> bool:
+        return self.fh is not None
+
+    def acquire(self) -> "RunLock":
+        if self.fh is not None:
+            return self
+        import fcntl
+
+        fh = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip()
+            fh.close()
+            who = f" (pid {holder})" if holder.isdigit() else ""
+            raise UsageError(f"{self.path.parent}: another trainer{who} is using this run dir; wait for it "
+                             "to finish or stop it first") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self.fh = fh
+        return self
+
+    def release(self) -> None:
+        if self.fh is not None:
+            import fcntl
+
+            try:
+                fcntl.flock(self.fh.fileno(), fcntl.LOCK_UN)
+            finally:
+                self.fh.close()
+                self.fh = None

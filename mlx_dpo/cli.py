@@ -1,8 +1,10 @@
 """The `mlx-dpo` command: validate, train, eval, chat, generate, export.
 
 Flags are generated from TrainConfig's fields (one source of truth for names, types and help).
-User errors print one line per problem and exit 2; a run stopped by a training condition exits 1;
-Ctrl-C during training saves a checkpoint and exits 130. Logs go to stderr, results to stdout.
+User errors print one line per problem and exit 2; a run stopped by a training condition (out of
+memory, non-finite loss, a failed write such as a full disk) exits 1; Ctrl-C (SIGINT) during training
+saves a checkpoint and exits 130, SIGTERM does the same and exits 143 (128 + the signal number).
+No error prints a traceback. Logs go to stderr, results to stdout.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 import typing
 from pathlib import Path
@@ -131,9 +134,16 @@ def main(argv=None) -> int:
     except TrainingStopped as e:
         log(f"error: {e}")
         return 1
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 130
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        log("interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}")
+        return 128 + int(signum)
+    except OSError as e:  # a file that cannot be written or read at a point the engine did not foresee
+        from .io import disk_full
+
+        why = "the disk is full" if disk_full(e) else (e.strerror or str(e))
+        log(f"error: {e.filename + ': ' if e.filename else ''}{why}")
+        return 1
 
 
 def _flags(args, exclude=("command", "config", "json", "adapter", "file")) -> dict:
@@ -182,21 +192,46 @@ def cmd_train(args) -> int:
     from .trainer import Trainer
 
     yaml_values = load_yaml(args.config) if getattr(args, "config", None) else {}
+    sources = dict.fromkeys(yaml_values, args.config)
     flags = _flags(args)
     if flags.get("resume") and (flags.get("output") or yaml_values.get("output")):
         # Resume continues the saved run's settings; flags given now (e.g. a larger --iters) still win.
-        saved = load_run_config(Path(flags.get("output") or yaml_values["output"]))
+        run_dir = Path(flags.get("output") or yaml_values["output"])
+        saved = load_run_config(run_dir)
+        sources = {**dict.fromkeys(saved, str(run_dir / "config.yaml")), **sources}
         yaml_values = {**saved, **yaml_values}
-    cfg = build_config(yaml_values, flags)
+    cfg = build_config(yaml_values, flags, sources)
     for key in ("model", "data", "output"):
         if not getattr(cfg, key):
             raise UsageError(f"--{key} is required")
-    trainer = Trainer(cfg, log=log, show_progress=sys.stderr.isatty()).setup()
+    # Until the training loop installs its checkpoint-then-stop handler, SIGTERM stops like Ctrl-C.
+    old = _terminate_as_interrupt()
+    try:
+        trainer = Trainer(cfg, log=log, show_progress=sys.stderr.isatty()).setup()
+    finally:
+        _restore_signal(old)
     last = trainer.train()
     if last:
         log(f"done: step {last['step']}, loss {last['loss']:.4f}, accuracy {last['rewards/accuracies']:.3f}; "
             f"adapter in {cfg.output}")
     return 0
+
+
+def _terminate_as_interrupt():
+    from .trainer import Interrupted
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return None
+
+
+def _restore_signal(old) -> None:
+    if old is not None:
+        signal.signal(signal.SIGTERM, old)
 
 
 def cmd_eval(args) -> int:

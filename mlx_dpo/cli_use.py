@@ -43,8 +43,8 @@ def _stream(model, tokenizer, messages, sampling, out) -> str:
 
 
 def cmd_generate(args) -> int:
+    sampling = _sampling(args)  # check the flags before loading anything
     model, tokenizer, switch = _load(args)
-    sampling = _sampling(args)
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
         [{"role": "user", "content": args.prompt}]
     for label, enabled in _variants(args, switch):
@@ -57,8 +57,8 @@ def cmd_generate(args) -> int:
 
 
 def cmd_chat(args) -> int:
+    sampling = _sampling(args)  # check the flags before loading anything
     model, tokenizer, switch = _load(args)
-    sampling = _sampling(args)
     sessions = {label: ChatSession(model, tokenizer, sampling, args.system) for label, _ in _variants(args, switch)}
     interactive = sys.stdin.isatty()
     if interactive:

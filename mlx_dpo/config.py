@@ -147,21 +147,42 @@ def load_yaml(path: str | Path) -> dict:
     return out
 
 
-def build_config(yaml_values: dict, flag_values: dict) -> TrainConfig:
-    """Defaults < YAML < flags, with type checks on YAML values (flags are typed by argparse)."""
-    values = {}
+def build_config(yaml_values: dict, flag_values: dict, sources: dict | None = None) -> TrainConfig:
+    """Defaults < YAML < flags, with type checks on YAML values (flags are typed by argparse).
+
+    `sources` maps a YAML key to the file it came from, so an error names that file instead of "config".
+    """
+    sources = sources or {}
+    values, origin = {}, {}
     for f in config_fields():
         if f.name in flag_values:
             values[f.name] = flag_values[f.name]
         elif f.name in yaml_values:
-            values[f.name] = _coerce(f, yaml_values[f.name])
-    return TrainConfig(**values).validate()
+            origin[f.name] = sources.get(f.name)
+            try:
+                values[f.name] = _coerce(f, yaml_values[f.name])
+            except UsageError as e:
+                raise _from_file(e, origin[f.name]) from None
+    try:
+        return TrainConfig(**values).validate()
+    except UsageError as e:
+        key = str(e).split(": ")[1] if str(e).startswith("config: ") else None
+        raise _from_file(e, origin.get(key)) from None
+
+
+def _from_file(e: UsageError, source) -> UsageError:
+    msg = str(e)
+    if source and msg.startswith("config: "):
+        return UsageError(f"{source}: {msg[len('config: '):]}")
+    return e
 
 
 def _coerce(f: dataclasses.Field, value):
     default = f.default
     kind = type(default) if default is not None else None
     if value is None:
+        if not str(f.type).startswith("Optional"):  # only optional settings may be null
+            raise UsageError(f"config: {f.name}: expected a value, got null")
         return None
     if f.name == "lora_keys":
         if isinstance(value, str):

@@ -19,6 +19,9 @@ from pathlib import Path
 from .errors import DataError, UsageError
 
 ROLES = ("system", "user", "assistant")
+# One pair is a few thousand tokens; a row this long is a broken export (or not a pairs file at all),
+# and tokenizing it would take minutes. Reported as an error instead.
+MAX_ROW_CHARS = 8_000_000
 FORMATS = ("explicit", "conversational", "implicit")
 
 
@@ -61,7 +64,10 @@ def read_rows(path: Path) -> tuple[list[tuple[int, object]], list[str]]:
         raise UsageError(f"{name}: no such file")
     if path.is_dir():
         raise UsageError(f"{name}: is a directory, expected a .jsonl or .json file")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise UsageError(f"{name}: cannot read: {e.strerror or e}") from None
     try:
         text = raw.decode("utf-8-sig")  # a UTF-8 byte-order mark is fine
     except UnicodeDecodeError as e:
@@ -84,13 +90,28 @@ def _read_jsonl(name: str, text: str):
     for i, line in enumerate(re.split(r"\r\n?|\n", text), start=1):
         if not line.strip():
             continue
+        if len(line) > MAX_ROW_CHARS:
+            errors.append(_too_long(name, i, len(line)))
+            continue
         try:
             rows.append((i, json.loads(line)))
         except json.JSONDecodeError as e:
             errors.append(f"{name}:{i}: json: invalid JSON: {e.msg} (column {e.colno})")
         except RecursionError:
             errors.append(f"{name}:{i}: json: nested too deeply")
+        except ValueError as e:  # e.g. an integer literal longer than Python's digit limit
+            errors.append(f"{name}:{i}: json: invalid JSON: {_one_line(e)}")
     return rows, errors
+
+
+def _too_long(name: str, line: int, chars: int) -> str:
+    return (f"{name}:{line}: row: {chars / 1e6:.1f} million characters, over the limit of "
+            f"{MAX_ROW_CHARS / 1e6:.0f} million per row")
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _read_json_list(name: str, text: str):
@@ -110,6 +131,8 @@ def _read_json_list(name: str, text: str):
         else:
             while True:
                 obj, end = decoder.raw_decode(text, i)
+                if end - i > MAX_ROW_CHARS:
+                    return rows, [_too_long(name, line_of(i), end - i)]
                 rows.append((line_of(i), obj))
                 i = ws.match(text, end).end()
                 if i < len(text) and text[i] == ",":
@@ -126,6 +149,8 @@ def _read_json_list(name: str, text: str):
         return rows, [f"{name}:{e.lineno}: json: invalid JSON: {e.msg} (column {e.colno})"]
     except RecursionError:
         return rows, [f"{name}:{line_of(i)}: json: nested too deeply"]
+    except ValueError as e:  # not a JSONDecodeError: e.g. an integer literal over the digit limit
+        return rows, [f"{name}:{line_of(i)}: json: invalid JSON: {_one_line(e)}"]
     return rows, []
 
 

@@ -2,15 +2,67 @@
 
 Write to a temporary file in the same folder, fsync it, then rename over the target; rename is atomic
 on POSIX file systems (APFS included).
+
+`kill_point` is a test hook: with MLX_DPO_TEST_KILL_AT="NAME:N[,NAME:N...]" in the environment, the
+process SIGKILLs itself the N-th time it reaches point NAME (or, for step-numbered points, at step N),
+so tests can prove that a kill at any point loses nothing. Without the variable it does nothing.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import signal
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Callable
+
+KILL_ENV = "MLX_DPO_TEST_KILL_AT"
+_hits: Counter = Counter()
+
+
+def kill_point(name: str, n: int | None = None) -> None:
+    """Test hook: SIGKILL this process at point `name` when MLX_DPO_TEST_KILL_AT asks for it.
+
+    `n` is the point's own number (a step); without it, the hits of `name` in this process are counted.
+    """
+    spec = os.environ.get(KILL_ENV)
+    if not spec:
+        return
+    if n is None:
+        _hits[name] += 1
+        n = _hits[name]
+    for item in spec.split(","):
+        point, _, count = item.strip().partition(":")
+        if point == name and (count or "1") == str(n):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _kill_point_for(path: Path) -> str:
+    if path.parent.name == "reference":
+        return "reference-write"
+    return {"adapters.safetensors": "adapter-write", "config.yaml": "config-write",
+            "metrics.jsonl": "metrics-rewrite"}.get(path.name, "file-write")
+
+
+def disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1))
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Make a rename in `path` durable (best effort: not every file system allows it)."""
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
@@ -25,10 +77,12 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         write(tmp_path)
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
+        kill_point(_kill_point_for(path))  # test hook: the new file is complete but not in place yet
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -40,18 +94,20 @@ def atomic_write_json(path: str | Path, obj) -> None:
 
 
 def read_jsonl_tolerant(path: str | Path) -> list[dict]:
-    """Read a JSONL log, skipping a torn last line left by a killed writer."""
+    """Read a JSONL log, skipping a torn last line left by a killed writer (even one cut mid-character)."""
     rows = []
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
+        raw = Path(path).read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return rows
-    for line in lines:
+    for line in raw.splitlines():
         line = line.strip()
         if not line:
             continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            row = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             continue
+        if isinstance(row, dict):
+            rows.append(row)
     return rows

@@ -91,7 +91,9 @@ def load_base(model: str, quantize: int | None = None, trust_remote_code: bool =
     path = resolve_model_path(model)
     try:
         mdl, config = load_model(path, trust_remote_code=trust_remote_code)
-        tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id"))
+        # The tokenizer may run the folder's code only when the user allowed it (transformers' default is off).
+        tokenizer = load_tokenizer(path, {"trust_remote_code": True} if trust_remote_code else None,
+                                   eos_token_ids=config.get("eos_token_id"))
     except ValueError as e:
         raise UsageError(f"{path}: cannot load model: {str(e).splitlines()[0]}") from None
     except Exception as e:  # corrupt safetensors, wrong shapes, unknown architecture
@@ -150,14 +152,42 @@ def read_adapter_config(adapter_dir: str | Path) -> dict:
         raise UsageError(f"{d}: not an adapter folder ({ADAPTER_CONFIG} and {ADAPTER_FILE} expected)")
     try:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-        cfg.setdefault("fine_tune_type", "lora")
-        cfg["num_layers"], cfg["lora_parameters"]["rank"], cfg["lora_parameters"]["scale"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise UsageError(f"{cfg_path}: invalid adapter config ({type(e).__name__}: {e})") from None
-    if cfg["fine_tune_type"] not in ("lora", "dora"):
-        raise UsageError(f"{cfg_path}: fine_tune_type: only lora and dora adapters are supported")
-    cfg["lora_parameters"].setdefault("dropout", 0.0)
+    _check_adapter_config(cfg, cfg_path)
     return cfg
+
+
+def _check_adapter_config(cfg, cfg_path: Path) -> None:
+    """Types and ranges of the fields we use, so a bad file is a one-line error rather than a crash later."""
+    def bad(field, msg):
+        raise UsageError(f"{cfg_path}: {field}: {msg}")
+
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if not isinstance(cfg, dict):
+        raise UsageError(f"{cfg_path}: invalid adapter config: expected a JSON object")
+    cfg.setdefault("fine_tune_type", "lora")
+    if cfg["fine_tune_type"] not in ("lora", "dora"):
+        bad("fine_tune_type", "only lora and dora adapters are supported")
+    n = cfg.get("num_layers")
+    if not isinstance(n, int) or isinstance(n, bool) or n == 0 or n < -1:
+        bad("num_layers", f"expected a positive integer or -1, got {n!r}")
+    lp = cfg.get("lora_parameters")
+    if not isinstance(lp, dict):
+        bad("lora_parameters", "missing or not an object")
+    rank = lp.get("rank")
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
+        bad("lora_parameters.rank", f"expected a positive integer, got {rank!r}")
+    if not number(lp.get("scale")):
+        bad("lora_parameters.scale", f"expected a number, got {lp.get('scale')!r}")
+    lp.setdefault("dropout", 0.0)
+    if not number(lp["dropout"]) or not 0 <= lp["dropout"] < 1:
+        bad("lora_parameters.dropout", f"expected a number in [0, 1), got {lp['dropout']!r}")
+    keys = lp.get("keys")
+    if keys is not None and (not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)):
+        bad("lora_parameters.keys", "expected a list of module names")
 
 
 def load_adapter_weights(model: nn.Module, adapter_dir: str | Path) -> None:

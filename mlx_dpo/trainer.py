@@ -3,6 +3,11 @@
 Determinism: data order is a pure function of (seed, epoch) and the dropout RNG is re-seeded from
 (seed, step) before every optimizer step, so a checkpoint needs only the adapter, the optimizer state
 and the step counter to continue bit-exactly.
+
+Stopping: SIGINT / SIGTERM finish the current step, save a checkpoint and raise `Interrupted` (the CLI
+exits 130 for SIGINT, 143 for SIGTERM). Out of memory, a non-finite loss or a failed write (disk full)
+raise TrainingStopped naming the last complete checkpoint, which is left untouched. The run dir is
+locked (RUN_DIR/.lock) while a trainer uses it.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from .errors import TrainingStopped, UsageError
 from .evaluation import evaluate
 from .logprobs import sequence_logps
 from .losses import dpo_losses, pair_stats, stats_to_metrics
+from .io import disk_full, kill_point
 from .model import apply_lora, cache_root, lora_config, load_adapter_weights, load_base, num_blocks, \
-    read_adapter_config, save_adapter
+    read_adapter_config, resolve_model_path, save_adapter
 from .prepare import prepare_strict
 from .reference import model_fingerprint, reference_logps
 
@@ -41,16 +47,65 @@ def make_schedule(cfg: TrainConfig, total_steps: int):
     return optim.join_schedules([warm, main], [cfg.warmup_steps])
 
 
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by a signal after saving a checkpoint; `signum` is SIGINT or SIGTERM."""
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signum)
+        self.signum = signum
+
+
+OOM_MARKERS = ("out of memory", "outofmemory", "insufficient memory", "malloc", "attempting to allocate",
+               "bad_alloc", "failed to allocate", "allocation")
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """MLX reports a failed allocation as a RuntimeError ("[metal::malloc] Attempting to allocate ...")."""
+    if isinstance(e, MemoryError):
+        return True
+    return isinstance(e, RuntimeError) and any(m in str(e).lower() for m in OOM_MARKERS)
+
+
+OOM_ADVICE = ("Try a smaller --batch-size (raise --grad-accum to keep the effective batch), a lower "
+              "--max-length, --grad-checkpoint, or --quantize 4; close other apps using memory.")
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, log=print, show_progress: bool = True):
         self.cfg, self.log, self.show_progress = cfg, log, show_progress
         self.run_dir = Path(cfg.output)
         self.stop_requested = False
+        self.stop_signal = signal.SIGINT
+        self.lock = ckpt.RunLock(self.run_dir)
+        self._saved_step = None
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> "Trainer":
+        try:
+            return self._setup()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _warn_if_too_big(self, model_path: Path) -> None:
+        """Warn (never fail) before loading when the memory estimate exceeds what the machine has."""
+        from .memory import estimate, human
+
+        cfg = self.cfg
+        try:
+            est = estimate(model_path, batch_size=cfg.batch_size, max_length=cfg.max_length,
+                           lora_rank=cfg.lora_rank, lora_layers=cfg.lora_layers, quantize=cfg.quantize,
+                           grad_checkpoint=cfg.grad_checkpoint)
+        except Exception:  # an estimate only; a config.json it cannot read fails properly at load time
+            return
+        if est.fits is False:
+            self.log(f"warning: this run may not fit in memory: about {human(est.total)} needed, "
+                     f"{human(est.available)} available. {OOM_ADVICE}")
+
+    def _setup(self) -> "Trainer":
         cfg = self.cfg
         self._check_run_dir()
+        self._warn_if_too_big(resolve_model_path(cfg.model))
         loaded = load_base(cfg.model, cfg.quantize, cfg.trust_remote_code, log=self.log)
         self.model, self.tokenizer, self.model_path = loaded.model, loaded.tokenizer, loaded.path
         self.pad_id = self.tokenizer.pad_token_id or 0
@@ -84,9 +139,20 @@ class Trainer:
             ref = partial(reference_logps, self.model, model_key=key, cache_dir=cache,
                           batch_size=cfg.batch_size, pad_multiple=cfg.pad_multiple, pad_id=self.pad_id,
                           log=self.log)
-            self.ref_train = ref(self.train_data, label="train")
-            if self.valid_data:
-                self.ref_valid = ref(self.valid_data, label="valid")
+            kill_point("reference")  # test hook: killed while scoring the reference
+            try:
+                self.ref_train = ref(self.train_data, label="train")
+                if self.valid_data:
+                    self.ref_valid = ref(self.valid_data, label="valid")
+            except OSError as e:
+                why = "the disk is full" if disk_full(e) else (e.strerror or str(e))
+                raise TrainingStopped(f"could not write the reference cache in {cache} ({why}); nothing "
+                                      "was trained. Free some space or pass --cache-dir.") from None
+            except (MemoryError, RuntimeError) as e:
+                if is_out_of_memory(e):
+                    raise TrainingStopped(f"out of memory while scoring the reference ({_first_line(e)}); "
+                                          f"nothing was trained. {OOM_ADVICE}") from None
+                raise
 
         self.steps_per_epoch = max(1, batches_per_epoch(len(self.train_data), cfg.batch_size) // cfg.grad_accum)
         self.total_steps = cfg.iters or (cfg.epochs or 1) * self.steps_per_epoch
@@ -105,11 +171,14 @@ class Trainer:
         d = self.run_dir
         if d.exists() and not d.is_dir():
             raise UsageError(f"{d}: --output exists and is not a folder")
-        has_run = (d / "adapters.safetensors").exists() or (d / "checkpoints").exists()
+        # Only complete checkpoints count: a run killed while writing its first one can start over.
+        has_run = (d / "adapters.safetensors").exists() or ckpt.latest(d) is not None
         if self.cfg.resume and not ckpt.latest(d):
-            raise UsageError(f"{d}: nothing to resume (no checkpoint in {d / 'checkpoints'})")
+            raise UsageError(f"{d}: nothing to resume (no complete checkpoint in {d / 'checkpoints'})")
         if not self.cfg.resume and has_run:
             raise UsageError(f"{d}: already holds a run; pass --resume to continue it or choose another --output")
+        if d.is_dir():
+            self.lock.acquire()  # refuse now, before loading anything, if another trainer uses it
 
     # ------------------------------------------------------------------ the step
     def loss_fn(self, model, inputs, positions, targets, mask, ref_c, ref_r, pair_mask, denom):
@@ -179,8 +248,26 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def train(self, stop_at_step: int | None = None) -> dict:
         """Run to the end (or to `stop_at_step`, saving a checkpoint there). Returns the last metrics row."""
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.lock.acquire()
+            return self._train(stop_at_step)
+        except (MemoryError, RuntimeError) as e:  # outside the step itself, e.g. a held-out evaluation
+            if not is_out_of_memory(e):
+                raise
+            raise TrainingStopped(f"out of memory after step {self.step} ({_first_line(e)}). Last good "
+                                  f"checkpoint: {ckpt.latest(self.run_dir) or 'none'}. {OOM_ADVICE}") from None
+        except OSError as e:  # a write failed (disk full, permissions): earlier checkpoints are intact
+            prev = ckpt.latest(self.run_dir)
+            why = "the disk is full" if disk_full(e) else (e.strerror or str(e))
+            raise TrainingStopped(f"could not write {e.filename or self.run_dir}: {why}; "
+                                  + (f"the last checkpoint {prev} is intact. Free some space, then resume with "
+                                     "--resume." if prev else "there is no checkpoint yet.")) from None
+        finally:
+            self.lock.release()
+
+    def _train(self, stop_at_step: int | None) -> dict:
         cfg = self.cfg
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.run_dir / "config.yaml")
         metrics = ckpt.MetricsLog(self.run_dir / "metrics.jsonl", keep_until=self.step)
         step_fn = self._build_step()
@@ -196,12 +283,20 @@ class Trainer:
                 micro = self._micro_batches(s)
                 denom = sum(b.n_pairs for _, b in micro)
                 grad = None
-                for k, (epoch, batch) in enumerate(micro):
-                    stats, grad, _ = step_fn(self._arrays(batch, denom), grad, k == len(micro) - 1)
-                    # Sync point per micro-batch: bounds the lazy graph (and memory) to one batch.
-                    mx.eval(stats, grad, self.model.trainable_parameters(), self.optimizer.state)
-                    window = stats if window is None else window + stats
-                    tokens += batch.n_tokens
+                try:
+                    for k, (epoch, batch) in enumerate(micro):
+                        stats, grad, _ = step_fn(self._arrays(batch, denom), grad, k == len(micro) - 1)
+                        # Sync point per micro-batch: bounds the lazy graph (and memory) to one batch.
+                        mx.eval(stats, grad, self.model.trainable_parameters(), self.optimizer.state)
+                        window = stats if window is None else window + stats
+                        tokens += batch.n_tokens
+                except (MemoryError, RuntimeError) as e:
+                    if not is_out_of_memory(e):
+                        raise
+                    raise TrainingStopped(f"out of memory at step {s} ({_first_line(e)}); stopped without "
+                                          f"saving it. Last good checkpoint: {ckpt.latest(self.run_dir) or 'none'}. "
+                                          f"{OOM_ADVICE}") from None
+                kill_point("step", s)  # test hook: killed after an update, before it is logged or saved
                 if not np.all(np.isfinite(np.array(window))):
                     raise TrainingStopped(f"non-finite loss at step {s}; stopped without saving it. Last good "
                                           f"checkpoint: {ckpt.latest(self.run_dir) or 'none'}. Try a lower "
@@ -221,15 +316,18 @@ class Trainer:
                     metrics.write(row)
                     bar.note(f"step {s}: eval loss {row['eval/loss']:.4f}, "
                              f"accuracy {row['eval/rewards/accuracies']:.3f}, margin {row['eval/rewards/margins']:.3f}")
-                if s % cfg.save_every == 0 or s == stop_at_step:
+                if s % cfg.save_every == 0 or s == stop_at_step or self.stop_requested:
                     self.save_checkpoint()
                 if s == stop_at_step:
                     break
                 if self.stop_requested:
-                    self.save_checkpoint()
-                    raise KeyboardInterrupt
-            if self.step >= self.total_steps and ckpt.latest(self.run_dir) != ckpt.step_dir(self.run_dir, self.step):
-                self.save_checkpoint()  # the final adapter (save_checkpoint also writes RUN_DIR's copy)
+                    raise Interrupted(self.stop_signal)
+            if self.step >= self.total_steps and self._saved_step != self.step:
+                if ckpt.latest(self.run_dir) != ckpt.step_dir(self.run_dir, self.step):
+                    self.save_checkpoint()  # the final adapter (save_checkpoint also writes RUN_DIR's copy)
+                else:
+                    # Resumed at the end: a kill may have come between the checkpoint and RUN_DIR's copy.
+                    save_adapter(self.model, self.run_dir, self.adapter_cfg)
         finally:
             bar.close()
             _restore_handlers(old_handlers)
@@ -251,18 +349,25 @@ class Trainer:
                     "rng": "dropout RNG re-seeded from (seed, step) before each step"}
         path = ckpt.save(self.run_dir, self.step, self.model, self.optimizer, self.adapter_cfg, position)
         save_adapter(self.model, self.run_dir, self.adapter_cfg)
+        self._saved_step = self.step
         self.log(f"checkpoint saved: {path}")
 
 
 # ---------------------------------------------------------------------- terminal helpers
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def _install_stop_handlers(trainer: Trainer):
-    """SIGINT/SIGTERM finish the current step, save a checkpoint, then stop (a second Ctrl-C aborts)."""
+    """SIGINT/SIGTERM finish the current step, save a checkpoint, then stop (a second one aborts)."""
     def handler(signum, frame):
         if trainer.stop_requested:
-            raise KeyboardInterrupt
-        trainer.stop_requested = True
-        trainer.log("stopping after this step (checkpointing); press Ctrl-C again to abort")
+            raise Interrupted(signum)  # abort; an unfinished checkpoint write leaves only a temporary
+        trainer.stop_requested, trainer.stop_signal = True, signum
+        trainer.log(f"{signal.Signals(signum).name}: stopping after this step (checkpointing); "
+                    "press Ctrl-C again to abort")
 
     try:
         return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
