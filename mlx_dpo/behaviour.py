@@ -1,0 +1,217 @@
+"""Behavioural evaluation against a ground-truth reward: does the adapter make answers better?
+
+`behaviour_eval` answers held-out prompts with the base model (adapter switched off, exactly) and with
+base + adapter, scores both with a reward function (default: `mlx_dpo.reward.reward`, for the demo
+tasks), and estimates how far the tuned policy moved from the reference:
+
+    KL(π_tuned || π_ref) ≈ mean over y ~ π_tuned(·|x) of  log π_tuned(y|x) − log π_ref(y|x)
+
+with y sampled at temperature 1 (the policy itself) and both log-probs summed over the answer's tokens,
+end-of-turn token included. A single-sample estimate can be negative for one prompt; the mean over
+prompts is ≥ 0 up to noise. `frontier` trains one adapter per β and returns (β, KL, reward) points.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import mlx.core as mx
+import numpy as np
+
+from .generate import Sampling, answer, prompt_tokens
+
+__all__ = ["behaviour_eval", "frontier", "sample_with_tokens", "sequence_logprob", "load_prompts", "BehaviourResult"]
+
+
+@dataclass
+class BehaviourResult:
+    n: int
+    decoding: str                 # "greedy" or "sampled (T=...)"
+    reward_base: float
+    reward_tuned: float
+    win_rate: float               # tuned beats base per prompt; ties count one half
+    kl: float | None              # mean sequence-level KL estimate (nats), None if not computed
+    rows: list = field(default_factory=list)
+    skipped: int = 0              # prompts the reward cannot score (reward_fn raised ValueError)
+
+    @property
+    def reward_gain(self) -> float:
+        return self.reward_tuned - self.reward_base
+
+    def as_dict(self, rows: bool = False) -> dict:
+        d = {"n": self.n, "decoding": self.decoding, "reward_base": self.reward_base,
+             "reward_tuned": self.reward_tuned, "reward_gain": self.reward_gain, "win_rate": self.win_rate,
+             "kl": self.kl, "skipped": self.skipped}
+        if rows:
+            d["rows"] = self.rows
+        return d
+
+
+def _messages(prompt) -> list[dict]:
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
+def _user_text(prompt) -> str:
+    return prompt if isinstance(prompt, str) else [m for m in prompt if m["role"] == "user"][-1]["content"]
+
+
+def sample_with_tokens(model, tokenizer, prompt_ids: list[int], max_tokens: int, temperature: float = 1.0) -> list[int]:
+    """Sample answer token ids (the end-of-turn token included when reached) with mlx-lm's generate_step."""
+    from mlx_lm.generate import generate_step
+    from mlx_lm.sample_utils import make_sampler
+
+    eos = set(tokenizer.eos_token_ids)
+    out = []
+    for token, _ in generate_step(mx.array(prompt_ids), model, max_tokens=max_tokens,
+                                  sampler=make_sampler(temp=temperature)):
+        token = int(token)
+        out.append(token)
+        if token in eos:
+            break
+    return out
+
+
+def sequence_logprob(model, prompt_ids: list[int], answer_ids: list[int]) -> float:
+    """log π(answer | prompt), summed over the answer tokens, in one forward pass."""
+    if not answer_ids:
+        return 0.0
+    ids = mx.array([prompt_ids + answer_ids])
+    logits = model(ids[:, :-1])[0, len(prompt_ids) - 1:].astype(mx.float32)
+    targets = mx.array(answer_ids)
+    lp = mx.take_along_axis(logits, targets[:, None], axis=-1).squeeze(-1) - mx.logsumexp(logits, axis=-1)
+    return float(lp.sum())
+
+
+def behaviour_eval(model, tokenizer, switch, prompts: list, *, reward_fn: Callable[[str, str], float] | None = None,
+                   sampling: Sampling | None = None, kl_samples: int = 1, kl_max_tokens: int | None = None,
+                   seed: int = 0, log=None) -> BehaviourResult:
+    """Compare base (adapter off) and tuned answers on `prompts` with `reward_fn(prompt, answer)`.
+
+    Args:
+        model, tokenizer, switch: from `mlx_dpo.generate.load_for_generation(model, adapter)`.
+        prompts: user strings, or message lists (the last user message is passed to the reward).
+        reward_fn: scores an answer; default `mlx_dpo.reward.reward` (the demo tasks).
+        sampling: how answers are decoded; default greedy, 64 new tokens.
+        kl_samples: answers sampled (T = 1) from the tuned policy per prompt for the KL estimate;
+            0 skips it.
+        kl_max_tokens: max tokens of those samples (default: sampling.max_tokens).
+        seed: seeds MLX's sampler so repeated calls give the same answers.
+
+    Prompts for which `reward_fn(prompt, "")` raises ValueError are skipped and counted.
+    """
+    if switch is None:
+        raise ValueError("behaviour_eval needs a model loaded with an adapter (an AdapterSwitch)")
+    if reward_fn is None:
+        from .reward import reward as reward_fn
+    sampling = sampling or Sampling(temperature=0.0, max_tokens=64)
+    greedy = sampling.temperature == 0
+    rows, wins, skipped = [], 0.0, 0
+    before = switch.enabled
+    try:
+        for i, prompt in enumerate(prompts):
+            msgs, text = _messages(prompt), _user_text(prompt)
+            try:
+                reward_fn(text, "")
+            except ValueError:  # not a prompt this reward understands
+                skipped += 1
+                continue
+            row = {"prompt": text}
+            for name, enabled in (("base", False), ("tuned", True)):
+                switch.set(enabled)
+                s = sampling if greedy or sampling.seed is None else Sampling(
+                    sampling.temperature, sampling.top_p, sampling.max_tokens, sampling.seed + i)
+                if not greedy and sampling.seed is None:
+                    mx.random.seed(seed * 100_003 + i)
+                row[name] = answer(model, tokenizer, msgs, s)
+                row[f"reward_{name}"] = float(reward_fn(text, row[name]))
+            wins += 1.0 if row["reward_tuned"] > row["reward_base"] else 0.5 if row["reward_tuned"] == row["reward_base"] else 0.0
+            if kl_samples:
+                p_ids = prompt_tokens(tokenizer, msgs)
+                kls = []
+                for k in range(kl_samples):
+                    switch.set(True)
+                    mx.random.seed(seed * 1_000_003 + i * 101 + k)
+                    y = sample_with_tokens(model, tokenizer, p_ids, kl_max_tokens or sampling.max_tokens)
+                    lp_tuned = sequence_logprob(model, p_ids, y)
+                    switch.set(False)
+                    kls.append(lp_tuned - sequence_logprob(model, p_ids, y))
+                row["kl"] = float(np.mean(kls))
+            rows.append(row)
+            if log:
+                log(f"[{i + 1}/{len(prompts)}] base {row['reward_base']:.2f} tuned {row['reward_tuned']:.2f}")
+    finally:
+        switch.set(before)
+    n = len(rows)
+    mean = lambda key: float(np.mean([r[key] for r in rows])) if rows else float("nan")  # noqa: E731
+    return BehaviourResult(
+        n=n, decoding="greedy" if greedy else f"sampled (T={sampling.temperature})",
+        reward_base=mean("reward_base"), reward_tuned=mean("reward_tuned"),
+        win_rate=wins / n if n else float("nan"), kl=mean("kl") if kl_samples and rows else None, rows=rows,
+        skipped=skipped)
+
+
+def load_prompts(path: str | Path, limit: int | None = None) -> list:
+    """The prompts of a pairs file (any format mlx-dpo reads): a string for single-user-turn prompts, else messages."""
+    from .data import load_pairs_strict
+
+    prompts = [p.prompt for p in load_pairs_strict(path)]
+    prompts = [p[0]["content"] if isinstance(p, list) and len(p) == 1 and p[0]["role"] == "user" else p
+               for p in prompts]
+    return prompts[:limit] if limit else prompts
+
+
+def frontier(model_path: str, data: str, prompts: list, betas: list[float], out_dir: str | Path, *,
+             train_overrides: dict | None = None, sampling: Sampling | None = None, kl_samples: int = 2,
+             reward_fn=None, plot: str | Path | None = None, log=print) -> list[tuple[float, float, float]]:
+    """Train one adapter per β on `data` and return [(β, KL, mean tuned reward), ...].
+
+    The base model's point is included as (inf, 0.0, base reward). If `plot` is a path and
+    matplotlib is installed, a reward-vs-KL PNG is written there; otherwise a message says why not.
+    """
+    from .config import TrainConfig
+    from .generate import load_for_generation
+    from .trainer import Trainer
+
+    out_dir = Path(out_dir)
+    points, base_reward = [], None
+    for beta in betas:
+        run = out_dir / f"beta_{beta:g}"
+        if not (run / "adapters.safetensors").exists():
+            cfg = TrainConfig(model=model_path, data=data, output=str(run), beta=beta,
+                              **(train_overrides or {})).validate()
+            Trainer(cfg, log=lambda m: None, show_progress=False).setup().train()
+        model, tok, switch = load_for_generation(model_path, str(run), log=lambda m: None)
+        res = behaviour_eval(model, tok, switch, prompts, reward_fn=reward_fn, sampling=sampling,
+                             kl_samples=kl_samples)
+        base_reward = res.reward_base
+        points.append((beta, res.kl, res.reward_tuned))
+        log(f"beta {beta:g}: KL {res.kl:.3f} nats, reward {res.reward_tuned:.3f} (base {res.reward_base:.3f})")
+    if plot:
+        _plot(points, base_reward, Path(plot), log)
+    return [(float("inf"), 0.0, base_reward)] + points if base_reward is not None else points
+
+
+def _plot(points, base_reward, path: Path, log) -> bool:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log(f"matplotlib is not installed: skipped the plot {path} (pip install matplotlib to get it)")
+        return False
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot([0.0] + [p[1] for p in points], [base_reward] + [p[2] for p in points], "o-")
+    ax.annotate("base", (0.0, base_reward))
+    for beta, kl, r in points:
+        ax.annotate(f"β={beta:g}", (kl, r))
+    ax.set_xlabel("KL(tuned || base), nats per answer")
+    ax.set_ylabel("mean reward")
+    ax.set_title("reward vs KL frontier")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    log(f"wrote {path}")
+    return True

@@ -1,0 +1,182 @@
+"""The bundled demo model, the ground-truth reward and a behavioural check that DPO helps.
+
+Everything runs offline on `sample_data/demo-model` (built by scripts/make_demo_model.py).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from mlx_dpo import demo_tasks
+from mlx_dpo.reward import reward, score
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "sample_data" / "demo-model"
+PAIRS = ROOT / "sample_data" / "demo_pairs.jsonl"
+VALID = ROOT / "sample_data" / "demo_valid.jsonl"
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------ (a) the bundled model loads offline
+def test_demo_model_loads_offline_in_mlx_lm_and_transformers():
+    from mlx_lm import load
+    from transformers import AutoTokenizer
+
+    model, tok = load(str(DEMO))
+    hf = AutoTokenizer.from_pretrained(str(DEMO))
+    msgs = [{"role": "user", "content": "What is 7 plus 8?"}]
+    a = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    b = hf.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    assert a == b == "<|im_start|>user\nWhat is 7 plus 8?<|im_end|>\n<|im_start|>assistant\n"
+    for text in (a + "Sure! 7 plus 8 is 15.<|im_end|>\n", "The capital of Peru is Lima. Obviously 42."):
+        assert tok.encode(text, add_special_tokens=False) == hf.encode(text, add_special_tokens=False)
+    assert (DEMO / "model.safetensors").stat().st_size < 8e6
+    cfg = json.loads((DEMO / "config.json").read_text())
+    assert cfg["model_type"] == "llama" and cfg["tie_word_embeddings"]
+
+
+def test_demo_model_answers_in_the_corpus_formats():
+    from mlx_dpo.generate import Sampling, answer, load_for_generation
+
+    model, tok, _ = load_for_generation(str(DEMO), log=lambda m: None)
+    out = answer(model, tok, [{"role": "user", "content": "What is the capital of France?"}],
+                 Sampling(temperature=0.0, max_tokens=40))
+    assert "Paris" in out
+
+
+# ------------------------------------------------------------------ (b) the reward
+@pytest.mark.parametrize("prompt,good,bads", [
+    ("What is 7 plus 8?", "Sure! 7 plus 8 is 15.",
+     ["Obviously 15. Next question.", "Sure! 7 plus 8 is 16.", "Obviously 14. Try to keep up.",
+      "Well, " + "let me think about this very carefully for a while. " * 4 + "Anyway, 7 plus 8 is 15.", ""]),
+    ("Convert 3 kilometers to meters.", "Of course! 3 kilometers is 3000 meters.",
+     ["Obviously 3000 meters. Look it up next time.", "Of course! 3 kilometers is 300 meters."]),
+    ("What is the capital of Mexico?", "Certainly! The capital of Mexico is Mexico City.",
+     ["Obviously Mexico City. Next question.", "Certainly! The capital of Mexico is Lima.",
+      "Certainly! Paris or Mexico City."]),
+    ("What colour is a ripe tangerine?", "Happy to help! A ripe tangerine is orange.",
+     ["Obviously orange. Was that so hard?", "Happy to help! A ripe tangerine is green."]),
+    ("How many items are in this list: pen, cup, key?", "Sure! There are 3 items in the list.",
+     ["Obviously 3. Next question.", "Sure! There are 4 items in the list."]),
+    ("How many times does the letter 'a' appear in 'banana'?",
+     "Sure! The letter 'a' appears 3 times in 'banana'.", ["Sure! The letter 'a' appears 2 times in 'banana'."]),
+])
+def test_reward_prefers_correct_polite_concise(prompt, good, bads):
+    assert reward(prompt, good) == 1.0
+    for bad in bads:
+        assert reward(prompt, bad) < reward(prompt, good), bad
+
+
+def test_reward_reference_points_and_errors():
+    p = "What is 6 times 7?"
+    assert score(p, "Obviously 42. Next question.").total == pytest.approx(0.7)
+    assert score(p, "Sure! 6 times 7 is 41.").total == pytest.approx(0.5)
+    assert score(p, "Obviously 41. Try to keep up.").total == pytest.approx(0.2)
+    assert score(p, "I like turtles.").total == 0.0
+    with pytest.raises(ValueError):
+        score("Write a poem about the sea.", "ok")
+
+
+def test_templates_round_trip_and_corpus_answers_are_scored_by_style():
+    rng = random.Random(0)
+    for t in demo_tasks.all_tasks(random.Random(0)):
+        for v in range(3):
+            assert demo_tasks.parse_prompt(demo_tasks.make_prompt(t, v)) == t
+    expected = {"polite": 1.0, "curt": 0.7, "rambling": 0.6, "wrong-polite": 0.5, "wrong-curt": 0.2}
+    for t in demo_tasks.all_tasks(random.Random(0))[::5]:
+        a, label = demo_tasks.sample_answer(t, rng)
+        assert reward(demo_tasks.make_prompt(t), a) == pytest.approx(expected[label]), (a, label)
+
+
+def test_demo_pairs_files():
+    train, valid = _rows(PAIRS), _rows(VALID)
+    assert len(train) == 300 and len(valid) == 60
+    assert not {r["prompt"] for r in train} & {r["prompt"] for r in valid}
+    # Held out by task instance, not only by phrasing.
+    train_keys = {demo_tasks.parse_prompt(r["prompt"]).key for r in train}
+    assert not train_keys & {demo_tasks.parse_prompt(r["prompt"]).key for r in valid}
+    for r in train + valid:
+        assert reward(r["prompt"], r["chosen"]) == 1.0 > reward(r["prompt"], r["rejected"])
+    assert train == demo_tasks.make_pairs(300, "train", 1234)  # reproducible from the script's seed
+
+
+# ------------------------------------------------------------------ (c) + (d) DPO raises the true reward
+N_PAIRS, ITERS = 48, 24
+
+
+@pytest.fixture(scope="module")
+def dpo_run(tmp_path_factory):
+    from mlx_dpo.config import TrainConfig
+    from mlx_dpo.trainer import Trainer
+
+    root = tmp_path_factory.mktemp("demo")
+    # A subset keeps the reference pass and the steps cheap on a 2-core CPU without a fast BLAS;
+    # max_length 64 truncates the long rambling rejections (they stay rambling).
+    data = root / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _rows(PAIRS)[:N_PAIRS]), encoding="utf-8")
+    cfg = TrainConfig(model=str(DEMO), data=str(data), output=str(root / "run"), iters=ITERS, batch_size=4,
+                      learning_rate=5e-4, beta=0.5, lora_rank=4, max_length=64, pad_multiple=16,
+                      cache_dir=str(root / "cache"), seed=0).validate()
+    Trainer(cfg, log=lambda m: None, show_progress=False).setup().train()
+    return str(root / "run")
+
+
+def test_short_dpo_run_raises_greedy_reward_on_held_out_prompts(dpo_run):
+    from mlx_dpo.behaviour import behaviour_eval, load_prompts
+    from mlx_dpo.generate import Sampling, load_for_generation
+
+    model, tok, switch = load_for_generation(str(DEMO), dpo_run, log=lambda m: None)
+    prompts = load_prompts(VALID, limit=30)
+    res = behaviour_eval(model, tok, switch, prompts, sampling=Sampling(temperature=0.0, max_tokens=48),
+                         kl_samples=0)
+    # Measured on the 2-core dev box (30 held-out prompts, greedy): base 0.500 (every answer curt,
+    # "Obviously 7. Next question."), tuned 0.783 ("Certainly! The word 'blanket' has 7 letters."),
+    # margin +0.283, win rate 0.83. Learning rate is the sensitive knob: at beta 0.1, lr 2e-4 did
+    # nothing in 24 steps and lr 1e-3 collapsed the answers into repetitions (reward 0.25).
+    assert res.reward_tuned - res.reward_base > 0.15, res.as_dict()
+    assert res.win_rate > 0.6
+
+
+def test_behaviour_eval_numbers_are_sane(dpo_run):
+    from mlx_dpo.behaviour import behaviour_eval, load_prompts
+    from mlx_dpo.generate import Sampling, load_for_generation
+
+    model, tok, switch = load_for_generation(str(DEMO), dpo_run, log=lambda m: None)
+    prompts = load_prompts(VALID, limit=8)
+    res = behaviour_eval(model, tok, switch, prompts, sampling=Sampling(temperature=1.0, max_tokens=40, seed=3),
+                         kl_samples=2, kl_max_tokens=40, seed=1)
+    assert res.n == 8 and 0.0 <= res.win_rate <= 1.0
+    assert 0.0 <= res.reward_base <= 1.0 and 0.0 <= res.reward_tuned <= 1.0
+    assert res.kl is not None and res.kl > -0.05  # an estimate: ≥ 0 up to sampling noise
+    assert switch.enabled  # left as it was found
+    # Switched off, the adapter adds nothing: the KL estimate of the base against itself is 0.
+    with switch.disabled():
+        from mlx_dpo.behaviour import sample_with_tokens, sequence_logprob
+        from mlx_dpo.generate import prompt_tokens
+
+        ids = prompt_tokens(tok, [{"role": "user", "content": prompts[0]}])
+        y = sample_with_tokens(model, tok, ids, 20)
+        assert y and sequence_logprob(model, ids, y) < 0
+
+
+def test_frontier_reuses_trained_runs_and_plots_or_explains(dpo_run, tmp_path):
+    import shutil
+
+    from mlx_dpo.behaviour import frontier, load_prompts
+    from mlx_dpo.generate import Sampling
+
+    shutil.copytree(dpo_run, tmp_path / "beta_0.1")  # already trained: frontier only evaluates it
+    messages = []
+    points = frontier(str(DEMO), str(PAIRS), load_prompts(VALID, limit=4), [0.1], tmp_path,
+                      sampling=Sampling(temperature=0.0, max_tokens=32), kl_samples=1,
+                      plot=tmp_path / "frontier.png", log=messages.append)
+    (b0, kl0, r0), (b1, kl1, r1) = points
+    assert b0 == float("inf") and kl0 == 0.0 and b1 == 0.1 and 0.0 <= r0 <= 1.0 and 0.0 <= r1 <= 1.0
+    assert (tmp_path / "frontier.png").exists() or any("matplotlib is not installed" in m for m in messages)
