@@ -200,8 +200,10 @@ def _plot(points, base_reward, path: Path, log) -> bool:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        log(f"matplotlib is not installed: skipped the plot {path} (pip install matplotlib to get it)")
-        return False
+        svg = path.with_suffix(".svg")
+        svg.write_text(frontier_svg(points, base_reward), encoding="utf-8")
+        log(f"wrote {svg} (matplotlib is not installed, so an SVG instead of {path.name})")
+        return True
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot([0.0] + [p[1] for p in points], [base_reward] + [p[2] for p in points], "o-")
     ax.annotate("base", (0.0, base_reward))
@@ -215,3 +217,33 @@ def _plot(points, base_reward, path: Path, log) -> bool:
     plt.close(fig)
     log(f"wrote {path}")
     return True
+
+
+def frontier_svg(points, base_reward, width: int = 480, height: int = 320) -> str:
+    """A dependency-free reward-vs-KL plot: the base at KL 0, then one point per β, joined in order."""
+    pts = [(0.0, base_reward, "base")] + [(kl, r, f"β={b:g}") for b, kl, r in points if kl is not None]
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    x0, x1 = 0.0, max(xs) * 1.1 or 1.0
+    y0, y1 = min(ys) - 0.05, max(ys) + 0.05
+    m = 50
+
+    def sx(x):
+        return m + (x - x0) / (x1 - x0) * (width - 2 * m)
+
+    def sy(y):
+        return height - m - (y - y0) / (y1 - y0) * (height - 2 * m)
+
+    line = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y, _ in pts)
+    dots = "".join(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="4" fill="#1f77b4"/>'
+                   f'<text x="{sx(x) + 6:.1f}" y="{sy(y) - 6:.1f}" font-size="11">{label}</text>'
+                   for x, y, label in pts)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif">'
+            f'<rect width="100%" height="100%" fill="white"/>'
+            f'<line x1="{m}" y1="{height - m}" x2="{width - m}" y2="{height - m}" stroke="black"/>'
+            f'<line x1="{m}" y1="{m}" x2="{m}" y2="{height - m}" stroke="black"/>'
+            f'<text x="{width / 2}" y="{height - 12}" text-anchor="middle" font-size="12">'
+            f'KL(tuned || base), nats per answer (0 to {x1:.2f})</text>'
+            f'<text x="14" y="{height / 2}" transform="rotate(-90 14 {height / 2})" text-anchor="middle" '
+            f'font-size="12">mean reward ({y0:.2f} to {y1:.2f})</text>'
+            f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14">reward vs KL frontier</text>'
+            f'<polyline points="{line}" fill="none" stroke="#1f77b4"/>{dots}</svg>')

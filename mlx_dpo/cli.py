@@ -71,8 +71,28 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="DPO loss and reward metrics of an adapter on a pairs file")
     e.add_argument("--adapter", help="run dir or adapter folder (omit to evaluate the base model)")
     e.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    g = e.add_argument_group("behaviour (--generate): answers scored by the demo tasks' ground-truth reward")
+    g.add_argument("--generate", action="store_true",
+                   help="also generate answers for the file's prompts with base and base + adapter and score them")
+    g.add_argument("--limit", type=int, help="at most this many prompts")
+    g.add_argument("--temperature", type=float, default=0.0, help="decoding temperature (default 0: greedy)")
+    g.add_argument("--max-tokens", type=int, default=64, help="new tokens per answer (default 64)")
+    g.add_argument("--kl-samples", type=int, default=1, help="answers sampled per prompt for the KL estimate")
+    g.add_argument("--seed", type=int, default=0, help="sampling seed")
+    g.add_argument("--show", type=int, default=3, help="example answers to print")
     _add_config_args(e, ("model", "data", "quantize", "trust_remote_code", "batch_size", "pad_multiple",
                          "cache_dir", "init_adapter") + DATA_KEYS + LENGTHS + LOSS_ARGS)
+
+    f = sub.add_parser("frontier", help="train one adapter per beta and plot ground-truth reward against KL")
+    f.add_argument("--model", help="base model (default: the bundled demo model)")
+    f.add_argument("--data", required=True, help="training pairs")
+    f.add_argument("--valid-data", required=True, help="held-out pairs whose prompts are answered and scored")
+    f.add_argument("--betas", type=float, nargs="+", default=[0.05, 0.1, 0.3, 1.0])
+    f.add_argument("--output", required=True, help="folder for the runs and the plot")
+    f.add_argument("--iters", type=int, default=24)
+    f.add_argument("--learning-rate", type=float, default=5e-4)
+    f.add_argument("--limit", type=int, default=30, help="held-out prompts to score")
+    f.add_argument("--json", action="store_true")
 
     for name, help_ in (("chat", "chat with base + adapter in the terminal (/reset, /quit)"),
                         ("generate", "print one completion for --prompt")):
@@ -97,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_model_args(p, adapter_required=False):
-    p.add_argument("--model", required=True, help="local HF-format folder or hub id of the base model")
+    p.add_argument("--model", help="local HF-format folder or hub id of the base model (default: the bundled demo model)")
     p.add_argument("--adapter", required=adapter_required, help="run dir or adapter folder")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model folder to run its own code")
     if not adapter_required:
@@ -121,6 +141,7 @@ def main(argv=None) -> int:
     try:
         from . import cli_use
         commands = {"validate": cmd_validate, "train": cmd_train, "eval": cmd_eval, "chat": cli_use.cmd_chat,
+                    "frontier": cli_use.cmd_frontier,
                     "generate": cli_use.cmd_generate, "export": cli_use.cmd_export}
         return commands[args.command](args)
     except DataError as e:
@@ -201,6 +222,7 @@ def cmd_train(args) -> int:
         sources = {**dict.fromkeys(saved, str(run_dir / "config.yaml")), **sources}
         yaml_values = {**saved, **yaml_values}
     cfg = build_config(yaml_values, flags, sources)
+    cfg.model = cfg.model or _default_model()
     for key in ("model", "data", "output"):
         if not getattr(cfg, key):
             raise UsageError(f"--{key} is required")
@@ -234,6 +256,11 @@ def _restore_signal(old) -> None:
         signal.signal(signal.SIGTERM, old)
 
 
+def _default_model() -> str | None:
+    from .model import default_model
+    return default_model()
+
+
 def cmd_eval(args) -> int:
     from .evaluation import run_eval
 
@@ -244,15 +271,23 @@ def cmd_eval(args) -> int:
         if saved.get("init_adapter"):
             flags["init_adapter"] = saved["init_adapter"]
     cfg = build_config({}, flags)
+    cfg.model = cfg.model or _default_model()
     for key in ("model", "data"):
         if not getattr(cfg, key):
             raise UsageError(f"--{key} is required")
     metrics = run_eval(cfg, args.adapter, log=log)
+    behaviour = None
+    if args.generate:
+        from .cli_use import run_behaviour
+        behaviour = run_behaviour(cfg, args)
     if args.json:
-        print(json.dumps(metrics))
-    else:
-        for k, v in metrics.items():
-            print(f"{k:<20} {v:.4f}" if isinstance(v, float) else f"{k:<20} {v}")
+        print(json.dumps(metrics if behaviour is None else {**metrics, "behaviour": behaviour.as_dict(rows=True)}))
+        return 0
+    for k, v in metrics.items():
+        print(f"{k:<20} {v:.4f}" if isinstance(v, float) else f"{k:<20} {v}")
+    if behaviour is not None:
+        from .cli_use import print_behaviour
+        print_behaviour(behaviour, args.show)
     return 0
 
 

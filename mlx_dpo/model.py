@@ -34,6 +34,14 @@ class LoadedModel:
     quantized: bool      # base weights are quantized (pre-quantized or on the fly)
 
 
+DEMO_MODEL = Path(__file__).resolve().parent.parent / "sample_data" / "demo-model"
+
+
+def default_model() -> str | None:
+    """The bundled demo model, used when no --model is given (works offline out of the box)."""
+    return str(DEMO_MODEL) if (DEMO_MODEL / "config.json").exists() else None
+
+
 def resolve_model_path(model: str) -> Path:
     """A local folder as is; otherwise a hub id resolved through huggingface-hub (cache, offline mode)."""
     p = Path(model).expanduser()

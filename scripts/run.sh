@@ -13,20 +13,17 @@ PY=${PYTHON:-python3}
 if [ "$#" -gt 0 ]; then exec .venv/bin/mlx-dpo "$@"; fi
 
 export HF_HUB_OFFLINE=1
+# The bundled demo chat model and its preference pairs (tasks with checkable answers).
 MODEL=sample_data/demo-model
-if [ ! -f "$MODEL/config.json" ]; then
-    # No bundled demo model in this checkout: build a tiny random one offline (pipeline demo only).
-    MODEL=.demo/tiny-model
-    [ -f "$MODEL/config.json" ] || .venv/bin/python -c "from mlx_dpo.testing import build_tiny_model; build_tiny_model('$MODEL')"
-fi
-DATA=sample_data/train.jsonl
-VALID=sample_data/valid.jsonl
+DATA=sample_data/demo_pairs.jsonl
+VALID=sample_data/demo_valid.jsonl
 if [ -t 0 ] && [ -t 1 ]; then
     exec .venv/bin/mlx-dpo tui --model "$MODEL" --data "$DATA" --valid-data "$VALID"
 fi
 RUN=runs/demo-$(date +%Y%m%d-%H%M%S)
+DEMO=(--beta 0.5 --max-length 64)
 .venv/bin/mlx-dpo validate "$DATA" --model "$MODEL"
 .venv/bin/mlx-dpo train --model "$MODEL" --data "$DATA" --valid-data "$VALID" --output "$RUN" \
-    --epochs 1 --batch-size 8 --learning-rate 1e-3 --max-length 512
-.venv/bin/mlx-dpo eval --model "$MODEL" --adapter "$RUN" --data "$VALID"
-echo "adapter and metrics in $RUN; chat with it: ./scripts/run.sh chat --model $MODEL --adapter $RUN"
+    --iters 24 --batch-size 2 --learning-rate 5e-4 --lora-rank 4 "${DEMO[@]}"
+.venv/bin/mlx-dpo eval --model "$MODEL" --adapter "$RUN" --data "$VALID" --generate --limit 30 "${DEMO[@]}"
+echo "adapter and metrics in $RUN; chat with it: ./scripts/run.sh chat --adapter $RUN"

@@ -180,3 +180,23 @@ def test_frontier_reuses_trained_runs_and_plots_or_explains(dpo_run, tmp_path):
     (b0, kl0, r0), (b1, kl1, r1) = points
     assert b0 == float("inf") and kl0 == 0.0 and b1 == 0.1 and 0.0 <= r0 <= 1.0 and 0.0 <= r1 <= 1.0
     assert (tmp_path / "frontier.png").exists() or any("matplotlib is not installed" in m for m in messages)
+
+
+def test_readme_run_command_works_offline():
+    """`./scripts/run.sh` without a terminal: validate, train and evaluate the bundled demo, hub offline."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHON": os.sys.executable}
+    r = subprocess.run(["bash", str(repo / "scripts" / "run.sh")], cwd=repo, env=env, capture_output=True,
+                       text=True, stdin=subprocess.DEVNULL, timeout=900)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert "Traceback" not in out
+    assert "mean reward  base" in out and "adapter and metrics in runs/demo-" in out
+    run_dir = repo / out.split("adapter and metrics in ")[1].split(";")[0].strip()
+    assert (run_dir / "adapters.safetensors").exists()
+    import shutil
+    shutil.rmtree(run_dir)

@@ -48,7 +48,9 @@ class MlxDpoApp(App):
 
     @staticmethod
     def default_model() -> str | None:
-        demo = Path("sample_data/demo-model")
+        from .panes.model_pane import REPO
+
+        demo = REPO / "sample_data" / "demo-model"  # the bundled demo model, as mlx_dpo.model.default_model
         return str(demo) if (demo / "config.json").exists() else None
 
     def compose(self) -> ComposeResult:

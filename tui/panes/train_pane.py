@@ -25,6 +25,9 @@ FIELDS = [("iters", "steps", "100"), ("batch_size", "batch size", "4"), ("grad_a
           ("max_length", "max length", "1024"), ("eval_every", "eval every", ""), ("save_every", "save every", "100"),
           ("seed", "seed", "0")]
 TOTAL_RE = re.compile(r"training pairs, (\d+) steps")
+# Settings that show a visible change on the small bundled demo model within a minute or two.
+DEMO_PRESET = {"iters": "24", "batch_size": "2", "learning_rate": "5e-4", "beta": "0.5", "lora_rank": "4",
+               "max_length": "64"}
 
 
 def fmt_eta(seconds: float) -> str:
@@ -61,6 +64,13 @@ class TrainPane(VerticalScroll):
                 yield Select([(l, l) for l in LOSSES], value="sigmoid", allow_blank=False, id="train-loss")
         yield MetricsCharts(id="train-charts")
         yield RichLog(id="train-log", max_lines=2000, wrap=True)
+
+    def on_mount(self) -> None:
+        from .model_pane import REPO
+
+        if self.app.model and Path(self.app.model).resolve() == REPO / "sample_data" / "demo-model":
+            for name, value in DEMO_PRESET.items():
+                self.query_one(f"#train-{name}", Input).value = value
 
     def default_output(self) -> str:
         return str(Path(self.app.runs_root) / datetime.now().strftime("run-%Y%m%d-%H%M%S"))
