@@ -1,0 +1,169 @@
+#!/usr/bin/env python
+"""Where one mlx-dpo training step spends its time, and what two candidate fixes would save.
+
+    python benchmarks/profile_step.py [--size small] [--openblas-note]
+
+Uses the workload of run.py (build it first: the model folders and data under --workdir). Times, on
+one fixed batch of the training data, each after a warm-up call (so compile time is excluded):
+  forward         sequence_logps (backbone + head at completion positions), no grad
+  backbone only   the transformer blocks without the LM head
+  value_and_grad  the loss and LoRA gradients, not compiled
+  step            the trainer's compiled step (value_and_grad + AdamW update)
+and the same forward/step with the 4-bit layers computing `x @ dequantize(W).T` (fp32 matmul on the
+BLAS) instead of `quantized_matmul`, the fix proposed in BENCHMARKS.md. It also reports padding:
+real tokens / padded tokens of mlx-dpo's buckets vs exact-longest padding (mlx-lm-lora).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def timeit(fn, reps=2):
+    fn()
+    t = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - t) / reps
+
+
+def dequant_forward_patch():
+    """QuantizedLinear.__call__ -> dequantize + fp32 matmul, with a VJP that re-dequantizes (no saved W)."""
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    fns = {}
+
+    def deq_matmul(group_size, bits):
+        if (group_size, bits) not in fns:
+            @mx.custom_function
+            def f(x, w, scales, biases):
+                return x @ mx.dequantize(w, scales, biases, group_size, bits).T
+
+            @f.vjp
+            def f_vjp(primals, cotangent, output):
+                x, w, scales, biases = primals  # recompute W in the backward: no fp32 copy is kept
+                return (cotangent @ mx.dequantize(w, scales, biases, group_size, bits),
+                        mx.zeros_like(w), mx.zeros_like(scales), mx.zeros_like(biases))
+
+            fns[(group_size, bits)] = f
+        return fns[(group_size, bits)]
+
+    def call(self, x):
+        y = deq_matmul(self.group_size, self.bits)(x, self["weight"], self["scales"], self["biases"])
+        if "bias" in self:
+            y = y + self["bias"]
+        return y
+
+    orig = nn.QuantizedLinear.__call__
+    nn.QuantizedLinear.__call__ = call
+    return lambda: setattr(nn.QuantizedLinear, "__call__", orig)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", default="small")
+    ap.add_argument("--workdir", default=os.environ.get("MLX_DPO_BENCH_DIR", "/tmp/mlx-dpo-bench"))
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--pairs", type=int, default=24)
+    a = ap.parse_args()
+
+    import mlx.core as mx
+    import numpy as np
+
+    import workload
+    from mlx_dpo.batching import epoch_order, make_batch
+    from mlx_dpo.config import TrainConfig
+    from mlx_dpo.logprobs import sequence_logps, split_head
+    from mlx_dpo.trainer import Trainer
+
+    work = Path(a.workdir)
+    q4 = workload.build_model(work / "models", a.size, 4)
+    ddir = work / "data" / f"profile-{a.size}"
+    workload.write_jsonl(workload.make_pairs(q4, a.pairs, seed=0), ddir / "train.jsonl")
+    cfg = TrainConfig(model=str(q4), data=str(ddir / "train.jsonl"), output=str(work / "runs" / "profile"),
+                      cache_dir=str(work / "runs" / "profile-cache"), batch_size=a.batch_size, max_length=1100,
+                      lr_schedule="constant", max_grad_norm=None, learning_rate=1e-4, lora_scale=20.0)
+    import shutil
+    shutil.rmtree(cfg.output, ignore_errors=True)
+    tr = Trainer(cfg, log=lambda *_: None, show_progress=False)
+    t = time.perf_counter()
+    tr.setup()
+    print(f"setup (load + reference precompute of {a.pairs} pairs): {time.perf_counter() - t:.1f}s")
+
+    # Padding: mlx-dpo buckets vs exact-longest per batch (mlx-lm-lora pads chosen and rejected to one length).
+    pairs = tr.train_data
+    real = ours = peer = 0
+    for idx in epoch_order(pairs, a.batch_size, 0, 0):
+        b = make_batch(pairs, idx, a.batch_size, 32)
+        real += b.n_tokens
+        ours += b.inputs.size
+        peer += 2 * a.batch_size * max(len(pairs[i].prompt) + max(len(pairs[i].chosen), len(pairs[i].rejected))
+                                       for i in idx)
+    print(f"tokens: real {real}, mlx-dpo padded {ours} ({real / ours:.0%} useful), "
+          f"exact-longest {peer} ({real / peer:.0%} useful)")
+    shared = sum(len(p.prompt) for p in pairs)
+    total = sum(2 * len(p.prompt) + len(p.chosen) + len(p.rejected) for p in pairs)
+    print(f"prompt tokens processed twice (chosen and rejected rows): {shared / total:.0%} of all tokens")
+
+    # One mid-length batch.
+    order = epoch_order(pairs, a.batch_size, 0, 0)
+    batch = make_batch(pairs, order[len(order) // 2], a.batch_size, 32)
+    print(f"profiled batch: {batch.inputs.shape[0]} rows x L={batch.inputs.shape[1]}, C={batch.positions.shape[1]}, "
+          f"{batch.n_tokens} real tokens")
+    arrays = tr._arrays(batch, batch.n_pairs)
+    inputs, positions, targets, mask = arrays[:4]
+    model = tr.model
+    backbone, head = split_head(model)
+
+    def fwd():
+        mx.eval(sequence_logps(model, inputs, positions, targets, mask))
+
+    def bb():
+        mx.eval(backbone(inputs))
+
+    import mlx.nn as nn
+    vg = nn.value_and_grad(model, tr.loss_fn)
+
+    def grad():
+        mx.eval(vg(model, *arrays))
+
+    step = tr._build_step()
+
+    def stp():
+        out = step(arrays, None, True)
+        mx.eval(out, model.trainable_parameters(), tr.optimizer.state)
+
+    res = {}
+    for name, fn in (("forward (logps)", fwd), ("backbone only", bb), ("value_and_grad", grad),
+                     ("compiled step", stp)):
+        res[name] = timeit(fn)
+        print(f"  {name:>18}: {res[name]:.2f}s")
+    res["head"] = res["forward (logps)"] - res["backbone only"]
+    print(f"  {'LM head + logsumexp':>18}: {res['head']:.2f}s (forward minus backbone)")
+    undo = dequant_forward_patch()
+    try:
+        step2 = tr._build_step()
+
+        def stp2():
+            out = step2(arrays, None, True)
+            mx.eval(out, model.trainable_parameters(), tr.optimizer.state)
+
+        r1 = timeit(fwd)
+        r2 = timeit(stp2)
+        print(f"with dequantize+fp32 matmul: forward {r1:.2f}s ({res['forward (logps)'] / r1:.1f}x), "
+              f"compiled step {r2:.2f}s ({res['compiled step'] / r2:.1f}x); MLX peak {mx.get_peak_memory() / 1e9:.2f} GB")
+    finally:
+        undo()
+    print(f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '(bundled BLAS)')}")
+
+
+if __name__ == "__main__":
+    main()
