@@ -14,6 +14,18 @@ TOPICS = ["the sea", "a cat", "bread", "rain", "the moon", "music", "a river", "
 VERBS = ["describe", "explain", "tell me about", "write about", "talk about"]
 
 
+def U(text):
+    return {"role": "user", "content": text}
+
+
+def A(text):
+    return {"role": "assistant", "content": text}
+
+
+def S(text):
+    return {"role": "system", "content": text}
+
+
 def synthetic_pairs(n: int, seed: int) -> list[dict]:
     """A learnable preference: polite, on-topic answers beat curt refusals."""
     rng = random.Random(seed)

@@ -19,16 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 
 
-def U(text):
-    return {"role": "user", "content": text}
-
-
-def A(text):
-    return {"role": "assistant", "content": text}
-
-
-def S(text):
-    return {"role": "system", "content": text}
+from conftest import A, S, U  # noqa: E402  message builders shared by the tests
 
 
 def write_jsonl(path: Path, rows) -> Path:

@@ -18,16 +18,7 @@ from mlx_dpo.testing import CHATML_TEMPLATE, build_tiny_model
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def U(text):
-    return {"role": "user", "content": text}
-
-
-def A(text):
-    return {"role": "assistant", "content": text}
-
-
-def S(text):
-    return {"role": "system", "content": text}
+from conftest import A, S, U  # noqa: E402  message builders shared by the tests
 
 
 def pair(prompt, chosen, rejected, source="mem:1"):
