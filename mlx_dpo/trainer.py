@@ -273,7 +273,7 @@ class Trainer:
         step_fn = self._build_step()
         self.model.train()
         window, tokens, t0, last = None, 0, time.perf_counter(), {}
-        bar = _progress(self.total_steps, self.step, self.show_progress)
+        bar = _progress(self.total_steps, self.step, self.show_progress, self.log)
         eval_every = cfg.eval_every or max(1, self.total_steps // 10)
         old_handlers = _install_stop_handlers(self)
         try:
@@ -381,8 +381,10 @@ def _restore_handlers(old):
 
 
 class _progress:
-    def __init__(self, total, start, enabled):
-        self.bar = None
+    """A tqdm bar on a terminal; without one (pipes, the app) eval lines go to the log instead."""
+
+    def __init__(self, total, start, enabled, log=print):
+        self.bar, self.log = None, log
         if enabled:
             from tqdm import tqdm
             self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, leave=True)
@@ -396,6 +398,8 @@ class _progress:
     def note(self, text):
         if self.bar is not None:
             self.bar.write(text)
+        else:
+            self.log(text)
 
     def close(self):
         if self.bar is not None:
