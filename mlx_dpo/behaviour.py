@@ -13,7 +13,6 @@ prompts is ≥ 0 up to noise. `frontier` trains one adapter per β and returns (
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable

@@ -35,6 +35,8 @@ from .io import disk_full, kill_point
 from .model import apply_lora, cache_root, lora_config, load_adapter_weights, load_base, num_blocks, \
     read_adapter_config, resolve_model_path, save_adapter
 from .prepare import prepare_strict
+from .run_control import (OOM_ADVICE, Interrupted, Progress, first_line, install_stop_handlers,
+                          is_out_of_memory, restore_handlers)
 from .reference import model_fingerprint, reference_logps
 
 
@@ -45,29 +47,6 @@ def make_schedule(cfg: TrainConfig, total_steps: int):
         return main
     warm = optim.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps)
     return optim.join_schedules([warm, main], [cfg.warmup_steps])
-
-
-class Interrupted(KeyboardInterrupt):
-    """Training stopped by a signal after saving a checkpoint; `signum` is SIGINT or SIGTERM."""
-
-    def __init__(self, signum: int = signal.SIGINT):
-        super().__init__(signum)
-        self.signum = signum
-
-
-OOM_MARKERS = ("out of memory", "outofmemory", "insufficient memory", "malloc", "attempting to allocate",
-               "bad_alloc", "failed to allocate", "allocation")
-
-
-def is_out_of_memory(e: BaseException) -> bool:
-    """MLX reports a failed allocation as a RuntimeError ("[metal::malloc] Attempting to allocate ...")."""
-    if isinstance(e, MemoryError):
-        return True
-    return isinstance(e, RuntimeError) and any(m in str(e).lower() for m in OOM_MARKERS)
-
-
-OOM_ADVICE = ("Try a smaller --batch-size (raise --grad-accum to keep the effective batch), a lower "
-              "--max-length, --grad-checkpoint, or --quantize 4; close other apps using memory.")
 
 
 class Trainer:
@@ -150,7 +129,7 @@ class Trainer:
                                       "was trained. Free some space or pass --cache-dir.") from None
             except (MemoryError, RuntimeError) as e:
                 if is_out_of_memory(e):
-                    raise TrainingStopped(f"out of memory while scoring the reference ({_first_line(e)}); "
+                    raise TrainingStopped(f"out of memory while scoring the reference ({first_line(e)}); "
                                           f"nothing was trained. {OOM_ADVICE}") from None
                 raise
 
@@ -255,7 +234,7 @@ class Trainer:
         except (MemoryError, RuntimeError) as e:  # outside the step itself, e.g. a held-out evaluation
             if not is_out_of_memory(e):
                 raise
-            raise TrainingStopped(f"out of memory after step {self.step} ({_first_line(e)}). Last good "
+            raise TrainingStopped(f"out of memory after step {self.step} ({first_line(e)}). Last good "
                                   f"checkpoint: {ckpt.latest(self.run_dir) or 'none'}. {OOM_ADVICE}") from None
         except OSError as e:  # a write failed (disk full, permissions): earlier checkpoints are intact
             prev = ckpt.latest(self.run_dir)
@@ -273,9 +252,9 @@ class Trainer:
         step_fn = self._build_step()
         self.model.train()
         window, tokens, t0, last = None, 0, time.perf_counter(), {}
-        bar = _progress(self.total_steps, self.step, self.show_progress, self.log)
+        bar = Progress(self.total_steps, self.step, self.show_progress, self.log)
         eval_every = cfg.eval_every or max(1, self.total_steps // 10)
-        old_handlers = _install_stop_handlers(self)
+        old_handlers = install_stop_handlers(self)
         try:
             while self.step < self.total_steps:
                 s = self.step + 1
@@ -293,7 +272,7 @@ class Trainer:
                 except (MemoryError, RuntimeError) as e:
                     if not is_out_of_memory(e):
                         raise
-                    raise TrainingStopped(f"out of memory at step {s} ({_first_line(e)}); stopped without "
+                    raise TrainingStopped(f"out of memory at step {s} ({first_line(e)}); stopped without "
                                           f"saving it. Last good checkpoint: {ckpt.latest(self.run_dir) or 'none'}. "
                                           f"{OOM_ADVICE}") from None
                 kill_point("step", s)  # test hook: killed after an update, before it is logged or saved
@@ -330,7 +309,7 @@ class Trainer:
                     save_adapter(self.model, self.run_dir, self.adapter_cfg)
         finally:
             bar.close()
-            _restore_handlers(old_handlers)
+            restore_handlers(old_handlers)
         return last
 
     def evaluate_valid(self) -> dict:
@@ -351,59 +330,6 @@ class Trainer:
         save_adapter(self.model, self.run_dir, self.adapter_cfg)
         self._saved_step = self.step
         self.log(f"checkpoint saved: {path}")
-
-
-# ---------------------------------------------------------------------- terminal helpers
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-def _install_stop_handlers(trainer: Trainer):
-    """SIGINT/SIGTERM finish the current step, save a checkpoint, then stop (a second one aborts)."""
-    def handler(signum, frame):
-        if trainer.stop_requested:
-            raise Interrupted(signum)  # abort; an unfinished checkpoint write leaves only a temporary
-        trainer.stop_requested, trainer.stop_signal = True, signum
-        trainer.log(f"{signal.Signals(signum).name}: stopping after this step (checkpointing); "
-                    "press Ctrl-C again to abort")
-
-    try:
-        return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread: leave signals alone
-        return {}
-
-
-def _restore_handlers(old):
-    for s, h in old.items():
-        signal.signal(s, h)
-
-
-class _progress:
-    """A tqdm bar on a terminal; without one (pipes, the app) eval lines go to the log instead."""
-
-    def __init__(self, total, start, enabled, log=print):
-        self.bar, self.log = None, log
-        if enabled:
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, leave=True)
-
-    def update(self, step, row):
-        if self.bar is not None:
-            self.bar.n = step
-            self.bar.set_postfix(loss=f"{row['loss']:.4f}", acc=f"{row['rewards/accuracies']:.2f}",
-                                 margin=f"{row['rewards/margins']:.3f}", tok_s=f"{row['tokens_per_second']:.0f}")
-
-    def note(self, text):
-        if self.bar is not None:
-            self.bar.write(text)
-        else:
-            self.log(text)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
 
 
 def run_training(cfg: TrainConfig, log=print, show_progress=True) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,6 @@ from tui.panes.chat_pane import ChatPane, Transcript
 from tui.panes.train_pane import TrainPane
 from tui.widgets.charts import MetricsCharts
 
-from conftest import synthetic_pairs, write_jsonl
 
 SIZE = (120, 45)
 

@@ -6,7 +6,6 @@ process (training.py). The app holds the shared choices (model, data, run) as re
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding

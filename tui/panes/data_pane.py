@@ -91,7 +91,7 @@ class DataPane(VerticalScroll):
         else:
             lines.append("Choose a model on the Model tab to see token statistics and the rendered pair.")
         valid = self.app.valid_path
-        lines.append(f"split: train = this file" + (f"; held-out = {valid}" if valid else "; no held-out file"))
+        lines.append("split: train = this file" + (f"; held-out = {valid}" if valid else "; no held-out file"))
         lines += [f"warning: {w}" for w in r["warnings"]]
         self.query_one("#data-summary", Static).update("\n".join(lines))
         errors = r["errors"]
