@@ -26,7 +26,10 @@ LOSS_ARGS = ("loss", "beta", "label_smoothing", "simpo_gamma")
 
 
 def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    try:
+        print(msg, file=sys.stderr, flush=True)
+    except (BrokenPipeError, ValueError):  # the reader went away (e.g. the app quit): keep training/saving
+        pass
 
 
 def _add_config_args(parser: argparse.ArgumentParser, names=None) -> None:

@@ -46,7 +46,14 @@ def test_tab_snapshot(snap_compare, workdir, tab, size):
             await pilot.pause(0.05)
             if "valid pairs" in str(app.query_one("#data-summary", Static).render()):
                 break
-        await pilot.pause(0.3)
         await pilot.wait_for_scheduled_animations()
+        # Settle: wait until two screenshots 0.2 s apart are identical (engine replies arrive async).
+        last = None
+        for _ in range(50):
+            await pilot.pause(0.2)
+            shot = app.export_screenshot()
+            if shot == last:
+                break
+            last = shot
 
     assert snap_compare(app, terminal_size=size, run_before=prepare)

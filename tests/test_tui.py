@@ -241,3 +241,36 @@ async def test_resume_button_without_checkpoint_explains(tiny_model, tmp_path, h
         await pilot.pause(0.2)
         assert not app.training_running
         assert any("no checkpoint to resume" in n.message for n in app._notifications)
+
+
+async def test_paths_with_brackets_are_text_not_markup(tiny_model, tmp_path, hf_home):
+    odd = tmp_path / "d[v2]" / "[/]x.jsonl"
+    app = MlxDpoApp(model=tiny_model, runs_root=str(tmp_path / "runs"))
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one("#data-path", Input).value = str(odd)
+        await pilot.click("#data-load")
+        await wait_for(pilot, lambda: "no such file" in text_of(app, "#data-errors"))
+        assert "[/]x.jsonl" in text_of(app, "#data-errors")
+
+
+async def test_quit_while_training_waits_for_the_checkpoint(tiny_model, pairs_file, tmp_path, hf_home):
+    runs = tmp_path / "runs"
+    app = MlxDpoApp(model=tiny_model, data=pairs_file, runs_root=str(runs))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        pane = app.query_one(TrainPane)
+        pane.query_one("#train-output", Input).value = str(runs / "q")
+        pane.query_one("#train-iters", Input).value = "100000"
+        pane.query_one("#train-save_every", Input).value = "100000"
+        await pilot.click("#train-start")
+        charts = pane.query_one(MetricsCharts)
+        await wait_for(pilot, lambda: len(charts.rows) >= 2)
+        await pilot.press("ctrl+q")
+        await pilot.pause(0.2)
+        await pilot.click("#confirm-yes")
+        assert app.is_running  # still up: it quits only after the trainer has checkpointed
+        await wait_for(pilot, lambda: pane.process.proc.returncode is not None, timeout=60)
+        await pilot.pause(0.5)
+    assert pane.process.proc.returncode == 130
+    assert list((runs / "q" / "checkpoints").glob("step_*/state.json"))
+    assert app.return_code is not None  # the app exited by itself

@@ -43,6 +43,7 @@ class MlxDpoApp(App):
         self.quantize: int | None = None
         self.runs_root = runs_root
         self.training_running = False
+        self.quit_after_training = False
         self.engine = engine if engine is not None else Engine()
 
     @staticmethod
@@ -84,6 +85,7 @@ class MlxDpoApp(App):
         widget = pane.query_one(target)
         if not widget.disabled:
             widget.focus()
+            widget.scroll_visible(animate=False)
 
     def watch_run_dir(self, run_dir: str | None) -> None:
         if self.is_running and self.screen_stack:
@@ -132,9 +134,10 @@ class MlxDpoApp(App):
 
     def _quit_confirmed(self, stop: bool | None) -> None:
         if stop:
-            pane = self.query_one(TrainPane)
-            pane.stop()
-            self.exit()
+            # Quit only once the trainer has written its checkpoint (TrainPane calls exit then).
+            self.quit_after_training = True
+            self.query_one(TrainPane).stop()
+            self.notify("stopping training (saving a checkpoint), then quitting …", timeout=30)
 
 
 def run_app(model: str | None = None, data: str | None = None, valid: str | None = None, runs: str = "runs") -> int:

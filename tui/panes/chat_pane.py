@@ -47,7 +47,7 @@ class ChatPane(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(classes="row"):
             yield Button("Load model + adapter", id="chat-load", variant="primary")
-            yield Static("nothing loaded", id="chat-model")
+            yield Static("nothing loaded", id="chat-model", markup=False)
         with Horizontal(classes="row"):
             yield Checkbox("compare with base", id="chat-compare")
             yield Label("temperature", classes="form-label")
@@ -68,6 +68,10 @@ class ChatPane(Vertical):
         self.query_one("#chat-base").display = event.value
         if event.value:
             self.reset()  # both sides start from the same conversation
+
+    def unload(self) -> None:
+        self.loaded = False
+        self.query_one("#chat-model", Static).update("unloaded (an export needed the memory): press Load")
 
     def show_target(self) -> None:
         if not self.loaded:

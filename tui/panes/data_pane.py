@@ -47,9 +47,9 @@ class DataPane(VerticalScroll):
         with Horizontal(classes="row"):
             yield Label("Held-out", classes="field-label")
             yield PathInput(self.app.valid_path or "", SUFFIXES, id="valid-path", placeholder="optional held-out file")
-        yield Static("Open a pairs file (JSONL or JSON list) and press Load.", id="data-summary")
+        yield Static("Open a pairs file (JSONL or JSON list) and press Load.", id="data-summary", markup=False)
         yield Static("", id="data-errors")
-        yield Static("", id="valid-summary")
+        yield Static("", id="valid-summary", markup=False)
         yield DataTable(id="data-preview", zebra_stripes=True, cursor_type="row")
         yield Static("", id="data-example")
 

@@ -15,7 +15,7 @@ from ..messages import ExportDone, ExportLog, JobFailed
 
 class ExportPane(VerticalScroll):
     def compose(self) -> ComposeResult:
-        yield Static("adapter: (pick a run on Runs or train one)", id="export-run")
+        yield Static("adapter: (pick a run on Runs or train one)", id="export-run", markup=False)
         yield Static("", id="export-result")
         with Grid(id="export-form"):
             yield Label("format", classes="form-label")
@@ -74,6 +74,9 @@ class ExportPane(VerticalScroll):
                    "dtype": None if dtype == "base" else dtype, "quantize": None if quant == "none" else int(quant),
                    "verify": self.query_one("#export-verify", Checkbox).value,
                    "push_to_hub": self.query_one("#export-push", Input).value.strip() or None}
+        from .chat_pane import ChatPane
+        for chat in self.app.query(ChatPane):
+            chat.unload()  # the engine frees the chat model before an export loads its own copy
         self.query_one("#export-busy").display = True
         self.query_one("#export-go", Button).disabled = True
         self.query_one("#export-result", Static).update("exporting …")

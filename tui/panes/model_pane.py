@@ -51,7 +51,7 @@ class ModelPane(VerticalScroll):
             yield Select([("as stored", "none"), ("4-bit", "4"), ("8-bit", "8")], value="none",
                          allow_blank=False, id="model-quantize")
             yield Button("Estimate memory", id="model-estimate")
-        yield Static("", id="model-memory")
+        yield Static("", id="model-memory", markup=False)
         yield Label("Models available offline (local cache and bundled):")
         models = cached_models(self.app.model, self.app.runs_root)
         yield OptionList(*[Option(m, id=m) for m in models] or [Option("(none found)", disabled=True)],

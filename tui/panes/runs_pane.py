@@ -5,13 +5,15 @@ from __future__ import annotations
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
 from mlx_dpo.runs import list_runs, read_run
 
 from ..widgets.charts import MetricsCharts
 
+HELP = ("Select a run: Enter shows its curves; o overlays the highlighted run on the shown one; "
+        "r resumes, c chats, e exports it; ctrl+r refreshes.")
 COLUMNS = ("run", "model", "data", "step", "loss", "accuracy", "eval_accuracy", "status")
 
 
@@ -19,7 +21,7 @@ def _cell(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))
 
 
-class RunsPane(Vertical):
+class RunsPane(VerticalScroll):
     BINDINGS = [Binding("o", "overlay", "Overlay"), Binding("r", "resume", "Resume"),
                 Binding("c", "chat", "Chat with it"), Binding("e", "export", "Export it"),
                 Binding("ctrl+r", "refresh", "Refresh")]
@@ -31,8 +33,7 @@ class RunsPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-        yield Static("Select a run: Enter shows its curves; o overlays the highlighted run on the shown one; "
-                     "r resumes, c chats, e exports it.", id="runs-help")
+        yield Static(HELP, id="runs-help", markup=False)
         yield MetricsCharts(id="runs-charts")
 
     def on_mount(self) -> None:
@@ -47,8 +48,8 @@ class RunsPane(Vertical):
         for r in runs:
             s = r.summary()
             table.add_row(*(_cell(s[c]) for c in COLUMNS))
-        if not runs:
-            self.query_one("#runs-help", Static).update(f"No runs yet in {self.app.runs_root}/ — start one on Train.")
+        self.query_one("#runs-help", Static).update(
+            HELP if runs else f"No runs yet in {self.app.runs_root}/ — start one on Train.")
 
     def highlighted(self) -> str | None:
         row = self.query_one(DataTable).cursor_row

@@ -53,24 +53,27 @@ class TrainPane(VerticalScroll):
             yield Button("Resume", id="train-resume", disabled=True)
         with Vertical(id="train-progress-box"):
             yield ProgressBar(total=1, id="train-progress", show_eta=False)  # determinate until a run starts
-            yield Static("idle", id="train-status")
+            yield Static("idle", id="train-status", markup=False)
+        defaults = self.field_defaults()
         with Collapsible(title="Hyper-parameters", id="train-settings", collapsed=False):
             with Grid(id="train-form"):
-                for name, label, default in FIELDS:
+                for name, label, _ in FIELDS:
                     yield Label(label, classes="form-label")
-                    yield Input(default, id=f"train-{name}", classes="form-input",
+                    yield Input(defaults[name], id=f"train-{name}", classes="form-input",
                                 placeholder="10 per run" if name == "eval_every" else "")
                 yield Label("loss", classes="form-label")
                 yield Select([(l, l) for l in LOSSES], value="sigmoid", allow_blank=False, id="train-loss")
         yield MetricsCharts(id="train-charts")
         yield RichLog(id="train-log", max_lines=2000, wrap=True)
 
-    def on_mount(self) -> None:
+    def field_defaults(self) -> dict:
+        """The engine's defaults, or the demo preset when the model is the bundled demo model."""
         from .model_pane import REPO
 
+        values = {name: default for name, _, default in FIELDS}
         if self.app.model and Path(self.app.model).resolve() == REPO / "sample_data" / "demo-model":
-            for name, value in DEMO_PRESET.items():
-                self.query_one(f"#train-{name}", Input).value = value
+            values.update(DEMO_PRESET)
+        return values
 
     def default_output(self) -> str:
         return str(Path(self.app.runs_root) / datetime.now().strftime("run-%Y%m%d-%H%M%S"))
@@ -128,8 +131,11 @@ class TrainPane(VerticalScroll):
             return
         self.query_one("#train-output", Input).value = run
         self.show_config(info.config)
-        self.launch(run, ["--output", run, "--resume"], info.config.get("iters") or 0, keep=info.train + info.evals,
-                    resume=True)
+        if info.finished:
+            self.app.notify(f"{run} already finished ({info.last_step} steps); start a new run instead")
+            return
+        # No rows passed on: the metrics follower reads the run's file from the start.
+        self.launch(run, ["--output", run, "--resume"], info.config.get("iters") or 0, resume=True)
 
     def show_config(self, config: dict) -> None:
         """Fill the form with a run's saved settings (what a resumed run will use)."""
@@ -205,12 +211,17 @@ class TrainPane(VerticalScroll):
             f"loss {last['loss']:.4f} · acc {last['rewards/accuracies']:.2f} · margin {last['rewards/margins']:.3f}")
 
     def on_training_ended(self, message: TrainingEnded) -> None:
+        if self.app.quit_after_training:
+            self.app.exit()
+            return
         self.set_running(False)
         self.query_one("#train-status", Static).update(message.message)
         self.query_one("#train-log", RichLog).write(message.message)
         severity = "information" if message.returncode in (0, 130) else "error"
         self.app.notify(message.message, severity=severity, timeout=10)
         self.query_one("#train-resume", Button).disabled = message.returncode == 0
+        if message.returncode == 130:
+            self.query_one("#train-resume", Button).focus()
         if message.returncode == 0:
             self.query_one("#train-output", Input).value = self.default_output()  # ready for the next run
         self.app.refresh_runs()

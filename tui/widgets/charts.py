@@ -79,5 +79,5 @@ class MetricsCharts(Grid):
                     plot.scatter(xs, ys, marker_style=colour, label=label)
                 else:
                     plot.plot(xs, ys, line_style=colour, hires_mode=HiResMode.BRAILLE, label=label)
-            if self.rows:
-                plot.show_legend()
+            # A legend covers the curves on a narrow chart; the border title names the chart there.
+            plot.show_legend(is_visible=bool(self.rows) and plot.size.width >= 70)
