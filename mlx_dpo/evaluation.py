@@ -42,7 +42,8 @@ def evaluate(model, pairs: list[TokenizedPair], ref: dict | None, *, batch_size:
 def run_eval(cfg, adapter_dir: str | None, log=print) -> dict:
     """`mlx-dpo eval`: reference = base (+ init adapter), policy = that + the trained adapter."""
     from .data import DataKeys
-    from .model import attach_adapter, cache_root, load_adapter_weights, load_base, read_adapter_config
+    from .model import (adapter_weights, apply_lora, attach_adapter, cache_root, load_adapter_weights, load_base,
+                        read_adapter_config, set_adapter_weights)
     from .prepare import prepare_strict
     from .reference import model_fingerprint, reference_logps
 
@@ -55,16 +56,23 @@ def run_eval(cfg, adapter_dir: str | None, log=print) -> dict:
     pairs = prepare_strict(cfg.data, keys, tokenizer, cfg.max_length, cfg.prompt_limit, log).pairs
     if cfg.init_adapter:
         attach_adapter(model, cfg.init_adapter)
+    trained = None
+    if adapter_dir:
+        # Check the adapter fits this model before any compute or cache write: load it, keep its
+        # tensors, and put the starting values back (B = 0 / the init adapter) for the reference.
+        if not cfg.init_adapter:
+            apply_lora(model, read_adapter_config(adapter_dir))
+        start = {k: mx.array(np.array(v)) for k, v in adapter_weights(model).items()}
+        load_adapter_weights(model, adapter_dir)
+        trained = adapter_weights(model)
+        set_adapter_weights(model, start, "the starting adapter")
     ref = None
     if cfg.loss != "simpo":
         cache = cache_root(cfg.cache_dir)
         ref = reference_logps(model, pairs, model_key=model_fingerprint(loaded.path, cfg.quantize, cfg.init_adapter, cache),
                               cache_dir=cache, batch_size=cfg.batch_size, pad_multiple=cfg.pad_multiple,
                               pad_id=pad_id, log=log, label="eval")
-    if adapter_dir:
-        if cfg.init_adapter:
-            load_adapter_weights(model, adapter_dir)  # same layer structure as the init adapter
-        else:
-            attach_adapter(model, adapter_dir)
+    if trained is not None:
+        set_adapter_weights(model, trained, str(adapter_dir))
     return evaluate(model, pairs, ref, batch_size=cfg.batch_size, pad_multiple=cfg.pad_multiple, loss=cfg.loss,
                     beta=cfg.beta, label_smoothing=cfg.label_smoothing, simpo_gamma=cfg.simpo_gamma, pad_id=pad_id)

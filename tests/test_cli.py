@@ -148,3 +148,17 @@ def test_ctrl_c_checkpoints_and_exits_130_then_resumes(tiny_model, pairs_file, t
     assert f"resumed from {ckpts[-1]}" in r.stderr
     rows = [json.loads(l) for l in metrics.read_text().splitlines()]
     assert [x["step"] for x in rows] == list(range(1, step + 3))
+
+
+def test_eval_with_an_adapter_for_another_model_computes_nothing(tiny_model, pairs_file, tmp_path, capsys):
+    from mlx_dpo.testing import build_tiny_model
+
+    other = build_tiny_model(tmp_path / "other", hidden_size=32, intermediate_size=64)
+    cache = tmp_path / "evalcache"
+    assert main(["train", "--model", tiny_model, "--data", pairs_file, "--output", str(tmp_path / "run"),
+                 "--iters", "1"]) == 0
+    capsys.readouterr()
+    rc = main(["eval", "--model", str(other), "--adapter", str(tmp_path / "run"), "--data", pairs_file,
+               "--cache-dir", str(cache)])
+    assert rc == 2 and "adapter does not fit this model" in capsys.readouterr().err
+    assert not list(cache.rglob("*.safetensors"))  # no reference computed or cached for a doomed eval
