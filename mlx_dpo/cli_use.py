@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import sys
 
+from .cli import log
 from .errors import UsageError
 from .generate import ChatSession, Sampling, load_for_generation, stream_answer
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _sampling(args) -> Sampling:
