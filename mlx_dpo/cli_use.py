@@ -105,9 +105,7 @@ def cmd_export(args) -> int:
                        dtype=args.dtype, quantize=args.quantize, verify=args.verify,
                        push_to_hub=args.push_to_hub, trust_remote_code=args.trust_remote_code)
     result = run_export(cfg, log=log)
-    verdict = ("verification skipped" if result.max_abs_diff is None
-               else f"verified: max |logit difference| {result.max_abs_diff:.3g}")
-    print(f"exported {args.format} to {result.output} ({verdict})")
+    print(f"exported {args.format} to {result.output} ({result.verdict()})")
     return 0
 
 

@@ -56,6 +56,13 @@ class ExportResult:
     tolerance: float | None
     note: str = ""
 
+    def verdict(self) -> str:
+        """One line for people: what the reload-and-compare check found."""
+        if self.max_abs_diff is None:
+            return "verification skipped"
+        text = f"verified: max |logit difference| {self.max_abs_diff:.3g}"
+        return text + (f" (tolerance {self.tolerance:g})" if self.tolerance else "")
+
 
 def _logits(model, inputs: list[list[int]]) -> list[np.ndarray]:
     return [np.array(model(mx.array([ids]))[0].astype(mx.float32)) for ids in inputs]

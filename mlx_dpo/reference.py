@@ -12,7 +12,6 @@ ids of every row (which also captures the length limits), and the MLX version.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -123,6 +122,3 @@ def reference_logps(model, pairs: list[TokenizedPair], *, model_key: str, cache_
         f"cached as {path.name}")
     return ref
 
-
-def describe(ref: dict) -> str:
-    return json.dumps({k: float(np.mean(v)) for k, v in ref.items()})

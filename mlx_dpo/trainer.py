@@ -332,6 +332,3 @@ class Trainer:
         self.log(f"checkpoint saved: {path}")
 
 
-def run_training(cfg: TrainConfig, log=print, show_progress=True) -> dict:
-    return Trainer(cfg, log, show_progress).setup().train()
-

@@ -127,8 +127,5 @@ class Engine:
             from mlx_dpo.export import ExportConfig, run_export
             self._chat = None  # free the chat model's memory before loading another copy
             result = run_export(ExportConfig(**options), log=lambda line: to.post_message(ExportLog("export", line)))
-            verdict = ("verification skipped" if result.max_abs_diff is None
-                       else f"verified: max |logit difference| {result.max_abs_diff:.3g}"
-                       + (f" (tolerance {result.tolerance:g})" if result.tolerance else ""))
-            to.post_message(ExportDone("export", f"exported {options['format']} to {result.output}: {verdict}"))
+            to.post_message(ExportDone("export", f"exported {options['format']} to {result.output}: {result.verdict()}"))
         self.submit("export", job, reply_to)
