@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -38,6 +39,10 @@ def example_text(ex: dict) -> Text:
     return t
 
 
+PREVIEW_COLUMNS = ("line", "format", "prompt", "chosen", "rejected")
+MAX_COLUMN_WIDTH = 60  # longer cells are cut; the rendered example below shows one pair in full
+
+
 class DataPane(VerticalScroll):
     def compose(self) -> ComposeResult:
         with Horizontal(classes="row"):
@@ -54,8 +59,7 @@ class DataPane(VerticalScroll):
         yield Static("", id="data-example")
 
     def on_mount(self) -> None:
-        table = self.query_one("#data-preview", DataTable)
-        table.add_columns("line", "format", "prompt", "chosen", "rejected")
+        self.query_one("#data-preview", DataTable).add_columns(*PREVIEW_COLUMNS)
         if self.app.data_path:
             self.load()
 
@@ -98,11 +102,20 @@ class DataPane(VerticalScroll):
         err = Text("\n".join(errors[:200]) + (f"\n… {len(errors) - 200} more" if len(errors) > 200 else ""),
                    style="red") if errors else Text("no errors", style="green")
         self.query_one("#data-errors", Static).update(err)
-        table = self.query_one("#data-preview", DataTable)
-        table.clear()
-        for row in r["preview"]:
-            table.add_row(row["source"], row["format"], row["prompt"], row["chosen"], row["rejected"])
+        self.fill_preview(r["preview"])
         self.query_one("#data-example", Static).update(example_text(r["example"]) if r["example"] else "")
+
+    def fill_preview(self, preview: list[dict]) -> None:
+        # Explicit column widths: DataTable's auto-width is measured lazily on idle, which made the
+        # layout depend on timing when a second inspection replaced the rows before that happened.
+        table = self.query_one("#data-preview", DataTable)
+        table.clear(columns=True)
+        keys = ("source", "format", "prompt", "chosen", "rejected")
+        for label, key in zip(PREVIEW_COLUMNS, keys):
+            longest = max((cell_len(str(row[key])) for row in preview), default=0)
+            table.add_column(label, width=min(max(longest, cell_len(label)), MAX_COLUMN_WIDTH))
+        for row in preview:
+            table.add_row(*(row[key] for key in keys))
 
     def show_valid(self, r: dict) -> None:
         rep = r["report"]
