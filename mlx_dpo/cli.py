@@ -213,6 +213,9 @@ def _print_report(r: dict, cfg: TrainConfig, tokenized: bool) -> None:
 
 
 def cmd_train(args) -> int:
+    import yaml
+
+    from .distributed import init_world
     from .trainer import Trainer
 
     yaml_values = load_yaml(args.config) if getattr(args, "config", None) else {}
@@ -229,14 +232,17 @@ def cmd_train(args) -> int:
     for key in ("model", "data", "output"):
         if not getattr(cfg, key):
             raise UsageError(f"--{key} is required")
+    world = init_world(cfg.validate().dist_timeout)
+    if world.distributed:  # every rank trains rank 0's resolved settings
+        cfg = build_config(yaml.safe_load(world.broadcast_text(yaml.safe_dump(cfg.to_dict()))), {})
     # Until the training loop installs its checkpoint-then-stop handler, SIGTERM stops like Ctrl-C.
     old = _terminate_as_interrupt()
     try:
-        trainer = Trainer(cfg, log=log, show_progress=sys.stderr.isatty()).setup()
+        trainer = Trainer(cfg, log=log, show_progress=sys.stderr.isatty(), world=world).setup()
     finally:
         _restore_signal(old)
     last = trainer.train()
-    if last:
+    if last and world.is_main:
         log(f"done: step {last['step']}, loss {last['loss']:.4f}, accuracy {last['rewards/accuracies']:.3f}; "
             f"adapter in {cfg.output}")
     return 0

@@ -72,6 +72,8 @@ class TrainConfig:
     save_every: int = _f(100, "Save a resumable checkpoint every N steps.")
     resume: bool = _f(False, "Continue the run in --output from its last checkpoint.")
     cache_dir: Optional[str] = _f(None, "Reference log-prob cache folder (default: $MLX_DPO_CACHE or ~/.cache/mlx-dpo).")
+    # -- several processes (mlx.launch)
+    dist_timeout: float = _f(600.0, "With mlx.launch: seconds to wait for the other processes before stopping (a dead or hung machine).")
 
     def validate(self) -> "TrainConfig":
         """Check values a user may get wrong; raise UsageError naming the key."""
@@ -90,6 +92,8 @@ class TrainConfig:
             v = getattr(self, key)
             if not (math.isfinite(v) and v > 0):
                 bad(key, f"must be a positive number, got {v}")
+        if not (math.isfinite(self.dist_timeout) and self.dist_timeout > 0):
+            bad("dist_timeout", f"must be a positive number of seconds, got {self.dist_timeout}")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             bad("max_grad_norm", f"must be positive, got {self.max_grad_norm}")
         if not 0 <= self.lora_dropout < 1:

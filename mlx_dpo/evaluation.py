@@ -29,10 +29,12 @@ def metrics_from_logps(policy: dict, ref: dict | None, *, loss: str, beta: float
 
 def evaluate(model, pairs: list[TokenizedPair], ref: dict | None, *, batch_size: int, pad_multiple: int,
              loss: str, beta: float, label_smoothing: float = 0.0, simpo_gamma: float = 0.5,
-             pad_id: int = 0, prefix: str = "") -> dict:
+             pad_id: int = 0, prefix: str = "", world=None) -> dict:
+    from .distributed import SINGLE
+
     was_training = model.training
     model.eval()
-    policy = score_pairs(model, pairs, batch_size, pad_multiple, pad_id)
+    policy = score_pairs(model, pairs, batch_size, pad_multiple, pad_id, world=world or SINGLE)
     if was_training:
         model.train()
     return metrics_from_logps(policy, ref, loss=loss, beta=beta, label_smoothing=label_smoothing,

@@ -31,13 +31,19 @@ def kill_point(name: str, n: int | None = None) -> None:
     spec = os.environ.get(KILL_ENV)
     if not spec:
         return
+    # Distributed tests: only one rank is hit (MLX_DPO_TEST_KILL_RANK), with SIGKILL or SIGSTOP
+    # (MLX_DPO_TEST_KILL_SIGNAL=STOP: a hung machine whose sockets stay open).
+    rank = os.environ.get("MLX_DPO_TEST_KILL_RANK")
+    if rank is not None and os.environ.get("MLX_RANK") != rank:
+        return
+    sig = signal.SIGSTOP if os.environ.get("MLX_DPO_TEST_KILL_SIGNAL") == "STOP" else signal.SIGKILL
     if n is None:
         _hits[name] += 1
         n = _hits[name]
     for item in spec.split(","):
         point, _, count = item.strip().partition(":")
         if point == name and (count or "1") == str(n):
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), sig)
 
 
 def _kill_point_for(path: Path) -> str:

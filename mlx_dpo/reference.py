@@ -20,6 +20,7 @@ import mlx.core as mx
 import numpy as np
 
 from .batching import make_batch, sequential_batches
+from .distributed import SINGLE, World
 from .io import atomic_write, atomic_write_json
 from .logprobs import sequence_logps, to_mx
 from .template import TokenizedPair
@@ -74,11 +75,15 @@ def data_fingerprint(pairs: list[TokenizedPair]) -> str:
 
 
 def score_pairs(model, pairs: list[TokenizedPair], batch_size: int, pad_multiple: int,
-                pad_id: int = 0, progress=None) -> dict[str, np.ndarray]:
-    """Forward-only scoring of every pair: summed log-probs and token counts of chosen and rejected."""
+                pad_id: int = 0, progress=None, world: World = SINGLE) -> dict[str, np.ndarray]:
+    """Forward-only scoring of every pair: summed log-probs and token counts of chosen and rejected.
+
+    With several ranks each scores its share of the batches (the same batches as one rank would, so
+    the numbers are identical) and a sum in which the others contribute zeros gathers them.
+    """
     n = len(pairs)
     out = {k: np.zeros(n, dtype=np.float32) for k in ("chosen", "rejected", "ntok_chosen", "ntok_rejected")}
-    batches = sequential_batches(pairs, batch_size)
+    batches = world.shard(sequential_batches(pairs, batch_size))
     for b, idx in enumerate(batches):
         batch = make_batch(pairs, idx, batch_size, pad_multiple, pad_id)
         logps, ntok = sequence_logps(model, *to_mx(batch))
@@ -91,29 +96,55 @@ def score_pairs(model, pairs: list[TokenizedPair], batch_size: int, pad_multiple
         out["ntok_rejected"][idx] = ntok[batch_size: batch_size + k]
         if progress:
             progress(b + 1, len(batches))
+    if world.distributed:
+        with world.waiting("gathering log-probs scored by the other ranks"):
+            gathered = world.all_sum({k: mx.array(v) for k, v in out.items()})
+            mx.eval(gathered)
+        out = {k: np.array(v) for k, v in gathered.items()}
     return out
+
+
+def _load_cached(path: Path, n_pairs: int) -> dict[str, np.ndarray] | None:
+    if not path.exists():
+        return None
+    try:
+        loaded = {k: np.array(v) for k, v in mx.load(str(path)).items()}
+    except Exception:
+        return None  # unreadable cache entry: recompute and overwrite it
+    if len(loaded) == 4 and all(len(v) == n_pairs for v in loaded.values()):
+        return loaded
+    return None
 
 
 def reference_logps(model, pairs: list[TokenizedPair], *, model_key: str, cache_dir: Path,
                     batch_size: int, pad_multiple: int, pad_id: int = 0, log=print,
-                    label: str = "train") -> dict[str, np.ndarray]:
-    """Load the reference log-probs from the cache, or compute and store them."""
+                    label: str = "train", world: World = SINGLE) -> dict[str, np.ndarray]:
+    """Load the reference log-probs from the cache, or compute and store them.
+
+    With several ranks, rank 0's cache decides: a hit is broadcast to the others; a miss is scored
+    by all ranks together and written by rank 0 alone.
+    """
     key = hashlib.sha256(f"{model_key}|{data_fingerprint(pairs)}".encode()).hexdigest()[:40]
     path = cache_dir / "reference" / f"{key}.safetensors"
-    if path.exists():
-        try:
-            loaded = {k: np.array(v) for k, v in mx.load(str(path)).items()}
-            if all(len(v) == len(pairs) for v in loaded.values()) and len(loaded) == 4:
-                log(f"reference log-probs ({label}, {len(pairs)} pairs): reused from cache {path.name}")
-                return loaded
-        except Exception:
-            pass  # unreadable cache entry: recompute and overwrite it
+    cached = _load_cached(path, len(pairs)) if world.is_main else None
+    if world.any(cached is not None, "checking the reference cache"):
+        if world.distributed:
+            zeros = {k: np.zeros(len(pairs), np.float32) for k in ("chosen", "rejected", "ntok_chosen",
+                                                                    "ntok_rejected")}
+            with world.waiting("receiving the cached reference from rank 0"):
+                sent = world.broadcast({k: mx.array(v) for k, v in (cached or zeros).items()})
+                mx.eval(sent)
+            cached = {k: np.array(v) for k, v in sent.items()}
+        log(f"reference log-probs ({label}, {len(pairs)} pairs): reused from cache {path.name}")
+        return cached
     was_training = model.training
     model.eval()  # dropout off: the reference is the deterministic starting model
     t0 = time.perf_counter()
-    ref = score_pairs(model, pairs, batch_size, pad_multiple, pad_id)
+    ref = score_pairs(model, pairs, batch_size, pad_multiple, pad_id, world=world)
     if was_training:
         model.train()
+    if not world.is_main:
+        return ref
     atomic_write(path, lambda p: mx.save_safetensors(str(p), {k: mx.array(v) for k, v in ref.items()},
                                                      metadata={"format": "mlx-dpo-reference"}))
     atomic_write_json(path.with_suffix(".json"), {"pairs": len(pairs), "created": time.time(),

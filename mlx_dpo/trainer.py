@@ -8,6 +8,9 @@ Stopping: SIGINT / SIGTERM finish the current step, save a checkpoint and raise 
 exits 130 for SIGINT, 143 for SIGTERM). Out of memory, a non-finite loss or a failed write (disk full)
 raise TrainingStopped naming the last complete checkpoint, which is left untouched. The run dir is
 locked (RUN_DIR/.lock) while a trainer uses it.
+
+Several processes started by `mlx.launch` train data-parallel (see distributed.py): each takes its
+share of every global batch, gradients are averaged, and rank 0 alone writes the run dir.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
+from mlx.nn.utils import average_gradients
 from mlx.utils import tree_flatten, tree_map
 
 from . import checkpoint as ckpt
-from .batching import batches_per_epoch, epoch_order, make_batch
+from .batching import batches_per_epoch, epoch_order
 from .config import TrainConfig, save_config
 from .data import DataKeys
+from .distributed import World, check_batch_split, init_world, is_peer_lost, local_batch
 from .errors import TrainingStopped, UsageError
 from .evaluation import evaluate
 from .logprobs import sequence_logps
@@ -50,7 +55,10 @@ def make_schedule(cfg: TrainConfig, total_steps: int):
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, log=print, show_progress: bool = True):
+    def __init__(self, cfg: TrainConfig, log=print, show_progress: bool = True, world: World | None = None):
+        self.world = world or init_world(cfg.dist_timeout)
+        if not self.world.is_main:  # rank 0 speaks for the run; the others only raise errors
+            log, show_progress = (lambda *a, **k: None), False
         self.cfg, self.log, self.show_progress = cfg, log, show_progress
         self.run_dir = Path(cfg.output)
         self.stop_requested = False
@@ -82,8 +90,10 @@ class Trainer:
                      f"{human(est.available)} available. {OOM_ADVICE}")
 
     def _setup(self) -> "Trainer":
-        cfg = self.cfg
-        self._check_run_dir()
+        cfg, world = self.cfg, self.world
+        self.local_size = check_batch_split(cfg.batch_size, world)
+        if world.is_main:
+            self._check_run_dir()
         self._warn_if_too_big(resolve_model_path(cfg.model))
         loaded = load_base(cfg.model, cfg.quantize, cfg.trust_remote_code, log=self.log)
         self.model, self.tokenizer, self.model_path = loaded.model, loaded.tokenizer, loaded.path
@@ -117,7 +127,7 @@ class Trainer:
             key = model_fingerprint(self.model_path, cfg.quantize, cfg.init_adapter, cache)
             ref = partial(reference_logps, self.model, model_key=key, cache_dir=cache,
                           batch_size=cfg.batch_size, pad_multiple=cfg.pad_multiple, pad_id=self.pad_id,
-                          log=self.log)
+                          log=self.log, world=world)
             kill_point("reference")  # test hook: killed while scoring the reference
             try:
                 self.ref_train = ref(self.train_data, label="train")
@@ -139,8 +149,18 @@ class Trainer:
         self.optimizer = optim.AdamW(learning_rate=self.schedule, weight_decay=cfg.weight_decay)
         self.optimizer.init(self.model.trainable_parameters())
         self.step = 0
-        if cfg.resume:
+        if cfg.resume and world.is_main:
             self.step = ckpt.restore(self.run_dir, self.model, self.optimizer, self.log)
+        if world.distributed:  # every rank starts from rank 0's adapter, optimizer state and step
+            with world.waiting("receiving the starting state from rank 0"):
+                state = world.broadcast({"params": self.model.trainable_parameters(),
+                                         "opt": self.optimizer.state, "step": mx.array(self.step)})
+                mx.eval(state)
+            self.model.update(state["params"])
+            self.optimizer.state = state["opt"]
+            self.step = int(state["step"].item())
+            self.log(f"data-parallel over {world.size} processes: global batch {cfg.batch_size}, "
+                     f"{self.local_size} pairs per process")
         n_train = sum(v.size for _, v in tree_flatten(self.model.trainable_parameters()))
         self.log(f"{len(self.train_data)} training pairs, {self.total_steps} steps, "
                  f"{n_train:,} trainable parameters ({self.adapter_cfg['fine_tune_type']})")
@@ -178,8 +198,13 @@ class Trainer:
     def step_arrays(self, step: int) -> list[tuple]:
         """The model inputs of each micro-batch of optimizer step `step` (1-based)."""
         micro = self._micro_batches(step)
-        denom = sum(b.n_pairs for _, b in micro)
-        return [self._arrays(b, denom) for _, b in micro]
+        denom = self._loss_denominator(micro)
+        return [self._arrays(b, denom) for _, b, _ in micro]
+
+    def _loss_denominator(self, micro) -> float:
+        # The step's pairs over all ranks, divided by the rank count: averaging the ranks' gradients
+        # then yields the gradient of the global mean loss (exactly the 1-process value when W = 1).
+        return sum(n for _, _, n in micro) / self.world.size
 
     def _build_step(self):
         model, optimizer, cfg = self.model, self.optimizer, self.cfg
@@ -187,6 +212,7 @@ class Trainer:
 
         value_and_grad = nn.value_and_grad(model, loss_fn)
         state = [model.state, optimizer.state, mx.random.state]
+        world = self.world
 
         @partial(mx.compile, inputs=state, outputs=state)
         def step(arrays, prev_grad, do_update):
@@ -195,6 +221,8 @@ class Trainer:
                 grad = tree_map(lambda a, b: a + b, grad, prev_grad)
             grad_norm = mx.array(0.0)
             if do_update:
+                if world.distributed:
+                    grad = average_gradients(grad, group=world.group)
                 if cfg.max_grad_norm is not None:
                     grad, grad_norm = optim.clip_grad_norm(grad, cfg.max_grad_norm)
                 optimizer.update(model, grad)
@@ -204,7 +232,8 @@ class Trainer:
         return step
 
     def _micro_batches(self, step: int):
-        """The grad_accum batches of optimizer step `step` (1-based), as (epoch, Batch) pairs."""
+        """The grad_accum micro-batches of optimizer step `step` (1-based), as (epoch, this rank's
+        Batch, pairs in the global batch) triples."""
         cfg, out = self.cfg, []
         n_batches = batches_per_epoch(len(self.train_data), cfg.batch_size)
         for k in range(cfg.grad_accum):
@@ -214,8 +243,10 @@ class Trainer:
                 pos %= n_batches
             if getattr(self, "_order_epoch", None) != epoch:
                 self._order, self._order_epoch = epoch_order(self.train_data, cfg.batch_size, cfg.seed, epoch), epoch
-            out.append((epoch + (pos + 1) / n_batches, make_batch(self.train_data, self._order[pos], cfg.batch_size,
-                                                            cfg.pad_multiple, self.pad_id)))
+            indices = self._order[pos]
+            batch = local_batch(self.train_data, indices, self.world, self.local_size, cfg.pad_multiple,
+                                self.pad_id)
+            out.append((epoch + (pos + 1) / n_batches, batch, len(indices)))
         return out
 
     def _arrays(self, batch, denom):
@@ -228,10 +259,14 @@ class Trainer:
     def train(self, stop_at_step: int | None = None) -> dict:
         """Run to the end (or to `stop_at_step`, saving a checkpoint there). Returns the last metrics row."""
         try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.lock.acquire()
+            if self.world.is_main:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                self.lock.acquire()
             return self._train(stop_at_step)
         except (MemoryError, RuntimeError) as e:  # outside the step itself, e.g. a held-out evaluation
+            if self.world.distributed and is_peer_lost(e):
+                raise TrainingStopped(f"rank {self.world.rank}: lost the connection to another rank after "
+                                      f"step {self.step} ({first_line(e)}); resume with --resume.") from None
             if not is_out_of_memory(e):
                 raise
             raise TrainingStopped(f"out of memory after step {self.step} ({first_line(e)}). Last good "
@@ -246,9 +281,10 @@ class Trainer:
             self.lock.release()
 
     def _train(self, stop_at_step: int | None) -> dict:
-        cfg = self.cfg
-        save_config(cfg, self.run_dir / "config.yaml")
-        metrics = ckpt.MetricsLog(self.run_dir / "metrics.jsonl", keep_until=self.step)
+        cfg, world = self.cfg, self.world
+        if world.is_main:
+            save_config(cfg, self.run_dir / "config.yaml")
+        metrics = ckpt.MetricsLog(self.run_dir / "metrics.jsonl", keep_until=self.step) if world.is_main else None
         step_fn = self._build_step()
         self.model.train()
         window, tokens, t0, last = None, 0, time.perf_counter(), {}
@@ -260,15 +296,19 @@ class Trainer:
                 s = self.step + 1
                 mx.random.seed(cfg.seed * 1_000_003 + s)  # dropout RNG from (seed, step): resumable
                 micro = self._micro_batches(s)
-                denom = sum(b.n_pairs for _, b in micro)
-                grad = None
+                denom = self._loss_denominator(micro)
+                grad = step_stats = None
                 try:
-                    for k, (epoch, batch) in enumerate(micro):
-                        stats, grad, _ = step_fn(self._arrays(batch, denom), grad, k == len(micro) - 1)
-                        # Sync point per micro-batch: bounds the lazy graph (and memory) to one batch.
-                        mx.eval(stats, grad, self.model.trainable_parameters(), self.optimizer.state)
-                        window = stats if window is None else window + stats
-                        tokens += batch.n_tokens
+                    with world.waiting(f"step {s}"):
+                        for k, (epoch, batch, _) in enumerate(micro):
+                            stats, grad, _ = step_fn(self._arrays(batch, denom), grad, k == len(micro) - 1)
+                            # Sync point per micro-batch: bounds the lazy graph (and memory) to one batch.
+                            mx.eval(stats, grad, self.model.trainable_parameters(), self.optimizer.state)
+                            step_stats = stats if step_stats is None else step_stats + stats
+                            tokens += batch.n_tokens
+                        step_stats = world.all_sum(step_stats)  # global figures: every rank's pairs
+                        mx.eval(step_stats)
+                    window = step_stats if window is None else window + step_stats
                 except (MemoryError, RuntimeError) as e:
                     if not is_out_of_memory(e):
                         raise
@@ -285,23 +325,26 @@ class Trainer:
                     dt = time.perf_counter() - t0
                     last = {"step": s, "epoch": round(epoch, 4), **stats_to_metrics(np.array(window).tolist()),
                             "learning_rate": float(self.schedule(mx.array(s - 1))),
-                            "tokens_per_second": tokens / dt if dt > 0 else 0.0,
-                            "peak_memory_gb": mx.get_peak_memory() / 1e9}
-                    metrics.write(last)
+                            **self._throughput(tokens, dt)}
+                    if metrics:
+                        metrics.write(last)
                     bar.update(s, last)
                     window, tokens, t0 = None, 0, time.perf_counter()
                 if self.valid_data and (s % eval_every == 0 or s == self.total_steps):
                     row = {"step": s, **self.evaluate_valid()}
-                    metrics.write(row)
+                    if metrics:
+                        metrics.write(row)
                     bar.note(f"step {s}: eval loss {row['eval/loss']:.4f}, "
                              f"accuracy {row['eval/rewards/accuracies']:.3f}, margin {row['eval/rewards/margins']:.3f}")
+                # A stop signal may reach only one process: all ranks agree before acting on it.
+                self.stop_requested = world.any(self.stop_requested)
                 if s % cfg.save_every == 0 or s == stop_at_step or self.stop_requested:
                     self.save_checkpoint()
                 if s == stop_at_step:
                     break
                 if self.stop_requested:
                     raise Interrupted(self.stop_signal)
-            if self.step >= self.total_steps and self._saved_step != self.step:
+            if self.step >= self.total_steps and self._saved_step != self.step and world.is_main:
                 if ckpt.latest(self.run_dir) != ckpt.step_dir(self.run_dir, self.step):
                     self.save_checkpoint()  # the final adapter (save_checkpoint also writes RUN_DIR's copy)
                 else:
@@ -312,14 +355,26 @@ class Trainer:
             restore_handlers(old_handlers)
         return last
 
+    def _throughput(self, tokens: int, dt: float) -> dict:
+        """tokens/s summed over ranks and the largest per-rank memory peak (plus each rank's figures)."""
+        per_rank = self.world.gather_floats([tokens / dt if dt > 0 else 0.0, mx.get_peak_memory() / 1e9])
+        out = {"tokens_per_second": sum(r[0] for r in per_rank), "peak_memory_gb": max(r[1] for r in per_rank)}
+        if self.world.distributed:
+            out.update({"ranks": self.world.size, "rank_tokens_per_second": [r[0] for r in per_rank],
+                        "rank_peak_memory_gb": [r[1] for r in per_rank]})
+        return out
+
     def evaluate_valid(self) -> dict:
         cfg = self.cfg
         return evaluate(self.model, self.valid_data, self.ref_valid, batch_size=cfg.batch_size,
                         pad_multiple=cfg.pad_multiple, loss=cfg.loss, beta=cfg.beta,
                         label_smoothing=cfg.label_smoothing, simpo_gamma=cfg.simpo_gamma,
-                        pad_id=self.pad_id, prefix="eval/")
+                        pad_id=self.pad_id, prefix="eval/", world=self.world)
 
     def save_checkpoint(self):
+        if not self.world.is_main:  # rank 0 writes; the others hold the same state
+            self._saved_step = self.step
+            return
         n_batches = batches_per_epoch(len(self.train_data), self.cfg.batch_size)
         consumed = self.step * self.cfg.grad_accum
         per_epoch = self.steps_per_epoch * self.cfg.grad_accum

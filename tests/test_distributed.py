@@ -1,0 +1,190 @@
+"""Data-parallel training with `mlx.launch -n 2` (ring backend over loopback) against one process.
+
+Each 2-rank run costs ~20 s here: two MLX processes plus mlx.launch's own I/O loop share two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlx_dpo.distributed import WATCHDOG_EXIT, World, check_batch_split, local_batch
+from mlx_dpo.errors import UsageError
+
+from conftest import synthetic_pairs, write_jsonl
+
+LAUNCH = Path(sys.executable).parent / "mlx.launch"
+TRAIN = ["--batch-size", "4", "--learning-rate", "1e-3", "--max-length", "64", "--lr-schedule", "constant",
+         "--lora-rank", "4", "--seed", "3"]
+
+
+def free_port_pair() -> int:
+    """A starting port with the next one free as well (the ring backend listens on port + rank)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair")
+
+
+def run_ranks(n: int, args: list[str], env: dict, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    cmd = ([str(LAUNCH), "-n", str(n), "--backend", "ring", "-p", str(free_port_pair()), "--"] if n > 1 else [])
+    cmd += [sys.executable, "-m", "mlx_dpo", "train", *args]
+    return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tiny_model):
+    root = tmp_path_factory.mktemp("dist")
+    write_jsonl(root / "train.jsonl", synthetic_pairs(22, seed=1))  # 6 batches of 4, the last one of 2
+    write_jsonl(root / "valid.jsonl", synthetic_pairs(6, seed=2))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    return root, env, ["--model", tiny_model, "--data", "train.jsonl", *TRAIN]
+
+
+def adapters(run: Path) -> dict:
+    return {k: np.array(v) for k, v in mx.load(str(run / "adapters.safetensors")).items()}
+
+
+def assert_same_adapter(a: Path, b: Path):
+    wa, wb = adapters(a), adapters(b)
+    assert wa.keys() == wb.keys()
+    scale = max(np.abs(v).max() for v in wa.values())
+    assert scale > 1e-3  # the adapter moved: equal-because-untrained would prove nothing
+    for k in wa:
+        np.testing.assert_allclose(wb[k], wa[k], atol=1e-4 * scale, err_msg=k)
+
+
+def reference_files(cache: Path) -> dict:
+    return {p.name: {k: np.array(v) for k, v in mx.load(str(p)).items()}
+            for p in sorted((cache / "reference").glob("*.safetensors"))}
+
+
+def test_two_ranks_train_like_one_and_write_one_run_dir(setup):
+    root, env, common = setup
+    args = [*common, "--valid-data", "valid.jsonl", "--iters", "6", "--eval-every", "3", "--save-every", "3"]
+    one = run_ranks(1, [*args, "--output", "runs/one"], {**env, "MLX_DPO_CACHE": str(root / "cache1")}, root)
+    assert one.returncode == 0, one.stderr
+    before = sorted(p.name for p in root.iterdir())
+    two = run_ranks(2, [*args, "--output", "runs/two"], {**env, "MLX_DPO_CACHE": str(root / "cache2")}, root)
+    assert two.returncode == 0 and "Traceback" not in two.stderr, two.stdout + two.stderr
+    assert sorted(p.name for p in root.iterdir()) == sorted(before + ["cache2"])
+    assert sorted(p.name for p in (root / "runs").iterdir()) == ["one", "two"]
+    assert_same_adapter(root / "runs/one", root / "runs/two")
+    assert sorted(os.listdir(root / "runs/two/checkpoints")) == ["step_0000003", "step_0000006"]
+
+    # The sharded reference precompute equals the one-process one, bit for bit (train and valid).
+    ref1, ref2 = reference_files(root / "cache1"), reference_files(root / "cache2")
+    assert len(ref1) == 2 and ref1.keys() == ref2.keys()
+    for name in ref1:
+        for k in ref1[name]:
+            np.testing.assert_array_equal(ref2[name][k], ref1[name][k])
+
+    rows = [json.loads(line) for line in (root / "runs/two/metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if "loss" in r]
+    assert sorted(r["n_pairs"] for r in train_rows) == [2, 4, 4, 4, 4, 4]  # global figures: the whole batch
+    assert all(r["ranks"] == 2 and len(r["rank_peak_memory_gb"]) == 2 for r in train_rows)
+    assert all(r["tokens_per_second"] == pytest.approx(sum(r["rank_tokens_per_second"])) for r in train_rows)
+    eval_rows = [r for r in rows if "eval/loss" in r]
+    assert [r["eval/n_pairs"] for r in eval_rows] == [6, 6]
+    one_rows = [json.loads(line) for line in (root / "runs/one/metrics.jsonl").read_text().splitlines()]
+    for a, b in zip([r for r in one_rows if "loss" in r], train_rows):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-3, abs=1e-4)
+
+
+def test_resume_a_one_process_run_on_two(setup):
+    """A checkpoint written by one process continues on two (same global batch) as if never split."""
+    root, env, common = setup
+    env = {**env, "MLX_DPO_CACHE": str(root / "cache3")}
+    full = run_ranks(1, [*common, "--iters", "6", "--output", "runs/full"], env, root)
+    assert full.returncode == 0, full.stderr
+    first = run_ranks(1, [*common, "--iters", "3", "--save-every", "3", "--output", "runs/split"], env, root)
+    assert first.returncode == 0, first.stderr
+    second = run_ranks(2, ["--resume", "--iters", "6", "--output", "runs/split"], env, root)
+    assert second.returncode == 0 and "Traceback" not in second.stderr, second.stdout + second.stderr
+    assert "resumed" in (second.stdout + second.stderr).lower()
+    assert_same_adapter(root / "runs/full", root / "runs/split")
+    steps = [json.loads(line)["step"] for line in (root / "runs/split/metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def _launch_and_watch(root, env, args, marker: str, wait_for: str, limit: float):
+    """Start a 2-rank run, wait until `wait_for` appears in its output, then kill what is left."""
+    cmd = [str(LAUNCH), "-n", "2", "--backend", "ring", "-p", str(free_port_pair()), "--",
+           sys.executable, "-m", "mlx_dpo", "train", *args]
+    proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit and not any(wait_for in line for line in lines):
+        time.sleep(0.2)
+    elapsed = time.monotonic() - t0
+    # A SIGSTOPped rank ignores the launcher's SIGTERM: clean up every process of this run.
+    subprocess.run(["pkill", "-KILL", "-f", marker], check=False)
+    try:
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    reader.join(timeout=5)
+    return "".join(lines), elapsed
+
+
+def test_a_killed_rank_stops_the_run_with_a_clear_error(setup):
+    root, env, common = setup
+    out_dir = "runs/killed"
+    env = {**env, "MLX_DPO_CACHE": str(root / "cache4"), "MLX_DPO_TEST_KILL_AT": "step:3",
+           "MLX_DPO_TEST_KILL_RANK": "1"}
+    text, elapsed = _launch_and_watch(root, env, [*common, "--iters", "6", "--save-every", "1", "--output",
+                                                  str(root / out_dir)], str(root / out_dir),
+                                      "lost the connection to another rank", limit=120)
+    assert "rank 0: lost the connection to another rank" in text, text
+    assert "Traceback" not in text, text
+    assert elapsed < 120
+    # Steps 1 and 2 were checkpointed before rank 1 died; nothing half-written is left as a checkpoint.
+    assert sorted(os.listdir(root / out_dir / "checkpoints"))[:2] == ["step_0000001", "step_0000002"]
+
+
+def test_a_hung_rank_ends_the_run_after_the_timeout(setup):
+    root, env, common = setup
+    out_dir = str(root / "runs/hung")
+    env = {**env, "MLX_DPO_CACHE": str(root / "cache5"), "MLX_DPO_TEST_KILL_AT": "step:2",
+           "MLX_DPO_TEST_KILL_RANK": "1", "MLX_DPO_TEST_KILL_SIGNAL": "STOP"}
+    text, elapsed = _launch_and_watch(root, env, [*common, "--iters", "6", "--dist-timeout", "6", "--output",
+                                                  out_dir], out_dir, "no answer from the other ranks", limit=120)
+    assert "rank 0: no answer from the other ranks for 6s" in text, text
+    assert f"exited with code {WATCHDOG_EXIT}" in text or "no answer" in text
+    assert elapsed < 100
+
+
+def test_global_batch_must_split_evenly():
+    with pytest.raises(UsageError, match="--batch-size 3 cannot be split evenly over 2 processes"):
+        check_batch_split(3, World(rank=0, size=2))
+    assert check_batch_split(8, World(rank=1, size=2)) == 4
+
+
+def test_a_rank_without_pairs_in_a_short_batch_contributes_nothing(tiny_model):
+    from types import SimpleNamespace
+
+    pairs = [SimpleNamespace(prompt=[1, 2], chosen=[3, 4], rejected=[5], length=4)]
+    batch = local_batch(pairs, [0], World(rank=1, size=2), 2, 8)  # one pair, two ranks: rank 1 gets none
+    assert batch.n_pairs == 0 and batch.n_tokens == 0 and batch.inputs.shape == (4, 8)
+    mine = local_batch(pairs, [0], World(rank=0, size=2), 2, 8)
+    assert mine.n_pairs == 1 and mine.n_tokens == 7  # (2 + 2) + (2 + 1)
