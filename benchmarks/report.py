@@ -71,7 +71,7 @@ def size_section(size, s, machine, blas):
                 _f(r["rss_peak_bytes"] / GB, "{:.2f}"), _f(r.get("mlx_peak_bytes", 0) / GB, "{:.2f}"),
                 _f(_mfu(steady, flops_per_pair, peak), "{:.1%}"), _heldout(r)]) + " |")
         peer = runs.get(PEER, {})
-        for name in ("mlx-dpo (cold cache)", "mlx-dpo (warm cache)"):
+        for name in [n for n in runs if n.startswith("mlx-dpo")]:
             r = runs.get(name, {})
             if r.get("ok") and peer.get("ok"):
                 ratios.append((sc, name, _ratio(r["e2e_pairs_per_s"], peer["e2e_pairs_per_s"]),

@@ -143,6 +143,12 @@ def main():
                                                        cache_dir=str(cache)), env, work, f"{tag}-mlxdpo-cold", a.timeout)
             r["mlx-dpo (warm cache)"] = run_child(dict(base, kind="mlx_dpo", run_dir=str(runs / "dpo-warm"),
                                                        cache_dir=str(cache)), env, work, f"{tag}-mlxdpo-warm", a.timeout)
+            # Same warm cache, one feature off at a time: what prompt sharing gives, what checkpointing costs.
+            for label, extra in (("no prompt sharing", {"share_prompt": False}), ("grad checkpoint", {"grad_checkpoint": True})):
+                slug = label.replace(" ", "-")
+                r[f"mlx-dpo (warm, {label})"] = run_child(dict(base, kind="mlx_dpo", run_dir=str(runs / f"dpo-{slug}"),
+                                                               cache_dir=str(cache), extra=extra), env, work,
+                                                          f"{tag}-mlxdpo-{slug}", a.timeout)
             r["mlx-lm-lora"] = run_child(dict(base, kind="mlx_lm_lora", run_dir=str(runs / "peer")), env, work,
                                          f"{tag}-peer", a.timeout)
             if valid and not a.no_eval:

@@ -29,6 +29,12 @@ class Batch:
     def n_pairs(self) -> int:
         return int(self.pair_mask.sum())
 
+    def to_mx(self) -> tuple:
+        """The arrays logprobs.sequence_logps takes after the model, in order."""
+        import mlx.core as mx
+
+        return (mx.array(self.inputs), mx.array(self.positions), mx.array(self.targets), mx.array(self.mask))
+
 
 def _round_up(n: int, multiple: int) -> int:
     return max(multiple, -(-n // multiple) * multiple)

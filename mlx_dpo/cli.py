@@ -45,8 +45,8 @@ def _add_config_args(parser: argparse.ArgumentParser, names=None) -> None:
         hint = hints[f.name]
         base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
         kind = base[0]
-        if kind is bool:
-            parser.add_argument(flag, action="store_true", **kw)
+        if kind is bool:  # on-by-default switches get a --no-... form
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction if f.default else "store_true", **kw)
             continue
         if kind is list or getattr(kind, "__origin__", None) is list:
             kw["nargs"] = "+"

@@ -65,6 +65,7 @@ class TrainConfig:
     max_length: int = _f(1024, "Maximum prompt + completion tokens; longer pairs are truncated.")
     max_prompt_length: Optional[int] = _f(None, "Maximum prompt tokens kept (from the end) when a pair is too long (default: max_length // 2).")
     pad_multiple: int = _f(32, "Sequences are padded to a multiple of this, so the compiled step sees few shapes.")
+    share_prompt: bool = _f(True, "Run each prompt once for both answers (same numbers, less compute); models without support fall back.")
     grad_checkpoint: bool = _f(False, "Recompute block activations in the backward pass: less memory, ~30% slower.")
     # -- logging and checkpoints
     log_every: int = _f(1, "Write a metrics row every N steps.")
@@ -194,7 +195,7 @@ def _coerce(f: dataclasses.Field, value):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise UsageError(f"config: {f.name}: expected a list of strings")
         return value
-    if kind is bool or f.name in ("dora", "resume", "grad_checkpoint", "trust_remote_code"):
+    if kind is bool or f.name in ("dora", "resume", "grad_checkpoint", "trust_remote_code", "share_prompt"):
         if not isinstance(value, bool):
             raise UsageError(f"config: {f.name}: expected true or false, got {value!r}")
         return value

@@ -129,12 +129,14 @@ class World:
             time.sleep(min(1.0, self.timeout / 4))
             deadline = self._deadline
             if deadline is not None and time.monotonic() > deadline:
-                sys.stderr.write(f"error: rank {self.rank}: no answer from the other ranks for "
-                                 f"{self.timeout:.0f}s while {self._what}; a process of this run has died or "
-                                 "hung. Stopping (resume with --resume once all machines are up; "
-                                 "--dist-timeout sets this limit).\n")
-                sys.stderr.flush()
-                os._exit(WATCHDOG_EXIT)  # the main thread is blocked inside a collective: no clean exit
+                try:  # the launcher may be gone (closed pipe): exit whether or not this can be said
+                    sys.stderr.write(f"error: rank {self.rank}: no answer from the other ranks for "
+                                     f"{self.timeout:.0f}s while {self._what}; a process of this run has died "
+                                     "or hung. Stopping (resume with --resume once all machines are up; "
+                                     "--dist-timeout sets this limit).\n")
+                    sys.stderr.flush()
+                finally:
+                    os._exit(WATCHDOG_EXIT)  # the main thread is blocked inside a collective: no clean exit
 
 
 SINGLE = World()  # one process, no communication
@@ -168,9 +170,10 @@ def check_batch_split(batch_size: int, world: World) -> int:
 
 
 def local_batch(pairs, global_indices: list[int], world: World, local_size: int, pad_multiple: int,
-                pad_id: int = 0):
-    """This rank's share of one global batch, padded to `local_size` pairs."""
-    from .batching import make_batch
+                pad_id: int = 0, make_batch=None):
+    """This rank's share of one global batch, padded to `local_size` pairs (`make_batch` builds it)."""
+    if make_batch is None:
+        from .batching import make_batch
 
     mine = world.shard(global_indices)
     if mine:

@@ -29,12 +29,12 @@ def metrics_from_logps(policy: dict, ref: dict | None, *, loss: str, beta: float
 
 def evaluate(model, pairs: list[TokenizedPair], ref: dict | None, *, batch_size: int, pad_multiple: int,
              loss: str, beta: float, label_smoothing: float = 0.0, simpo_gamma: float = 0.5,
-             pad_id: int = 0, prefix: str = "", world=None) -> dict:
+             pad_id: int = 0, prefix: str = "", world=None, layout=None) -> dict:
     from .distributed import SINGLE
 
     was_training = model.training
     model.eval()
-    policy = score_pairs(model, pairs, batch_size, pad_multiple, pad_id, world=world or SINGLE)
+    policy = score_pairs(model, pairs, batch_size, pad_multiple, pad_id, world=world or SINGLE, layout=layout)
     if was_training:
         model.train()
     return metrics_from_logps(policy, ref, loss=loss, beta=beta, label_smoothing=label_smoothing,
@@ -44,6 +44,7 @@ def evaluate(model, pairs: list[TokenizedPair], ref: dict | None, *, batch_size:
 def run_eval(cfg, adapter_dir: str | None, log=print) -> dict:
     """`mlx-dpo eval`: reference = base (+ init adapter), policy = that + the trained adapter."""
     from .data import DataKeys
+    from .layout import choose_layout
     from .model import (adapter_weights, apply_lora, attach_adapter, cache_root, load_adapter_weights, load_base,
                         read_adapter_config, set_adapter_weights)
     from .prepare import prepare_strict
@@ -68,13 +69,15 @@ def run_eval(cfg, adapter_dir: str | None, log=print) -> dict:
         load_adapter_weights(model, adapter_dir)
         trained = adapter_weights(model)
         set_adapter_weights(model, start, "the starting adapter")
+    layout = choose_layout(model, [pairs], cfg.share_prompt)
     ref = None
     if cfg.loss != "simpo":
         cache = cache_root(cfg.cache_dir)
         ref = reference_logps(model, pairs, model_key=model_fingerprint(loaded.path, cfg.quantize, cfg.init_adapter, cache),
                               cache_dir=cache, batch_size=cfg.batch_size, pad_multiple=cfg.pad_multiple,
-                              pad_id=pad_id, log=log, label="eval")
+                              pad_id=pad_id, log=log, label="eval", layout=layout)
     if trained is not None:
         set_adapter_weights(model, trained, str(adapter_dir))
     return evaluate(model, pairs, ref, batch_size=cfg.batch_size, pad_multiple=cfg.pad_multiple, loss=cfg.loss,
-                    beta=cfg.beta, label_smoothing=cfg.label_smoothing, simpo_gamma=cfg.simpo_gamma, pad_id=pad_id)
+                    beta=cfg.beta, label_smoothing=cfg.label_smoothing, simpo_gamma=cfg.simpo_gamma, pad_id=pad_id,
+                    layout=layout)

@@ -28,8 +28,7 @@ def split_head(model: nn.Module):
 
 
 def to_mx(batch: Batch) -> tuple:
-    return (mx.array(batch.inputs), mx.array(batch.positions), mx.array(batch.targets),
-            mx.array(batch.mask))
+    return batch.to_mx()
 
 
 def sequence_logps(model: nn.Module, inputs: mx.array, positions: mx.array, targets: mx.array,

@@ -19,10 +19,9 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
-from .batching import make_batch, sequential_batches
+from .batching import sequential_batches
 from .distributed import SINGLE, World
 from .io import atomic_write, atomic_write_json
-from .logprobs import sequence_logps, to_mx
 from .template import TokenizedPair
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
@@ -75,18 +74,21 @@ def data_fingerprint(pairs: list[TokenizedPair]) -> str:
 
 
 def score_pairs(model, pairs: list[TokenizedPair], batch_size: int, pad_multiple: int,
-                pad_id: int = 0, progress=None, world: World = SINGLE) -> dict[str, np.ndarray]:
+                pad_id: int = 0, progress=None, world: World = SINGLE, layout=None) -> dict[str, np.ndarray]:
     """Forward-only scoring of every pair: summed log-probs and token counts of chosen and rejected.
 
     With several ranks each scores its share of the batches (the same batches as one rank would, so
     the numbers are identical) and a sum in which the others contribute zeros gathers them.
     """
+    from .layout import UNSHARED
+
+    layout = layout or UNSHARED
     n = len(pairs)
     out = {k: np.zeros(n, dtype=np.float32) for k in ("chosen", "rejected", "ntok_chosen", "ntok_rejected")}
     batches = world.shard(sequential_batches(pairs, batch_size))
     for b, idx in enumerate(batches):
-        batch = make_batch(pairs, idx, batch_size, pad_multiple, pad_id)
-        logps, ntok = sequence_logps(model, *to_mx(batch))
+        batch = layout.make(pairs, idx, batch_size, pad_multiple, pad_id)
+        logps, ntok = layout.logps(model, *batch.to_mx())
         mx.eval(logps, ntok)  # sync point: one batch at a time keeps memory flat
         logps, ntok = np.array(logps), np.array(ntok)
         k = len(idx)
@@ -118,7 +120,7 @@ def _load_cached(path: Path, n_pairs: int) -> dict[str, np.ndarray] | None:
 
 def reference_logps(model, pairs: list[TokenizedPair], *, model_key: str, cache_dir: Path,
                     batch_size: int, pad_multiple: int, pad_id: int = 0, log=print,
-                    label: str = "train", world: World = SINGLE) -> dict[str, np.ndarray]:
+                    label: str = "train", world: World = SINGLE, layout=None) -> dict[str, np.ndarray]:
     """Load the reference log-probs from the cache, or compute and store them.
 
     With several ranks, rank 0's cache decides: a hit is broadcast to the others; a miss is scored
@@ -140,7 +142,7 @@ def reference_logps(model, pairs: list[TokenizedPair], *, model_key: str, cache_
     was_training = model.training
     model.eval()  # dropout off: the reference is the deterministic starting model
     t0 = time.perf_counter()
-    ref = score_pairs(model, pairs, batch_size, pad_multiple, pad_id, world=world)
+    ref = score_pairs(model, pairs, batch_size, pad_multiple, pad_id, world=world, layout=layout)
     if was_training:
         model.train()
     if not world.is_main:

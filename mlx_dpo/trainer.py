@@ -34,7 +34,7 @@ from .data import DataKeys
 from .distributed import World, check_batch_split, init_world, is_peer_lost, local_batch
 from .errors import TrainingStopped, UsageError
 from .evaluation import evaluate
-from .logprobs import sequence_logps
+from .layout import choose_layout
 from .losses import dpo_losses, pair_stats, stats_to_metrics
 from .io import disk_full, kill_point
 from .model import apply_lora, cache_root, lora_config, load_adapter_weights, load_base, num_blocks, \
@@ -118,6 +118,9 @@ class Trainer:
         if cfg.grad_checkpoint:
             from mlx_lm.tuner.trainer import grad_checkpoint
             grad_checkpoint(self.model.layers[0])
+        self.layout = choose_layout(self.model, [self.train_data, self.valid_data], cfg.share_prompt,
+                                    cfg.grad_checkpoint)
+        self.log(f"batch layout: {self.layout.name}")
 
         # The model now equals the starting point (LoRA B = 0, or the init adapter): score the data
         # with it before any update. SimPO is reference-free and skips this.
@@ -127,7 +130,7 @@ class Trainer:
             key = model_fingerprint(self.model_path, cfg.quantize, cfg.init_adapter, cache)
             ref = partial(reference_logps, self.model, model_key=key, cache_dir=cache,
                           batch_size=cfg.batch_size, pad_multiple=cfg.pad_multiple, pad_id=self.pad_id,
-                          log=self.log, world=world)
+                          log=self.log, world=world, layout=self.layout)
             kill_point("reference")  # test hook: killed while scoring the reference
             try:
                 self.ref_train = ref(self.train_data, label="train")
@@ -180,10 +183,14 @@ class Trainer:
             self.lock.acquire()  # refuse now, before loading anything, if another trainer uses it
 
     # ------------------------------------------------------------------ the step
-    def loss_fn(self, model, inputs, positions, targets, mask, ref_c, ref_r, pair_mask, denom):
-        """Mean DPO loss of a micro-batch (normalised by the step's pair count) and its summed stats."""
+    def loss_fn(self, model, *arrays):
+        """Mean DPO loss of a micro-batch (normalised by the step's pair count) and its summed stats.
+
+        `arrays` = the batch's own arrays (batch.to_mx(), per the layout), ref_c, ref_r, pair_mask, denom.
+        """
         cfg = self.cfg
-        logps, ntok = sequence_logps(model, inputs, positions, targets, mask)
+        *batch_arrays, ref_c, ref_r, pair_mask, denom = arrays
+        logps, ntok = self.layout.logps(model, *batch_arrays)
         B = pair_mask.shape[0]
         # Rows [0, B) are chosen, [B, 2B) rejected (see batching.py).
         losses, cr, rr = dpo_losses(logps[:B], logps[B:], ref_c, ref_r,
@@ -245,15 +252,14 @@ class Trainer:
                 self._order, self._order_epoch = epoch_order(self.train_data, cfg.batch_size, cfg.seed, epoch), epoch
             indices = self._order[pos]
             batch = local_batch(self.train_data, indices, self.world, self.local_size, cfg.pad_multiple,
-                                self.pad_id)
+                                self.pad_id, self.layout.make)
             out.append((epoch + (pos + 1) / n_batches, batch, len(indices)))
         return out
 
     def _arrays(self, batch, denom):
         ref_c = self.ref_train["chosen"][batch.indices] if self.ref_train else np.zeros(len(batch.indices), np.float32)
         ref_r = self.ref_train["rejected"][batch.indices] if self.ref_train else np.zeros(len(batch.indices), np.float32)
-        return (mx.array(batch.inputs), mx.array(batch.positions), mx.array(batch.targets), mx.array(batch.mask),
-                mx.array(ref_c), mx.array(ref_r), mx.array(batch.pair_mask), mx.array(float(denom)))
+        return (*batch.to_mx(), mx.array(ref_c), mx.array(ref_r), mx.array(batch.pair_mask), mx.array(float(denom)))
 
     # ------------------------------------------------------------------ the loop
     def train(self, stop_at_step: int | None = None) -> dict:
@@ -287,7 +293,7 @@ class Trainer:
         metrics = ckpt.MetricsLog(self.run_dir / "metrics.jsonl", keep_until=self.step) if world.is_main else None
         step_fn = self._build_step()
         self.model.train()
-        window, tokens, t0, last = None, 0, time.perf_counter(), {}
+        window, tokens, t0, last, logged = None, 0, time.perf_counter(), {}, self.step
         bar = Progress(self.total_steps, self.step, self.show_progress, self.log)
         eval_every = cfg.eval_every or max(1, self.total_steps // 10)
         old_handlers = install_stop_handlers(self)
@@ -325,11 +331,11 @@ class Trainer:
                     dt = time.perf_counter() - t0
                     last = {"step": s, "epoch": round(epoch, 4), **stats_to_metrics(np.array(window).tolist()),
                             "learning_rate": float(self.schedule(mx.array(s - 1))),
-                            **self._throughput(tokens, dt)}
+                            **self._throughput(tokens, dt), "step_seconds": dt / (s - logged)}
                     if metrics:
                         metrics.write(last)
                     bar.update(s, last)
-                    window, tokens, t0 = None, 0, time.perf_counter()
+                    window, tokens, t0, logged = None, 0, time.perf_counter(), s
                 if self.valid_data and (s % eval_every == 0 or s == self.total_steps):
                     row = {"step": s, **self.evaluate_valid()}
                     if metrics:
@@ -340,6 +346,8 @@ class Trainer:
                 self.stop_requested = world.any(self.stop_requested)
                 if s % cfg.save_every == 0 or s == stop_at_step or self.stop_requested:
                     self.save_checkpoint()
+                    if self.stop_requested:  # mlx.launch ends every rank once one exits: wait for rank 0
+                        world.any(False, "waiting for rank 0 to write the checkpoint")
                 if s == stop_at_step:
                     break
                 if self.stop_requested:
@@ -369,7 +377,7 @@ class Trainer:
         return evaluate(self.model, self.valid_data, self.ref_valid, batch_size=cfg.batch_size,
                         pad_multiple=cfg.pad_multiple, loss=cfg.loss, beta=cfg.beta,
                         label_smoothing=cfg.label_smoothing, simpo_gamma=cfg.simpo_gamma,
-                        pad_id=self.pad_id, prefix="eval/", world=self.world)
+                        pad_id=self.pad_id, prefix="eval/", world=self.world, layout=self.layout)
 
     def save_checkpoint(self):
         if not self.world.is_main:  # rank 0 writes; the others hold the same state

@@ -47,7 +47,16 @@ def free_port_pair() -> int:
 def run_ranks(n: int, args: list[str], env: dict, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
     cmd = ([str(LAUNCH), "-n", str(n), "--backend", "ring", "-p", str(free_port_pair()), "--"] if n > 1 else [])
     cmd += [sys.executable, "-m", "mlx_dpo", "train", *args]
-    return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    # Its own session, so a timeout can take down the launcher and every rank it started.
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"timed out after {timeout}s:\n{out}\n{err}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ def test_metrics_rows_have_trl_keys(tiny_model, pairs_file, valid_file, tmp_path
     rows = read_jsonl_tolerant(tmp_path / "run" / "metrics.jsonl")
     keys = {"step", "epoch", "loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
             "rewards/accuracies", "logps/chosen", "logps/rejected", "learning_rate", "tokens_per_second",
-            "peak_memory_gb"}
+            "step_seconds", "peak_memory_gb"}
     train = [r for r in rows if "loss" in r]
     evals = [r for r in rows if "eval/loss" in r]
     assert [r["step"] for r in train] == [1, 2]
@@ -167,13 +167,13 @@ def test_grad_accumulation_matches_big_batch(tiny_model, pairs_file, tmp_path):
                          max_grad_norm=None)
     vg_b, vg_s = nn.value_and_grad(big.model, big.loss_fn), nn.value_and_grad(small.model, small.loss_fn)
     # Feed the same 4 pairs both ways.
-    from mlx_dpo.batching import make_batch
     idx = [0, 1, 2, 3]
-    arrays_big = big._arrays(make_batch(big.train_data, idx, 4, 32), 4)
+    assert big.layout.name == small.layout.name == "shared prompt"
+    arrays_big = big._arrays(big.layout.make(big.train_data, idx, 4, 32), 4)
     (_, _), gb = vg_b(big.model, *arrays_big)
     gs = None
     for part in ([0, 1], [2, 3]):
-        (_, _), g = vg_s(small.model, *small._arrays(make_batch(small.train_data, part, 2, 32), 4))
+        (_, _), g = vg_s(small.model, *small._arrays(small.layout.make(small.train_data, part, 2, 32), 4))
         g = dict(tree_flatten(g))
         gs = g if gs is None else {k: gs[k] + g[k] for k in g}
     for k, v in tree_flatten(gb):

@@ -2,70 +2,303 @@
 
 A crash or out-of-memory in training cannot take the UI down, and its memory is returned when it exits.
 Stop sends SIGINT: the trainer finishes the step, writes a checkpoint and exits with status 130.
+
+Data-parallel runs go through `mlx.launch` (`-n N` on this machine, or `--hostfile F` across Macs).
+Measured with real 2-rank runs of a tiny model (mlx 0.32.4; the hostfile case through an `ssh` stand-in
+that runs the command in a pty, as `ssh -tt` does; tests/test_tui_distributed.py keeps the gist):
+- SIGINT to mlx.launch alone never reaches the ranks: its I/O loop dies of a KeyboardInterrupt, the
+  process waits on for its rank threads, and the ranks train on. So the launcher gets its own session,
+  and Stop signals that process group.
+- SIGINT to the whole group is right for local ranks: each rank finishes its step, rank 0 checkpoints,
+  all exit 130 (the ranks' last lines are no longer forwarded; the launcher's exit line per rank is).
+  Signalling only the ranks is not: the launcher SIGTERMs the others as soon as one rank exits non-zero
+  (rank 1, which writes nothing, exits first), which can hit rank 0 while it is writing the checkpoint.
+- With a hostfile the ranks run behind `ssh -tt`; SIGINT to the ssh clients drops the connections and the
+  remote ranks die without a checkpoint. A Ctrl-C byte on the launcher's stdin is forwarded to every
+  rank's terminal, which turns it into SIGINT there; the launcher itself is interrupted a moment later
+  (so it cannot SIGTERM a rank that is still checkpointing). Ranks that missed the Ctrl-C stop anyway:
+  the trainer makes all ranks agree on a stop.
+- mlx.launch exits 0 even when a rank failed, so a launched run is judged by what it printed: the
+  trainer's "error:" lines, the launcher's "Node with rank N exited with code C" and "done:".
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import json
+import os
+import re
+import shutil
 import signal
+import socket
 import sys
+import time
 from collections import deque
 from pathlib import Path
 
 from textual.message_pump import MessagePump
 
+from mlx_dpo.errors import UsageError
 from mlx_dpo.runs import MetricsFollower
 
 from .messages import TrainingEnded, TrainingLog, TrainingMetrics
 
 POLL_SECONDS = 0.5
+REMOTE_GRACE = 0.25  # seconds between the Ctrl-C for remote ranks and the SIGINT to the launcher
 _LIVE: set = set()  # running trainers of this app, stopped at exit even if the app crashed
+
+TOTAL_RE = re.compile(r"training pairs, (\d+) steps")
+RANK_EXIT_RE = re.compile(r"Node with rank (\d+) (?:exited with code (-?\d+)|was killed)")
+ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+STOPPED_CODES = {130, 143, -signal.SIGINT, -signal.SIGTERM}  # a stop that checkpoints, or the launcher's SIGTERM
+KILLED_CODES = {137, -signal.SIGKILL}
 
 
 @atexit.register
 def _stop_orphans() -> None:
-    for proc in list(_LIVE):
-        if proc.returncode is None:
-            try:
-                proc.send_signal(signal.SIGINT)  # the trainer checkpoints and exits
-            except ProcessLookupError:
-                pass
+    for run in list(_LIVE):
+        run.stop(at_exit=True)
 
 
-def train_command(args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "mlx_dpo", "train", *args]
+# ---------------------------------------------------------------------- commands and checks
+def find_launcher() -> str | None:
+    """mlx.launch of this Python's environment, else the one on PATH."""
+    here = Path(sys.executable).parent / "mlx.launch"
+    return str(here) if here.exists() else shutil.which("mlx.launch")
 
 
+def train_command(args: list[str], processes: int = 1, hostfile: str | None = None,
+                  launcher: str | None = None, port: int | None = None) -> list[str]:
+    """The trainer's command: one process as is, or under mlx.launch (`-n N` here, or a hostfile)."""
+    command = [sys.executable, "-m", "mlx_dpo", "train", *args]
+    if processes <= 1 and not hostfile:
+        return command
+    launcher = launcher or find_launcher()
+    if not launcher:
+        raise UsageError(LAUNCHER_MISSING)
+    if hostfile:
+        where = ["--hostfile", str(hostfile)]  # the hostfile may name its backend (ring, jaccl, ...)
+    else:
+        where = ["-n", str(processes), "--backend", "ring"]
+    return [launcher, *where, *(["-p", str(port)] if port else []), "--", *command]
+
+
+LAUNCHER_MISSING = (f"mlx.launch not found (next to {sys.executable} or on PATH); it comes with mlx — "
+                    "reinstall mlx in this environment to train on several processes")
+
+
+def parse_processes(raw: str) -> int:
+    raw = raw.strip()
+    if not raw:
+        return 1
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UsageError(f"processes: expected a positive whole number, got {raw!r}")
+    return n
+
+
+def read_hostfile(path: str) -> list[dict]:
+    """The hosts of an mlx.launch hostfile ({"hosts": [...]} or a plain list), checked enough to launch."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UsageError(f"hosts file {path}: not found")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(f"hosts file {path}: not valid JSON ({e})") from None
+    backend = data.get("backend", "") if isinstance(data, dict) else ""
+    hosts = data.get("hosts") if isinstance(data, dict) else data
+    if not isinstance(hosts, list) or not hosts:
+        raise UsageError(f'hosts file {path}: lists no hosts (expected {{"hosts": [{{"ssh": ..., "ips": [...]}}, '
+                         '...]} or a list of such hosts)')
+    for i, h in enumerate(hosts, 1):
+        if not isinstance(h, dict) or not h.get("ssh"):
+            raise UsageError(f'hosts file {path}: host {i} has no "ssh" name')
+        if backend in ("", "ring") and not h.get("ips"):
+            raise UsageError(f'hosts file {path}: host {i} ({h["ssh"]}) has no "ips" (the ring backend connects '
+                             "over IP addresses)")
+    return hosts
+
+
+def check_distribution(processes_raw: str, hostfile_raw: str, batch_size: int) -> tuple[int, str | None]:
+    """(number of processes, hostfile or None) from the form, or a UsageError saying what is wrong."""
+    processes = parse_processes(processes_raw)
+    hostfile = hostfile_raw.strip() or None
+    if hostfile:
+        hosts = len(read_hostfile(hostfile))
+        if processes not in (1, hosts):
+            raise UsageError(f"processes: the hosts file lists {hosts} host(s), one process each; set processes "
+                             f"to 1 or {hosts}")
+        processes = hosts
+    if batch_size % processes:
+        raise UsageError(f"batch size {batch_size} cannot be split evenly over {processes} processes: use a "
+                         f"multiple of {processes}")
+    if (processes > 1 or hostfile) and not find_launcher():
+        raise UsageError(LAUNCHER_MISSING)
+    return processes, hostfile
+
+
+def free_port_block(n: int, host: str = "127.0.0.1") -> int:
+    """A port p with p .. p+n-1 all free (the ring backend listens on starting port + rank)."""
+    for _ in range(100):
+        socks = []
+        try:
+            first = socket.socket()
+            socks.append(first)
+            first.bind((host, 0))
+            port = first.getsockname()[1]
+            for i in range(1, n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind((host, port + i))
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise UsageError(f"no {n} consecutive free ports on {host} for the ranks")
+
+
+# ---------------------------------------------------------------------- judging a launched run
+def rank_exits(lines: list[str]) -> dict[int, int | None]:
+    """Each rank's exit status as mlx.launch reported it (None: killed); ranks that exited 0 are not listed."""
+    out: dict[int, int | None] = {}
+    for line in lines:
+        if m := RANK_EXIT_RE.search(line):
+            out[int(m.group(1))] = int(m.group(2)) if m.group(2) is not None else None
+    return out
+
+
+def launch_outcome(lines: list[str], tail: list[str], launcher_code: int, stop_sent: bool, finished: bool,
+                   run_dir: Path, processes: int) -> tuple[int, str]:
+    """(status, message) of a run under mlx.launch, whose own exit status says little (0 when a rank failed).
+
+    `lines`: the run's error and rank-exit lines; `tail`: its last lines; `finished`: rank 0 said "done".
+    """
+    exits = rank_exits(lines)
+    errors = [line for line in lines if line.startswith("error")]
+    ranks = "; ".join(f"rank {r} " + ("was killed" if c is None else f"exited with code {c}")
+                      for r, c in sorted(exits.items()))
+    if errors:
+        more = f" (+{len(errors) - 1} more in the log)" if len(errors) > 1 else ""
+        return 1, f"training failed{f' ({ranks})' if ranks else ''}: {errors[0]}{more}"
+    if any(c is None or c in KILLED_CODES for c in exits.values()):
+        return 137, (f"training was killed ({ranks}; out of memory?); the last checkpoint is intact — "
+                     "try a smaller batch size or --max-length, then Resume")
+    if exits and all(c in STOPPED_CODES for c in exits.values()):
+        checkpoints = run_dir / "checkpoints"
+        if checkpoints.is_dir() and any(checkpoints.iterdir()):
+            return 130, f"training stopped: checkpoint saved in {checkpoints}; Resume continues it"
+        return 130, "training stopped before its first checkpoint"
+    if exits:  # e.g. a host that ssh could not reach (255), and the others ended by the launcher
+        said = next((l for l in reversed(tail) if not RANK_EXIT_RE.search(l)), "")
+        hint = " (255: ssh could not run it on that host)" if 255 in exits.values() else ""
+        return 1, f"training failed ({ranks}){hint}{': ' + said if said else ''}"
+    if finished:
+        return 0, f"training finished on {processes} processes: adapter in {run_dir}"
+    if stop_sent:
+        return 130, "training stopped before its first step"
+    last = tail[-1] if tail else ""
+    said = f": {last}" if last else ""
+    return (launcher_code or 1), f"training failed (mlx.launch exit status {launcher_code}){said}"
+
+
+# ---------------------------------------------------------------------- the process
 class TrainingProcess:
-    def __init__(self, target: MessagePump, run_dir: str | Path, args: list[str]):
+    def __init__(self, target: MessagePump, run_dir: str | Path, args: list[str], processes: int = 1,
+                 hostfile: str | None = None):
         self.target, self.run_dir, self.args = target, Path(run_dir), args
+        self.processes, self.hostfile = processes, hostfile
         self.proc: asyncio.subprocess.Process | None = None
         self.follower = MetricsFollower(self.run_dir / "metrics.jsonl")
         self.tail: deque[str] = deque(maxlen=20)
+        self.notes: list[str] = []  # a launched run's error and rank-exit lines, for its verdict
+        self.finished = False
+        self.stop_sent = False
+        self._launcher_signalled = False
+        self._held: list[str] = []  # the launcher's own KeyboardInterrupt traceback after a stop, withheld
+
+    @property
+    def launched(self) -> bool:
+        return self.processes > 1 or bool(self.hostfile)
 
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
+    def command(self) -> list[str]:
+        port = free_port_block(self.processes) if self.launched and not self.hostfile else None
+        return train_command(self.args, self.processes, self.hostfile, port=port)
+
     async def run(self) -> None:
         """Start the trainer and report until it exits (run this as an async worker)."""
-        self.proc = await asyncio.create_subprocess_exec(
-            *train_command(self.args), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            stdin=asyncio.subprocess.DEVNULL)
-        _LIVE.add(self.proc)
+        if not self.launched:
+            self.proc = await asyncio.create_subprocess_exec(
+                *train_command(self.args), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL)
+        else:
+            command = self.command()
+            self.target.post_message(TrainingLog(f"$ {' '.join(command)}"))
+            if self.hostfile:
+                first = read_hostfile(self.hostfile)[0]["ssh"]
+                self.target.post_message(TrainingLog(
+                    f"rank 0 runs on the first host ({first}) and writes the run dir there: list this Mac first to "
+                    "follow the run here; the model and data paths must exist on every host"))
+            # Its own session: Stop signals the launcher's group, and ssh cannot stop on a terminal prompt.
+            # stdin is a pipe: a Ctrl-C written there reaches remote ranks (and /dev/null would spin its loop).
+            self.proc = await asyncio.create_subprocess_exec(
+                *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.PIPE, start_new_session=True)
+        _LIVE.add(self)  # stays there if this worker is cancelled (the app closing): stopped at exit
+        old_handlers = self._stop_with_the_app() if self.launched else {}
         poller = asyncio.create_task(self._poll_metrics())
-        assert self.proc.stdout is not None
-        async for raw in self.proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip()
-            if line:
-                self.tail.append(line)
-                self.target.post_message(TrainingLog(line))
-        code = await self.proc.wait()
-        _LIVE.discard(self.proc)
-        poller.cancel()
+        try:
+            assert self.proc.stdout is not None
+            async for raw in self.proc.stdout:
+                self._line(ANSI_RE.sub("", raw.decode("utf-8", "replace")).rstrip())
+            code = await self.proc.wait()
+        finally:
+            poller.cancel()
+        _LIVE.discard(self)
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+        for line in self._held:
+            self._show(line)
         self._flush_metrics()
-        self.target.post_message(TrainingEnded(code, self._describe(code)))
+        if self.launched:
+            code, text = launch_outcome(self.notes, list(self.tail), code, self.stop_sent, self.finished,
+                                        self.run_dir, self.processes)
+        else:
+            text = self._describe(code)
+        self.target.post_message(TrainingEnded(code, text))
+
+    def _line(self, line: str) -> None:
+        if not line:
+            return
+        if self.launched:
+            # After a stop, mlx.launch prints the traceback of its own KeyboardInterrupt: noise, not news.
+            if self.stop_sent and (self._held or line.startswith("Traceback (most recent call last)")):
+                self._held.append(line)
+                if line == "KeyboardInterrupt":
+                    self._held = []
+                elif not line.startswith((" ", "Traceback")):
+                    held, self._held = self._held, []
+                    for h in held:
+                        self._show(h)
+                return
+            if line.startswith(("error", "done:")) or RANK_EXIT_RE.search(line):
+                self.notes.append(line)
+            self.finished = self.finished or line.startswith("done:")
+        self._show(line)
+
+    def _show(self, line: str) -> None:
+        self.tail.append(line)
+        self.target.post_message(TrainingLog(line))
 
     def _flush_metrics(self) -> None:
         rows = self.follower.poll()
@@ -88,6 +321,61 @@ class TrainingProcess:
         last = next((l for l in reversed(self.tail) if l.startswith("error")), self.tail[-1] if self.tail else "")
         return f"training failed (exit status {code}): {last}"
 
-    def stop(self) -> None:
-        if self.running:
-            self.proc.send_signal(signal.SIGINT)
+    # ------------------------------------------------------------------ stopping
+    def stop(self, at_exit: bool = False) -> None:
+        """Ask every process of the run to checkpoint and exit (a second call aborts, as a second Ctrl-C)."""
+        if not self.running:
+            return
+        if at_exit and self.stop_sent:  # never a second signal to a run that is already checkpointing,
+            if self.hostfile and not self._launcher_signalled:  # but finish a stop cut short by the exit
+                time.sleep(REMOTE_GRACE)
+                self._interrupt_launcher()
+            return
+        self.stop_sent = True
+        try:
+            if not self.launched:
+                self.proc.send_signal(signal.SIGINT)
+            elif not self.hostfile:
+                os.killpg(self.proc.pid, signal.SIGINT)  # the launcher and its local ranks
+            else:
+                self._ctrl_c_remote()
+                if at_exit:
+                    time.sleep(REMOTE_GRACE)
+                    self._interrupt_launcher()
+                else:
+                    asyncio.get_running_loop().call_later(REMOTE_GRACE, self._interrupt_launcher)
+        except ProcessLookupError:
+            pass
+
+    def _ctrl_c_remote(self) -> None:
+        """A Ctrl-C on the launcher's stdin: forwarded to each rank's `ssh -tt` terminal, a SIGINT there."""
+        try:
+            os.write(self.proc.stdin.get_extra_info("pipe").fileno(), b"\x03")
+        except (OSError, AttributeError, ValueError):
+            pass
+
+    def _interrupt_launcher(self) -> None:
+        self._launcher_signalled = True
+        try:
+            if self.proc.returncode is None:
+                self.proc.send_signal(signal.SIGINT)
+        except ProcessLookupError:
+            pass
+
+    def _stop_with_the_app(self) -> dict:
+        """SIGHUP (terminal closed) or SIGTERM to the app: stop the launched run first (it is in its own
+        session, so it would not get the hangup), then die of that signal as before."""
+        def handler(signum, frame):
+            _stop_orphans()
+            signal.signal(signum, old.get(signum) or signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+        old = {}
+        try:
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                current = signal.getsignal(sig)
+                if current in (signal.SIG_DFL, None):  # leave a handler someone else installed alone
+                    old[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread
+            pass
+        return old

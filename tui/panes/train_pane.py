@@ -1,8 +1,10 @@
-"""Train: the hyper-parameter form, Start / Stop / Resume, progress with ETA, live curves, the log."""
+"""Train: the hyper-parameter form, Start / Stop / Resume, progress with ETA, live curves, the log.
+
+Processes / hosts file run the trainer data-parallel under mlx.launch (see training.py).
+"""
 
 from __future__ import annotations
 
-import re
 import time
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +18,7 @@ from mlx_dpo.config import LOSSES, build_config
 from mlx_dpo.errors import UsageError
 
 from ..messages import TrainingEnded, TrainingLog, TrainingMetrics
-from ..training import TrainingProcess
+from ..training import TOTAL_RE, TrainingProcess, check_distribution
 from ..widgets.charts import MetricsCharts
 
 # (field, label, default) — defaults are the engine's, except a short demo-sized run length.
@@ -24,10 +26,18 @@ FIELDS = [("iters", "steps", "100"), ("batch_size", "batch size", "4"), ("grad_a
           ("learning_rate", "learning rate", "1e-5"), ("beta", "beta", "0.1"), ("lora_rank", "LoRA rank", "8"),
           ("max_length", "max length", "1024"), ("eval_every", "eval every", ""), ("save_every", "save every", "100"),
           ("seed", "seed", "0")]
-TOTAL_RE = re.compile(r"training pairs, (\d+) steps")
 # Settings that show a visible change on the small bundled demo model within a minute or two.
 DEMO_PRESET = {"iters": "24", "batch_size": "2", "learning_rate": "5e-4", "beta": "0.5", "lora_rank": "4",
                "max_length": "64"}
+
+
+def rank_line(row: dict) -> str:
+    """The per-rank figures of a data-parallel metrics row ("" for a one-process row)."""
+    if not row.get("ranks"):
+        return ""
+    ranks = [f"rank {i}: {tps:.0f} tok/s, {gb:.2f} GB"
+             for i, (tps, gb) in enumerate(zip(row["rank_tokens_per_second"], row["rank_peak_memory_gb"]))]
+    return " · ".join([f"{row['ranks']} processes", *ranks])
 
 
 def fmt_eta(seconds: float) -> str:
@@ -54,6 +64,7 @@ class TrainPane(VerticalScroll):
         with Vertical(id="train-progress-box"):
             yield ProgressBar(total=1, id="train-progress", show_eta=False)  # determinate until a run starts
             yield Static("idle", id="train-status", markup=False)
+            yield Static("", id="train-ranks", markup=False)
         defaults = self.field_defaults()
         with Collapsible(title="Hyper-parameters", id="train-settings", collapsed=False):
             with Grid(id="train-form"):
@@ -63,6 +74,11 @@ class TrainPane(VerticalScroll):
                                 placeholder="10 per run" if name == "eval_every" else "")
                 yield Label("loss", classes="form-label")
                 yield Select([(l, l) for l in LOSSES], value="sigmoid", allow_blank=False, id="train-loss")
+                yield Label("processes", classes="form-label")
+                yield Input("1", id="train-processes", classes="form-input")
+            with Horizontal(id="train-hosts-row"):
+                yield Label("hosts file", classes="form-label")
+                yield Input(id="train-hostfile", placeholder="optional: mlx.launch JSON hostfile")
         yield MetricsCharts(id="train-charts")
         yield RichLog(id="train-log", max_lines=2000, wrap=True)
 
@@ -112,11 +128,18 @@ class TrainPane(VerticalScroll):
                               ("output", "a run dir")):
                 if not flags.get(key):
                     raise UsageError(f"choose {what} first")
-            build_config({}, flags)  # the engine's own validation, before a process is started
+            cfg = build_config({}, flags)  # the engine's own validation, before a process is started
+            processes, hostfile = self.distribution(cfg.batch_size)
         except UsageError as e:
             self.app.notify(str(e), severity="error", timeout=8)
             return
-        self.launch(flags["output"], self.args_for(flags), flags.get("iters", 0))
+        self.launch(flags["output"], self.args_for(flags), flags.get("iters", 0), processes=processes,
+                    hostfile=hostfile)
+
+    def distribution(self, batch_size: int) -> tuple[int, str | None]:
+        """(processes, hostfile) from the form, checked against the global batch size."""
+        return check_distribution(self.query_one("#train-processes", Input).value,
+                                  self.query_one("#train-hostfile", Input).value, batch_size)
 
     @on(Button.Pressed, "#train-resume")
     def _resume_pressed(self) -> None:
@@ -134,8 +157,14 @@ class TrainPane(VerticalScroll):
         if info.finished:
             self.app.notify(f"{run} already finished ({info.last_step} steps); start a new run instead")
             return
+        try:
+            processes, hostfile = self.distribution(int(info.config.get("batch_size") or 1))
+        except UsageError as e:
+            self.app.notify(str(e), severity="error", timeout=8)
+            return
         # No rows passed on: the metrics follower reads the run's file from the start.
-        self.launch(run, ["--output", run, "--resume"], info.config.get("iters") or 0, resume=True)
+        self.launch(run, ["--output", run, "--resume"], info.config.get("iters") or 0, resume=True,
+                    processes=processes, hostfile=hostfile)
 
     def show_config(self, config: dict) -> None:
         """Fill the form with a run's saved settings (what a resumed run will use)."""
@@ -152,7 +181,7 @@ class TrainPane(VerticalScroll):
             self.query_one("#train-status", Static).update("stopping after this step (saving a checkpoint) …")
 
     def launch(self, run_dir: str, args: list[str], total: int, keep: list[dict] | None = None,
-               resume: bool = False) -> None:
+               resume: bool = False, processes: int = 1, hostfile: str | None = None) -> None:
         if self.process and self.process.running:
             self.app.notify("a training run is already going", severity="warning")
             return
@@ -166,7 +195,10 @@ class TrainPane(VerticalScroll):
         self.query_one(MetricsCharts).reset(sorted(keep or [], key=lambda r: r["step"]))
         self.query_one("#train-log", RichLog).clear()
         self.query_one("#train-progress", ProgressBar).update(total=self.total_steps or None, progress=0)
-        self.process = TrainingProcess(self, run_dir, args)
+        self.process = TrainingProcess(self, run_dir, args, processes, hostfile)
+        ranks = self.query_one("#train-ranks", Static)
+        ranks.update("")
+        ranks.display = False  # shown once a data-parallel run reports per-rank figures
         self.set_running(True)
         self.query_one("#train-status", Static).update("starting: loading the model and computing reference log-probs …")
         self.run_process()
@@ -180,7 +212,7 @@ class TrainPane(VerticalScroll):
         self.query_one("#train-resume", Button).disabled = running
         self.query_one("#train-stop", Button).disabled = not running
         self.query_one("#train-output", Input).disabled = running
-        for widget in self.query("#train-form Input, #train-form Select"):
+        for widget in self.query("#train-settings Input, #train-settings Select"):
             widget.disabled = running  # edits would not reach a running process
         self.query_one("#train-settings", Collapsible).collapsed = running  # make room for the charts
         self.app.training_running = running
@@ -209,6 +241,10 @@ class TrainPane(VerticalScroll):
         self.query_one("#train-status", Static).update(
             f"step {last['step']}/{self.total_steps or '?'} · ETA {eta} · {last['tokens_per_second']:.0f} tok/s · "
             f"loss {last['loss']:.4f} · acc {last['rewards/accuracies']:.2f} · margin {last['rewards/margins']:.3f}")
+        if line := rank_line(last):
+            ranks = self.query_one("#train-ranks", Static)
+            ranks.update(line)
+            ranks.display = True
 
     def on_training_ended(self, message: TrainingEnded) -> None:
         if self.app.quit_after_training:

@@ -1,0 +1,34 @@
+"""How a batch of pairs is laid out for the model: with the prompt shared by both answers, or not.
+
+Both layouts score the same numbers (equal up to float rounding, tested): the shared one runs each
+prompt once instead of twice (see prompt_sharing.py) and is used whenever the model supports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .batching import make_batch
+from .logprobs import sequence_logps
+from .prompt_sharing import make_shared_batch, shared_sequence_logps, supports_prompt_sharing
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    make: Callable    # (pairs, indices, batch_size, pad_multiple, pad_id) -> a batch with .to_mx()
+    logps: Callable   # (model, *batch.to_mx()) -> (summed completion log-probs, token counts), (2B,) each
+
+
+UNSHARED = Layout("unshared", make_batch, sequence_logps)
+SHARED = Layout("shared prompt", make_shared_batch, shared_sequence_logps)
+
+
+def choose_layout(model, pair_lists, share_prompt: bool = True, grad_checkpoint: bool = False) -> Layout:
+    """The shared layout when asked for, supported by the model, and every pair has a prompt token."""
+    if not share_prompt or grad_checkpoint or not supports_prompt_sharing(model):
+        return UNSHARED
+    if any(len(p.prompt) == 0 for pairs in pair_lists if pairs for p in pairs):
+        return UNSHARED
+    return SHARED
