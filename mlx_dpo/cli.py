@@ -156,7 +156,8 @@ def main(argv=None) -> int:
         log(f"error: {e}")
         return 2
     except TrainingStopped as e:
-        log(f"error: {e}")
+        if not e.reported:
+            log(f"error: {e}")
         return 1
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)

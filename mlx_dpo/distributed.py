@@ -112,9 +112,7 @@ class World:
             yield
         except RuntimeError as e:
             if is_peer_lost(e):
-                raise TrainingStopped(f"rank {self.rank}: lost the connection to another rank while {what} "
-                                      f"({str(e).strip().splitlines()[0]}); a process of this run died or its "
-                                      "machine went away. The run stopped; resume it with --resume.") from None
+                raise peer_lost(self.rank, f"while {what}", e) from None
             raise
         finally:
             self._deadline = None
@@ -140,6 +138,20 @@ class World:
 
 
 SINGLE = World()  # one process, no communication
+
+
+def peer_lost(rank: int, when: str, e: BaseException) -> TrainingStopped:
+    """The error for a lost peer, printed at once: mlx.launch SIGTERMs the surviving ranks as soon as one
+    dies, which could otherwise end this process before the message is out."""
+    err = TrainingStopped(f"rank {rank}: lost the connection to another rank {when} "
+                          f"({str(e).strip().splitlines()[0]}); a process of this run died or its machine went "
+                          "away. The run stopped; resume it with --resume.")
+    try:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        err.reported = True
+    except (OSError, ValueError):
+        pass
+    return err
 
 
 def is_peer_lost(e: BaseException) -> bool:

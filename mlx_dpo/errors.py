@@ -16,4 +16,9 @@ class DataError(UsageError):
 
 
 class TrainingStopped(Exception):
-    """Training stopped on a condition the user must see (non-finite loss, out of memory): exit status 1."""
+    """Training stopped on a condition the user must see (non-finite loss, out of memory): exit status 1.
+
+    `reported` is True when the message was already printed where it arose (see distributed.peer_lost).
+    """
+
+    reported = False

@@ -31,7 +31,7 @@ from . import checkpoint as ckpt
 from .batching import batches_per_epoch, epoch_order
 from .config import TrainConfig, save_config
 from .data import DataKeys
-from .distributed import World, check_batch_split, init_world, is_peer_lost, local_batch
+from .distributed import World, check_batch_split, init_world, is_peer_lost, local_batch, peer_lost
 from .errors import TrainingStopped, UsageError
 from .evaluation import evaluate
 from .layout import choose_layout
@@ -271,8 +271,7 @@ class Trainer:
             return self._train(stop_at_step)
         except (MemoryError, RuntimeError) as e:  # outside the step itself, e.g. a held-out evaluation
             if self.world.distributed and is_peer_lost(e):
-                raise TrainingStopped(f"rank {self.world.rank}: lost the connection to another rank after "
-                                      f"step {self.step} ({first_line(e)}); resume with --resume.") from None
+                raise peer_lost(self.world.rank, f"after step {self.step}", e) from None
             if not is_out_of_memory(e):
                 raise
             raise TrainingStopped(f"out of memory after step {self.step} ({first_line(e)}). Last good "
