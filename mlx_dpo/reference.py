@@ -85,7 +85,7 @@ def score_pairs(model, pairs: list[TokenizedPair], batch_size: int, pad_multiple
     layout = layout or UNSHARED
     n = len(pairs)
     out = {k: np.zeros(n, dtype=np.float32) for k in ("chosen", "rejected", "ntok_chosen", "ntok_rejected")}
-    batches = world.shard(sequential_batches(pairs, batch_size))
+    batches = world.shard(sequential_batches(pairs, batch_size, layout.sort_key))
     for b, idx in enumerate(batches):
         batch = layout.make(pairs, idx, batch_size, pad_multiple, pad_id)
         logps, ntok = layout.logps(model, *batch.to_mx())

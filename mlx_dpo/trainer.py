@@ -249,7 +249,8 @@ class Trainer:
             if pos >= n_batches:                            # grad_accum does not divide the epoch
                 pos %= n_batches
             if getattr(self, "_order_epoch", None) != epoch:
-                self._order, self._order_epoch = epoch_order(self.train_data, cfg.batch_size, cfg.seed, epoch), epoch
+                self._order = epoch_order(self.train_data, cfg.batch_size, cfg.seed, epoch, self.layout.sort_key)
+                self._order_epoch = epoch
             indices = self._order[pos]
             batch = local_batch(self.train_data, indices, self.world, self.local_size, cfg.pad_multiple,
                                 self.pad_id, self.layout.make)

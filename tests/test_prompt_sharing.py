@@ -193,3 +193,24 @@ def test_empty_prompt_is_refused():
     pairs = [TokenizedPair([], [5, 6], [7], "t")]
     with pytest.raises(ValueError, match="prompt token"):
         make_shared_batch(pairs, [0], 1, 8)
+
+
+def test_shared_layout_batches_run_fewer_positions_than_unshared_on_mixed_lengths():
+    """Prompts and answers are padded separately when shared, so batches are grouped by both: on
+    independent prompt/answer lengths, grouping by total length alone would make sharing cost more."""
+    from types import SimpleNamespace
+
+    from mlx_dpo.batching import epoch_order, make_batch
+    from mlx_dpo.layout import SHARED, UNSHARED
+
+    rng = np.random.default_rng(0)
+    pairs = []
+    for _ in range(300):
+        p, c, r = (int(x) for x in np.clip(rng.lognormal(np.log(150), 0.7, 3), 32, 512))
+        pairs.append(SimpleNamespace(prompt=[5] * p, chosen=[6] * c, rejected=[7] * r, length=2 * p + c + r))
+    unshared = sum(make_batch(pairs, b, 4, 32).inputs.size for b in epoch_order(pairs, 4, 0, 0, UNSHARED.sort_key))
+    by_total = sum(SHARED.make(pairs, b, 4, 32).positions_processed
+                   for b in epoch_order(pairs, 4, 0, 0, UNSHARED.sort_key))
+    shared = sum(SHARED.make(pairs, b, 4, 32).positions_processed for b in epoch_order(pairs, 4, 0, 0, SHARED.sort_key))
+    assert shared < 0.92 * unshared  # the layout's own grouping pays
+    assert shared < by_total
