@@ -112,7 +112,7 @@ def main():
               f"{r['steady_pairs_per_s'] / base['steady_pairs_per_s']:.2f}× | "
               f"{', '.join(f'{m:.2f}' for m in r['peak_memory_gb_per_rank'])} | "
               f"{r.get('max_adapter_diff', 0.0):.1e} |")
-    (work / "results.json").write_text(json.dumps(results, indent=1))
+    (work / "results.json").write_text(json.dumps(results, indent=1))  # raw numbers (the committed copy: benchmarks/distributed-results-bundled.json)
 
 
 if __name__ == "__main__":
