@@ -35,9 +35,13 @@ def rank_line(row: dict) -> str:
     """The per-rank figures of a data-parallel metrics row ("" for a one-process row)."""
     if not row.get("ranks"):
         return ""
-    ranks = [f"rank {i}: {tps:.0f} tok/s, {gb:.2f} GB"
+    ranks = [f"rank {i}: {tps:.0f} tok/s, {fmt_memory(gb)}"
              for i, (tps, gb) in enumerate(zip(row["rank_tokens_per_second"], row["rank_peak_memory_gb"]))]
     return " · ".join([f"{row['ranks']} processes", *ranks])
+
+
+def fmt_memory(gb: float) -> str:
+    return f"{gb:.2f} GB" if gb >= 1 else f"{gb * 1024:.0f} MB"
 
 
 def fmt_eta(seconds: float) -> str:
