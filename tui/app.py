@@ -97,7 +97,9 @@ class MlxDpoApp(App):
         self.engine.inspect_data(reply_to, path, self.model, {}, length, length // 2, job_name=job)
 
     def estimate_memory(self, reply_to) -> None:
-        self.engine.estimate_memory(reply_to, self.model, self._form_int("#train-batch_size", 4),
+        # Per process: with N data-parallel processes each one holds 1/N of the global batch.
+        per_process = max(1, self._form_int("#train-batch_size", 4) // max(1, self._form_int("#train-processes", 1)))
+        self.engine.estimate_memory(reply_to, self.model, per_process,
                                     self._form_int("#train-max_length", 1024), self._form_int("#train-lora_rank", 8),
                                     self.quantize, False)
 
