@@ -85,8 +85,15 @@ def score_pairs(model, pairs: list[TokenizedPair], batch_size: int, pad_multiple
     layout = layout or UNSHARED
     n = len(pairs)
     out = {k: np.zeros(n, dtype=np.float32) for k in ("chosen", "rejected", "ntok_chosen", "ntok_rejected")}
-    batches = world.shard(sequential_batches(pairs, batch_size, layout.sort_key))
-    for b, idx in enumerate(batches):
+    every = sequential_batches(pairs, batch_size, layout.sort_key)
+    rounds = -(-len(every) // world.size)
+    batches = world.shard(every)
+    for r in range(rounds):
+        if r > 0:  # heartbeat: the watchdog then bounds a wait by one batch, not by a whole shard
+            world.any(False, f"scoring batch round {r + 1}/{rounds} of the other ranks")
+        if r >= len(batches):
+            continue  # a round in which this rank has no batch left
+        idx = batches[r]
         batch = layout.make(pairs, idx, batch_size, pad_multiple, pad_id)
         logps, ntok = layout.logps(model, *batch.to_mx())
         mx.eval(logps, ntok)  # sync point: one batch at a time keeps memory flat
@@ -97,7 +104,7 @@ def score_pairs(model, pairs: list[TokenizedPair], batch_size: int, pad_multiple
         out["ntok_chosen"][idx] = ntok[:k]
         out["ntok_rejected"][idx] = ntok[batch_size: batch_size + k]
         if progress:
-            progress(b + 1, len(batches))
+            progress(r + 1, len(batches))
     if world.distributed:
         with world.waiting("gathering log-probs scored by the other ranks"):
             gathered = world.all_sum({k: mx.array(v) for k, v in out.items()})
