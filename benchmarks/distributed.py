@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,15 +26,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 import workload  # noqa: E402
+from tui.training import free_port_block  # noqa: E402  (the app's: a start port with port + 1 free too)
 
 OPENBLAS = "/usr/lib/x86_64-linux-gnu/libopenblas.so.0"
 LAUNCH = Path(sys.executable).parent / "mlx.launch"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def train_cmd(args: list[str]) -> list[str]:
@@ -50,11 +44,11 @@ def run(name: str, mode: str, args: list[str], env: dict, work: Path) -> dict:
         procs = [subprocess.Popen(train_cmd(full), env=env, cwd=work, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, text=True)]
     elif mode == "launch":
-        cmd = [str(LAUNCH), "-n", "2", "--backend", "ring", "-p", str(free_port()), "--", *train_cmd(full)]
+        cmd = [str(LAUNCH), "-n", "2", "--backend", "ring", "-p", str(free_port_block(2)), "--", *train_cmd(full)]
         procs = [subprocess.Popen(cmd, env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                   text=True)]
     else:  # "direct": what mlx.launch does on one machine, without its I/O relay loop
-        port = free_port()
+        port = free_port_block(2)
         hostfile = work / f"{name}-hosts.json"
         hostfile.write_text(json.dumps([[f"127.0.0.1:{port}"], [f"127.0.0.1:{port + 1}"]]))
         procs = [subprocess.Popen(train_cmd(full), env={**env, "MLX_RANK": str(r), "MLX_HOSTFILE": str(hostfile)},

@@ -26,6 +26,7 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
+from .batching import make_batch
 from .errors import TrainingStopped, UsageError
 
 WATCHDOG_EXIT = 75  # distinct from the trainer's 1 / 130 / 143, so scripts can tell a timeout apart
@@ -182,11 +183,8 @@ def check_batch_split(batch_size: int, world: World) -> int:
 
 
 def local_batch(pairs, global_indices: list[int], world: World, local_size: int, pad_multiple: int,
-                pad_id: int = 0, make_batch=None):
+                pad_id: int = 0, make_batch=make_batch):
     """This rank's share of one global batch, padded to `local_size` pairs (`make_batch` builds it)."""
-    if make_batch is None:
-        from .batching import make_batch
-
     mine = world.shard(global_indices)
     if mine:
         return make_batch(pairs, mine, local_size, pad_multiple, pad_id)

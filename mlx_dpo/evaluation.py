@@ -5,6 +5,7 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
+from .distributed import SINGLE, World
 from .losses import dpo_losses, pair_stats, stats_to_metrics
 from .reference import score_pairs
 from .template import TokenizedPair
@@ -29,12 +30,10 @@ def metrics_from_logps(policy: dict, ref: dict | None, *, loss: str, beta: float
 
 def evaluate(model, pairs: list[TokenizedPair], ref: dict | None, *, batch_size: int, pad_multiple: int,
              loss: str, beta: float, label_smoothing: float = 0.0, simpo_gamma: float = 0.5,
-             pad_id: int = 0, prefix: str = "", world=None, layout=None) -> dict:
-    from .distributed import SINGLE
-
+             pad_id: int = 0, prefix: str = "", world: World = SINGLE, layout=None) -> dict:
     was_training = model.training
     model.eval()
-    policy = score_pairs(model, pairs, batch_size, pad_multiple, pad_id, world=world or SINGLE, layout=layout)
+    policy = score_pairs(model, pairs, batch_size, pad_multiple, pad_id, world=world, layout=layout)
     if was_training:
         model.train()
     return metrics_from_logps(policy, ref, loss=loss, beta=beta, label_smoothing=label_smoothing,

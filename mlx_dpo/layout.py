@@ -27,9 +27,12 @@ UNSHARED = Layout("unshared", make_batch, sequence_logps, by_length)
 SHARED = Layout("shared prompt", make_shared_batch, shared_sequence_logps, by_answer_then_prompt)
 
 
-def choose_layout(model, pair_lists, share_prompt: bool = True, grad_checkpoint: bool = False) -> Layout:
-    """The shared layout when asked for, supported by the model, and every pair has a prompt token."""
-    if not share_prompt or grad_checkpoint or not supports_prompt_sharing(model):
+def choose_layout(model, pair_lists, share_prompt: bool = True) -> Layout:
+    """The shared layout when asked for, supported by the model, and every pair has a prompt token.
+
+    Call it after mlx-lm's grad_checkpoint (if any) is applied: supports_prompt_sharing refuses
+    checkpointed blocks, whose recorded K/V would lose their gradient."""
+    if not share_prompt or not supports_prompt_sharing(model):
         return UNSHARED
     if any(len(p.prompt) == 0 for pairs in pair_lists if pairs for p in pairs):
         return UNSHARED

@@ -11,7 +11,6 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
-from .batching import Batch
 
 # Model types whose Model.__call__ is `out = self.model(x); return lm_head(out) or tied embedding(out)`
 # with nothing in between (no logit soft-capping or scaling), checked against mlx-lm's sources.
@@ -27,10 +26,6 @@ def split_head(model: nn.Module):
     return model.model, model.model.embed_tokens.as_linear
 
 
-def to_mx(batch: Batch) -> tuple:
-    return batch.to_mx()
-
-
 def sequence_logps(model: nn.Module, inputs: mx.array, positions: mx.array, targets: mx.array,
                    mask: mx.array, use_split_head: bool = True) -> tuple[mx.array, mx.array]:
     """Return (sum of completion-token log-probs, number of completion tokens), each of shape (2B,)."""
@@ -43,6 +38,11 @@ def sequence_logps(model: nn.Module, inputs: mx.array, positions: mx.array, targ
     else:
         logits = model(inputs)                                             # (2B, L, V)
         logits = mx.take_along_axis(logits, positions[..., None], axis=1)  # (2B, C, V)
+    return completion_logps(logits, targets, mask)
+
+
+def completion_logps(logits: mx.array, targets: mx.array, mask: mx.array) -> tuple[mx.array, mx.array]:
+    """(Σ log p(target) over real tokens, number of real tokens) per row, from (rows, C, V) logits."""
     logits = logits.astype(mx.float32)
     # log softmax at the target id only: logit[target] - logsumexp(logits)
     target_logits = mx.take_along_axis(logits, targets[..., None], axis=-1).squeeze(-1)

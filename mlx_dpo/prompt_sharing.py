@@ -22,7 +22,7 @@ import mlx.nn as nn
 import numpy as np
 
 from .batching import _round_up
-from .logprobs import split_head
+from .logprobs import completion_logps, split_head
 from .template import TokenizedPair
 
 # mlx-lm modules whose backbone is `embed_tokens -> layers(h, mask, cache) -> norm`, with attention that
@@ -191,7 +191,4 @@ def shared_sequence_logps(model: nn.Module, prompts: mx.array, prompt_valid: mx.
         scored = mx.concatenate([scored, h], axis=1)     # (2B, C, H)
 
     # RMSNorm is per position, so norming only the scored positions equals norming everything.
-    logits = head(backbone.norm(scored)).astype(mx.float32)   # (2B, C, V)
-    target_logits = mx.take_along_axis(logits, targets[..., None], axis=-1).squeeze(-1)
-    token_logps = (target_logits - mx.logsumexp(logits, axis=-1)) * mask
-    return token_logps.sum(axis=-1), mask.sum(axis=-1)
+    return completion_logps(head(backbone.norm(scored)), targets, mask)   # logits (2B, C, V)

@@ -24,6 +24,7 @@ from .distributed import SINGLE, World
 from .io import atomic_write, atomic_write_json
 from .template import TokenizedPair
 
+REF_KEYS = ("chosen", "rejected", "ntok_chosen", "ntok_rejected")  # the arrays of a scored file
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
                    "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt")
 
@@ -84,7 +85,7 @@ def score_pairs(model, pairs: list[TokenizedPair], batch_size: int, pad_multiple
 
     layout = layout or UNSHARED
     n = len(pairs)
-    out = {k: np.zeros(n, dtype=np.float32) for k in ("chosen", "rejected", "ntok_chosen", "ntok_rejected")}
+    out = {k: np.zeros(n, dtype=np.float32) for k in REF_KEYS}
     every = sequential_batches(pairs, batch_size, layout.sort_key)
     rounds = -(-len(every) // world.size)
     batches = world.shard(every)
@@ -120,7 +121,7 @@ def _load_cached(path: Path, n_pairs: int) -> dict[str, np.ndarray] | None:
         loaded = {k: np.array(v) for k, v in mx.load(str(path)).items()}
     except Exception:
         return None  # unreadable cache entry: recompute and overwrite it
-    if len(loaded) == 4 and all(len(v) == n_pairs for v in loaded.values()):
+    if len(loaded) == len(REF_KEYS) and all(len(v) == n_pairs for v in loaded.values()):
         return loaded
     return None
 
@@ -138,8 +139,7 @@ def reference_logps(model, pairs: list[TokenizedPair], *, model_key: str, cache_
     cached = _load_cached(path, len(pairs)) if world.is_main else None
     if world.any(cached is not None, "checking the reference cache"):
         if world.distributed:
-            zeros = {k: np.zeros(len(pairs), np.float32) for k in ("chosen", "rejected", "ntok_chosen",
-                                                                    "ntok_rejected")}
+            zeros = {k: np.zeros(len(pairs), np.float32) for k in REF_KEYS}
             with world.waiting("receiving the cached reference from rank 0"):
                 sent = world.broadcast({k: mx.array(v) for k, v in (cached or zeros).items()})
                 mx.eval(sent)

@@ -118,8 +118,7 @@ class Trainer:
         if cfg.grad_checkpoint:
             from mlx_lm.tuner.trainer import grad_checkpoint
             grad_checkpoint(self.model.layers[0])
-        self.layout = choose_layout(self.model, [self.train_data, self.valid_data], cfg.share_prompt,
-                                    cfg.grad_checkpoint)
+        self.layout = choose_layout(self.model, [self.train_data, self.valid_data], cfg.share_prompt)
         self.log(f"batch layout: {self.layout.name}")
 
         # The model now equals the starting point (LoRA B = 0, or the init adapter): score the data

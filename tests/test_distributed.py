@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ import pytest
 
 from mlx_dpo.distributed import WATCHDOG_EXIT, World, check_batch_split, local_batch
 from mlx_dpo.errors import UsageError
+from tui.training import free_port_block
 
 from conftest import synthetic_pairs, write_jsonl
 
@@ -29,23 +29,8 @@ TRAIN = ["--batch-size", "4", "--learning-rate", "1e-3", "--max-length", "64", "
          "--lora-rank", "4", "--seed", "3"]
 
 
-def free_port_pair() -> int:
-    """A starting port with the next one free as well (the ring backend listens on port + rank)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port pair")
-
-
 def run_ranks(n: int, args: list[str], env: dict, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    cmd = ([str(LAUNCH), "-n", str(n), "--backend", "ring", "-p", str(free_port_pair()), "--"] if n > 1 else [])
+    cmd = ([str(LAUNCH), "-n", str(n), "--backend", "ring", "-p", str(free_port_block(2)), "--"] if n > 1 else [])
     cmd += [sys.executable, "-m", "mlx_dpo", "train", *args]
     # Its own session, so a timeout can take down the launcher and every rank it started.
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -136,7 +121,7 @@ def test_resume_a_one_process_run_on_two(setup):
 
 def _launch_and_watch(root, env, args, marker: str, wait_for: str, limit: float):
     """Start a 2-rank run, wait until `wait_for` appears in its output, then kill what is left."""
-    cmd = [str(LAUNCH), "-n", "2", "--backend", "ring", "-p", str(free_port_pair()), "--",
+    cmd = [str(LAUNCH), "-n", "2", "--backend", "ring", "-p", str(free_port_block(2)), "--",
            sys.executable, "-m", "mlx_dpo", "train", *args]
     proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []

@@ -8,7 +8,7 @@ import pytest
 from mlx_lm import load
 
 from mlx_dpo.batching import make_batch
-from mlx_dpo.logprobs import sequence_logps, split_head, to_mx
+from mlx_dpo.logprobs import sequence_logps, split_head
 from mlx_dpo.template import TokenizedPair
 
 PAIRS = [
@@ -33,7 +33,7 @@ def test_batched_logps_equal_unbatched(request, fixture, split):
     model, _ = load(request.getfixturevalue(fixture))
     assert split_head(model) is not None
     batch = make_batch(PAIRS, [0, 1, 2], batch_size=4, pad_multiple=8)  # one filler row
-    logps, ntok = sequence_logps(model, *to_mx(batch), use_split_head=split)
+    logps, ntok = sequence_logps(model, *batch.to_mx(), use_split_head=split)
     logps, ntok = np.array(logps), np.array(ntok)
     for i, p in enumerate(PAIRS):
         assert logps[i] == pytest.approx(reference_logp(model, p.prompt, p.chosen), abs=2e-4)

@@ -16,7 +16,7 @@ from mlx.utils import tree_flatten
 from mlx_lm import load
 
 from mlx_dpo.batching import make_batch
-from mlx_dpo.logprobs import sequence_logps, to_mx
+from mlx_dpo.logprobs import sequence_logps
 from mlx_dpo.model import apply_lora, lora_config, num_blocks
 from mlx_dpo.prompt_sharing import make_shared_batch, shared_sequence_logps, supports_prompt_sharing
 from mlx_dpo.template import TokenizedPair
@@ -73,7 +73,7 @@ def test_logps_equal_unshared(request, fixture):
     assert supports_prompt_sharing(model)
     for indices, bs in BATCHES:
         batch, shared = both(indices, bs)
-        ref, ref_n = (np.array(a) for a in sequence_logps(model, *to_mx(batch)))
+        ref, ref_n = (np.array(a) for a in sequence_logps(model, *batch.to_mx()))
         got, got_n = (np.array(a) for a in shared_sequence_logps(model, *shared.to_mx()))
         np.testing.assert_allclose(got, ref, rtol=RTOL, atol=ATOL)
         np.testing.assert_array_equal(got_n, ref_n)
@@ -108,7 +108,7 @@ def test_gradients_equal_unshared(request, fixture):
     model = lora_model(request.getfixturevalue(fixture))
     batch, shared = both(*BATCHES[1])  # with filler rows
     pm = mx.array(batch.pair_mask)
-    l_ref, g_ref = grads(model, sequence_logps, pm, to_mx(batch))
+    l_ref, g_ref = grads(model, sequence_logps, pm, batch.to_mx())
     l_sh, g_sh = grads(model, shared_sequence_logps, pm, shared.to_mx())
     assert l_sh == pytest.approx(l_ref, rel=1e-4)
     names = [k for k, _ in tree_flatten(model.trainable_parameters())]

@@ -187,12 +187,17 @@ sys.exit(0)  # as mlx.launch does, whatever its ranks did
 '''
 
 
-async def test_a_failed_rank_is_named_although_the_launcher_exits_0(tiny_model, pairs_file, tmp_path, hf_home,
-                                                                   monkeypatch):
+def use_stand_in_launcher(tmp_path, monkeypatch, script: str) -> None:
+    """Make the app launch `script` (a Python program) where it would run mlx.launch."""
     fake = tmp_path / "mlx.launch"
-    fake.write_text(FAKE_LAUNCHER.format(python=sys.executable))
+    fake.write_text(script)
     fake.chmod(0o755)
     monkeypatch.setattr(tui.training, "find_launcher", lambda: str(fake))
+
+
+async def test_a_failed_rank_is_named_although_the_launcher_exits_0(tiny_model, pairs_file, tmp_path, hf_home,
+                                                                   monkeypatch):
+    use_stand_in_launcher(tmp_path, monkeypatch, FAKE_LAUNCHER.format(python=sys.executable))
     app = MlxDpoApp(model=tiny_model, data=pairs_file, runs_root=str(tmp_path / "runs"))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f3")
@@ -281,10 +286,7 @@ interrupted.wait(2)
 
 @pytest.mark.parametrize("where", ["processes", "hostfile"])
 async def test_stop_reaches_every_rank(where, tiny_model, pairs_file, tmp_path, hf_home, monkeypatch):
-    fake = tmp_path / "mlx.launch"
-    fake.write_text(STOP_LAUNCHER.replace("PYTHON", sys.executable))
-    fake.chmod(0o755)
-    monkeypatch.setattr(tui.training, "find_launcher", lambda: str(fake))
+    use_stand_in_launcher(tmp_path, monkeypatch, STOP_LAUNCHER.replace("PYTHON", sys.executable))
     app = MlxDpoApp(model=tiny_model, data=pairs_file, runs_root=str(tmp_path / "runs"))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f3")
