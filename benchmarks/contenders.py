@@ -256,6 +256,7 @@ def run_eval(spec: dict) -> dict:
 
     from mlx_dpo.data import DataKeys
     from mlx_dpo.evaluation import metrics_from_logps
+    from mlx_dpo.cpu_matmul import use_dequantized_matmul
     from mlx_dpo.model import attach_adapter, load_base
     from mlx_dpo.prepare import prepare_strict
     from mlx_dpo.reference import score_pairs
@@ -267,6 +268,7 @@ def run_eval(spec: dict) -> dict:
     if q:
         nn.quantize(model, group_size=q, bits=4)
         mx.eval(model.parameters())
+        use_dequantized_matmul(model)  # the evaluator's speed only: same numbers as quantized_matmul
     pairs = prepare_strict(spec["valid"], DataKeys(), loaded.tokenizer, hp["max_length"], hp["max_length"] // 2,
                            lambda *_: None).pairs
     pad = loaded.tokenizer.pad_token_id or 0

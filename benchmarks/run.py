@@ -149,6 +149,13 @@ def main():
                 r[f"mlx-dpo (warm, {label})"] = run_child(dict(base, kind="mlx_dpo", run_dir=str(runs / f"dpo-{slug}"),
                                                                cache_dir=str(cache), extra=extra), env, work,
                                                           f"{tag}-mlxdpo-{slug}", a.timeout)
+            # The CPU dequantize + BLAS path off: MLX's quantized_matmul kernel, as the peer uses it.
+            # Its own cache (the key has the matmul path), cold then warm.
+            for cache_state in ("cold", "warm"):
+                slug = f"qmm-{cache_state}"
+                r[f"mlx-dpo ({cache_state}, quantized_matmul kernel)"] = run_child(
+                    dict(base, kind="mlx_dpo", run_dir=str(runs / f"dpo-{slug}"), cache_dir=str(runs / "ref-cache-qmm"),
+                         extra={"cpu_dequant_matmul": False}), env, work, f"{tag}-mlxdpo-{slug}", a.timeout)
             r["mlx-lm-lora"] = run_child(dict(base, kind="mlx_lm_lora", run_dir=str(runs / "peer")), env, work,
                                          f"{tag}-peer", a.timeout)
             if valid and not a.no_eval:

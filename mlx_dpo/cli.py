@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="sampling seed")
     g.add_argument("--show", type=int, default=3, help="example answers to print")
     _add_config_args(e, ("model", "data", "quantize", "trust_remote_code", "batch_size", "pad_multiple",
-                         "cache_dir", "init_adapter") + DATA_KEYS + LENGTHS + LOSS_ARGS)
+                         "cache_dir", "init_adapter", "cpu_dequant_matmul") + DATA_KEYS + LENGTHS + LOSS_ARGS)
 
     f = sub.add_parser("frontier", help="train one adapter per beta and plot ground-truth reward against KL")
     f.add_argument("--model", help="base model (default: the bundled demo model)")

@@ -42,6 +42,7 @@ def evaluate(model, pairs: list[TokenizedPair], ref: dict | None, *, batch_size:
 
 def run_eval(cfg, adapter_dir: str | None, log=print) -> dict:
     """`mlx-dpo eval`: reference = base (+ init adapter), policy = that + the trained adapter."""
+    from .cpu_matmul import compute_tag
     from .data import DataKeys
     from .layout import choose_layout
     from .model import (adapter_weights, apply_lora, attach_adapter, cache_root, load_adapter_weights, load_base,
@@ -49,7 +50,7 @@ def run_eval(cfg, adapter_dir: str | None, log=print) -> dict:
     from .prepare import prepare_strict
     from .reference import model_fingerprint, reference_logps
 
-    loaded = load_base(cfg.model, cfg.quantize, cfg.trust_remote_code, log=log)
+    loaded = load_base(cfg.model, cfg.quantize, cfg.trust_remote_code, log=log, cpu_dequant=cfg.cpu_dequant_matmul)
     model, tokenizer = loaded.model, loaded.tokenizer
     pad_id = tokenizer.pad_token_id or 0
     if adapter_dir:
@@ -72,7 +73,8 @@ def run_eval(cfg, adapter_dir: str | None, log=print) -> dict:
     ref = None
     if cfg.loss != "simpo":
         cache = cache_root(cfg.cache_dir)
-        ref = reference_logps(model, pairs, model_key=model_fingerprint(loaded.path, cfg.quantize, cfg.init_adapter, cache),
+        key = model_fingerprint(loaded.path, cfg.quantize, cfg.init_adapter, cache, compute_tag(model))
+        ref = reference_logps(model, pairs, model_key=key,
                               cache_dir=cache, batch_size=cfg.batch_size, pad_multiple=cfg.pad_multiple,
                               pad_id=pad_id, log=log, label="eval", layout=layout)
     if trained is not None:

@@ -17,6 +17,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
+from .cpu_matmul import use_dequantized_matmul
 from .errors import UsageError
 from .io import atomic_write, atomic_write_json
 
@@ -32,6 +33,7 @@ class LoadedModel:
     config: dict
     path: Path           # resolved local folder
     quantized: bool      # base weights are quantized (pre-quantized or on the fly)
+    cpu_dequant_layers: int = 0  # quantized layers switched to dequantize + BLAS matmul (CPU only)
 
 
 DEMO_MODEL = Path(__file__).resolve().parent.parent / "sample_data" / "demo-model"
@@ -92,8 +94,11 @@ def is_quantized(model: nn.Module) -> bool:
     return any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
 
 
-def load_base(model: str, quantize: int | None = None, trust_remote_code: bool = False, log=print) -> LoadedModel:
-    """Load weights and tokenizer; quantize a float model on the fly when asked."""
+def load_base(model: str, quantize: int | None = None, trust_remote_code: bool = False, log=print,
+              cpu_dequant: bool = True) -> LoadedModel:
+    """Load weights and tokenizer; quantize a float model on the fly when asked.
+
+    On the CPU, quantized layers then compute through `cpu_matmul` (unless `cpu_dequant` is off)."""
     from mlx_lm.utils import load_model, load_tokenizer, quantize_model
 
     path = resolve_model_path(model)
@@ -113,7 +118,8 @@ def load_base(model: str, quantize: int | None = None, trust_remote_code: bool =
         with contextlib.redirect_stdout(io.StringIO()):  # mlx-lm prints bits-per-weight
             mdl, config = quantize_model(mdl, config, group_size=None, bits=quantize)
         mx.eval(mdl.parameters())
-    return LoadedModel(mdl, tokenizer, config, path, pre_quantized or bool(quantize))
+    swapped = use_dequantized_matmul(mdl) if cpu_dequant else 0
+    return LoadedModel(mdl, tokenizer, config, path, pre_quantized or bool(quantize), swapped)
 
 
 def lora_config(rank: int, scale: float, dropout: float, keys, num_layers: int, dora: bool) -> dict:

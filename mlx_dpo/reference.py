@@ -47,7 +47,7 @@ def _file_digest(path: Path, memo_dir: Path | None) -> str:
 
 
 def model_fingerprint(model_path: Path, quantize: int | None, init_adapter: str | None,
-                      cache_dir: Path) -> str:
+                      cache_dir: Path, compute: str = "") -> str:
     memo = cache_dir / "file-digests"
     h = hashlib.sha256()
     h.update((model_path / "config.json").read_bytes())
@@ -61,7 +61,7 @@ def model_fingerprint(model_path: Path, quantize: int | None, init_adapter: str 
     if init_adapter:
         for name in ("adapter_config.json", "adapters.safetensors"):
             h.update(f"{name}:{_file_digest(Path(init_adapter) / name, None)}".encode())
-    h.update(f"mlx={mx.__version__}".encode())
+    h.update(f"mlx={mx.__version__}|{compute}".encode())  # device and matmul path: last-bit differences
     return h.hexdigest()
 
 

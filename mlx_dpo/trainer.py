@@ -30,6 +30,7 @@ from mlx.utils import tree_flatten, tree_map
 from . import checkpoint as ckpt
 from .batching import batches_per_epoch, epoch_order
 from .config import TrainConfig, save_config
+from .cpu_matmul import compute_tag
 from .data import DataKeys
 from .distributed import World, check_batch_split, init_world, is_peer_lost, local_batch, peer_lost
 from .errors import TrainingStopped, UsageError
@@ -95,7 +96,8 @@ class Trainer:
         if world.is_main:
             self._check_run_dir()
         self._warn_if_too_big(resolve_model_path(cfg.model))
-        loaded = load_base(cfg.model, cfg.quantize, cfg.trust_remote_code, log=self.log)
+        loaded = load_base(cfg.model, cfg.quantize, cfg.trust_remote_code, log=self.log,
+                           cpu_dequant=cfg.cpu_dequant_matmul)
         self.model, self.tokenizer, self.model_path = loaded.model, loaded.tokenizer, loaded.path
         self.pad_id = self.tokenizer.pad_token_id or 0
         keys = DataKeys(cfg.prompt_key, cfg.chosen_key, cfg.rejected_key, cfg.system_key)
@@ -126,7 +128,7 @@ class Trainer:
         self.ref_train = self.ref_valid = None
         if cfg.loss != "simpo":
             cache = cache_root(cfg.cache_dir)
-            key = model_fingerprint(self.model_path, cfg.quantize, cfg.init_adapter, cache)
+            key = model_fingerprint(self.model_path, cfg.quantize, cfg.init_adapter, cache, compute_tag(self.model))
             ref = partial(reference_logps, self.model, model_key=key, cache_dir=cache,
                           batch_size=cfg.batch_size, pad_multiple=cfg.pad_multiple, pad_id=self.pad_id,
                           log=self.log, world=world, layout=self.layout)
