@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""Where one mlx-dpo training step spends its time, and what two candidate fixes would save.
+"""Where one mlx-dpo training step spends its time.
 
-    python benchmarks/profile_step.py [--size small] [--openblas-note]
+    python benchmarks/profile_step.py [--size small] [--quantized-matmul-kernel]
 
 Uses the workload of run.py (build it first: the model folders and data under --workdir). Times, on
 one fixed batch of the training data, each after a warm-up call (so compile time is excluded):
@@ -9,8 +9,8 @@ one fixed batch of the training data, each after a warm-up call (so compile time
   backbone only   the transformer blocks without the LM head
   value_and_grad  the loss and LoRA gradients, not compiled
   step            the trainer's compiled step (value_and_grad + AdamW update)
-and the same forward/step with the 4-bit layers computing `x @ dequantize(W).T` (fp32 matmul on the
-BLAS) instead of `quantized_matmul`, the fix proposed in BENCHMARKS.md. It also reports padding:
+on mlx-dpo's CPU path for 4-bit layers (dequantize + BLAS), or with --quantized-matmul-kernel on MLX's
+`quantized_matmul`, the kernel the peer uses. It also reports padding:
 real tokens / padded tokens of mlx-dpo's buckets vs exact-longest padding (mlx-lm-lora).
 """
 
@@ -34,49 +34,17 @@ def timeit(fn, reps=2):
     return (time.perf_counter() - t) / reps
 
 
-def dequant_forward_patch():
-    """QuantizedLinear.__call__ -> dequantize + fp32 matmul, with a VJP that re-dequantizes (no saved W)."""
-    import mlx.core as mx
-    import mlx.nn as nn
-
-    fns = {}
-
-    def deq_matmul(group_size, bits):
-        if (group_size, bits) not in fns:
-            @mx.custom_function
-            def f(x, w, scales, biases):
-                return x @ mx.dequantize(w, scales, biases, group_size, bits).T
-
-            @f.vjp
-            def f_vjp(primals, cotangent, output):
-                x, w, scales, biases = primals  # recompute W in the backward: no fp32 copy is kept
-                return (cotangent @ mx.dequantize(w, scales, biases, group_size, bits),
-                        mx.zeros_like(w), mx.zeros_like(scales), mx.zeros_like(biases))
-
-            fns[(group_size, bits)] = f
-        return fns[(group_size, bits)]
-
-    def call(self, x):
-        y = deq_matmul(self.group_size, self.bits)(x, self["weight"], self["scales"], self["biases"])
-        if "bias" in self:
-            y = y + self["bias"]
-        return y
-
-    orig = nn.QuantizedLinear.__call__
-    nn.QuantizedLinear.__call__ = call
-    return lambda: setattr(nn.QuantizedLinear, "__call__", orig)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", default="small")
     ap.add_argument("--workdir", default=os.environ.get("MLX_DPO_BENCH_DIR", "/tmp/mlx-dpo-bench"))
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--pairs", type=int, default=24)
+    ap.add_argument("--quantized-matmul-kernel", action="store_true",
+                    help="switch off mlx-dpo's CPU dequantize + BLAS path (MLX's quantized_matmul, as the peer)")
     a = ap.parse_args()
 
     import mlx.core as mx
-    import numpy as np
 
     import workload
     from mlx_dpo.batching import epoch_order, make_batch
@@ -90,7 +58,8 @@ def main():
     workload.write_jsonl(workload.make_pairs(q4, a.pairs, seed=0), ddir / "train.jsonl")
     cfg = TrainConfig(model=str(q4), data=str(ddir / "train.jsonl"), output=str(work / "runs" / "profile"),
                       cache_dir=str(work / "runs" / "profile-cache"), batch_size=a.batch_size, max_length=1100,
-                      lr_schedule="constant", max_grad_norm=None, learning_rate=1e-4, lora_scale=20.0)
+                      lr_schedule="constant", max_grad_norm=None, learning_rate=1e-4, lora_scale=20.0,
+                      cpu_dequant_matmul=not a.quantized_matmul_kernel)
     import shutil
     shutil.rmtree(cfg.output, ignore_errors=True)
     tr = Trainer(cfg, log=lambda *_: None, show_progress=False)
@@ -148,20 +117,6 @@ def main():
         print(f"  {name:>18}: {res[name]:.2f}s")
     res["head"] = res["forward (logps)"] - res["backbone only"]
     print(f"  {'LM head + logsumexp':>18}: {res['head']:.2f}s (forward minus backbone)")
-    undo = dequant_forward_patch()
-    try:
-        step2 = tr._build_step()
-
-        def stp2():
-            out = step2(arrays, None, True)
-            mx.eval(out, model.trainable_parameters(), tr.optimizer.state)
-
-        r1 = timeit(fwd)
-        r2 = timeit(stp2)
-        print(f"with dequantize+fp32 matmul: forward {r1:.2f}s ({res['forward (logps)'] / r1:.1f}x), "
-              f"compiled step {r2:.2f}s ({res['compiled step'] / r2:.1f}x); MLX peak {mx.get_peak_memory() / 1e9:.2f} GB")
-    finally:
-        undo()
     print(f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '(bundled BLAS)')}")
 
 
