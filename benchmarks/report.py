@@ -150,3 +150,8 @@ the same run — on a frozen LoRA base the work is ~4·N per token plus any refe
 held-out pairs, scored by one evaluator (mlx-dpo's) for both MLX contenders on the base each trained on;
 TRL's are from its own `evaluate()`."""
 
+
+
+if __name__ == "__main__":  # re-render BENCHMARKS.md from the stored results and analysis.md
+    here = Path(__file__).resolve().parent
+    write(here.parent / "BENCHMARKS.md", here)
