@@ -37,7 +37,7 @@ class TrainConfig:
     system_key: str = _f("system", "Field name of the optional system message.")
     # -- model and adapter
     quantize: Optional[int] = _f(None, "Quantize the base on the fly to 4 or 8 bits (pre-quantized models are used as they are).", choices=(4, 8))
-    cpu_dequant_matmul: bool = _f(True, "On the CPU, run quantized layers as dequantize + float matmul on the BLAS, not MLX's slow CPU quantized kernel (same numbers; no effect on the GPU).")
+    cpu_dequant_matmul: bool = _f(True, "On the CPU, run quantized layers as dequantize + float matmul on the BLAS, not MLX's slow CPU quantized kernel (same numbers up to rounding; no effect on the GPU).")
     trust_remote_code: bool = _f(False, "Allow a model folder to run its own Python code.")
     lora_rank: int = _f(8, "LoRA rank r.")
     lora_scale: float = _f(20.0, "LoRA scale (mlx-lm convention: PEFT's lora_alpha / r).")

@@ -4,13 +4,13 @@ MLX's CPU `quantized_matmul` with a transposed weight — the forward of every q
 x @ W.T — unpacks each weight element once per input row. Measured on this project's 2-core box:
 2.2 GFLOP/s for 4-bit float32 layers (7 for the untransposed kernel a backward uses) and 0.05–0.3
 GFLOP/s for float16/bfloat16 layers, against 60–140 GFLOP/s for dequantize + an fp32 matmul on
-OpenBLAS (1.7–2.4 on the wheel's bundled reference BLAS, so there it is a wash for float32 layers;
-a Mac's CPU uses Accelerate). The GPU kernels are another matter, so nothing changes on the GPU
-(see `applies`).
+OpenBLAS (1.7–2.4 on the wheel's bundled reference BLAS: per float32 matmul 0.8x forward, 0.5x
+backward, a wash end to end on the benchmark model; a Mac's CPU uses Accelerate). The GPU kernels are
+another matter, so nothing changes on the GPU (see `applies`).
 
 The values are the same up to fp32 summation order (the fp32 matmul of the dequantized weight is what
-`quantized_matmul` computes, term by term). Half-precision layers multiply in fp32 and round once,
-as the quantized kernel accumulates.
+`quantized_matmul` computes, term by term). Half-precision layers multiply in fp32 and round once:
+within 0.2% of the fp32 product where MLX's bf16 CPU kernel is off by 3-7% (benchmarks/matmul_paths.py).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def dequantized_matmul(group_size: int, bits: int):
     The fp32 weight is a transient of one layer at a time (the LM head's, vocab x hidden x 4 bytes,
     is the largest; the logits it produces are larger whenever a batch has more rows than the hidden
     size). The backward dequantizes again rather than keeping it: measured on the 50.9M benchmark
-    model, a training step at 1.10x the MLX peak of quantized_matmul and 9x its speed.
+    model, a training step at 1.1-1.2x the MLX peak of quantized_matmul and 9x its speed.
     """
 
     def weight(w, scales, biases):
