@@ -34,7 +34,7 @@ def sequence_logps(model: nn.Module, inputs: mx.array, positions: mx.array, targ
         backbone, head = parts
         hidden = backbone(inputs)                                          # (2B, L, H)
         hidden = mx.take_along_axis(hidden, positions[..., None], axis=1)  # (2B, C, H)
-        logits = head(hidden)                                              # (2B, C, V)
+        return head_logps(head, hidden, targets, mask)
     else:
         logits = model(inputs)                                             # (2B, L, V)
         logits = mx.take_along_axis(logits, positions[..., None], axis=1)  # (2B, C, V)
@@ -48,3 +48,31 @@ def completion_logps(logits: mx.array, targets: mx.array, mask: mx.array) -> tup
     target_logits = mx.take_along_axis(logits, targets[..., None], axis=-1).squeeze(-1)
     token_logps = (target_logits - mx.logsumexp(logits, axis=-1)) * mask
     return token_logps.sum(axis=-1), mask.sum(axis=-1)
+
+
+# Logits of more elements than this (64 MB in fp32) are computed a block of positions at a time, and
+# each block's logits are recomputed in the backward (mx.checkpoint) instead of kept: the
+# (rows x C x vocab) logits and their gradient are the largest activations of a big-vocabulary model.
+# Measured on the 50.9M-parameter benchmark model (vocab 40960): a training step's MLX peak 1.91 ->
+# 1.55 GB at the same speed; a quarter of this block size gave 1.34 GB but an 18% slower step.
+LOGITS_BLOCK_ELEMENTS = 1 << 24
+
+
+def head_logps(head, hidden: mx.array, targets: mx.array, mask: mx.array) -> tuple[mx.array, mx.array]:
+    """completion_logps(head(hidden), targets, mask), never holding more than one block of logits."""
+    rows, C, _ = hidden.shape
+    vocab = head(hidden[:1, :1]).shape[-1]  # shape only: this lazy array is never evaluated
+    block = max(1, LOGITS_BLOCK_ELEMENTS // (rows * vocab))
+    if block >= C:
+        return completion_logps(head(hidden), targets, mask)
+
+    total = 0
+    for start in range(0, C, block):
+        sl = slice(start, start + block)
+
+        # targets and mask are closed over: the checkpoint differentiates its arguments only
+        def block_logps(h, t=targets[:, sl], m=mask[:, sl]):
+            return completion_logps(head(h), t, m)[0]
+
+        total = total + mx.checkpoint(block_logps)(hidden[:, sl])
+    return total, mask.sum(axis=-1)

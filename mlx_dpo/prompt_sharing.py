@@ -22,7 +22,7 @@ import mlx.nn as nn
 import numpy as np
 
 from .batching import _round_up
-from .logprobs import completion_logps, split_head
+from .logprobs import head_logps, split_head
 from .template import TokenizedPair
 
 # mlx-lm modules whose backbone is `embed_tokens -> layers(h, mask, cache) -> norm`, with attention that
@@ -191,4 +191,4 @@ def shared_sequence_logps(model: nn.Module, prompts: mx.array, prompt_valid: mx.
         scored = mx.concatenate([scored, h], axis=1)     # (2B, C, H)
 
     # RMSNorm is per position, so norming only the scored positions equals norming everything.
-    return completion_logps(head(backbone.norm(scored)), targets, mask)   # logits (2B, C, V)
+    return head_logps(head, backbone.norm(scored), targets, mask)

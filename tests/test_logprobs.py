@@ -49,3 +49,41 @@ def test_padded_shapes_come_from_a_fixed_set():
     # Chosen rows first, then rejected rows of the same pairs.
     assert b.inputs[0, :8].tolist() == PAIRS[0].prompt + PAIRS[0].chosen
     assert b.inputs[2, :7].tolist() == PAIRS[0].prompt + PAIRS[0].rejected
+
+
+@pytest.mark.parametrize("fixture", ["tiny_model", "tiny_qwen"])
+def test_head_in_position_blocks_gives_the_same_values_and_gradients(request, fixture, monkeypatch):
+    """Big logits are computed (and recomputed in the backward) a block of positions at a time."""
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten
+
+    from mlx_dpo import logprobs
+    from mlx_dpo.model import apply_lora, lora_config
+
+    model, _ = load(request.getfixturevalue(fixture))
+    apply_lora(model, lora_config(4, 20.0, 0.0, None, 2, False))
+    model.update(_nonzero_b(model.trainable_parameters()))
+    batch = make_batch(PAIRS, [0, 1, 2], batch_size=4, pad_multiple=8)
+    arrays = batch.to_mx()
+
+    def loss(model):
+        logps, _ = sequence_logps(model, *arrays)
+        return (logps * mx.arange(1, logps.size + 1)).sum(), logps
+
+    results = []
+    for block_elements in (1 << 30, 1):  # one block; then one position per block (C blocks)
+        monkeypatch.setattr(logprobs, "LOGITS_BLOCK_ELEMENTS", block_elements)
+        (_, logps), grads = nn.value_and_grad(model, loss)(model)
+        results.append((np.array(logps), dict(tree_flatten(grads))))
+    (whole, g_whole), (blocks, g_blocks) = results
+    np.testing.assert_allclose(blocks, whole, rtol=1e-5, atol=1e-5)
+    assert g_whole.keys() == g_blocks.keys()
+    for k in g_whole:
+        assert mx.abs(g_blocks[k]).max().item() > 0, k
+        np.testing.assert_allclose(np.array(g_blocks[k]), np.array(g_whole[k]), rtol=1e-4, atol=1e-6, err_msg=k)
+
+
+def _nonzero_b(params):
+    """LoRA parameters with B != 0 (B = 0 gives A no gradient)."""
+    from mlx.utils import tree_map
+    return tree_map(lambda p: p + 0.01, params)
