@@ -3,7 +3,9 @@
 One forward over the 2B stacked sequences (chosen and rejected together). The LM head — a
 (hidden × vocab) matmul, the largest single cost for small models with big vocabularies — runs only
 at the completion positions, not over prompt tokens or padding, for architectures whose output is
-exactly `head(backbone(x))`; others fall back to the full forward and gather afterwards.
+exactly `head(backbone(x))`; others fall back to the full forward and gather afterwards. Where the
+(rows x completion positions x vocab) logits would be large, the head runs a block of positions at a
+time and recomputes each block in the backward (`head_logps`).
 """
 
 from __future__ import annotations
