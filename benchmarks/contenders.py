@@ -254,9 +254,9 @@ def run_eval(spec: dict) -> dict:
     import mlx.core as mx
     import mlx.nn as nn
 
+    from mlx_dpo.cpu_matmul import use_dequantized_matmul
     from mlx_dpo.data import DataKeys
     from mlx_dpo.evaluation import metrics_from_logps
-    from mlx_dpo.cpu_matmul import use_dequantized_matmul
     from mlx_dpo.model import attach_adapter, load_base
     from mlx_dpo.prepare import prepare_strict
     from mlx_dpo.reference import score_pairs

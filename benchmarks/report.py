@@ -151,7 +151,6 @@ held-out pairs, scored by one evaluator (mlx-dpo's) for both MLX contenders on t
 TRL's are from its own `evaluate()`."""
 
 
-
 if __name__ == "__main__":  # re-render BENCHMARKS.md from the stored results and analysis.md
     here = Path(__file__).resolve().parent
     write(here.parent / "BENCHMARKS.md", here)

@@ -33,7 +33,6 @@ class LoadedModel:
     config: dict
     path: Path           # resolved local folder
     quantized: bool      # base weights are quantized (pre-quantized or on the fly)
-    cpu_dequant_layers: int = 0  # quantized layers switched to dequantize + BLAS matmul (CPU only)
 
 
 DEMO_MODEL = Path(__file__).resolve().parent.parent / "sample_data" / "demo-model"
@@ -118,8 +117,9 @@ def load_base(model: str, quantize: int | None = None, trust_remote_code: bool =
         with contextlib.redirect_stdout(io.StringIO()):  # mlx-lm prints bits-per-weight
             mdl, config = quantize_model(mdl, config, group_size=None, bits=quantize)
         mx.eval(mdl.parameters())
-    swapped = use_dequantized_matmul(mdl) if cpu_dequant else 0
-    return LoadedModel(mdl, tokenizer, config, path, pre_quantized or bool(quantize), swapped)
+    if cpu_dequant:
+        use_dequantized_matmul(mdl)
+    return LoadedModel(mdl, tokenizer, config, path, pre_quantized or bool(quantize))
 
 
 def lora_config(rank: int, scale: float, dropout: float, keys, num_layers: int, dora: bool) -> dict:
