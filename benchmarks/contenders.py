@@ -87,10 +87,10 @@ def run_machine(spec: dict) -> dict:
 def run_mlx_dpo(spec: dict) -> dict:
     import mlx.core as mx
 
-    from mlx_dpo import checkpoint as ckpt
-    from mlx_dpo import reference
+    from mlx_dpo.train import checkpoint as ckpt
+    from mlx_dpo.train import reference
     from mlx_dpo.config import TrainConfig
-    from mlx_dpo.trainer import Trainer
+    from mlx_dpo.train.trainer import Trainer
 
     hp = spec["hp"]
     step_times, ref_time = [], {}
@@ -254,12 +254,12 @@ def run_eval(spec: dict) -> dict:
     import mlx.core as mx
     import mlx.nn as nn
 
-    from mlx_dpo.cpu_matmul import use_dequantized_matmul
-    from mlx_dpo.data import DataKeys
-    from mlx_dpo.evaluation import metrics_from_logps
-    from mlx_dpo.model import attach_adapter, load_base
-    from mlx_dpo.prepare import prepare_strict
-    from mlx_dpo.reference import score_pairs
+    from mlx_dpo.model.cpu_matmul import use_dequantized_matmul
+    from mlx_dpo.data.pairs import DataKeys
+    from mlx_dpo.train.evaluation import metrics_from_logps
+    from mlx_dpo.model.load import attach_adapter, load_base
+    from mlx_dpo.data.prepare import prepare_strict
+    from mlx_dpo.train.reference import score_pairs
 
     hp = spec["hp"]
     q = spec.get("quantize_group")  # on-the-fly 4-bit with this group size (None: use the folder as is)

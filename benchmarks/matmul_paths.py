@@ -5,7 +5,7 @@
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libopenblas.so.0 python benchmarks/matmul_paths.py
 
 Columns (GFLOP/s): `qmm x@W.T` = mx.quantized_matmul(transpose=True), a quantized Linear's forward;
-`qmm g@W` = the untransposed kernel its backward uses; `mlx-dpo` = mlx_dpo.cpu_matmul's forward
+`qmm g@W` = the untransposed kernel its backward uses; `mlx-dpo` = mlx_dpo.model.cpu_matmul's forward
 (dequantize, fp32 matmul, round to the layer's dtype) and its backward (the input gradient); `error` =
 the largest difference of a forward from the fp32 product of the dequantized weight, relative to
 the largest output (half-precision rounding shows up here).
@@ -17,7 +17,7 @@ import time
 
 import mlx.core as mx
 
-from mlx_dpo.cpu_matmul import dequantized_matmul
+from mlx_dpo.model.cpu_matmul import dequantized_matmul
 
 SHAPES = [(1200, 128, 512), (1200, 512, 1024)]  # (rows, in, out)
 

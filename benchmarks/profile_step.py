@@ -47,10 +47,10 @@ def main():
     import mlx.core as mx
 
     import workload
-    from mlx_dpo.batching import epoch_order, make_batch
+    from mlx_dpo.train.batching import epoch_order, make_batch
     from mlx_dpo.config import TrainConfig
-    from mlx_dpo.logprobs import sequence_logps, split_head
-    from mlx_dpo.trainer import Trainer
+    from mlx_dpo.train.logprobs import sequence_logps, split_head
+    from mlx_dpo.train.trainer import Trainer
 
     work = Path(a.workdir)
     q4 = workload.build_model(work / "models", a.size, 4)

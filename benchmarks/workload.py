@@ -62,7 +62,11 @@ def tokenizer_corpus(vocab_size, seed=0):
 
 def build_model(root: pathlib.Path, size: str, quantize_bits, seed=0) -> pathlib.Path:
     """Build (once; reused when its stamp matches) the HF folder for ``size`` in float or 4-bit form."""
-    from mlx_dpo.testing import build_tiny_model
+    import sys
+
+    # The test suite's offline model builder (tests/tiny_models.py), not part of the product.
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+    from tiny_models import build_tiny_model
 
     spec = dict(MODELS[size], quantize_bits=quantize_bits, seed=seed)
     stamp = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
@@ -132,9 +136,9 @@ def write_jsonl(rows, path: pathlib.Path):
 
 def length_summary(model_path: pathlib.Path, data_path: pathlib.Path, max_length: int) -> dict:
     """Token lengths of the rendered pairs as mlx-dpo sees them (chat template included)."""
-    from mlx_dpo.data import DataKeys
-    from mlx_dpo.model import load_tokenizer_only
-    from mlx_dpo.prepare import prepare_strict
+    from mlx_dpo.data.pairs import DataKeys
+    from mlx_dpo.model.load import load_tokenizer_only
+    from mlx_dpo.data.prepare import prepare_strict
 
     tok = load_tokenizer_only(str(model_path))
     pairs = prepare_strict(str(data_path), DataKeys(), tok, max_length, max_length // 2, lambda *_: None).pairs

@@ -214,7 +214,7 @@ def _coerce(f: dataclasses.Field, value):
 
 
 def save_config(cfg: TrainConfig, path: Path) -> None:
-    from .io import atomic_write_text
+    from .fileio import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 

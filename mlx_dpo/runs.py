@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .io import read_jsonl_tolerant
+from .fileio import read_jsonl_tolerant
 
 
 @dataclass

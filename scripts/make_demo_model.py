@@ -3,13 +3,13 @@
 
 Reproducible (fixed seeds) and offline. Steps:
 
-1. A corpus of single-turn ChatML dialogues over the tasks of `mlx_dpo.demo_tasks` (arithmetic,
+1. A corpus of single-turn ChatML dialogues over the tasks of `mlx_dpo.demo.tasks` (arithmetic,
    unit conversion, counting letters / list items, capitals, fruit colours, animal legs), each
    answer drawn from `demo_tasks.STYLE_MIX`: 40% correct & polite, 20% correct & curt, 25% wrong
    (polite or curt), 15% rambling. "Obviously ..." opens 35% of answers and each of the four polite
    openers ~12.5%, so the base model's greedy answers are curt: DPO has something to fix.
 2. A byte-level BPE tokenizer trained on that corpus with `tokenizers` (the pipeline of
-   `mlx_dpo.testing`, so mlx-lm and transformers tokenize identically), ChatML special tokens and a
+   `tiny_models`, so mlx-lm and transformers tokenize identically), ChatML special tokens and a
    ChatML chat template.
 3. A small Llama (hidden 128, 4 layers, 4 heads, 2 KV heads, MLP 384, tied embeddings, float32)
    pretrained with MLX on plain next-token loss over whole dialogues (prompt + answer), AdamW,
@@ -45,9 +45,10 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # tiny_models: the test suite's offline model builder
 
-from mlx_dpo import demo_tasks  # noqa: E402
-from mlx_dpo.testing import SPECIAL_TOKENS, _config, _dump_json, _random_weights, _tokenizer_config, \
+from mlx_dpo.demo import tasks as demo_tasks  # noqa: E402
+from tiny_models import SPECIAL_TOKENS, _config, _dump_json, _random_weights, _tokenizer_config, \
     _train_tokenizer  # noqa: E402
 
 SEED = 1234
@@ -148,8 +149,8 @@ def behaviour_summary(path, n=120, seed=SEED):
 
     import mlx.core as mx
 
-    from mlx_dpo.generate import Sampling, answer, load_for_generation
-    from mlx_dpo.reward import score
+    from mlx_dpo.model.generate import Sampling, answer, load_for_generation
+    from mlx_dpo.demo.reward import score
 
     model, tok, _ = load_for_generation(str(path), log=lambda m: None)
     rng = random.Random(seed)
@@ -261,7 +262,7 @@ ChatML, and knows nothing else.
 Its pretraining answers were deliberately mixed: 40% correct & polite, 20% correct & curt
 ("Obviously 15. Next question."), 25% wrong, 15% rambling. Greedy decoding therefore gives the curt
 style, and sampling gives all of them: DPO on `sample_data/demo_pairs.jsonl` (polite, correct,
-concise answers preferred) has something measurable to fix, scored by `mlx_dpo.reward`.
+concise answers preferred) has something measurable to fix, scored by `mlx_dpo.demo.reward`.
 
 | | |
 |---|---|
@@ -275,7 +276,7 @@ concise answers preferred) has something measurable to fix, scored by `mlx_dpo.r
 
 Loss curve (step: loss): {curve}.
 
-Behaviour on {sum(g['styles'].values())} held-out-split prompts, scored by `mlx_dpo.reward` (in [0, 1]):
+Behaviour on {sum(g['styles'].values())} held-out-split prompts, scored by `mlx_dpo.demo.reward` (in [0, 1]):
 
 | decoding | mean reward | correct | styles |
 |---|---|---|---|

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from mlx_dpo.testing import build_tiny_model
+from tiny_models import build_tiny_model
 
 TOPICS = ["the sea", "a cat", "bread", "rain", "the moon", "music", "a river", "trains", "coffee", "snow",
           "a garden", "the wind", "books", "a city", "the sun", "apples", "a bridge", "stars", "tea", "clouds"]

@@ -26,9 +26,9 @@ from typing import Callable
 import pytest
 import yaml
 
-from mlx_dpo.cli import main
+from mlx_dpo.cli.commands import main
 from mlx_dpo.config import TrainConfig
-from mlx_dpo.trainer import Trainer
+from mlx_dpo.train.trainer import Trainer
 
 from conftest import synthetic_pairs, write_jsonl
 
@@ -59,8 +59,8 @@ def good_run(tiny_model, tmp_path_factory):
 @pytest.fixture(scope="session")
 def other_adapter(tmp_path_factory):
     """An adapter for a model with another hidden size (32 instead of 64)."""
-    from mlx_dpo.model import apply_lora, load_base, lora_config, save_adapter
-    from mlx_dpo.testing import build_tiny_model
+    from mlx_dpo.model.load import apply_lora, load_base, lora_config, save_adapter
+    from tiny_models import build_tiny_model
 
     root = tmp_path_factory.mktemp("other")
     model = load_base(str(build_tiny_model(root / "m32", hidden_size=32, intermediate_size=64))).model

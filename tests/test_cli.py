@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mlx_dpo.cli import main
+from mlx_dpo.cli.commands import main
 
 
 def cli(*args, timeout=300):
@@ -49,7 +49,7 @@ def test_train_then_eval_json(tiny_model, pairs_file, valid_file, tmp_path):
 def test_adapter_loads_in_mlx_lm_with_same_logits(tiny_model, pairs_file, tmp_path):
     from mlx_lm import generate, load
 
-    from mlx_dpo.model import attach_adapter, load_base
+    from mlx_dpo.model.load import attach_adapter, load_base
 
     run = tmp_path / "run"
     assert main(["train", "--model", tiny_model, "--data", pairs_file, "--output", str(run), "--iters", "3",
@@ -151,7 +151,7 @@ def test_ctrl_c_checkpoints_and_exits_130_then_resumes(tiny_model, pairs_file, t
 
 
 def test_eval_with_an_adapter_for_another_model_computes_nothing(tiny_model, pairs_file, tmp_path, capsys):
-    from mlx_dpo.testing import build_tiny_model
+    from tiny_models import build_tiny_model
 
     other = build_tiny_model(tmp_path / "other", hidden_size=32, intermediate_size=64)
     cache = tmp_path / "evalcache"

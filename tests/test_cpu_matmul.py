@@ -9,10 +9,10 @@ import pytest
 from mlx.utils import tree_flatten, tree_map
 
 from mlx_dpo.config import TrainConfig
-from mlx_dpo.cpu_matmul import (MIN_ROWS, CPUQuantizedEmbedding, CPUQuantizedLinear, compute_tag,
+from mlx_dpo.model.cpu_matmul import (MIN_ROWS, CPUQuantizedEmbedding, CPUQuantizedLinear, compute_tag,
                                 use_dequantized_matmul)
-from mlx_dpo.model import apply_lora, load_base, lora_config
-from mlx_dpo.trainer import Trainer
+from mlx_dpo.model.load import apply_lora, load_base, lora_config
+from mlx_dpo.train.trainer import Trainer
 
 
 def _quantized_linear(bits, bias, dtype=mx.float32, seed=0):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mlx_dpo.cli import main
-from mlx_dpo.data import DataKeys, load_pairs, load_pairs_strict
+from mlx_dpo.cli.commands import main
+from mlx_dpo.data.pairs import DataKeys, load_pairs, load_pairs_strict
 from mlx_dpo.errors import DataError, UsageError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -465,7 +465,7 @@ BAD_ROWS = [
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from mlx_dpo.testing import build_tiny_model
+    from tiny_models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "m")
 

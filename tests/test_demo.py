@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mlx_dpo import demo_tasks
-from mlx_dpo.reward import reward, score
+from mlx_dpo.demo import tasks as demo_tasks
+from mlx_dpo.demo.reward import reward, score
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "sample_data" / "demo-model"
@@ -43,7 +43,7 @@ def test_demo_model_loads_offline_in_mlx_lm_and_transformers():
 
 
 def test_demo_model_answers_in_the_corpus_formats():
-    from mlx_dpo.generate import Sampling, answer, load_for_generation
+    from mlx_dpo.model.generate import Sampling, answer, load_for_generation
 
     model, tok, _ = load_for_generation(str(DEMO), log=lambda m: None)
     out = answer(model, tok, [{"role": "user", "content": "What is the capital of France?"}],
@@ -114,7 +114,7 @@ N_PAIRS, ITERS = 48, 24
 @pytest.fixture(scope="module")
 def dpo_run(tmp_path_factory):
     from mlx_dpo.config import TrainConfig
-    from mlx_dpo.trainer import Trainer
+    from mlx_dpo.train.trainer import Trainer
 
     root = tmp_path_factory.mktemp("demo")
     # A subset keeps the reference pass and the steps cheap on a 2-core CPU without a fast BLAS;
@@ -129,8 +129,8 @@ def dpo_run(tmp_path_factory):
 
 
 def test_short_dpo_run_raises_greedy_reward_on_held_out_prompts(dpo_run):
-    from mlx_dpo.behaviour import behaviour_eval, load_prompts
-    from mlx_dpo.generate import Sampling, load_for_generation
+    from mlx_dpo.demo.behaviour import behaviour_eval, load_prompts
+    from mlx_dpo.model.generate import Sampling, load_for_generation
 
     model, tok, switch = load_for_generation(str(DEMO), dpo_run, log=lambda m: None)
     prompts = load_prompts(VALID, limit=30)
@@ -145,8 +145,8 @@ def test_short_dpo_run_raises_greedy_reward_on_held_out_prompts(dpo_run):
 
 
 def test_behaviour_eval_numbers_are_sane(dpo_run):
-    from mlx_dpo.behaviour import behaviour_eval, load_prompts
-    from mlx_dpo.generate import Sampling, load_for_generation
+    from mlx_dpo.demo.behaviour import behaviour_eval, load_prompts
+    from mlx_dpo.model.generate import Sampling, load_for_generation
 
     model, tok, switch = load_for_generation(str(DEMO), dpo_run, log=lambda m: None)
     prompts = load_prompts(VALID, limit=8)
@@ -158,8 +158,8 @@ def test_behaviour_eval_numbers_are_sane(dpo_run):
     assert switch.enabled  # left as it was found
     # Switched off, the adapter adds nothing: the KL estimate of the base against itself is 0.
     with switch.disabled():
-        from mlx_dpo.behaviour import sample_with_tokens, sequence_logprob
-        from mlx_dpo.generate import prompt_tokens
+        from mlx_dpo.demo.behaviour import sample_with_tokens, sequence_logprob
+        from mlx_dpo.model.generate import prompt_tokens
 
         ids = prompt_tokens(tok, [{"role": "user", "content": prompts[0]}])
         y = sample_with_tokens(model, tok, ids, 20)
@@ -169,8 +169,8 @@ def test_behaviour_eval_numbers_are_sane(dpo_run):
 def test_frontier_reuses_trained_runs_and_plots_or_explains(dpo_run, tmp_path):
     import shutil
 
-    from mlx_dpo.behaviour import frontier, load_prompts
-    from mlx_dpo.generate import Sampling
+    from mlx_dpo.demo.behaviour import frontier, load_prompts
+    from mlx_dpo.model.generate import Sampling
 
     shutil.copytree(dpo_run, tmp_path / "beta_0.1")  # already trained: frontier only evaluates it
     messages = []

@@ -18,7 +18,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlx_dpo.distributed import WATCHDOG_EXIT, World, check_batch_split, local_batch
+from mlx_dpo.train.distributed import WATCHDOG_EXIT, World, check_batch_split, local_batch
 from mlx_dpo.errors import UsageError
 from tui.training import free_port_block
 

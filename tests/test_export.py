@@ -10,11 +10,11 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 
-from mlx_dpo.cli import main
+from mlx_dpo.cli.commands import main
 from mlx_dpo.config import TrainConfig
-from mlx_dpo.generate import load_for_generation
-from mlx_dpo.testing import build_tiny_model
-from mlx_dpo.trainer import Trainer
+from mlx_dpo.model.generate import load_for_generation
+from tiny_models import build_tiny_model
+from mlx_dpo.train.trainer import Trainer
 
 from conftest import synthetic_pairs, write_jsonl
 
@@ -156,7 +156,7 @@ def test_export_target_that_exists_is_refused(trained, tmp_path, capsys):
 
 
 def test_failed_verification_leaves_nothing(trained, tmp_path, monkeypatch, capsys):
-    import mlx_dpo.export as export
+    import mlx_dpo.export.formats as export
 
     base, run = trained["llama-f32"]
     monkeypatch.setitem(export.TOLERANCE, "float16", 0.0)  # float16 rounding cannot pass a zero tolerance

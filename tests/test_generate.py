@@ -12,8 +12,8 @@ import pytest
 from mlx_lm import load
 
 from mlx_dpo.config import TrainConfig
-from mlx_dpo.generate import ChatSession, Sampling, answer, load_for_generation
-from mlx_dpo.trainer import Trainer
+from mlx_dpo.model.generate import ChatSession, Sampling, answer, load_for_generation
+from mlx_dpo.train.trainer import Trainer
 
 from conftest import synthetic_pairs, write_jsonl
 
@@ -95,7 +95,7 @@ def test_generate_compare_prints_both_labelled(tiny_model, run_dir):
 
 
 def test_generate_without_chat_template_continues_text(tmp_path):
-    from mlx_dpo.testing import build_tiny_model
+    from tiny_models import build_tiny_model
 
     plain = build_tiny_model(tmp_path / "plain", chat_template=False)
     r = cli("generate", "--model", str(plain), "--prompt", "The quick brown fox", *GREEDY)

@@ -15,13 +15,13 @@ import mlx.core as mx
 import pytest
 import yaml
 
-from mlx_dpo import checkpoint as ckpt
-from mlx_dpo.cli import main
+from mlx_dpo.train import checkpoint as ckpt
+from mlx_dpo.cli.commands import main
 from mlx_dpo.config import TrainConfig
 from mlx_dpo.errors import TrainingStopped
-from mlx_dpo.io import atomic_write, atomic_write_text, read_jsonl_tolerant
+from mlx_dpo.fileio import atomic_write, atomic_write_text, read_jsonl_tolerant
 from mlx_dpo.runs import MetricsFollower
-from mlx_dpo.trainer import Trainer
+from mlx_dpo.train.trainer import Trainer
 
 from conftest import synthetic_pairs, write_jsonl
 
@@ -94,7 +94,7 @@ def test_lock_refuses_and_is_released(tiny_model, pairs_file, tmp_path, capsys):
 def test_lock_of_a_killed_process_is_not_stale(tmp_path):
     """flock dies with its holder: a SIGKILLed trainer leaves .lock behind but not the lock."""
     (tmp_path / "run").mkdir()
-    code = ("import os, signal, sys; from mlx_dpo.checkpoint import RunLock; RunLock(sys.argv[1]).acquire(); "
+    code = ("import os, signal, sys; from mlx_dpo.train.checkpoint import RunLock; RunLock(sys.argv[1]).acquire(); "
             "os.kill(os.getpid(), signal.SIGKILL)")
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], timeout=60)
     assert r.returncode == -signal.SIGKILL
@@ -227,9 +227,9 @@ def test_atomic_write_failure_leaves_the_old_file(tmp_path):
 
 
 def test_memory_warning_before_loading(tiny_model, pairs_file, tmp_path, capsys, monkeypatch):
-    import mlx_dpo.memory
+    import mlx_dpo.model.memory
 
-    monkeypatch.setattr(mlx_dpo.memory, "machine_memory", lambda: 1000.0)
+    monkeypatch.setattr(mlx_dpo.model.memory, "machine_memory", lambda: 1000.0)
     assert main(_train_args(tiny_model, pairs_file, tmp_path / "run", "--iters", 1)) == 0  # a warning, not a failure
     err = capsys.readouterr().err
     assert "warning: this run may not fit in memory" in err and "available" in err

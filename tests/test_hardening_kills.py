@@ -1,6 +1,6 @@
 """SIGKILL the trainer at many points, resume each time: nothing is lost, nothing torn is read.
 
-The kill points are the test hook in mlx_dpo.io.kill_point (MLX_DPO_TEST_KILL_AT="NAME:N"): the trainer
+The kill points are the test hook in mlx_dpo.fileio.kill_point (MLX_DPO_TEST_KILL_AT="NAME:N"): the trainer
 SIGKILLs itself there, which is exactly what a crash, an OOM kill or a power-off looks like to the
 files (minus the page cache). After every kill the run dir must hold only complete checkpoints, the
 next run must resume from the newest one, and after the last resume the adapter must equal an
@@ -21,9 +21,9 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlx_dpo import checkpoint as ckpt
-from mlx_dpo.cli import main
-from mlx_dpo.io import KILL_ENV, read_jsonl_tolerant
+from mlx_dpo.train import checkpoint as ckpt
+from mlx_dpo.cli.commands import main
+from mlx_dpo.fileio import KILL_ENV, read_jsonl_tolerant
 
 from conftest import synthetic_pairs, write_jsonl
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlx_dpo.data import DataKeys, PreferencePair, _RowError, load_pairs, normalize_row
+from mlx_dpo.data.pairs import DataKeys, PreferencePair, _RowError, load_pairs, normalize_row
 
 KEYS = ["prompt", "chosen", "rejected", "system", "role", "content", "messages", "x"]
 ROLES = ["system", "user", "assistant", "bot", "", "USER"]

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from mlx_lm import load
 
-from mlx_dpo.batching import make_batch
-from mlx_dpo.logprobs import sequence_logps, split_head
-from mlx_dpo.template import TokenizedPair
+from mlx_dpo.train.batching import make_batch
+from mlx_dpo.train.logprobs import sequence_logps, split_head
+from mlx_dpo.data.template import TokenizedPair
 
 PAIRS = [
     TokenizedPair([5, 6, 7, 8, 9], [10, 11, 12], [13, 14], "a:1"),
@@ -57,8 +57,8 @@ def test_head_in_position_blocks_gives_the_same_values_and_gradients(request, fi
     import mlx.nn as nn
     from mlx.utils import tree_flatten
 
-    from mlx_dpo import logprobs
-    from mlx_dpo.model import apply_lora, lora_config
+    from mlx_dpo.train import logprobs
+    from mlx_dpo.model.load import apply_lora, lora_config
 
     model, _ = load(request.getfixturevalue(fixture))
     apply_lora(model, lora_config(4, 20.0, 0.0, None, 2, False))

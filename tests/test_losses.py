@@ -8,7 +8,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlx_dpo.losses import dpo_losses, pair_stats, stats_to_metrics
+from mlx_dpo.train.losses import dpo_losses, pair_stats, stats_to_metrics
 
 # Two pairs: policy/reference summed log-probs and completion lengths.
 PC, PR = [-10.0, -20.0], [-12.0, -15.0]

@@ -15,12 +15,12 @@ import pytest
 from mlx.utils import tree_flatten
 from mlx_lm import load
 
-from mlx_dpo.batching import make_batch
-from mlx_dpo.logprobs import sequence_logps
-from mlx_dpo.model import apply_lora, lora_config, num_blocks
-from mlx_dpo.prompt_sharing import make_shared_batch, shared_sequence_logps, supports_prompt_sharing
-from mlx_dpo.template import TokenizedPair
-from mlx_dpo.testing import build_tiny_model
+from mlx_dpo.train.batching import make_batch
+from mlx_dpo.train.logprobs import sequence_logps
+from mlx_dpo.model.load import apply_lora, lora_config, num_blocks
+from mlx_dpo.train.prompt_sharing import make_shared_batch, shared_sequence_logps, supports_prompt_sharing
+from mlx_dpo.data.template import TokenizedPair
+from tiny_models import build_tiny_model
 
 RTOL, ATOL = 1e-5, 1e-5
 
@@ -200,8 +200,8 @@ def test_shared_layout_batches_run_fewer_positions_than_unshared_on_mixed_length
     independent prompt/answer lengths, grouping by total length alone would make sharing cost more."""
     from types import SimpleNamespace
 
-    from mlx_dpo.batching import epoch_order, make_batch
-    from mlx_dpo.layout import SHARED, UNSHARED
+    from mlx_dpo.train.batching import epoch_order, make_batch
+    from mlx_dpo.train.layout import SHARED, UNSHARED
 
     rng = np.random.default_rng(0)
     pairs = []

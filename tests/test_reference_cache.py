@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 
 from mlx_dpo.config import TrainConfig
-from mlx_dpo.trainer import Trainer
+from mlx_dpo.train.trainer import Trainer
 
 from conftest import synthetic_pairs, write_jsonl
 

@@ -8,12 +8,12 @@ import random
 
 import pytest
 
-from mlx_dpo.data import DataKeys, PreferencePair, load_pairs
+from mlx_dpo.data.pairs import DataKeys, PreferencePair, load_pairs
 from mlx_dpo.errors import DataError
-from mlx_dpo.prepare import prepare, prepare_strict
-from mlx_dpo.template import (SEP, BoundaryError, RenderResult, TokenizedPair, length_stats, render_pairs,
+from mlx_dpo.data.prepare import prepare, prepare_strict
+from mlx_dpo.data.template import (SEP, BoundaryError, RenderResult, TokenizedPair, length_stats, render_pairs,
                               render_text, tokenize_pair, truncate_pair)
-from mlx_dpo.testing import CHATML_TEMPLATE, build_tiny_model
+from tiny_models import CHATML_TEMPLATE, build_tiny_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -212,7 +212,7 @@ def test_template_that_raises_is_a_row_error(tmp_path):
 
 
 def test_validate_cli_reports_template_errors(tmp_path, capsys):
-    from mlx_dpo.cli import main
+    from mlx_dpo.cli.commands import main
 
     model = _model_with_template(tmp_path, THINKING_TEMPLATE)
     f = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "hi", "chosen": "Hello!", "rejected": "Go away."}])

@@ -15,8 +15,8 @@ from mlx.utils import tree_flatten
 
 from mlx_dpo.config import TrainConfig
 from mlx_dpo.errors import TrainingStopped, UsageError
-from mlx_dpo.io import read_jsonl_tolerant
-from mlx_dpo.trainer import Trainer
+from mlx_dpo.fileio import read_jsonl_tolerant
+from mlx_dpo.train.trainer import Trainer
 
 from conftest import synthetic_pairs, write_jsonl
 

@@ -157,7 +157,7 @@ async def test_train_stop_runs_chat_export_end_to_end(tiny_model, pairs_file, va
 
 
 async def test_runs_overlay_and_resume_button(tiny_model, pairs_file, tmp_path, hf_home):
-    from mlx_dpo.cli import main
+    from mlx_dpo.cli.commands import main
 
     runs = tmp_path / "runs"
     for name, lr in (("a", "1e-3"), ("b", "5e-3")):
@@ -195,7 +195,7 @@ def test_engine_never_imports_the_ui():
     for f in src.glob("*.py"):
         for line in f.read_text().splitlines():
             assert not line.strip().startswith(("import textual", "from textual", "import tui", "from tui")), f
-    code = ("import sys, mlx_dpo.cli, mlx_dpo.trainer, mlx_dpo.export, mlx_dpo.generate, mlx_dpo.runs; "
+    code = ("import sys, mlx_dpo.cli.commands, mlx_dpo.train.trainer, mlx_dpo.export.formats, mlx_dpo.model.generate, mlx_dpo.runs; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'tui')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

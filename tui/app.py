@@ -50,7 +50,7 @@ class MlxDpoApp(App):
     def default_model() -> str | None:
         from .panes.model_pane import REPO
 
-        demo = REPO / "sample_data" / "demo-model"  # the bundled demo model, as mlx_dpo.model.default_model
+        demo = REPO / "sample_data" / "demo-model"  # the bundled demo model, as mlx_dpo.model.load.default_model
         return str(demo) if (demo / "config.json").exists() else None
 
     def compose(self) -> ComposeResult:

@@ -63,9 +63,9 @@ class Engine:
     def inspect_data(self, reply_to: MessagePump, path: str, model: str | None, keys: dict, max_length: int,
                      prompt_limit: int, job_name: str = "data") -> None:
         def job(to):
-            from mlx_dpo.data import DataKeys
-            from mlx_dpo.inspect_data import inspect_data
-            from mlx_dpo.model import load_tokenizer_only
+            from mlx_dpo.data.pairs import DataKeys
+            from mlx_dpo.data.preview import inspect_data
+            from mlx_dpo.model.load import load_tokenizer_only
             tok = load_tokenizer_only(model) if model else None
             result = inspect_data(path, DataKeys(**keys), tok, max_length, prompt_limit)
             to.post_message(DataInspected(job_name, result))
@@ -74,8 +74,8 @@ class Engine:
     def estimate_memory(self, reply_to: MessagePump, model: str, batch_size: int, max_length: int, lora_rank: int,
                         quantize: int | None, grad_checkpoint: bool) -> None:
         def job(to):
-            from mlx_dpo.memory import estimate, human
-            from mlx_dpo.model import resolve_model_path
+            from mlx_dpo.model.memory import estimate, human
+            from mlx_dpo.model.load import resolve_model_path
             est = estimate(resolve_model_path(model), batch_size=batch_size, max_length=max_length,
                            lora_rank=lora_rank, quantize=quantize, grad_checkpoint=grad_checkpoint)
             text = (f"weights {human(est.weights)} + adapter/optimizer {human(est.adapter_and_optimizer)} + "
@@ -86,7 +86,7 @@ class Engine:
 
     def load_chat(self, reply_to: MessagePump, model: str, adapter: str | None) -> None:
         def job(to):
-            from mlx_dpo.generate import load_for_generation
+            from mlx_dpo.model.generate import load_for_generation
             self._chat = None
             m, tok, switch = load_for_generation(model, adapter, log=lambda s: None)
             desc = f"{model}" + (f" + {adapter}" if adapter else " (no adapter)")
@@ -99,7 +99,7 @@ class Engine:
         self._cancel_chat.clear()
 
         def job(to):
-            from mlx_dpo.generate import Sampling, stream_answer
+            from mlx_dpo.model.generate import Sampling, stream_answer
             if self._chat is None:
                 raise RuntimeError("no model loaded for chat")
             model, tok, switch, _ = self._chat
@@ -124,7 +124,7 @@ class Engine:
 
     def export(self, reply_to: MessagePump, options: dict) -> None:
         def job(to):
-            from mlx_dpo.export import ExportConfig, run_export
+            from mlx_dpo.export.formats import ExportConfig, run_export
             self._chat = None  # free the chat model's memory before loading another copy
             result = run_export(ExportConfig(**options), log=lambda line: to.post_message(ExportLog("export", line)))
             to.post_message(ExportDone("export", f"exported {options['format']} to {result.output}: {result.verdict()}"))

@@ -29,19 +29,19 @@ from mlx.utils import tree_flatten, tree_map
 
 from . import checkpoint as ckpt
 from .batching import batches_per_epoch, epoch_order
-from .config import TrainConfig, save_config
-from .cpu_matmul import compute_tag
-from .data import DataKeys
+from ..config import TrainConfig, save_config
+from ..model.cpu_matmul import compute_tag
+from ..data.pairs import DataKeys
 from .distributed import World, check_batch_split, init_world, is_peer_lost, local_batch, peer_lost
-from .errors import TrainingStopped, UsageError
+from ..errors import TrainingStopped, UsageError
 from .evaluation import evaluate
 from .layout import choose_layout
 from .losses import dpo_losses, pair_stats, stats_to_metrics
-from .io import disk_full, kill_point
-from .model import apply_lora, cache_root, lora_config, load_adapter_weights, load_base, num_blocks, \
+from ..fileio import disk_full, kill_point
+from ..model.load import apply_lora, cache_root, lora_config, load_adapter_weights, load_base, num_blocks, \
     read_adapter_config, resolve_model_path, save_adapter
-from .prepare import prepare_strict
-from .run_control import (OOM_ADVICE, Interrupted, Progress, first_line, install_stop_handlers,
+from ..data.prepare import prepare_strict
+from .control import (OOM_ADVICE, Interrupted, Progress, first_line, install_stop_handlers,
                           is_out_of_memory, restore_handlers)
 from .reference import model_fingerprint, reference_logps
 
@@ -77,7 +77,7 @@ class Trainer:
 
     def _warn_if_too_big(self, model_path: Path) -> None:
         """Warn (never fail) before loading when the memory estimate exceeds what the machine has."""
-        from .memory import estimate, human
+        from ..model.memory import estimate, human
 
         cfg = self.cfg
         try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data import load_pairs
-from .template import tokenize_pair
+from ..data.pairs import load_pairs
+from ..data.template import tokenize_pair
 
 FALLBACK_PROMPTS = ("Hello! Can you help me plan a short trip?", "What is 17 times 3?",
                     "Explain in one sentence why the sky is blue.")
@@ -27,6 +27,6 @@ def verification_inputs(tokenizer, data_path: str | None, n: int = 3) -> list[li
                 continue
             seqs.append((tp.prompt + tp.chosen)[-MAX_TOKENS:])
     if not seqs:
-        from .generate import prompt_tokens
+        from ..model.generate import prompt_tokens
         seqs = [prompt_tokens(tokenizer, [{"role": "user", "content": p}])[-MAX_TOKENS:] for p in FALLBACK_PROMPTS]
     return seqs

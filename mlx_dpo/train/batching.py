@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .template import TokenizedPair
+from ..data.template import TokenizedPair
 
 
 @dataclass

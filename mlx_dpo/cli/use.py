@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from .cli import log
-from .errors import UsageError
-from .generate import ChatSession, Sampling, load_for_generation, stream_answer
+from .commands import log
+from ..errors import UsageError
+from ..model.generate import ChatSession, Sampling, load_for_generation, stream_answer
 
 
 def _sampling(args) -> Sampling:
@@ -17,7 +17,7 @@ def _sampling(args) -> Sampling:
 
 
 def _load(args):
-    from .model import default_model
+    from ..model.load import default_model
 
     args.model = args.model or default_model()
     if not args.model:
@@ -94,9 +94,9 @@ def cmd_chat(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import ExportConfig, run_export
+    from ..export.formats import ExportConfig, run_export
 
-    from .model import default_model
+    from ..model.load import default_model
 
     args.model = args.model or default_model()
     if not args.model:
@@ -111,7 +111,7 @@ def cmd_export(args) -> int:
 
 def run_behaviour(cfg, args):
     """`eval --generate`: base vs base + adapter answers on the file's prompts, scored by the reward."""
-    from .behaviour import behaviour_eval, load_prompts
+    from ..demo.behaviour import behaviour_eval, load_prompts
 
     if not args.adapter:
         raise UsageError("--generate compares base and tuned answers: pass --adapter")
@@ -138,8 +138,8 @@ def cmd_frontier(args) -> int:
     import json
     from pathlib import Path
 
-    from .behaviour import frontier, load_prompts
-    from .model import default_model
+    from ..demo.behaviour import frontier, load_prompts
+    from ..model.load import default_model
 
     model = args.model or default_model()
     if not model:

@@ -18,8 +18,8 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from .cpu_matmul import use_dequantized_matmul
-from .errors import UsageError
-from .io import atomic_write, atomic_write_json
+from ..errors import UsageError
+from ..fileio import atomic_write, atomic_write_json
 
 ADAPTER_FILE = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"

@@ -8,7 +8,7 @@ import numpy as np
 from .distributed import SINGLE, World
 from .losses import dpo_losses, pair_stats, stats_to_metrics
 from .reference import score_pairs
-from .template import TokenizedPair
+from ..data.template import TokenizedPair
 
 
 def metrics_from_logps(policy: dict, ref: dict | None, *, loss: str, beta: float,
@@ -42,12 +42,12 @@ def evaluate(model, pairs: list[TokenizedPair], ref: dict | None, *, batch_size:
 
 def run_eval(cfg, adapter_dir: str | None, log=print) -> dict:
     """`mlx-dpo eval`: reference = base (+ init adapter), policy = that + the trained adapter."""
-    from .cpu_matmul import compute_tag
-    from .data import DataKeys
+    from ..model.cpu_matmul import compute_tag
+    from ..data.pairs import DataKeys
     from .layout import choose_layout
-    from .model import (adapter_weights, apply_lora, attach_adapter, cache_root, load_adapter_weights, load_base,
+    from ..model.load import (adapter_weights, apply_lora, attach_adapter, cache_root, load_adapter_weights, load_base,
                         read_adapter_config, set_adapter_weights)
-    from .prepare import prepare_strict
+    from ..data.prepare import prepare_strict
     from .reference import model_fingerprint, reference_logps
 
     loaded = load_base(cfg.model, cfg.quantize, cfg.trust_remote_code, log=log, cpu_dequant=cfg.cpu_dequant_matmul)

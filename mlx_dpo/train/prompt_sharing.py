@@ -23,7 +23,7 @@ import numpy as np
 
 from .batching import _round_up
 from .logprobs import head_logps, split_head
-from .template import TokenizedPair
+from ..data.template import TokenizedPair
 
 # mlx-lm modules whose backbone is `embed_tokens -> layers(h, mask, cache) -> norm`, with attention that
 # applies `rope(x, offset=cache.offset)`, then `cache.update_and_fetch(k, v)`, then SDPA with our mask

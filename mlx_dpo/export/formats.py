@@ -18,11 +18,11 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
-from .config import load_run_config
-from .errors import TrainingStopped, UsageError
-from .export_card import model_card
-from .generate import load_for_generation
-from .model import ADAPTER_CONFIG, ADAPTER_FILE, adapter_weights, read_adapter_config, resolve_model_path, \
+from ..config import load_run_config
+from ..errors import TrainingStopped, UsageError
+from .card import model_card
+from ..model.generate import load_for_generation
+from ..model.load import ADAPTER_CONFIG, ADAPTER_FILE, adapter_weights, read_adapter_config, resolve_model_path, \
     set_adapter_weights
 from .peft_format import from_peft_tensors, peft_config, to_peft_tensors
 from .verify import verification_inputs

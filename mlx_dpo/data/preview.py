@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .data import DataKeys
+from .pairs import DataKeys
 from .prepare import prepare
 from .template import tokenize_pair
 

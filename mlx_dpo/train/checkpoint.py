@@ -20,9 +20,9 @@ from pathlib import Path
 import mlx.core as mx
 from mlx.utils import tree_flatten, tree_unflatten
 
-from .errors import TrainingStopped, UsageError
-from .io import disk_full, fsync_dir, kill_point, read_jsonl_tolerant
-from .model import save_adapter, load_adapter_weights
+from ..errors import TrainingStopped, UsageError
+from ..fileio import disk_full, fsync_dir, kill_point, read_jsonl_tolerant
+from ..model.load import save_adapter, load_adapter_weights
 
 LOCK_FILE = ".lock"
 
@@ -125,7 +125,7 @@ class MetricsLog:
         self.path = Path(path)
         if self.path.exists():
             rows = [r for r in read_jsonl_tolerant(self.path) if r.get("step", 0) <= keep_until]
-            from .io import atomic_write_text
+            from ..fileio import atomic_write_text
             atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in rows))
 
     def write(self, row: dict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .io import read_jsonl_tolerant
+from ..fileio import read_jsonl_tolerant
 
 LIBRARY = {"hf": "transformers", "peft": "peft", "mlx": "mlx"}
 HYPER = ("loss", "beta", "label_smoothing", "learning_rate", "lr_schedule", "warmup_steps", "iters", "epochs",

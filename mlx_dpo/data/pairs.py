@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DataError, UsageError
+from ..errors import DataError, UsageError
 
 ROLES = ("system", "user", "assistant")
 # One pair is a few thousand tokens; a row this long is a broken export (or not a pairs file at all),

@@ -21,8 +21,8 @@ import numpy as np
 
 from .batching import sequential_batches
 from .distributed import SINGLE, World
-from .io import atomic_write, atomic_write_json
-from .template import TokenizedPair
+from ..fileio import atomic_write, atomic_write_json
+from ..data.template import TokenizedPair
 
 REF_KEYS = ("chosen", "rejected", "ntok_chosen", "ntok_rejected")  # the arrays of a scored file
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",

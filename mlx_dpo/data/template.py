@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data import PreferencePair
+from .pairs import PreferencePair
 
 SEP = "\n\n"  # joins messages when the tokenizer has no chat template
 

@@ -17,8 +17,8 @@ import sys
 import typing
 from pathlib import Path
 
-from .config import TrainConfig, build_config, config_fields, load_run_config, load_yaml
-from .errors import DataError, TrainingStopped, UsageError
+from ..config import TrainConfig, build_config, config_fields, load_run_config, load_yaml
+from ..errors import DataError, TrainingStopped, UsageError
 
 DATA_KEYS = ("prompt_key", "chosen_key", "rejected_key", "system_key")
 LENGTHS = ("max_length", "max_prompt_length")
@@ -128,7 +128,7 @@ def _add_model_args(p, adapter_required=False):
 
 
 def _add_sampling_args(p):
-    from .generate import Sampling
+    from ..model.generate import Sampling
 
     for f in dataclasses.fields(Sampling):
         p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=float if f.type == "float" else int,
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return 0
     try:
-        from . import cli_use
+        from . import use as cli_use
         commands = {"validate": cmd_validate, "train": cmd_train, "eval": cmd_eval, "chat": cli_use.cmd_chat,
                     "frontier": cli_use.cmd_frontier,
                     "generate": cli_use.cmd_generate, "export": cli_use.cmd_export}
@@ -164,7 +164,7 @@ def main(argv=None) -> int:
         log("interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}")
         return 128 + int(signum)
     except OSError as e:  # a file that cannot be written or read at a point the engine did not foresee
-        from .io import disk_full
+        from ..fileio import disk_full
 
         why = "the disk is full" if disk_full(e) else (e.strerror or str(e))
         log(f"error: {e.filename + ': ' if e.filename else ''}{why}")
@@ -176,13 +176,13 @@ def _flags(args, exclude=("command", "config", "json", "adapter", "file")) -> di
 
 
 def cmd_validate(args) -> int:
-    from .data import DataKeys
-    from .prepare import prepare
+    from ..data.pairs import DataKeys
+    from ..data.prepare import prepare
 
     cfg = build_config({}, _flags(args))
     tokenizer = None
     if cfg.model:
-        from .model import load_base
+        from ..model.load import load_base
         tokenizer = load_base(cfg.model, None, cfg.trust_remote_code, log=log).tokenizer
     prepared = prepare(args.file, DataKeys(cfg.prompt_key, cfg.chosen_key, cfg.rejected_key, cfg.system_key),
                        tokenizer, cfg.max_length, cfg.prompt_limit)
@@ -216,8 +216,8 @@ def _print_report(r: dict, cfg: TrainConfig, tokenized: bool) -> None:
 def cmd_train(args) -> int:
     import yaml
 
-    from .distributed import init_world
-    from .trainer import Trainer
+    from ..train.distributed import init_world
+    from ..train.trainer import Trainer
 
     yaml_values = load_yaml(args.config) if getattr(args, "config", None) else {}
     sources = dict.fromkeys(yaml_values, args.config)
@@ -250,7 +250,7 @@ def cmd_train(args) -> int:
 
 
 def _terminate_as_interrupt():
-    from .trainer import Interrupted
+    from ..train.trainer import Interrupted
 
     def handler(signum, frame):
         raise Interrupted(signum)
@@ -267,12 +267,12 @@ def _restore_signal(old) -> None:
 
 
 def _default_model() -> str | None:
-    from .model import default_model
+    from ..model.load import default_model
     return default_model()
 
 
 def cmd_eval(args) -> int:
-    from .evaluation import run_eval
+    from ..train.evaluation import run_eval
 
     flags = _flags(args)
     if args.adapter and "init_adapter" not in flags:
@@ -288,7 +288,7 @@ def cmd_eval(args) -> int:
     metrics = run_eval(cfg, args.adapter, log=log)
     behaviour = None
     if args.generate:
-        from .cli_use import run_behaviour
+        from .use import run_behaviour
         behaviour = run_behaviour(cfg, args)
     if args.json:
         print(json.dumps(metrics if behaviour is None else {**metrics, "behaviour": behaviour.as_dict(rows=True)}))
@@ -296,7 +296,7 @@ def cmd_eval(args) -> int:
     for k, v in metrics.items():
         print(f"{k:<20} {v:.4f}" if isinstance(v, float) else f"{k:<20} {v}")
     if behaviour is not None:
-        from .cli_use import print_behaviour
+        from .use import print_behaviour
         print_behaviour(behaviour, args.show)
     return 0
 

@@ -14,8 +14,8 @@ from typing import Iterator
 import mlx.core as mx
 import numpy as np
 
-from .model import adapter_weights, apply_lora, load_adapter_weights, load_base, read_adapter_config
-from .template import SEP, has_chat_template
+from .load import adapter_weights, apply_lora, load_adapter_weights, load_base, read_adapter_config
+from ..data.template import SEP, has_chat_template
 
 
 @dataclass

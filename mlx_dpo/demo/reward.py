@@ -1,4 +1,4 @@
-"""Ground-truth reward for answers to the demo tasks (`mlx_dpo.demo_tasks`).
+"""Ground-truth reward for answers to the demo tasks (`mlx_dpo.demo.tasks`).
 
 `score(prompt, answer)` parses the task from the prompt (the corpus templates), checks the answer,
 and returns a `RewardBreakdown`; `reward(prompt, answer)` is its total, in [0, 1]:
@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-from .demo_tasks import POLITE_OPENERS, RUDE_MARKERS, Task, candidates, parse_prompt
+from .tasks import POLITE_OPENERS, RUDE_MARKERS, Task, candidates, parse_prompt
 
 __all__ = ["RewardBreakdown", "score", "reward", "WEIGHTS"]
 

@@ -1,5 +1,5 @@
 """Tasks with checkable answers for the bundled demo model: one source of truth for the corpus,
-the preference pairs and the ground-truth reward (`mlx_dpo.reward`).
+the preference pairs and the ground-truth reward (`mlx_dpo.demo.reward`).
 
 Every task has a few prompt phrasings (`TEMPLATES`) and one factual sentence that answers it
 (`statement`). Answers come in styles:

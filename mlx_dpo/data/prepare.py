@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .data import DataKeys, LoadResult, load_pairs
-from .errors import DataError
+from .pairs import DataKeys, LoadResult, load_pairs
+from ..errors import DataError
 from .template import RenderResult, length_stats, render_pairs
 
 

@@ -1,7 +1,7 @@
 """Behavioural evaluation against a ground-truth reward: does the adapter make answers better?
 
 `behaviour_eval` answers held-out prompts with the base model (adapter switched off, exactly) and with
-base + adapter, scores both with a reward function (default: `mlx_dpo.reward.reward`, for the demo
+base + adapter, scores both with a reward function (default: `mlx_dpo.demo.reward.reward`, for the demo
 tasks), and estimates how far the tuned policy moved from the reference:
 
     KL(π_tuned || π_ref) ≈ mean over y ~ π_tuned(·|x) of  log π_tuned(y|x) − log π_ref(y|x)
@@ -20,7 +20,7 @@ from typing import Callable
 import mlx.core as mx
 import numpy as np
 
-from .generate import Sampling, answer, prompt_tokens
+from ..model.generate import Sampling, answer, prompt_tokens
 
 __all__ = ["behaviour_eval", "frontier", "sample_with_tokens", "sequence_logprob", "load_prompts", "BehaviourResult"]
 
@@ -90,9 +90,9 @@ def behaviour_eval(model, tokenizer, switch, prompts: list, *, reward_fn: Callab
     """Compare base (adapter off) and tuned answers on `prompts` with `reward_fn(prompt, answer)`.
 
     Args:
-        model, tokenizer, switch: from `mlx_dpo.generate.load_for_generation(model, adapter)`.
+        model, tokenizer, switch: from `mlx_dpo.model.generate.load_for_generation(model, adapter)`.
         prompts: user strings, or message lists (the last user message is passed to the reward).
-        reward_fn: scores an answer; default `mlx_dpo.reward.reward` (the demo tasks).
+        reward_fn: scores an answer; default `mlx_dpo.demo.reward.reward` (the demo tasks).
         sampling: how answers are decoded; default greedy, 64 new tokens.
         kl_samples: answers sampled (T = 1) from the tuned policy per prompt for the KL estimate;
             0 skips it.
@@ -154,7 +154,7 @@ def behaviour_eval(model, tokenizer, switch, prompts: list, *, reward_fn: Callab
 
 def load_prompts(path: str | Path, limit: int | None = None) -> list:
     """The prompts of a pairs file (any format mlx-dpo reads): a string for single-user-turn prompts, else messages."""
-    from .data import load_pairs_strict
+    from ..data.pairs import load_pairs_strict
 
     prompts = [p.prompt for p in load_pairs_strict(path)]
     prompts = [p[0]["content"] if isinstance(p, list) and len(p) == 1 and p[0]["role"] == "user" else p
@@ -170,9 +170,9 @@ def frontier(model_path: str, data: str, prompts: list, betas: list[float], out_
     The base model's point is included as (inf, 0.0, base reward). If `plot` is a path and
     matplotlib is installed, a reward-vs-KL PNG is written there; otherwise a message says why not.
     """
-    from .config import TrainConfig
-    from .generate import load_for_generation
-    from .trainer import Trainer
+    from ..config import TrainConfig
+    from ..model.generate import load_for_generation
+    from ..train.trainer import Trainer
 
     out_dir = Path(out_dir)
     points, base_reward = [], None

@@ -27,7 +27,7 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
 from .batching import make_batch
-from .errors import TrainingStopped, UsageError
+from ..errors import TrainingStopped, UsageError
 
 WATCHDOG_EXIT = 75  # distinct from the trainer's 1 / 130 / 143, so scripts can tell a timeout apart
 LAUNCH_ENV = ("MLX_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
