@@ -90,6 +90,7 @@ def run_mlx_dpo(spec: dict) -> dict:
     from mlx_dpo.train import checkpoint as ckpt
     from mlx_dpo.train import reference
     from mlx_dpo.config import TrainConfig
+    from mlx_dpo.train.events import Reporter
     from mlx_dpo.train.trainer import Trainer
 
     hp = spec["hp"]
@@ -120,7 +121,7 @@ def run_mlx_dpo(spec: dict) -> dict:
     logs = []
     mx.reset_peak_memory()
     t0 = time.perf_counter()
-    tr = Trainer(cfg, log=logs.append, show_progress=False).setup()
+    tr = Trainer(cfg, Reporter(logs.append)).setup()
     setup_s = time.perf_counter() - t0
     tr.train()
     t_end = time.perf_counter()
@@ -257,7 +258,8 @@ def run_eval(spec: dict) -> dict:
     from mlx_dpo.model.cpu_matmul import use_dequantized_matmul
     from mlx_dpo.data.pairs import DataKeys
     from mlx_dpo.train.evaluation import metrics_from_logps
-    from mlx_dpo.model.load import attach_adapter, load_base
+    from mlx_dpo.model.adapters import attach_adapter
+    from mlx_dpo.model.load import load_base
     from mlx_dpo.data.prepare import prepare_strict
     from mlx_dpo.train.reference import score_pairs
 

@@ -5,7 +5,7 @@
 
 Uses the workload of run.py (build it first: the model folders and data under --workdir). Times, on
 one fixed batch of the training data, each after a warm-up call (so compile time is excluded):
-  forward         sequence_logps (backbone + head at completion positions), no grad
+  forward         the layout's log-probs (backbone + head at completion positions), no grad
   backbone only   the transformer blocks without the LM head
   value_and_grad  the loss and LoRA gradients, not compiled
   step            the trainer's compiled step (value_and_grad + AdamW update)
@@ -49,7 +49,7 @@ def main():
     import workload
     from mlx_dpo.train.batching import epoch_order, make_batch
     from mlx_dpo.config import TrainConfig
-    from mlx_dpo.train.logprobs import sequence_logps, split_head
+    from mlx_dpo.train.logprobs import split_head
     from mlx_dpo.train.trainer import Trainer
 
     work = Path(a.workdir)
@@ -62,13 +62,13 @@ def main():
                       cpu_dequant_matmul=not a.quantized_matmul_kernel)
     import shutil
     shutil.rmtree(cfg.output, ignore_errors=True)
-    tr = Trainer(cfg, log=lambda *_: None, show_progress=False)
+    tr = Trainer(cfg)
     t = time.perf_counter()
     tr.setup()
     print(f"setup (load + reference precompute of {a.pairs} pairs): {time.perf_counter() - t:.1f}s")
 
     # Padding: mlx-dpo buckets vs exact-longest per batch (mlx-lm-lora pads chosen and rejected to one length).
-    pairs = tr.train_data
+    pairs = tr.session.train_pairs
     real = ours = peer = 0
     for idx in epoch_order(pairs, a.batch_size, 0, 0):
         b = make_batch(pairs, idx, a.batch_size, 32)
@@ -87,27 +87,28 @@ def main():
     batch = make_batch(pairs, order[len(order) // 2], a.batch_size, 32)
     print(f"profiled batch: {batch.inputs.shape[0]} rows x L={batch.inputs.shape[1]}, C={batch.positions.shape[1]}, "
           f"{batch.n_tokens} real tokens")
-    arrays = tr._arrays(batch, batch.n_pairs)
-    inputs, positions, targets, mask = arrays[:4]
+    # The trainer's own layout (shared prompt where supported) for the profiled step; the unshared batch
+    # above only describes the padding.
+    inputs = tr._loss_inputs(tr.session.layout.make(pairs, order[len(order) // 2], a.batch_size, 32), batch.n_pairs)
     model = tr.model
     backbone, head = split_head(model)
 
     def fwd():
-        mx.eval(sequence_logps(model, inputs, positions, targets, mask))
+        mx.eval(tr.session.layout.logps(model, inputs["batch"]))
 
     def bb():
-        mx.eval(backbone(inputs))
+        mx.eval(backbone(mx.array(batch.inputs)))
 
     import mlx.nn as nn
     vg = nn.value_and_grad(model, tr.loss_fn)
 
     def grad():
-        mx.eval(vg(model, *arrays))
+        mx.eval(vg(model, inputs))
 
     step = tr._build_step()
 
     def stp():
-        out = step(arrays, None, True)
+        out = step(inputs, None, True)
         mx.eval(out, model.trainable_parameters(), tr.optimizer.state)
 
     res = {}

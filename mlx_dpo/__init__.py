@@ -1,3 +1,98 @@
-"""mlx-dpo: Direct Preference Optimization of LoRA adapters with MLX (headless engine; never imports the UI)."""
+"""mlx-dpo: Direct Preference Optimization of LoRA adapters with MLX — the headless engine.
+
+The engine never imports the UI (`tui/`). Its stages, in the order data flows through them:
+
+- `data/`    read pairs files and validate every row; render with the chat template, check the
+             prompt/completion boundary, truncate; a preview for the app
+- `model/`   load a base model (folder or hub id), quantize, add LoRA/DoRA, adapters on disk and
+             switched on/off in place, the CPU matmul path, generation and chat, memory estimates
+- `train/`   batches and their layouts, completion log-probs, the cached reference, the loss family,
+             the session that builds a run, the trainer, checkpoints, data-parallel ranks, events
+- `export/`  fused Hugging Face model, PEFT adapter or mlx-lm folder, each verified by reloading it
+- `demo/`    the bundled demo model and data, its tasks' ground-truth reward, behaviour eval, frontier
+- `cli/`     the `mlx-dpo` command: parser, one module per command family, exit codes
+
+Beside them: `config` (TrainConfig, the one source of the flags), `errors`, `fileio` (atomic
+writes, tolerant JSONL reads), `runs` (reading run dirs).
+
+The names below are the public API the CLI and the app use. They are imported on first use, so
+`import mlx_dpo` stays cheap and loads no MLX (the app's UI thread must not touch MLX).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
 
 __version__ = "0.1.0"
+
+# public name -> (module, attribute)
+_API = {
+    # configuration and errors
+    "TrainConfig": ("config", "TrainConfig"),
+    "LOSSES": ("config", "LOSSES"),
+    "build_config": ("config", "build_config"),
+    "load_run_config": ("config", "load_run_config"),
+    "UsageError": ("errors", "UsageError"),
+    "DataError": ("errors", "DataError"),
+    "TrainingStopped": ("errors", "TrainingStopped"),
+    # run dirs
+    "RunInfo": ("runs", "RunInfo"),
+    "read_run": ("runs", "read_run"),
+    "list_runs": ("runs", "list_runs"),
+    "MetricsFollower": ("runs", "MetricsFollower"),
+    # data
+    "DataKeys": ("data.pairs", "DataKeys"),
+    "load_pairs": ("data.pairs", "load_pairs"),
+    "prepare": ("data.prepare", "prepare"),
+    "inspect_data": ("data.preview", "inspect_data"),
+    "token_table": ("data.preview", "token_table"),
+    # models, adapters, generation
+    "resolve_model_path": ("model.load", "resolve_model_path"),
+    "load_base": ("model.load", "load_base"),
+    "load_tokenizer_only": ("model.load", "load_tokenizer_only"),
+    "AdapterSwitch": ("model.adapters", "AdapterSwitch"),
+    "Sampling": ("model.generate", "Sampling"),
+    "load_for_generation": ("model.generate", "load_for_generation"),
+    "stream_answer": ("model.generate", "stream_answer"),
+    "answer": ("model.generate", "answer"),
+    "ChatSession": ("model.generate", "ChatSession"),
+    "MemoryEstimate": ("model.memory", "MemoryEstimate"),
+    "estimate_memory": ("model.memory", "estimate"),
+    "human_bytes": ("model.memory", "human"),
+    # training
+    "Loss": ("train.losses", "Loss"),
+    "Session": ("train.session", "Session"),
+    "Trainer": ("train.trainer", "Trainer"),
+    "Reporter": ("train.events", "Reporter"),
+    "JsonEvents": ("train.events", "JsonEvents"),
+    "run_eval": ("train.session", "run_eval"),
+    # export
+    "ExportConfig": ("export.formats", "ExportConfig"),
+    "ExportResult": ("export.formats", "ExportResult"),
+    "run_export": ("export.formats", "run_export"),
+    # the demo
+    "DEMO_MODEL": ("demo", "DEMO_MODEL"),
+    "DEMO_PAIRS": ("demo", "DEMO_PAIRS"),
+    "DEMO_VALID": ("demo", "DEMO_VALID"),
+    "DEMO_SETTINGS": ("demo", "DEMO_SETTINGS"),
+    "default_model": ("demo", "default_model"),
+    "is_demo_model": ("demo", "is_demo_model"),
+    # the command line
+    "main": ("cli", "main"),
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    try:
+        module, attr = _API[name]
+    except KeyError:
+        raise AttributeError(f"module 'mlx_dpo' has no attribute {name!r}") from None
+    value = getattr(import_module(f".{module}", __name__), attr)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

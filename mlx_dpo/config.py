@@ -120,6 +120,13 @@ class TrainConfig:
     def prompt_limit(self) -> int:
         return self.max_prompt_length or self.max_length // 2
 
+    @property
+    def data_keys(self):
+        """The field names of the data file (a data.pairs.DataKeys)."""
+        from .data.pairs import DataKeys
+
+        return DataKeys(self.prompt_key, self.chosen_key, self.rejected_key, self.system_key)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -57,6 +57,11 @@ def disk_full(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1))
 
 
+def write_failure(e: OSError) -> str:
+    """Why a write failed, in words for an error message: the disk is full, or the system's reason."""
+    return "the disk is full" if disk_full(e) else (e.strerror or str(e))
+
+
 def fsync_dir(path: str | Path) -> None:
     """Make a rename in `path` durable (best effort: not every file system allows it)."""
     try:

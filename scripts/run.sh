@@ -8,8 +8,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e .
+# Install only when pyproject.toml changed since the last install (its hash is kept in a stamp file).
+STAMP=.venv/.installed
+HASH=$(.venv/bin/python -c 'import hashlib; print(hashlib.sha256(open("pyproject.toml", "rb").read()).hexdigest())')
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$HASH" ]; then
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -e .
+    echo "$HASH" > "$STAMP"
+fi
 if [ "$#" -gt 0 ]; then exec .venv/bin/mlx-dpo "$@"; fi
 
 export HF_HUB_OFFLINE=1

@@ -4,7 +4,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+# Install only when pyproject.toml changed since the last install (its hash is kept in a stamp file).
+STAMP=.venv/.installed-dev
+HASH=$(.venv/bin/python -c 'import hashlib; print(hashlib.sha256(open("pyproject.toml", "rb").read()).hexdigest())')
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$HASH" ]; then
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -e ".[dev]"
+    echo "$HASH" > "$STAMP"
+fi
 export HF_HUB_OFFLINE=1
 exec .venv/bin/python -m pytest "$@"

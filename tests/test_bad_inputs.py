@@ -26,7 +26,7 @@ from typing import Callable
 import pytest
 import yaml
 
-from mlx_dpo.cli.commands import main
+from mlx_dpo.cli import main
 from mlx_dpo.config import TrainConfig
 from mlx_dpo.train.trainer import Trainer
 
@@ -52,14 +52,15 @@ def good_run(tiny_model, tmp_path_factory):
     data = write_jsonl(root / "train.jsonl", synthetic_pairs(8, seed=5))
     cfg = TrainConfig(model=tiny_model, data=data, output=str(root / "run"), iters=1, batch_size=4,
                       cache_dir=str(root / "cache")).validate()
-    Trainer(cfg, log=lambda m: None, show_progress=False).setup().train()
+    Trainer(cfg).setup().train()
     return root / "run"
 
 
 @pytest.fixture(scope="session")
 def other_adapter(tmp_path_factory):
     """An adapter for a model with another hidden size (32 instead of 64)."""
-    from mlx_dpo.model.load import apply_lora, load_base, lora_config, save_adapter
+    from mlx_dpo.model.adapters import apply_lora, lora_config, save_adapter
+    from mlx_dpo.model.load import load_base
     from tiny_models import build_tiny_model
 
     root = tmp_path_factory.mktemp("other")

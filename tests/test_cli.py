@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mlx_dpo.cli.commands import main
+from mlx_dpo.cli import main
 
 
 def cli(*args, timeout=300):
@@ -49,7 +49,8 @@ def test_train_then_eval_json(tiny_model, pairs_file, valid_file, tmp_path):
 def test_adapter_loads_in_mlx_lm_with_same_logits(tiny_model, pairs_file, tmp_path):
     from mlx_lm import generate, load
 
-    from mlx_dpo.model.load import attach_adapter, load_base
+    from mlx_dpo.model.adapters import attach_adapter
+    from mlx_dpo.model.load import load_base
 
     run = tmp_path / "run"
     assert main(["train", "--model", tiny_model, "--data", pairs_file, "--output", str(run), "--iters", "3",

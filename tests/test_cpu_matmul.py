@@ -11,7 +11,8 @@ from mlx.utils import tree_flatten, tree_map
 from mlx_dpo.config import TrainConfig
 from mlx_dpo.model.cpu_matmul import (MIN_ROWS, CPUQuantizedEmbedding, CPUQuantizedLinear, compute_tag,
                                 use_dequantized_matmul)
-from mlx_dpo.model.load import apply_lora, load_base, lora_config
+from mlx_dpo.model.adapters import apply_lora, lora_config
+from mlx_dpo.model.load import load_base
 from mlx_dpo.train.trainer import Trainer
 
 
@@ -119,7 +120,7 @@ def test_training_on_either_path_gives_the_same_adapter(tiny_model_4bit, pairs_f
         cfg = TrainConfig(model=tiny_model_4bit, data=pairs_file, output=str(tmp_path / f"run-{flag}"), iters=3,
                           batch_size=4, learning_rate=1e-3, lr_schedule="constant", cpu_dequant_matmul=flag,
                           cache_dir=str(tmp_path / "cache")).validate()
-        trainer = Trainer(cfg, log=lambda *_: None, show_progress=False).setup()
+        trainer = Trainer(cfg).setup()
         trainer.train()
         adapters.append(dict(tree_flatten(trainer.model.trainable_parameters())))
     slow, fast = adapters

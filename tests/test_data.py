@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mlx_dpo.cli.commands import main
+from mlx_dpo.cli import main
 from mlx_dpo.data.pairs import DataKeys, load_pairs, load_pairs_strict
 from mlx_dpo.errors import DataError, UsageError
 

@@ -124,7 +124,7 @@ def dpo_run(tmp_path_factory):
     cfg = TrainConfig(model=str(DEMO), data=str(data), output=str(root / "run"), iters=ITERS, batch_size=4,
                       learning_rate=5e-4, beta=0.5, lora_rank=4, max_length=64, pad_multiple=16,
                       cache_dir=str(root / "cache"), seed=0).validate()
-    Trainer(cfg, log=lambda m: None, show_progress=False).setup().train()
+    Trainer(cfg).setup().train()
     return str(root / "run")
 
 
@@ -169,7 +169,8 @@ def test_behaviour_eval_numbers_are_sane(dpo_run):
 def test_frontier_reuses_trained_runs_and_plots_or_explains(dpo_run, tmp_path):
     import shutil
 
-    from mlx_dpo.demo.behaviour import frontier, load_prompts
+    from mlx_dpo.demo.behaviour import load_prompts
+    from mlx_dpo.demo.frontier import frontier
     from mlx_dpo.model.generate import Sampling
 
     shutil.copytree(dpo_run, tmp_path / "beta_0.1")  # already trained: frontier only evaluates it

@@ -10,7 +10,7 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 
-from mlx_dpo.cli.commands import main
+from mlx_dpo.cli import main
 from mlx_dpo.config import TrainConfig
 from mlx_dpo.model.generate import load_for_generation
 from tiny_models import build_tiny_model
@@ -40,7 +40,7 @@ def trained(tmp_path_factory):
         cfg = TrainConfig(model=str(base), data=data, output=str(run), iters=4, batch_size=4, learning_rate=5e-3,
                           dora=dora, lr_schedule="constant",
                           cache_dir=str(root / "cache")).validate()
-        Trainer(cfg, log=lambda m: None, show_progress=False).setup().train()
+        Trainer(cfg).setup().train()
         out[name] = (str(base), str(run))
     return out
 

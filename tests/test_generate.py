@@ -26,7 +26,7 @@ def run_dir(tiny_model, tmp_path_factory):
     data = write_jsonl(root / "t.jsonl", synthetic_pairs(16, seed=11))
     cfg = TrainConfig(model=tiny_model, data=data, output=str(root / "run"), iters=8, batch_size=4,
                       learning_rate=5e-3, cache_dir=str(root / "cache")).validate()
-    Trainer(cfg, log=lambda m: None, show_progress=False).setup().train()
+    Trainer(cfg).setup().train()
     return str(root / "run")
 
 

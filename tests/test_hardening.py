@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from mlx_dpo.train import checkpoint as ckpt
-from mlx_dpo.cli.commands import main
+from mlx_dpo.cli import main
 from mlx_dpo.config import TrainConfig
 from mlx_dpo.errors import TrainingStopped
 from mlx_dpo.fileio import atomic_write, atomic_write_text, read_jsonl_tolerant
@@ -112,7 +112,7 @@ def _make(model, data, out, **kw):
     cfg = dict(model=model, data=data, output=str(out), batch_size=4, learning_rate=1e-3, iters=4,
                lr_schedule="constant", save_every=1)
     cfg.update(kw)
-    return Trainer(TrainConfig(**cfg).validate(), log=lambda m: None, show_progress=False).setup()
+    return Trainer(TrainConfig(**cfg).validate()).setup()
 
 
 def test_out_of_memory_in_a_step_stops_with_advice_and_keeps_the_checkpoint(tiny_model, pairs_file, tmp_path):

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from mlx_dpo.train import checkpoint as ckpt
-from mlx_dpo.cli.commands import main
+from mlx_dpo.cli import main
 from mlx_dpo.fileio import KILL_ENV, read_jsonl_tolerant
 
 from conftest import synthetic_pairs, write_jsonl

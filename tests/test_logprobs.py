@@ -33,7 +33,7 @@ def test_batched_logps_equal_unbatched(request, fixture, split):
     model, _ = load(request.getfixturevalue(fixture))
     assert split_head(model) is not None
     batch = make_batch(PAIRS, [0, 1, 2], batch_size=4, pad_multiple=8)  # one filler row
-    logps, ntok = sequence_logps(model, *batch.to_mx(), use_split_head=split)
+    logps, ntok = sequence_logps(model, **batch.to_mx(), use_split_head=split)
     logps, ntok = np.array(logps), np.array(ntok)
     for i, p in enumerate(PAIRS):
         assert logps[i] == pytest.approx(reference_logp(model, p.prompt, p.chosen), abs=2e-4)
@@ -58,7 +58,7 @@ def test_head_in_position_blocks_gives_the_same_values_and_gradients(request, fi
     from mlx.utils import tree_flatten
 
     from mlx_dpo.train import logprobs
-    from mlx_dpo.model.load import apply_lora, lora_config
+    from mlx_dpo.model.adapters import apply_lora, lora_config
 
     model, _ = load(request.getfixturevalue(fixture))
     apply_lora(model, lora_config(4, 20.0, 0.0, None, 2, False))
@@ -67,7 +67,7 @@ def test_head_in_position_blocks_gives_the_same_values_and_gradients(request, fi
     arrays = batch.to_mx()
 
     def loss(model):
-        logps, _ = sequence_logps(model, *arrays)
+        logps, _ = sequence_logps(model, **arrays)
         return (logps * mx.arange(1, logps.size + 1)).sum(), logps
 
     results = []

@@ -17,7 +17,7 @@ from mlx_lm import load
 
 from mlx_dpo.train.batching import make_batch
 from mlx_dpo.train.logprobs import sequence_logps
-from mlx_dpo.model.load import apply_lora, lora_config, num_blocks
+from mlx_dpo.model.adapters import apply_lora, lora_config, num_blocks
 from mlx_dpo.train.prompt_sharing import make_shared_batch, shared_sequence_logps, supports_prompt_sharing
 from mlx_dpo.data.template import TokenizedPair
 from tiny_models import build_tiny_model
@@ -73,8 +73,8 @@ def test_logps_equal_unshared(request, fixture):
     assert supports_prompt_sharing(model)
     for indices, bs in BATCHES:
         batch, shared = both(indices, bs)
-        ref, ref_n = (np.array(a) for a in sequence_logps(model, *batch.to_mx()))
-        got, got_n = (np.array(a) for a in shared_sequence_logps(model, *shared.to_mx()))
+        ref, ref_n = (np.array(a) for a in sequence_logps(model, **batch.to_mx()))
+        got, got_n = (np.array(a) for a in shared_sequence_logps(model, **shared.to_mx()))
         np.testing.assert_allclose(got, ref, rtol=RTOL, atol=ATOL)
         np.testing.assert_array_equal(got_n, ref_n)
         assert np.all(ref[shared.mask.sum(1) > 0] < -1.0)  # real rows are scored, not trivially 0
@@ -83,22 +83,22 @@ def test_logps_equal_unshared(request, fixture):
 
     # The adapter matters: zeroing the B factors changes the log-probs well beyond the tolerance.
     batch, shared = both(*BATCHES[0])
-    with_lora = np.array(shared_sequence_logps(model, *shared.to_mx())[0])
+    with_lora = np.array(shared_sequence_logps(model, **shared.to_mx())[0])
     zeros = [(k, mx.zeros_like(v)) for k, v in tree_flatten(model.trainable_parameters()) if k.endswith("lora_b")]
     model.load_weights(zeros, strict=False)
-    plain = np.array(shared_sequence_logps(model, *shared.to_mx())[0])
+    plain = np.array(shared_sequence_logps(model, **shared.to_mx())[0])
     assert np.max(np.abs(with_lora - plain)) > 100 * ATOL
 
 
-def dpo_like(logps_fn, model, pair_mask, *arrays):
-    logps, ntok = logps_fn(model, *arrays)
+def dpo_like(logps_fn, model, pair_mask, arrays):
+    logps, ntok = logps_fn(model, **arrays)
     B = pair_mask.shape[0]
     margin = logps[:B] - logps[B:] + 0.1 * (ntok[:B] - ntok[B:])
     return (nn.log_sigmoid(0.5 * margin) * -pair_mask).sum() / pair_mask.sum()
 
 
 def grads(model, fn, pair_mask, arrays):
-    loss, g = nn.value_and_grad(model, partial(dpo_like, fn))(model, pair_mask, *arrays)
+    loss, g = nn.value_and_grad(model, partial(dpo_like, fn))(model, pair_mask, arrays)
     mx.eval(loss, g)
     return loss.item(), dict(tree_flatten(g))
 
@@ -129,17 +129,23 @@ def test_compiled_step_matches_eager(tiny_model):
 
     # As in the trainer: the model state is an implicit input of the compiled function.
     @partial(mx.compile, inputs=model.state, outputs=model.state)
-    def step(pm, *arrays):
-        return vg(model, pm, *arrays)
+    def step(pm, arrays):
+        return vg(model, pm, arrays)
 
-    (l_c, g_c), (l_e, g_e) = step(pm, *arrays), vg(model, pm, *arrays)
+    (l_c, g_c), (l_e, g_e) = step(pm, arrays), vg(model, pm, arrays)
     assert l_c.item() == pytest.approx(l_e.item(), rel=1e-5)
     for (k, a), (_, b) in zip(tree_flatten(g_c), tree_flatten(g_e)):
         np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-4, atol=1e-6 * np.abs(np.array(b)).max(),
                                    err_msg=k)
-    fwd = mx.compile(lambda *a: shared_sequence_logps(model, *a), inputs=model.state)
-    np.testing.assert_allclose(np.array(fwd(*arrays)[0]), np.array(shared_sequence_logps(model, *arrays)[0]),
+    fwd = mx.compile(lambda a: shared_sequence_logps(model, **a), inputs=model.state)
+    np.testing.assert_allclose(np.array(fwd(arrays)[0]), np.array(shared_sequence_logps(model, **arrays)[0]),
                                rtol=1e-5, atol=1e-5)
+
+
+def positions_processed(shared) -> int:
+    """Token positions the shared layout's backbone runs over (the unshared layout runs 2B * L)."""
+    B, P = shared.prompts.shape
+    return B * P + shared.targets.shape[0] * (shared.targets.shape[1] - 1)
 
 
 def test_fewer_positions_for_long_prompts():
@@ -150,7 +156,7 @@ def test_fewer_positions_for_long_prompts():
     shared = make_shared_batch(pairs, [0, 1], 2, 8)
     assert batch.inputs.shape == (4, 72)
     assert shared.prompts.shape == (2, 64) and shared.targets.shape == (4, 8)
-    assert shared.positions_processed == 2 * 64 + 4 * 7 < batch.inputs.size  # 156 < 288
+    assert positions_processed(shared) == 2 * 64 + 4 * 7 < batch.inputs.size  # 156 < 288
     # Same bookkeeping as the unshared batch.
     assert shared.n_tokens == batch.n_tokens and shared.n_pairs == batch.n_pairs
     np.testing.assert_array_equal(shared.indices, batch.indices)
@@ -209,8 +215,8 @@ def test_shared_layout_batches_run_fewer_positions_than_unshared_on_mixed_length
         p, c, r = (int(x) for x in np.clip(rng.lognormal(np.log(150), 0.7, 3), 32, 512))
         pairs.append(SimpleNamespace(prompt=[5] * p, chosen=[6] * c, rejected=[7] * r, length=2 * p + c + r))
     unshared = sum(make_batch(pairs, b, 4, 32).inputs.size for b in epoch_order(pairs, 4, 0, 0, UNSHARED.sort_key))
-    by_total = sum(SHARED.make(pairs, b, 4, 32).positions_processed
+    by_total = sum(positions_processed(SHARED.make(pairs, b, 4, 32))
                    for b in epoch_order(pairs, 4, 0, 0, UNSHARED.sort_key))
-    shared = sum(SHARED.make(pairs, b, 4, 32).positions_processed for b in epoch_order(pairs, 4, 0, 0, SHARED.sort_key))
+    shared = sum(positions_processed(SHARED.make(pairs, b, 4, 32)) for b in epoch_order(pairs, 4, 0, 0, SHARED.sort_key))
     assert shared < 0.92 * unshared  # the layout's own grouping pays
     assert shared < by_total

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 
 from mlx_dpo.config import TrainConfig
+from mlx_dpo.train.events import Reporter
 from mlx_dpo.train.trainer import Trainer
 
 from conftest import synthetic_pairs, write_jsonl
@@ -16,7 +17,7 @@ from conftest import synthetic_pairs, write_jsonl
 def setup_logs(model, data, out, **kw) -> tuple[list[str], Trainer]:
     logs: list[str] = []
     cfg = TrainConfig(model=model, data=data, output=str(out), iters=1, batch_size=4, **kw).validate()
-    tr = Trainer(cfg, log=logs.append, show_progress=False).setup()
+    tr = Trainer(cfg, Reporter(logs.append)).setup()
     return [m for m in logs if m.startswith("reference")], tr
 
 
@@ -24,9 +25,9 @@ def test_second_run_reuses_cache(tiny_model, pairs_file, tmp_path):
     first, tr1 = setup_logs(tiny_model, pairs_file, tmp_path / "a")
     second, tr2 = setup_logs(tiny_model, pairs_file, tmp_path / "b")
     assert "computed" in first[0] and "reused from cache" in second[0]
-    np.testing.assert_array_equal(tr1.ref_train["chosen"], tr2.ref_train["chosen"])
+    np.testing.assert_array_equal(tr1.session.ref_train["chosen"], tr2.session.ref_train["chosen"])
     # And the cached values are the model's own log-probs at step 0 (policy == reference).
-    assert np.all(tr1.ref_train["chosen"] < 0) and np.all(tr1.ref_train["ntok_chosen"] > 0)
+    assert np.all(tr1.session.ref_train["chosen"] < 0) and np.all(tr1.session.ref_train["ntok_chosen"] > 0)
 
 
 def test_changes_invalidate_cache(tiny_model, pairs_file, tmp_path):
@@ -57,7 +58,7 @@ def test_changed_weights_or_template_invalidate(tiny_model, pairs_file, tmp_path
     mx.save_safetensors(str(model / "model.safetensors"), w)
     logs, tr2 = setup_logs(str(model), pairs_file, tmp_path / "b")
     assert "computed" in logs[0]
-    assert not np.allclose(tr.ref_train["chosen"], tr2.ref_train["chosen"])
+    assert not np.allclose(tr.session.ref_train["chosen"], tr2.session.ref_train["chosen"])
     # A tokenizer/template change that keeps the token ids identical still invalidates.
     cfg_path = model / "tokenizer_config.json"
     tc = json.loads(cfg_path.read_text())
@@ -70,11 +71,11 @@ def test_changed_weights_or_template_invalidate(tiny_model, pairs_file, tmp_path
 def test_init_adapter_changes_reference(tiny_model, pairs_file, tmp_path):
     cfg = TrainConfig(model=tiny_model, data=pairs_file, output=str(tmp_path / "first"), iters=3, batch_size=4,
                       learning_rate=1e-3).validate()
-    Trainer(cfg, log=lambda m: None, show_progress=False).setup().train()
+    Trainer(cfg).setup().train()
     base_logs, base = setup_logs(tiny_model, pairs_file, tmp_path / "x")
     logs, tr = setup_logs(tiny_model, pairs_file, tmp_path / "y", init_adapter=str(tmp_path / "first"))
     assert "computed" in logs[0]
-    assert not np.allclose(base.ref_train["chosen"], tr.ref_train["chosen"])
+    assert not np.allclose(base.session.ref_train["chosen"], tr.session.ref_train["chosen"])
 
 
 def test_corrupt_cache_entry_is_recomputed(tiny_model, pairs_file, tmp_path, monkeypatch):
@@ -86,4 +87,4 @@ def test_corrupt_cache_entry_is_recomputed(tiny_model, pairs_file, tmp_path, mon
     entries[0].write_bytes(b"garbage")
     logs, tr2 = setup_logs(tiny_model, pairs_file, tmp_path / "b")
     assert "computed" in logs[0]
-    np.testing.assert_allclose(tr.ref_train["chosen"], tr2.ref_train["chosen"], atol=1e-5)
+    np.testing.assert_allclose(tr.session.ref_train["chosen"], tr2.session.ref_train["chosen"], atol=1e-5)

@@ -212,7 +212,7 @@ def test_template_that_raises_is_a_row_error(tmp_path):
 
 
 def test_validate_cli_reports_template_errors(tmp_path, capsys):
-    from mlx_dpo.cli.commands import main
+    from mlx_dpo.cli import main
 
     model = _model_with_template(tmp_path, THINKING_TEMPLATE)
     f = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "hi", "chosen": "Hello!", "rejected": "Go away."}])

@@ -25,7 +25,7 @@ def make_trainer(model, data, out, **kw) -> Trainer:
     base = dict(model=model, data=data, output=str(out), batch_size=4, learning_rate=1e-3, iters=4,
                 lr_schedule="constant")
     base.update(kw)
-    return Trainer(TrainConfig(**base).validate(), log=lambda m: None, show_progress=False).setup()
+    return Trainer(TrainConfig(**base).validate()).setup()
 
 
 def train_rows(run_dir) -> list[dict]:
@@ -62,7 +62,7 @@ def test_metrics_rows_have_trl_keys(tiny_model, pairs_file, valid_file, tmp_path
 
 def _grads(trainer, step=1):
     vg = nn.value_and_grad(trainer.model, trainer.loss_fn)
-    (_, _), grads = vg(trainer.model, *trainer.step_arrays(step)[0])
+    (_, _), grads = vg(trainer.model, trainer.micro_batches(step)[0].inputs)
     return dict(tree_flatten(grads))
 
 
@@ -168,12 +168,13 @@ def test_grad_accumulation_matches_big_batch(tiny_model, pairs_file, tmp_path):
     vg_b, vg_s = nn.value_and_grad(big.model, big.loss_fn), nn.value_and_grad(small.model, small.loss_fn)
     # Feed the same 4 pairs both ways.
     idx = [0, 1, 2, 3]
-    assert big.layout.name == small.layout.name == "shared prompt"
-    arrays_big = big._arrays(big.layout.make(big.train_data, idx, 4, 32), 4)
-    (_, _), gb = vg_b(big.model, *arrays_big)
+    b, s = big.session, small.session
+    assert b.layout.name == s.layout.name == "shared prompt"
+    inputs_big = big._loss_inputs(b.layout.make(b.train_pairs, idx, 4, 32), 4)
+    (_, _), gb = vg_b(big.model, inputs_big)
     gs = None
     for part in ([0, 1], [2, 3]):
-        (_, _), g = vg_s(small.model, *small._arrays(small.layout.make(small.train_data, part, 2, 32), 4))
+        (_, _), g = vg_s(small.model, small._loss_inputs(s.layout.make(s.train_pairs, part, 2, 32), 4))
         g = dict(tree_flatten(g))
         gs = g if gs is None else {k: gs[k] + g[k] for k in g}
     for k, v in tree_flatten(gb):
@@ -185,7 +186,7 @@ def test_nonfinite_loss_stops_and_keeps_checkpoint(tiny_model, pairs_file, tmp_p
     ckpt = tmp_path / "run" / "checkpoints" / "step_0000002" / "adapters.safetensors"
     saved = ckpt.read_bytes()
     tr = make_trainer(tiny_model, pairs_file, tmp_path / "run", iters=4, save_every=1, resume=True)
-    tr.ref_train["chosen"][:] = np.nan  # poison the reference so step 3's loss is NaN
+    tr.session.ref_train["chosen"][:] = np.nan  # poison the reference so step 3's loss is NaN
     with pytest.raises(TrainingStopped, match="non-finite loss at step 3"):
         tr.train()
     assert ckpt.read_bytes() == saved
@@ -202,7 +203,7 @@ def test_other_losses_at_step0(tiny_model, pairs_file, tmp_path, loss, expected)
 
 def test_simpo_is_reference_free_and_learns(tiny_model, pairs_file, tmp_path):
     tr = make_trainer(tiny_model, pairs_file, tmp_path / "run", iters=6, loss="simpo", beta=2.0)
-    assert tr.ref_train is None
+    assert tr.session.ref_train is None
     assert not (Path(os.environ["MLX_DPO_CACHE"]) / "reference").exists()
     tr.train()
     rows = train_rows(tmp_path / "run")

@@ -1,12 +1,13 @@
-"""`mlx-dpo chat`, `generate` and `export`: using a trained adapter."""
+"""`mlx-dpo chat` and `generate`: answers from base + adapter (or the base alone)."""
 
 from __future__ import annotations
 
 import sys
 
-from .commands import log
+from ..demo import model_or_default
 from ..errors import UsageError
 from ..model.generate import ChatSession, Sampling, load_for_generation, stream_answer
+from .output import log
 
 
 def _sampling(args) -> Sampling:
@@ -17,11 +18,7 @@ def _sampling(args) -> Sampling:
 
 
 def _load(args):
-    from ..model.load import default_model
-
-    args.model = args.model or default_model()
-    if not args.model:
-        raise UsageError("--model is required (no bundled demo model in this checkout)")
+    args.model = model_or_default(args.model)
     if args.compare and not args.adapter:
         raise UsageError("--compare needs --adapter (it answers with and without it)")
     return load_for_generation(args.model, args.adapter, args.quantize, args.trust_remote_code, log=log)
@@ -90,69 +87,4 @@ def cmd_chat(args) -> int:
                 sys.stdout.write(piece)
                 sys.stdout.flush()
             sys.stdout.write("\n")
-    return 0
-
-
-def cmd_export(args) -> int:
-    from ..export.formats import ExportConfig, run_export
-
-    from ..model.load import default_model
-
-    args.model = args.model or default_model()
-    if not args.model:
-        raise UsageError("--model is required (no bundled demo model in this checkout)")
-    cfg = ExportConfig(model=args.model, adapter=args.adapter, output=args.output, format=args.format,
-                       dtype=args.dtype, quantize=args.quantize, verify=args.verify,
-                       push_to_hub=args.push_to_hub, trust_remote_code=args.trust_remote_code)
-    result = run_export(cfg, log=log)
-    print(f"exported {args.format} to {result.output} ({result.verdict()})")
-    return 0
-
-
-def run_behaviour(cfg, args):
-    """`eval --generate`: base vs base + adapter answers on the file's prompts, scored by the reward."""
-    from ..demo.behaviour import behaviour_eval, load_prompts
-
-    if not args.adapter:
-        raise UsageError("--generate compares base and tuned answers: pass --adapter")
-    model, tokenizer, switch = load_for_generation(cfg.model, args.adapter, cfg.quantize, cfg.trust_remote_code,
-                                                   log=log)
-    prompts = load_prompts(cfg.data, args.limit)
-    sampling = Sampling(temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed)
-    return behaviour_eval(model, tokenizer, switch, prompts, sampling=sampling, kl_samples=args.kl_samples,
-                          seed=args.seed, log=log)
-
-
-def print_behaviour(res, show: int) -> None:
-    print(f"behaviour ({res.n} prompts, {res.decoding}; {res.skipped} skipped by the reward)")
-    print(f"  mean reward  base {res.reward_base:.3f}  tuned {res.reward_tuned:.3f}  ({res.reward_gain:+.3f})")
-    print(f"  win rate     {res.win_rate:.2f} (tuned vs base, ties count half)")
-    if res.kl is not None:
-        print(f"  KL estimate  {res.kl:.3f} nats per answer (tuned || base)")
-    for row in res.rows[:show]:
-        print(f"  - {row.get('prompt', '')!s:.70}\n      base  [{row.get('reward_base', 0):.2f}] "
-              f"{row.get('base', '')!s:.70}\n      tuned [{row.get('reward_tuned', 0):.2f}] {row.get('tuned', '')!s:.70}")
-
-
-def cmd_frontier(args) -> int:
-    import json
-    from pathlib import Path
-
-    from ..demo.behaviour import frontier, load_prompts
-    from ..model.load import default_model
-
-    model = args.model or default_model()
-    if not model:
-        raise UsageError("--model is required (no bundled demo model in this checkout)")
-    out = Path(args.output)
-    prompts = load_prompts(args.valid_data, args.limit)
-    points = frontier(model, args.data, prompts, args.betas, out,
-                      train_overrides={"iters": args.iters, "learning_rate": args.learning_rate},
-                      plot=out / "frontier.png", log=log)
-    if args.json:
-        print(json.dumps([{"beta": b, "kl": kl, "reward": r} for b, kl, r in points]))
-    else:
-        print(f"{'beta':>8} {'KL':>8} {'reward':>8}")
-        for b, kl, r in points:
-            print(f"{('base' if b == float('inf') else f'{b:g}'):>8} {kl:>8.3f} {r:>8.3f}")
     return 0

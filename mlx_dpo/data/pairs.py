@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, first_line
 
 ROLES = ("system", "user", "assistant")
 # One pair is a few thousand tokens; a row this long is a broken export (or not a pairs file at all),
@@ -100,18 +100,13 @@ def _read_jsonl(name: str, text: str):
         except RecursionError:
             errors.append(f"{name}:{i}: json: nested too deeply")
         except ValueError as e:  # e.g. an integer literal longer than Python's digit limit
-            errors.append(f"{name}:{i}: json: invalid JSON: {_one_line(e)}")
+            errors.append(f"{name}:{i}: json: invalid JSON: {first_line(e)}")
     return rows, errors
 
 
 def _too_long(name: str, line: int, chars: int) -> str:
     return (f"{name}:{line}: row: {chars / 1e6:.1f} million characters, over the limit of "
             f"{MAX_ROW_CHARS / 1e6:.0f} million per row")
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _read_json_list(name: str, text: str):
@@ -150,7 +145,7 @@ def _read_json_list(name: str, text: str):
     except RecursionError:
         return rows, [f"{name}:{line_of(i)}: json: nested too deeply"]
     except ValueError as e:  # not a JSONDecodeError: e.g. an integer literal over the digit limit
-        return rows, [f"{name}:{line_of(i)}: json: invalid JSON: {_one_line(e)}"]
+        return rows, [f"{name}:{line_of(i)}: json: invalid JSON: {first_line(e)}"]
     return rows, []
 
 

@@ -36,3 +36,11 @@ def inspect_data(path: str, keys: DataKeys = DataKeys(), tokenizer=None, max_len
         except Exception as e:  # shown in the UI instead of the example
             out["example"] = {"error": f"{pair.source}: {e}"}
     return out
+
+
+def token_table(report: dict) -> list[str]:
+    """The token-length statistics of a `prepare(...).report()` as fixed-width text lines (CLI and app)."""
+    lines = [f"{'tokens':<10}{'min':>7}{'mean':>9}{'p50':>7}{'p95':>7}{'max':>7}"]
+    for k, s in report.get("tokens", {}).items():
+        lines.append(f"{k:<10}{s['min']:>7}{s['mean']:>9.1f}{s['p50']:>7}{s['p95']:>7}{s['max']:>7}")
+    return lines

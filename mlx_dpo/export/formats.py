@@ -22,8 +22,8 @@ from ..config import load_run_config
 from ..errors import TrainingStopped, UsageError
 from .card import model_card
 from ..model.generate import load_for_generation
-from ..model.load import ADAPTER_CONFIG, ADAPTER_FILE, adapter_weights, read_adapter_config, resolve_model_path, \
-    set_adapter_weights
+from ..model.adapters import ADAPTER_CONFIG, ADAPTER_FILE, adapter_weights, read_adapter_config, set_adapter_weights
+from ..model.load import resolve_model_path
 from .peft_format import from_peft_tensors, peft_config, to_peft_tensors
 from .verify import verification_inputs
 

@@ -1,20 +1,19 @@
 """Chat and generation with base + adapter, on mlx-lm's stream_generate (samplers, KV cache).
 
-The adapter can be switched off and on in place (`AdapterSwitch`), so base and tuned answers come
-from one loaded model: "off" loads the adapter's identity values (LoRA B = 0, DoRA magnitude = the
-base weight norm), which make every adapted layer compute exactly the base layer.
+The adapter can be switched off and on in place (`adapters.AdapterSwitch`), so base and tuned answers
+come from one loaded model: "off" loads the adapter's identity values (LoRA B = 0, DoRA magnitude =
+the base weight norm), which make every adapted layer compute exactly the base layer.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
 import mlx.core as mx
-import numpy as np
 
-from .load import adapter_weights, apply_lora, load_adapter_weights, load_base, read_adapter_config
+from .adapters import AdapterSwitch, apply_lora, read_adapter_config
+from .load import load_base
 from ..data.template import SEP, has_chat_template
 
 
@@ -26,41 +25,15 @@ class Sampling:
     seed: int | None = field(default=None, metadata={"help": "Seed for reproducible sampling."})
 
 
-class AdapterSwitch:
-    """Turn a loaded adapter off (exact base model) and on again, without a second model copy."""
-
-    def __init__(self, model, identity: dict, trained: dict):
-        self.model, self.identity, self.trained = model, identity, trained
-        self.enabled = True
-
-    def set(self, enabled: bool) -> None:
-        if enabled != self.enabled:
-            self.model.load_weights(list((self.trained if enabled else self.identity).items()), strict=False)
-            mx.eval(self.model.parameters())
-            self.enabled = enabled
-
-    @contextmanager
-    def disabled(self):
-        before = self.enabled
-        self.set(False)
-        try:
-            yield
-        finally:
-            self.set(before)
-
-
 def load_for_generation(model: str, adapter: str | None = None, quantize: int | None = None,
                         trust_remote_code: bool = False, log=print):
     """Return (model, tokenizer, AdapterSwitch or None)."""
     loaded = load_base(model, quantize, trust_remote_code, log=log)
     switch = None
     if adapter:
-        cfg = read_adapter_config(adapter)
-        apply_lora(loaded.model, cfg)
-        # Freshly added layers are the identity (B = 0; DoRA m = ||W||): keep them for "adapter off".
-        identity = {k: mx.array(np.array(v)) for k, v in adapter_weights(loaded.model).items()}
-        load_adapter_weights(loaded.model, adapter)
-        switch = AdapterSwitch(loaded.model, identity, adapter_weights(loaded.model))
+        # Freshly added layers are the identity (B = 0; DoRA m = ||W||): the switch keeps them as "off".
+        apply_lora(loaded.model, read_adapter_config(adapter))
+        switch = AdapterSwitch.load(loaded.model, adapter)
     loaded.model.eval()
     return loaded.model, loaded.tokenizer, switch
 

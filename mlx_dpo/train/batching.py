@@ -29,11 +29,12 @@ class Batch:
     def n_pairs(self) -> int:
         return int(self.pair_mask.sum())
 
-    def to_mx(self) -> tuple:
-        """The arrays logprobs.sequence_logps takes after the model, in order."""
+    def to_mx(self) -> dict:
+        """The model-side arrays by name: the keyword arguments of logprobs.sequence_logps."""
         import mlx.core as mx
 
-        return (mx.array(self.inputs), mx.array(self.positions), mx.array(self.targets), mx.array(self.mask))
+        return {"inputs": mx.array(self.inputs), "positions": mx.array(self.positions),
+                "targets": mx.array(self.targets), "mask": mx.array(self.mask)}
 
 
 def _round_up(n: int, multiple: int) -> int:

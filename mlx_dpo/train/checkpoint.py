@@ -21,8 +21,8 @@ import mlx.core as mx
 from mlx.utils import tree_flatten, tree_unflatten
 
 from ..errors import TrainingStopped, UsageError
-from ..fileio import disk_full, fsync_dir, kill_point, read_jsonl_tolerant
-from ..model.load import save_adapter, load_adapter_weights
+from ..fileio import fsync_dir, kill_point, read_jsonl_tolerant, write_failure
+from ..model.adapters import load_adapter_weights, save_adapter
 
 LOCK_FILE = ".lock"
 
@@ -96,7 +96,7 @@ def save(run_dir: Path, step: int, model, optimizer, adapter_cfg: dict, position
 def _write_failed(run_dir: Path, step: int, e: OSError) -> TrainingStopped:
     prev = latest(run_dir)
     keep = f"the previous checkpoint {prev} is intact" if prev else "there is no earlier checkpoint"
-    why = "the disk is full" if disk_full(e) else f"{e.strerror or e}"
+    why = write_failure(e)
     return TrainingStopped(f"could not write the checkpoint of step {step} in {Path(run_dir) / 'checkpoints'}: "
                            f"{why}; {keep}. Free some space, then resume with --resume.")
 

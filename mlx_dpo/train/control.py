@@ -1,4 +1,4 @@
-"""Run control for the trainer: stop signals, out-of-memory detection, the terminal progress bar."""
+"""Stopping a run: stop signals that checkpoint first, and recognising out-of-memory errors."""
 
 from __future__ import annotations
 
@@ -11,6 +11,38 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signum: int = signal.SIGINT):
         super().__init__(signum)
         self.signum = signum
+
+
+class StopSignals:
+    """While active, SIGINT/SIGTERM ask the loop to stop after the current step (a second one aborts).
+
+    The loop polls `requested` at step boundaries, checkpoints, then raises Interrupted(signum).
+    """
+
+    def __init__(self, log=lambda text: None):
+        self.log = log
+        self.requested = False
+        self.signum = signal.SIGINT
+        self._old: dict = {}
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise Interrupted(signum)  # abort; an unfinished checkpoint write leaves only a temporary
+        self.requested, self.signum = True, signum
+        self.log(f"{signal.Signals(signum).name}: stopping after this step (checkpointing); "
+                 "press Ctrl-C again to abort")
+
+    def __enter__(self) -> "StopSignals":
+        try:
+            self._old = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: leave signals alone
+            self._old = {}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        self._old = {}
 
 
 OOM_MARKERS = ("out of memory", "outofmemory", "insufficient memory", "malloc", "attempting to allocate",
@@ -26,54 +58,3 @@ def is_out_of_memory(e: BaseException) -> bool:
 
 OOM_ADVICE = ("Try a smaller --batch-size (raise --grad-accum to keep the effective batch), a lower "
               "--max-length, --grad-checkpoint, or --quantize 4; close other apps using memory.")
-
-
-def first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-def install_stop_handlers(trainer):
-    """SIGINT/SIGTERM finish the current step, save a checkpoint, then stop (a second one aborts)."""
-    def handler(signum, frame):
-        if trainer.stop_requested:
-            raise Interrupted(signum)  # abort; an unfinished checkpoint write leaves only a temporary
-        trainer.stop_requested, trainer.stop_signal = True, signum
-        trainer.log(f"{signal.Signals(signum).name}: stopping after this step (checkpointing); "
-                    "press Ctrl-C again to abort")
-
-    try:
-        return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread: leave signals alone
-        return {}
-
-
-def restore_handlers(old):
-    for s, h in old.items():
-        signal.signal(s, h)
-
-
-class Progress:
-    """A tqdm bar on a terminal; without one (pipes, the app) eval lines go to the log instead."""
-
-    def __init__(self, total, start, enabled, log=print):
-        self.bar, self.log = None, log
-        if enabled:
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, leave=True)
-
-    def update(self, step, row):
-        if self.bar is not None:
-            self.bar.n = step
-            self.bar.set_postfix(loss=f"{row['loss']:.4f}", acc=f"{row['rewards/accuracies']:.2f}",
-                                 margin=f"{row['rewards/margins']:.3f}", tok_s=f"{row['tokens_per_second']:.0f}")
-
-    def note(self, text):
-        if self.bar is not None:
-            self.bar.write(text)
-        else:
-            self.log(text)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()

@@ -18,9 +18,13 @@ from .prompt_sharing import (by_answer_then_prompt, make_shared_batch, shared_se
 @dataclass(frozen=True)
 class Layout:
     name: str
-    make: Callable    # (pairs, indices, batch_size, pad_multiple, pad_id) -> a batch with .to_mx()
-    logps: Callable   # (model, *batch.to_mx()) -> (summed completion log-probs, token counts), (2B,) each
+    make: Callable      # (pairs, indices, batch_size, pad_multiple, pad_id) -> a batch with .to_mx()
+    score: Callable     # (model, **batch.to_mx()) -> (summed completion log-probs, token counts), (2B,) each
     sort_key: Callable  # pair -> tuple: pairs with close keys are batched together (less padding)
+
+    def logps(self, model, arrays: dict):
+        """Completion log-probs and token counts of a batch's `to_mx()` arrays; rows [0, B) chosen."""
+        return self.score(model, **arrays)
 
 
 UNSHARED = Layout("unshared", make_batch, sequence_logps, by_length)

@@ -10,8 +10,11 @@ Rewards follow TRL: β·(log π − log π_ref) summed over completion tokens (S
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 
 STAT_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
              "logps/chosen", "logps/rejected")
@@ -41,6 +44,47 @@ def dpo_losses(policy_c, policy_r, ref_c, ref_r, ntok_c, ntok_r, *, loss: str, b
         else:
             raise ValueError(f"unknown loss {loss!r}")
     return losses, chosen_r, rejected_r
+
+
+REFERENCE_FREE = ("simpo",)  # losses that never look at the reference log-probs
+
+
+@dataclass(frozen=True)
+class Loss:
+    """One member of the DPO family bound to its settings, once per run (as torchtune's DPOLoss).
+
+    Called on (B,)-shaped policy and reference log-probs and completion token counts, it returns
+    per-pair (losses, chosen rewards, rejected rewards). `needs_reference` is False for SimPO, whose
+    runs skip the reference pass and get zeros in its place.
+    """
+
+    kind: str = "sigmoid"
+    beta: float = 0.1
+    label_smoothing: float = 0.0
+    simpo_gamma: float = 0.5
+
+    @classmethod
+    def from_config(cls, cfg) -> "Loss":
+        return cls(cfg.loss, cfg.beta, cfg.label_smoothing, cfg.simpo_gamma)
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.kind not in REFERENCE_FREE
+
+    def __call__(self, policy_c, policy_r, ref_c, ref_r, ntok_c, ntok_r):
+        return dpo_losses(policy_c, policy_r, ref_c, ref_r, ntok_c, ntok_r, loss=self.kind, beta=self.beta,
+                          label_smoothing=self.label_smoothing, simpo_gamma=self.simpo_gamma)
+
+    def metrics(self, policy: dict, ref: dict | None, prefix: str = "") -> dict:
+        """TRL-named metrics over whole arrays of scored pairs (as returned by reference.score_pairs)."""
+        n = len(policy["chosen"])
+        zeros = np.zeros(n, dtype=np.float32)
+        pc, pr = mx.array(policy["chosen"]), mx.array(policy["rejected"])
+        losses, cr, rr = self(pc, pr, mx.array(ref["chosen"] if ref is not None else zeros),
+                              mx.array(ref["rejected"] if ref is not None else zeros),
+                              mx.array(np.maximum(policy["ntok_chosen"], 1)),
+                              mx.array(np.maximum(policy["ntok_rejected"], 1)))
+        return stats_to_metrics(np.array(pair_stats(losses, cr, rr, pc, pr, mx.ones(n))).tolist(), prefix)
 
 
 def pair_stats(losses, chosen_r, rejected_r, policy_c, policy_r, pair_mask) -> mx.array:

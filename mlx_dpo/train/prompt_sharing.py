@@ -48,16 +48,10 @@ class SharedBatch:
     def n_pairs(self) -> int:
         return int(self.pair_mask.sum())
 
-    def to_mx(self) -> tuple:
-        """The arrays :func:`shared_sequence_logps` takes after the model, in order."""
-        return (mx.array(self.prompts), mx.array(self.prompt_valid), mx.array(self.targets),
-                mx.array(self.mask))
-
-    @property
-    def positions_processed(self) -> int:
-        """Token positions the backbone runs over (the unshared layout runs 2B * L)."""
-        B, P = self.prompts.shape
-        return B * P + self.targets.shape[0] * (self.targets.shape[1] - 1)
+    def to_mx(self) -> dict:
+        """The model-side arrays by name: the keyword arguments of :func:`shared_sequence_logps`."""
+        return {"prompts": mx.array(self.prompts), "prompt_valid": mx.array(self.prompt_valid),
+                "targets": mx.array(self.targets), "mask": mx.array(self.mask)}
 
 
 def by_answer_then_prompt(pair: TokenizedPair) -> tuple:
@@ -156,7 +150,7 @@ def shared_sequence_logps(model: nn.Module, prompts: mx.array, prompt_valid: mx.
     """Return (sum of completion-token log-probs, number of completion tokens), each of shape (2B,).
 
     Same values as ``sequence_logps`` on the unshared batch of the same pairs. Arguments are
-    ``SharedBatch.to_mx()``; the model must pass :func:`supports_prompt_sharing`.
+    ``SharedBatch.to_mx()`` (by name); the model must pass :func:`supports_prompt_sharing`.
     """
     backbone, head = split_head(model)
     layers = backbone.layers

@@ -96,7 +96,7 @@ def score_pairs(model, pairs: list[TokenizedPair], batch_size: int, pad_multiple
             continue  # a round in which this rank has no batch left
         idx = batches[r]
         batch = layout.make(pairs, idx, batch_size, pad_multiple, pad_id)
-        logps, ntok = layout.logps(model, *batch.to_mx())
+        logps, ntok = layout.logps(model, batch.to_mx())
         mx.eval(logps, ntok)  # sync point: one batch at a time keeps memory flat
         logps, ntok = np.array(logps), np.array(ntok)
         k = len(idx)
@@ -162,3 +162,11 @@ def reference_logps(model, pairs: list[TokenizedPair], *, model_key: str, cache_
         f"cached as {path.name}")
     return ref
 
+
+def cache_root(cache_dir: str | None = None) -> Path:
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("MLX_DPO_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlx-dpo"

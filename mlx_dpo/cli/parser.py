@@ -1,0 +1,124 @@
+"""The `mlx-dpo` argument parser. Training flags are generated from TrainConfig's fields (one source of
+truth for names, types and help); the other commands add their own."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+
+from ..config import TrainConfig, config_fields
+
+DATA_KEYS = ("prompt_key", "chosen_key", "rejected_key", "system_key")
+LENGTHS = ("max_length", "max_prompt_length")
+LOSS_ARGS = ("loss", "beta", "label_smoothing", "simpo_gamma")
+
+
+def _add_config_args(parser: argparse.ArgumentParser, names=None) -> None:
+    """Add --flag for each TrainConfig field (all, or `names`); absent flags stay absent (SUPPRESS)."""
+    hints = typing.get_type_hints(TrainConfig)
+    for f in config_fields():
+        if names is not None and f.name not in names:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        meta = f.metadata
+        default = f" (default: {f.default})" if f.default not in (None, False) else ""
+        # argparse %-formats help strings: a literal "%" must be doubled
+        kw = {"dest": f.name, "default": argparse.SUPPRESS, "help": (meta["help"] + default).replace("%", "%%")}
+        hint = hints[f.name]
+        base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+        kind = base[0]
+        if kind is bool:  # on-by-default switches get a --no-... form
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction if f.default else "store_true", **kw)
+            continue
+        if kind is list or getattr(kind, "__origin__", None) is list:
+            kw["nargs"] = "+"
+        else:
+            kw["type"] = kind if kind in (int, float) else str
+        if "choices" in meta:
+            kw["choices"] = meta["choices"]
+        parser.add_argument(flag, **kw)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlx-dpo", description="Direct Preference Optimization of LoRA adapters with MLX. "
+                                "Run without arguments (or `mlx-dpo tui`) to open the terminal app.")
+    sub = p.add_subparsers(dest="command")
+
+    v = sub.add_parser("validate", help="check a pairs file; print counts and token-length statistics")
+    v.add_argument("file", help="pairs file (.jsonl or .json)")
+    v.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    _add_config_args(v, ("model", "trust_remote_code") + DATA_KEYS + LENGTHS)
+
+    t = sub.add_parser("train", help="train a DPO LoRA adapter")
+    t.add_argument("--config", help="YAML file with the same keys as the flags (flags win)")
+    t.add_argument("--events", action="store_true",
+                   help="report progress as JSON lines on stdout instead of log lines on stderr (for programs; "
+                        "the app uses it)")
+    _add_config_args(t)
+
+    e = sub.add_parser("eval", help="DPO loss and reward metrics of an adapter on a pairs file")
+    e.add_argument("--adapter", help="run dir or adapter folder (omit to evaluate the base model)")
+    e.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    g = e.add_argument_group("behaviour (--generate): answers scored by the demo tasks' ground-truth reward")
+    g.add_argument("--generate", action="store_true",
+                   help="also generate answers for the file's prompts with base and base + adapter and score them")
+    g.add_argument("--limit", type=int, help="at most this many prompts")
+    g.add_argument("--temperature", type=float, default=0.0, help="decoding temperature (default 0: greedy)")
+    g.add_argument("--max-tokens", type=int, default=64, help="new tokens per answer (default 64)")
+    g.add_argument("--kl-samples", type=int, default=1, help="answers sampled per prompt for the KL estimate")
+    g.add_argument("--seed", type=int, default=0, help="sampling seed")
+    g.add_argument("--show", type=int, default=3, help="example answers to print")
+    _add_config_args(e, ("model", "data", "quantize", "trust_remote_code", "batch_size", "pad_multiple",
+                         "cache_dir", "init_adapter", "cpu_dequant_matmul") + DATA_KEYS + LENGTHS + LOSS_ARGS)
+
+    f = sub.add_parser("frontier", help="train one adapter per beta and plot ground-truth reward against KL")
+    f.add_argument("--model", help="base model (default: the bundled demo model)")
+    f.add_argument("--data", required=True, help="training pairs")
+    f.add_argument("--valid-data", required=True, help="held-out pairs whose prompts are answered and scored")
+    f.add_argument("--betas", type=float, nargs="+", default=[0.05, 0.1, 0.3, 1.0])
+    f.add_argument("--output", required=True, help="folder for the runs and the plot")
+    f.add_argument("--iters", type=int, default=24)
+    f.add_argument("--learning-rate", type=float, default=5e-4)
+    f.add_argument("--limit", type=int, default=30, help="held-out prompts to score")
+    f.add_argument("--json", action="store_true")
+
+    for name, help_ in (("chat", "chat with base + adapter in the terminal (/reset, /quit)"),
+                        ("generate", "print one completion for --prompt")):
+        c = sub.add_parser(name, help=help_)
+        _add_model_args(c)
+        _add_sampling_args(c)
+        c.add_argument("--system", help="system message")
+        c.add_argument("--compare", action="store_true",
+                       help="answer with the base model and with base + adapter, one after the other")
+        if name == "generate":
+            c.add_argument("--prompt", required=True, help="the user message")
+
+    x = sub.add_parser("export", help="export an adapter: fused HF model, PEFT adapter or mlx-lm folder; verified")
+    _add_model_args(x, adapter_required=True)
+    x.add_argument("--output", required=True, help="new folder to write (must not exist)")
+    x.add_argument("--format", choices=("hf", "peft", "mlx"), default="hf", help="default: hf (fused, dequantized)")
+    x.add_argument("--dtype", choices=("float16", "bfloat16", "float32"), help="tensor dtype (default: the base's)")
+    x.add_argument("--quantize", type=int, choices=(4, 8), help="re-quantize the fused hf model for MLX use")
+    x.add_argument("--no-verify", dest="verify", action="store_false", help="skip the reload-and-compare check")
+    x.add_argument("--push-to-hub", metavar="REPO", help="upload OUT to this Hugging Face repo")
+
+    d = sub.add_parser("demo", help="the scripted demo on the bundled model and pairs: validate, train, evaluate")
+    d.add_argument("--output", help="run dir to create (default: runs/demo-DATE-TIME)")
+    return p
+
+
+def _add_model_args(p, adapter_required=False):
+    p.add_argument("--model", help="local HF-format folder or hub id of the base model (default: the bundled demo model)")
+    p.add_argument("--adapter", required=adapter_required, help="run dir or adapter folder")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the model folder to run its own code")
+    if not adapter_required:
+        p.add_argument("--quantize", type=int, choices=(4, 8), help="quantize the base on load")
+
+
+def _add_sampling_args(p):
+    from ..model.generate import Sampling
+
+    for f in dataclasses.fields(Sampling):
+        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=float if f.type == "float" else int,
+                       default=f.default, help=f.metadata["help"] + f" (default: {f.default})")

@@ -1,0 +1,149 @@
+"""`mlx-dpo validate`, `train` and `eval`: the data, a training run, an adapter's DPO metrics."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+from ..config import TrainConfig, build_config, load_run_config, load_yaml
+from ..demo import model_or_default
+from ..errors import UsageError
+from .output import ConsoleReporter, log
+
+
+def config_flags(args) -> dict:
+    """The parsed flags that are TrainConfig values (absent flags are absent: argparse.SUPPRESS)."""
+    return {k: v for k, v in vars(args).items() if k not in ("command", "config", "json", "adapter", "file")}
+
+
+def cmd_validate(args) -> int:
+    from ..data.prepare import prepare
+
+    cfg = build_config({}, config_flags(args))
+    tokenizer = None
+    if cfg.model:
+        from ..model.load import load_base
+        tokenizer = load_base(cfg.model, None, cfg.trust_remote_code, log=log).tokenizer
+    prepared = prepare(args.file, cfg.data_keys, tokenizer, cfg.max_length, cfg.prompt_limit)
+    for line in prepared.errors:
+        print(line, file=sys.stderr)
+    report = prepared.report()
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print_report(report, cfg, tokenizer is not None)
+        if prepared.render is not None:
+            for w in prepared.render.warnings():
+                print(f"warning: {w}")
+    return 2 if prepared.errors else 0
+
+
+def print_report(r: dict, cfg: TrainConfig, tokenized: bool) -> None:
+    from ..data.preview import token_table
+
+    fmts = ", ".join(f"{k} {v}" for k, v in sorted(r["formats"].items())) or "none"
+    print(f"{r['file']}: {r['rows']} rows, {r['valid_pairs']} valid pairs ({fmts}), {r['errors']} error(s)")
+    if not tokenized:
+        print("token statistics: pass --model to tokenize with its chat template")
+        return
+    print("\n".join(token_table(r)))
+    print(f"limits max_length={cfg.max_length}, max_prompt_length={cfg.prompt_limit}: "
+          f"{r.get('truncated', 0)} pair(s) truncated, {r.get('dropped', 0)} dropped; "
+          f"{r.get('trainable_pairs', 0)} pairs would train")
+
+
+def train_config(args) -> TrainConfig:
+    """Defaults < the run's saved config (with --resume) < --config YAML < flags."""
+    yaml_values = load_yaml(args.config) if getattr(args, "config", None) else {}
+    sources = dict.fromkeys(yaml_values, args.config)
+    flags = config_flags(args)
+    if flags.get("resume") and (flags.get("output") or yaml_values.get("output")):
+        # Resume continues the saved run's settings; flags given now (e.g. a larger --iters) still win.
+        run_dir = Path(flags.get("output") or yaml_values["output"])
+        saved = load_run_config(run_dir)
+        sources = {**dict.fromkeys(saved, str(run_dir / "config.yaml")), **sources}
+        yaml_values = {**saved, **yaml_values}
+    cfg = build_config(yaml_values, flags, sources)
+    cfg.model = model_or_default(cfg.model)
+    for key in ("data", "output"):
+        if not getattr(cfg, key):
+            raise UsageError(f"--{key} is required")
+    return cfg.validate()
+
+
+def cmd_train(args) -> int:
+    import yaml
+
+    from ..train.distributed import init_world
+    from ..train.events import JsonEvents
+    from ..train.trainer import Trainer
+
+    cfg = train_config(args)
+    world = init_world(cfg.dist_timeout)
+    if world.distributed:  # every rank trains rank 0's resolved settings
+        cfg = build_config(yaml.safe_load(world.broadcast_text(yaml.safe_dump(cfg.to_dict()))), {})
+    report = JsonEvents() if args.events else ConsoleReporter(show_progress=sys.stderr.isatty())
+    # Until the training loop installs its checkpoint-then-stop handler, SIGTERM stops like Ctrl-C.
+    with terminate_as_interrupt():
+        trainer = Trainer(cfg, report, world=world).setup()
+    last = trainer.train()
+    if last and world.is_main:
+        report.log(f"done: step {last['step']}, loss {last['loss']:.4f}, accuracy "
+                   f"{last['rewards/accuracies']:.3f}; adapter in {cfg.output}")
+        report.done(last["step"], last["loss"], last["rewards/accuracies"], cfg.output)
+    return 0
+
+
+class terminate_as_interrupt:
+    """While active, SIGTERM raises Interrupted (as Ctrl-C raises KeyboardInterrupt): a clean exit 143."""
+
+    def __enter__(self):
+        from ..train.control import Interrupted
+
+        def handler(signum, frame):
+            raise Interrupted(signum)
+
+        try:
+            self.old = signal.signal(signal.SIGTERM, handler)
+        except ValueError:  # not the main thread
+            self.old = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
+
+
+def eval_config(args) -> TrainConfig:
+    flags = config_flags(args)
+    if args.adapter and "init_adapter" not in flags:
+        # Evaluate against the same reference the run trained with (base + its init adapter, if any).
+        saved = load_run_config(Path(args.adapter))
+        if saved.get("init_adapter"):
+            flags["init_adapter"] = saved["init_adapter"]
+    cfg = build_config({}, flags)
+    cfg.model = model_or_default(cfg.model)
+    if not cfg.data:
+        raise UsageError("--data is required")
+    return cfg
+
+
+def cmd_eval(args) -> int:
+    from ..train.session import run_eval
+
+    cfg = eval_config(args)
+    metrics = run_eval(cfg, args.adapter, log=log)
+    behaviour = None
+    if args.generate:
+        from .behaviour import print_behaviour, run_behaviour
+        behaviour = run_behaviour(cfg, args)
+    if args.json:
+        print(json.dumps(metrics if behaviour is None else {**metrics, "behaviour": behaviour.as_dict(rows=True)}))
+        return 0
+    for k, v in metrics.items():
+        print(f"{k:<20} {v:.4f}" if isinstance(v, float) else f"{k:<20} {v}")
+    if behaviour is not None:
+        print_behaviour(behaviour, args.show)
+    return 0

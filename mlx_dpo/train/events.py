@@ -1,0 +1,112 @@
+"""How a run reports what it does: human log lines and structured events, through one `Reporter`.
+
+The session and the trainer call a Reporter; where the reports go is the caller's choice:
+- `Reporter(log=...)` passes log lines to a function and drops the structured events (tests, library
+  use; `Reporter()` is silent);
+- the CLI's console reporter (cli/output.py) prints log lines to stderr and draws a progress bar;
+- `JsonEvents` writes every report as one JSON object per line — the channel the app reads from the
+  trainer child process (`mlx-dpo train --events`), so it never has to parse human log text.
+
+Events (key "event"; other keys as in the methods below): log, phase, start, progress, metrics,
+note, checkpoint, done, stopped, error.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from typing import Callable, TextIO
+
+PHASES = ("load", "data", "reference", "train")  # what a run does before and while it trains
+
+
+class Reporter:
+    """The callbacks of a run. Every method but `log` and `note` does nothing here; subclasses pick."""
+
+    def __init__(self, log: Callable[[str], None] | None = None):
+        self._log = log
+
+    def log(self, text: str) -> None:
+        """A human-readable line (settings chosen, warnings, what was cached or saved)."""
+        if self._log is not None:
+            self._log(text)
+
+    def note(self, text: str) -> None:
+        """A line worth keeping above a progress display (the held-out evaluation of a step)."""
+        self.log(text)
+
+    def phase(self, phase: str, text: str) -> None:
+        """The run moved on to `phase` (one of PHASES); `text` says what it does now."""
+
+    def start(self, step: int, total_steps: int, pairs: int, trainable_parameters: int) -> None:
+        """The training loop begins at `step` (0, or the step a resumed run continues after)."""
+
+    def progress(self, step: int, total_steps: int) -> None:
+        """Optimizer step `step` is done (before it is logged or checkpointed)."""
+
+    def metrics(self, row: dict) -> None:
+        """A metrics row, as appended to metrics.jsonl (training rows have "loss", eval rows "eval/loss")."""
+
+    def checkpoint(self, step: int, path: str) -> None:
+        """A resumable checkpoint of `step` is complete at `path`."""
+
+    def end(self) -> None:
+        """The training loop ended (normally or not): close what start() opened."""
+
+    def done(self, step: int, loss: float, accuracy: float, output: str) -> None:
+        """The run finished; the adapter is in `output`."""
+
+    def stopped(self, signum: int, checkpoint: str | None) -> None:
+        """The run stopped on a signal; `checkpoint` is what it saved (None: nothing yet)."""
+
+    def error(self, text: str, status: int) -> None:
+        """The run failed with a message for the user; the process exits with `status`."""
+
+
+class JsonEvents(Reporter):
+    """Every report as a JSON line on `stream` (default stdout), flushed at once.
+
+    A reader that went away (the app quit) must not stop training or saving: write errors are ignored.
+    """
+
+    def __init__(self, stream: TextIO | None = None):
+        super().__init__()
+        self.stream = stream
+
+    def emit(self, event: str, **fields) -> None:
+        stream = self.stream or sys.stdout
+        try:
+            stream.write(json.dumps({"event": event, **fields}) + "\n")
+            stream.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            pass
+
+    def log(self, text: str) -> None:
+        self.emit("log", text=text)
+
+    def phase(self, phase: str, text: str) -> None:
+        self.emit("phase", phase=phase, text=text)
+
+    def start(self, step, total_steps, pairs, trainable_parameters) -> None:
+        self.emit("start", step=step, total_steps=total_steps, pairs=pairs,
+                  trainable_parameters=trainable_parameters)
+
+    def progress(self, step, total_steps) -> None:
+        self.emit("progress", step=step, total_steps=total_steps)
+
+    def metrics(self, row: dict) -> None:
+        self.emit("metrics", row=row)
+
+    def checkpoint(self, step, path) -> None:
+        self.emit("checkpoint", step=step, path=str(path))
+
+    def done(self, step, loss, accuracy, output) -> None:
+        self.emit("done", step=step, loss=loss, accuracy=accuracy, output=str(output))
+
+    def stopped(self, signum, checkpoint) -> None:
+        self.emit("stopped", signal=signal.Signals(signum).name, status=128 + int(signum),
+                  checkpoint=str(checkpoint) if checkpoint else None)
+
+    def error(self, text, status) -> None:
+        self.emit("error", text=text, status=status)

@@ -1,0 +1,176 @@
+"""A session: everything one run needs, built once — model, adapter, pairs, batch layout, loss, reference.
+
+    load the base (quantize on request) -> tokenize the pairs -> add the adapter -> choose the layout
+    -> score the reference log-probs with the model as it is now (cached on disk)
+
+The order matters at one point: the reference is scored *after* the adapter is added and *before*
+any update. A fresh LoRA adapter is the identity, so the model then is exactly the reference model
+(base, or base + the init adapter) and needs no second copy (see reference.py).
+
+`Session.for_training` serves `mlx-dpo train` (and the frontier and the app through it);
+`Session.for_eval` serves `mlx-dpo eval`: the reference is the run's starting model and the trained
+adapter is switched on only after it has been scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from ..config import TrainConfig
+from ..data.prepare import prepare_strict
+from ..data.template import TokenizedPair
+from ..errors import TrainingStopped, first_line
+from ..fileio import write_failure
+from ..model.adapters import AdapterSwitch, apply_lora, attach_adapter, new_adapter_config, read_adapter_config
+from ..model.cpu_matmul import compute_tag
+from ..model.load import load_base, resolve_model_path
+from .control import OOM_ADVICE, is_out_of_memory
+from .distributed import SINGLE, World
+from .evaluation import evaluate
+from .events import Reporter
+from .layout import UNSHARED, Layout, choose_layout
+from .losses import Loss
+from .reference import cache_root, model_fingerprint, reference_logps
+
+
+@dataclass
+class Session:
+    cfg: TrainConfig
+    model: nn.Module
+    tokenizer: object
+    model_path: Path
+    adapter_cfg: dict
+    loss: Loss
+    layout: Layout
+    train_pairs: list[TokenizedPair]
+    valid_pairs: list[TokenizedPair] | None
+    ref_train: dict | None = None       # reference log-probs (reference.REF_KEYS) of train_pairs
+    ref_valid: dict | None = None
+    world: World = field(default_factory=World)
+    report: Reporter = field(default_factory=Reporter)
+    switch: AdapterSwitch | None = None  # eval: the trained adapter (on) vs the starting one (off)
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id or 0
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def for_training(cls, cfg: TrainConfig, report: Reporter | None = None, world: World = SINGLE) -> "Session":
+        """Base + a new adapter (or `cfg.init_adapter`), train and held-out pairs, their reference."""
+        report = report or Reporter()
+        _warn_if_too_big(cfg, report)
+        s = cls._load(cfg, report, world, valid_data=cfg.valid_data)
+        mx.random.seed(cfg.seed)  # the LoRA A-factor init
+        if cfg.init_adapter:
+            s.adapter_cfg = attach_adapter(s.model, cfg.init_adapter)
+            report.log(f"starting from adapter {cfg.init_adapter} (its LoRA settings are used)")
+        else:
+            s.adapter_cfg = new_adapter_config(cfg, s.model)
+            apply_lora(s.model, s.adapter_cfg)
+        if cfg.grad_checkpoint:  # before choose_layout: prompt sharing refuses checkpointed blocks
+            from mlx_lm.tuner.trainer import grad_checkpoint
+            grad_checkpoint(s.model.layers[0])
+        s.layout = choose_layout(s.model, [s.train_pairs, s.valid_pairs], cfg.share_prompt)
+        report.log(f"batch layout: {s.layout.name}")
+        s.ref_train, s.ref_valid = s._score_reference("train", "nothing was trained")
+        return s
+
+    @classmethod
+    def for_eval(cls, cfg: TrainConfig, adapter_dir: str | None, log=print) -> "Session":
+        """Base (+ init adapter) as the reference for `cfg.data`; then the trained adapter switched on."""
+        report = Reporter(log)
+        if adapter_dir:
+            read_adapter_config(adapter_dir)  # fail early, before any compute, on a bad adapter folder
+        s = cls._load(cfg, report, SINGLE, valid_data=None)
+        s.adapter_cfg = attach_adapter(s.model, cfg.init_adapter) if cfg.init_adapter else {}
+        if adapter_dir:
+            if not cfg.init_adapter:
+                s.adapter_cfg = read_adapter_config(adapter_dir)
+                apply_lora(s.model, s.adapter_cfg)
+            # Loading checks the adapter fits this model before any compute or cache write; the
+            # starting values (B = 0, or the init adapter) are back in place for the reference.
+            s.switch = AdapterSwitch.load(s.model, adapter_dir)
+            s.switch.set(False)
+        s.layout = choose_layout(s.model, [s.train_pairs], cfg.share_prompt)
+        s.ref_train, _ = s._score_reference("eval", "nothing was evaluated")
+        if s.switch is not None:
+            s.switch.set(True)
+        return s
+
+    @classmethod
+    def _load(cls, cfg: TrainConfig, report: Reporter, world: World, valid_data: str | None) -> "Session":
+        report.phase("load", f"loading {cfg.model}")
+        loaded = load_base(cfg.model, cfg.quantize, cfg.trust_remote_code, log=report.log,
+                           cpu_dequant=cfg.cpu_dequant_matmul)
+        report.phase("data", f"reading {cfg.data}")
+
+        def pairs(path):
+            return prepare_strict(path, cfg.data_keys, loaded.tokenizer, cfg.max_length, cfg.prompt_limit,
+                                  report.log).pairs
+
+        train = pairs(cfg.data)
+        valid = pairs(valid_data) if valid_data else None
+        return cls(cfg, loaded.model, loaded.tokenizer, loaded.path, {}, Loss.from_config(cfg), UNSHARED,
+                   train, valid, world=world, report=report)
+
+    def _score_reference(self, label: str, nothing_done: str) -> tuple[dict | None, dict | None]:
+        """Reference log-probs of the train (or eval) and held-out pairs; (None, None) for SimPO."""
+        if not self.loss.needs_reference:
+            return None, None
+        cfg = self.cfg
+        cache = cache_root(cfg.cache_dir)
+        key = model_fingerprint(self.model_path, cfg.quantize, cfg.init_adapter, cache, compute_tag(self.model))
+        self.report.phase("reference", f"scoring the reference log-probs ({len(self.train_pairs)} pairs)")
+        try:
+            def score(pairs, name):
+                return reference_logps(self.model, pairs, model_key=key, cache_dir=cache, batch_size=cfg.batch_size,
+                                       pad_multiple=cfg.pad_multiple, pad_id=self.pad_id, log=self.report.log,
+                                       label=name, world=self.world, layout=self.layout)
+
+            ref = score(self.train_pairs, label)
+            return ref, (score(self.valid_pairs, "valid") if self.valid_pairs else None)
+        except OSError as e:
+            raise TrainingStopped(f"could not write the reference cache in {cache} ({write_failure(e)}); "
+                                  f"{nothing_done}. Free some space or pass --cache-dir.") from None
+        except (MemoryError, RuntimeError) as e:
+            if is_out_of_memory(e):
+                raise TrainingStopped(f"out of memory while scoring the reference ({first_line(e)}); "
+                                      f"{nothing_done}. {OOM_ADVICE}") from None
+            raise
+
+    # ------------------------------------------------------------------ using
+    def evaluate(self, pairs: list[TokenizedPair], ref: dict | None = None, prefix: str = "") -> dict:
+        """DPO loss and TRL metrics of the model as it is now on `pairs` (dropout off).
+
+        `ref` defaults to the session's reference of those pairs (train_pairs or valid_pairs)."""
+        if ref is None:
+            ref = self.ref_valid if pairs is self.valid_pairs else self.ref_train
+        return evaluate(self.model, pairs, ref, self.loss, batch_size=self.cfg.batch_size,
+                        pad_multiple=self.cfg.pad_multiple, pad_id=self.pad_id, prefix=prefix, world=self.world,
+                        layout=self.layout)
+
+
+def run_eval(cfg: TrainConfig, adapter_dir: str | None, log=print) -> dict:
+    """`mlx-dpo eval`: reference = base (+ init adapter), policy = that + the trained adapter."""
+    session = Session.for_eval(cfg, adapter_dir, log=log)
+    return session.evaluate(session.train_pairs)
+
+
+def _warn_if_too_big(cfg: TrainConfig, report: Reporter) -> None:
+    """Warn (never fail) before loading when the memory estimate exceeds what the machine has."""
+    from ..model.memory import estimate, human
+
+    try:
+        est = estimate(resolve_model_path(cfg.model), batch_size=cfg.batch_size, max_length=cfg.max_length,
+                       lora_rank=cfg.lora_rank, lora_layers=cfg.lora_layers, quantize=cfg.quantize,
+                       grad_checkpoint=cfg.grad_checkpoint)
+    except Exception:  # an estimate only; a config.json it cannot read fails properly at load time
+        return
+    if est.fits is False:
+        report.log(f"warning: this run may not fit in memory: about {human(est.total)} needed, "
+                   f"{human(est.available)} available. {OOM_ADVICE}")
