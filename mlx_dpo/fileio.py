@@ -2,10 +2,6 @@
 
 Write to a temporary file in the same folder, fsync it, then rename over the target; rename is atomic
 on POSIX file systems (APFS included).
-
-`kill_point` is a test hook: with MLX_DPO_TEST_KILL_AT="NAME:N[,NAME:N...]" in the environment, the
-process SIGKILLs itself the N-th time it reaches point NAME (or, for step-numbered points, at step N),
-so tests can prove that a kill at any point loses nothing. Without the variable it does nothing.
 """
 
 from __future__ import annotations
@@ -13,45 +9,9 @@ from __future__ import annotations
 import errno
 import json
 import os
-import signal
 import tempfile
-from collections import Counter
 from pathlib import Path
 from typing import Callable
-
-KILL_ENV = "MLX_DPO_TEST_KILL_AT"
-_hits: Counter = Counter()
-
-
-def kill_point(name: str, n: int | None = None) -> None:
-    """Test hook: SIGKILL this process at point `name` when MLX_DPO_TEST_KILL_AT asks for it.
-
-    `n` is the point's own number (a step); without it, the hits of `name` in this process are counted.
-    """
-    spec = os.environ.get(KILL_ENV)
-    if not spec:
-        return
-    # Distributed tests: only one rank is hit (MLX_DPO_TEST_KILL_RANK), with SIGKILL or SIGSTOP
-    # (MLX_DPO_TEST_KILL_SIGNAL=STOP: a hung machine whose sockets stay open).
-    rank = os.environ.get("MLX_DPO_TEST_KILL_RANK")
-    if rank is not None and os.environ.get("MLX_RANK") != rank:
-        return
-    sig = signal.SIGSTOP if os.environ.get("MLX_DPO_TEST_KILL_SIGNAL") == "STOP" else signal.SIGKILL
-    if n is None:
-        _hits[name] += 1
-        n = _hits[name]
-    for item in spec.split(","):
-        point, _, count = item.strip().partition(":")
-        if point == name and (count or "1") == str(n):
-            os.kill(os.getpid(), sig)
-
-
-def _kill_point_for(path: Path) -> str:
-    if path.parent.name == "reference":
-        return "reference-write"
-    return {"adapters.safetensors": "adapter-write", "config.yaml": "config-write",
-            "metrics.jsonl": "metrics-rewrite"}.get(path.name, "file-write")
-
 
 def disk_full(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1))
@@ -88,7 +48,6 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         write(tmp_path)
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
-        kill_point(_kill_point_for(path))  # test hook: the new file is complete but not in place yet
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

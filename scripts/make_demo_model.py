@@ -255,7 +255,7 @@ def write_readme(out, s):
 
 A tiny pretrained chat model bundled so that mlx-dpo works offline out of the box. Built by
 `scripts/make_demo_model.py` (fixed seeds; rerun it to rebuild). It answers the questions of
-`mlx_dpo/demo_tasks.py` — arithmetic (+, -, × on small numbers), unit conversions, counting letters
+`mlx_dpo/demo/tasks.py` — arithmetic (+, -, × on small numbers), unit conversions, counting letters
 and list items, capitals of {len(demo_tasks.CAPITALS)} countries, fruit colours, animal legs — in
 ChatML, and knows nothing else.
 

@@ -19,17 +19,8 @@ fi
 if [ "$#" -gt 0 ]; then exec .venv/bin/mlx-dpo "$@"; fi
 
 export HF_HUB_OFFLINE=1
-# The bundled demo chat model and its preference pairs (tasks with checkable answers).
-MODEL=sample_data/demo-model
-DATA=sample_data/demo_pairs.jsonl
-VALID=sample_data/demo_valid.jsonl
+# The bundled demo model and its pairs (tasks with checkable answers); paths and settings: mlx_dpo/demo.
 if [ -t 0 ] && [ -t 1 ]; then
-    exec .venv/bin/mlx-dpo tui --model "$MODEL" --data "$DATA" --valid-data "$VALID"
+    exec .venv/bin/mlx-dpo tui --demo
 fi
-RUN=runs/demo-$(date +%Y%m%d-%H%M%S)
-DEMO=(--beta 0.5 --max-length 64)
-.venv/bin/mlx-dpo validate "$DATA" --model "$MODEL"
-.venv/bin/mlx-dpo train --model "$MODEL" --data "$DATA" --valid-data "$VALID" --output "$RUN" \
-    --iters 24 --batch-size 2 --learning-rate 5e-4 --lora-rank 4 "${DEMO[@]}"
-.venv/bin/mlx-dpo eval --model "$MODEL" --adapter "$RUN" --data "$VALID" --generate --limit 30 "${DEMO[@]}"
-echo "adapter and metrics in $RUN; chat with it: ./scripts/run.sh chat --adapter $RUN"
+exec .venv/bin/mlx-dpo demo

@@ -25,6 +25,7 @@ from tui.training import free_port_block
 from conftest import synthetic_pairs, write_jsonl
 
 LAUNCH = Path(sys.executable).parent / "mlx.launch"
+CRASH_POINTS = Path(__file__).with_name("crash_points.py")  # a kill (or a hang) patched in at a named point
 TRAIN = ["--batch-size", "4", "--learning-rate", "1e-3", "--max-length", "64", "--lr-schedule", "constant",
          "--lora-rank", "4", "--seed", "3"]
 
@@ -119,10 +120,11 @@ def test_resume_a_one_process_run_on_two(setup):
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
-def _launch_and_watch(root, env, args, marker: str, wait_for: str, limit: float):
-    """Start a 2-rank run, wait until `wait_for` appears in its output, then kill what is left."""
+def _launch_and_watch(root, env, args, crash: list[str], marker: str, wait_for: str, limit: float):
+    """Start a 2-rank run with `crash` (crash_points.py's options), wait until `wait_for` appears in its
+    output, then kill what is left."""
     cmd = [str(LAUNCH), "-n", "2", "--backend", "ring", "-p", str(free_port_block(2)), "--",
-           sys.executable, "-m", "mlx_dpo", "train", *args]
+           sys.executable, str(CRASH_POINTS), *crash, "--", "train", *args]
     proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
@@ -144,10 +146,9 @@ def _launch_and_watch(root, env, args, marker: str, wait_for: str, limit: float)
 def test_a_killed_rank_stops_the_run_with_a_clear_error(setup):
     root, env, common = setup
     out_dir = "runs/killed"
-    env = {**env, "MLX_DPO_CACHE": str(root / "cache4"), "MLX_DPO_TEST_KILL_AT": "step:3",
-           "MLX_DPO_TEST_KILL_RANK": "1"}
+    env = {**env, "MLX_DPO_CACHE": str(root / "cache4")}
     text, elapsed = _launch_and_watch(root, env, [*common, "--iters", "6", "--save-every", "1", "--output",
-                                                  str(root / out_dir)], str(root / out_dir),
+                                                  str(root / out_dir)], ["--rank", "1", "step:3"], str(root / out_dir),
                                       "lost the connection to another rank", limit=120)
     assert "rank 0: lost the connection to another rank" in text, text
     assert "Traceback" not in text, text
@@ -159,10 +160,10 @@ def test_a_killed_rank_stops_the_run_with_a_clear_error(setup):
 def test_a_hung_rank_ends_the_run_after_the_timeout(setup):
     root, env, common = setup
     out_dir = str(root / "runs/hung")
-    env = {**env, "MLX_DPO_CACHE": str(root / "cache5"), "MLX_DPO_TEST_KILL_AT": "step:2",
-           "MLX_DPO_TEST_KILL_RANK": "1", "MLX_DPO_TEST_KILL_SIGNAL": "STOP"}
+    env = {**env, "MLX_DPO_CACHE": str(root / "cache5")}
     text, elapsed = _launch_and_watch(root, env, [*common, "--iters", "6", "--dist-timeout", "6", "--output",
-                                                  out_dir], out_dir, "no answer from the other ranks", limit=120)
+                                                  out_dir], ["--rank", "1", "--signal", "STOP", "step:2"], out_dir,
+                                      "no answer from the other ranks", limit=120)
     assert "rank 0: no answer from the other ranks for 6s" in text, text
     assert f"exited with code {WATCHDOG_EXIT}" in text or "no answer" in text
     assert elapsed < 100

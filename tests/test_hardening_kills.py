@@ -1,10 +1,10 @@
 """SIGKILL the trainer at many points, resume each time: nothing is lost, nothing torn is read.
 
-The kill points are the test hook in mlx_dpo.fileio.kill_point (MLX_DPO_TEST_KILL_AT="NAME:N"): the trainer
-SIGKILLs itself there, which is exactly what a crash, an OOM kill or a power-off looks like to the
-files (minus the page cache). After every kill the run dir must hold only complete checkpoints, the
-next run must resume from the newest one, and after the last resume the adapter must equal an
-uninterrupted run's bit for bit.
+The kill points are patched in by the test's own launcher, tests/crash_points.py ("NAME:N"), not by
+a hook in the product: the trainer SIGKILLs itself there, which is exactly what a crash, an OOM kill
+or a power-off looks like to the files (minus the page cache). After every kill the run dir must hold
+only complete checkpoints, the next run must resume from the newest one, and after the last resume
+the adapter must equal an uninterrupted run's bit for bit.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlx.core as mx
@@ -23,11 +22,12 @@ import pytest
 
 from mlx_dpo.train import checkpoint as ckpt
 from mlx_dpo.cli import main
-from mlx_dpo.fileio import KILL_ENV, read_jsonl_tolerant
+from mlx_dpo.fileio import read_jsonl_tolerant
 
 from conftest import synthetic_pairs, write_jsonl
 
 ITERS = 6
+CRASH_POINTS = Path(__file__).with_name("crash_points.py")
 # (kill point, what it interrupts). Each entry is one trainer process; the order follows the run's
 # progress, so every point is reached (the step numbers are global, the other counts per process).
 KILLS = [
@@ -51,11 +51,8 @@ def _args(model, data, out):
 
 def _run(args, kill=None, timeout=120):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    env.pop(KILL_ENV, None)
-    if kill:
-        env[KILL_ENV] = kill
-    return subprocess.run([sys.executable, "-m", "mlx_dpo", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    cmd = [sys.executable, str(CRASH_POINTS), kill, "--", *args] if kill else [sys.executable, "-m", "mlx_dpo", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def _tensors(path: Path) -> dict:
@@ -82,7 +79,6 @@ def _check_run_dir(run: Path) -> int:
 def test_sigkill_anywhere_then_resume_is_bit_exact(tiny_model, tmp_path):
     data = write_jsonl(tmp_path / "train.jsonl", synthetic_pairs(16, seed=11))
     run = tmp_path / "killed"
-    t0 = time.perf_counter()
     for point, what in KILLS:
         last = _check_run_dir(run) if run.exists() else 0
         args = _args(tiny_model, data, run) + (["--resume"] if last else [])
@@ -97,7 +93,6 @@ def test_sigkill_anywhere_then_resume_is_bit_exact(tiny_model, tmp_path):
     assert r.returncode == 0, r.stderr
     assert f"resumed from {ckpt.step_dir(run, ITERS)}" in r.stderr
     assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]  # temporaries cleaned
-    killed_secs = time.perf_counter() - t0
 
     # The same run without interruptions (in-process; same code, same CPU kernels).
     straight = tmp_path / "straight"
@@ -115,4 +110,3 @@ def test_sigkill_anywhere_then_resume_is_bit_exact(tiny_model, tmp_path):
     rows_b = [r for r in read_jsonl_tolerant(run / "metrics.jsonl") if "loss" in r]
     assert [r["step"] for r in rows_b] == list(range(1, ITERS + 1))  # no duplicate, no torn row
     assert [r["loss"] for r in rows_a] == [r["loss"] for r in rows_b]
-    assert killed_secs < 120

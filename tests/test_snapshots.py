@@ -25,7 +25,7 @@ def workdir(tmp_path, monkeypatch, tiny_model):
     import tui.panes.model_pane
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(tui.panes.model_pane, "REPO", tmp_path)  # no bundled models from the checkout
+    monkeypatch.setattr(tui.panes.model_pane, "bundled_models", lambda: [])  # no demo model of the checkout
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     shutil.copytree(tiny_model, tmp_path / "model")
     write_jsonl(tmp_path / "train.jsonl", synthetic_pairs(16, seed=1))

@@ -2,7 +2,8 @@
 per-rank figures, the verdict on a launched run, and one real 2-process run started from the app.
 
 The real run costs ~25 s here (two MLX processes plus mlx.launch's I/O loop share two cores); the
-other tests use no training process, or a stand-in launcher script that prints what mlx.launch prints.
+other tests use no training process, or a stand-in launcher script that prints what mlx.launch prints
+(and the trainer's JSON events where rank 0 would send them).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tui.training import launch_outcome, rank_exits, train_command
 from conftest import synthetic_pairs, write_jsonl
 from test_tui import SIZE, text_of, wait_for
 
-PY = [sys.executable, "-m", "mlx_dpo", "train"]
+PY = [sys.executable, "-m", "mlx_dpo", "train", "--events"]
 ARGS = ["--model", "m", "--data", "d.jsonl", "--output", "runs/x", "--batch-size", "4"]
 
 
@@ -165,7 +166,7 @@ def test_verdicts_on_launched_runs(tmp_path):
     (tmp_path / "checkpoints" / "step_0000004").mkdir(parents=True)
     code, text = launch_outcome(stopped, [], -2, True, False, tmp_path, 2)
     assert code == 130 and f"checkpoint saved in {tmp_path / 'checkpoints'}" in text
-    # mlx.launch exits 0 whatever the ranks did: success needs rank 0's "done:" line.
+    # mlx.launch exits 0 whatever the ranks did: success needs rank 0's "done" event.
     assert launch_outcome(["done: step 4, loss 0.6"], [], 0, False, True, tmp_path, 2)[0] == 0
     code, text = launch_outcome([], ["loading"], 0, False, False, tmp_path, 2)
     assert code != 0 and "training failed" in text
@@ -176,11 +177,16 @@ def test_verdicts_on_launched_runs(tmp_path):
 
 
 FAKE_LAUNCHER = '''#!{python}
-import sys, time
-print("data-parallel over 2 processes: global batch 4, 2 pairs per process", file=sys.stderr, flush=True)
+import json, sys, time
+def event(**fields):  # what rank 0 of `mlx-dpo train --events` writes on stdout
+    print(json.dumps(fields), flush=True)
+event(event="log", text="data-parallel over 2 processes: global batch 4, 2 pairs per process")
 time.sleep(0.5)
-print("error: rank 0: lost the connection to another rank while step 2 ([ring] Connection to a peer was lost); "
-      "a process of this run died or its machine went away. The run stopped; resume it with --resume.", flush=True)
+LOST = ("rank 0: lost the connection to another rank while step 2 ([ring] Connection to a peer was lost); "
+        "a process of this run died or its machine went away. The run stopped; resume it with --resume.")
+print("error: " + LOST, file=sys.stderr, flush=True)
+if {as_event}:  # the CLI's error event besides its stderr line; a lost peer may leave only the raw line
+    event(event="error", text=LOST, status=1)
 print("\\x1b[33m[WARN] Node with rank 1 was killed \\x1b[0m", file=sys.stderr, flush=True)
 print("\\x1b[33m[WARN] Node with rank 0 exited with code 1 \\x1b[0m", file=sys.stderr, flush=True)
 sys.exit(0)  # as mlx.launch does, whatever its ranks did
@@ -195,9 +201,10 @@ def use_stand_in_launcher(tmp_path, monkeypatch, script: str) -> None:
     monkeypatch.setattr(tui.training, "find_launcher", lambda: str(fake))
 
 
-async def test_a_failed_rank_is_named_although_the_launcher_exits_0(tiny_model, pairs_file, tmp_path, hf_home,
-                                                                   monkeypatch):
-    use_stand_in_launcher(tmp_path, monkeypatch, FAKE_LAUNCHER.format(python=sys.executable))
+@pytest.mark.parametrize("as_event", [True, False], ids=["error-event", "raw-error-line"])
+async def test_a_failed_rank_is_named_although_the_launcher_exits_0(as_event, tiny_model, pairs_file, tmp_path,
+                                                                   hf_home, monkeypatch):
+    use_stand_in_launcher(tmp_path, monkeypatch, FAKE_LAUNCHER.format(python=sys.executable, as_event=as_event))
     app = MlxDpoApp(model=tiny_model, data=pairs_file, runs_root=str(tmp_path / "runs"))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f3")
@@ -212,6 +219,10 @@ async def test_a_failed_rank_is_named_although_the_launcher_exits_0(tiny_model, 
         assert any(n.severity == "error" and "lost the connection" in n.message for n in app._notifications)
         assert pane.query_one("#train-resume", Button).disabled is False
         assert "\x1b" not in "".join(pane.process.tail)  # the launcher's colours are not shown as escapes
+        log = list(pane.process.tail)
+        assert "data-parallel over 2 processes: global batch 4, 2 pairs per process" in log  # a log event's text
+        assert not any(line.startswith("{") for line in log)  # events are read, not shown as JSON
+        assert len([line for line in log if line.startswith("error: rank 0: lost")]) == 1  # shown once
 
 
 async def test_two_processes_from_the_app_end_to_end(tiny_model, tmp_path, hf_home):

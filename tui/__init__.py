@@ -1,1 +1,13 @@
-"""The Textual app for mlx-dpo (built in a later issue; talks to mlx_dpo only through its public API)."""
+"""The mlx-dpo Textual app: the tabs Data, Model, Train, Runs, Chat and Export over the engine.
+
+- `app.py`       the App: tabs, key bindings, the shared choices (model, data, run dir)
+- `panes/`       one module per tab
+- `widgets/`     widgets the panes share (live metrics charts, a path input with completion)
+- `engine.py`    the one thread that owns this process's MLX work (data statistics, chat, export)
+- `training.py`  the trainer child process (`mlx-dpo train --events`) and its structured events
+- `messages.py`  the messages the engine thread and the trainer send to the panes
+- `launcher.py`  the `mlx-dpo` console script: the app, or the headless CLI
+
+It uses the engine only through `mlx_dpo`'s public names, and reads the trainer's JSON events, never
+its human log lines.
+"""

@@ -6,11 +6,12 @@ process (training.py). The app holds the shared choices (model, data, run) as re
 
 from __future__ import annotations
 
-
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.widgets import Footer, Header, TabbedContent, TabPane
+
+from mlx_dpo import default_model, read_run
 
 from .confirm import ConfirmQuit
 from .engine import Engine
@@ -19,7 +20,7 @@ from .panes.data_pane import DataPane
 from .panes.export_pane import ExportPane
 from .panes.model_pane import ModelPane
 from .panes.runs_pane import RunsPane
-from .panes.train_pane import TrainPane
+from .panes.train_pane import TrainPane, TrainSettings
 
 TABS = [("data", "Data", DataPane), ("model", "Model", ModelPane), ("train", "Train", TrainPane),
         ("runs", "Runs", RunsPane), ("chat", "Chat", ChatPane), ("export", "Export", ExportPane)]
@@ -38,20 +39,13 @@ class MlxDpoApp(App):
     def __init__(self, model: str | None = None, data: str | None = None, valid: str | None = None,
                  runs_root: str = "runs", engine=None):
         super().__init__()
-        self.model = model or self.default_model()
+        self.model = model or default_model()
         self.data_path, self.valid_path = data, valid
         self.quantize: int | None = None
         self.runs_root = runs_root
         self.training_running = False
         self.quit_after_training = False
         self.engine = engine if engine is not None else Engine()
-
-    @staticmethod
-    def default_model() -> str | None:
-        from .panes.model_pane import REPO
-
-        demo = REPO / "sample_data" / "demo-model"  # the bundled demo model, as mlx_dpo.model.load.default_model
-        return str(demo) if (demo / "config.json").exists() else None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -92,22 +86,20 @@ class MlxDpoApp(App):
             for pane in self.query(ExportPane):
                 pane.show_run()
 
+    def train_settings(self) -> TrainSettings:
+        """The Train tab's batch, length, rank and processes (its defaults before that tab is built)."""
+        panes = self.query(TrainPane)
+        return panes.first().settings() if panes else TrainSettings()
+
     def inspect_data(self, reply_to, path: str, job: str = "data") -> None:
-        length = self._form_int("#train-max_length", 1024)
+        length = self.train_settings().max_length
         self.engine.inspect_data(reply_to, path, self.model, {}, length, length // 2, job_name=job)
 
     def estimate_memory(self, reply_to) -> None:
+        s = self.train_settings()
         # Per process: with N data-parallel processes each one holds 1/N of the global batch.
-        per_process = max(1, self._form_int("#train-batch_size", 4) // max(1, self._form_int("#train-processes", 1)))
-        self.engine.estimate_memory(reply_to, self.model, per_process,
-                                    self._form_int("#train-max_length", 1024), self._form_int("#train-lora_rank", 8),
-                                    self.quantize, False)
-
-    def _form_int(self, selector: str, default: int) -> int:
-        try:
-            return int(self.query_one(selector).value)
-        except Exception:
-            return default
+        per_process = max(1, s.batch_size // max(1, s.processes))
+        self.engine.estimate_memory(reply_to, self.model, per_process, s.max_length, s.lora_rank, self.quantize, False)
 
     def refresh_runs(self) -> None:
         for pane in self.query(RunsPane):
@@ -118,7 +110,6 @@ class MlxDpoApp(App):
         self.query_one(TrainPane).resume(path)
 
     def use_run(self, path: str, tab: str) -> None:
-        from mlx_dpo.runs import read_run
         self.run_dir = path
         model = read_run(path).config.get("model")
         if model:

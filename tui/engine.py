@@ -3,7 +3,9 @@
 Since mlx 0.31.2 arrays belong to the thread that created them, and Textual's thread workers start a
 new thread per call, so all in-process MLX work (data statistics, chat, export) runs here, in order,
 taken from a queue. Results go back with `post_message`, which is thread-safe. Training does not run
-here: it is a child process (see training.py). This is the only tui module that imports MLX code.
+here: it is a child process (see training.py). This is the only tui module that imports MLX code, and
+only inside the jobs: `mlx_dpo`'s public names load their module on first use, so the UI thread never
+loads MLX.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Callable
 
 from textual.message_pump import MessagePump
 
+from mlx_dpo import DataError, TrainingStopped, UsageError
+
 from .messages import (ChatChunk, ChatDone, ChatLoaded, DataInspected, ExportDone, ExportLog, JobFailed,
                        MemoryEstimated)
 
@@ -27,7 +31,7 @@ class Engine:
         self._jobs: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="mlx-engine", daemon=True)
         self._chat = None  # (model, tokenizer, switch, description)
-        self._cancel_chat = threading.Event()
+        self._cancel_chat = threading.Event()  # set by stop(): a streaming answer ends early
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -46,7 +50,6 @@ class Engine:
             try:
                 fn(reply_to)
             except Exception as e:  # a failed job is shown, never fatal to the app
-                from mlx_dpo.errors import DataError, TrainingStopped, UsageError
                 if isinstance(e, DataError):
                     text = "\n".join(e.errors[:20])
                 elif isinstance(e, (UsageError, TrainingStopped)):
@@ -63,9 +66,7 @@ class Engine:
     def inspect_data(self, reply_to: MessagePump, path: str, model: str | None, keys: dict, max_length: int,
                      prompt_limit: int, job_name: str = "data") -> None:
         def job(to):
-            from mlx_dpo.data.pairs import DataKeys
-            from mlx_dpo.data.preview import inspect_data
-            from mlx_dpo.model.load import load_tokenizer_only
+            from mlx_dpo import DataKeys, inspect_data, load_tokenizer_only
             tok = load_tokenizer_only(model) if model else None
             result = inspect_data(path, DataKeys(**keys), tok, max_length, prompt_limit)
             to.post_message(DataInspected(job_name, result))
@@ -74,10 +75,9 @@ class Engine:
     def estimate_memory(self, reply_to: MessagePump, model: str, batch_size: int, max_length: int, lora_rank: int,
                         quantize: int | None, grad_checkpoint: bool) -> None:
         def job(to):
-            from mlx_dpo.model.memory import estimate, human
-            from mlx_dpo.model.load import resolve_model_path
-            est = estimate(resolve_model_path(model), batch_size=batch_size, max_length=max_length,
-                           lora_rank=lora_rank, quantize=quantize, grad_checkpoint=grad_checkpoint)
+            from mlx_dpo import estimate_memory, human_bytes as human, resolve_model_path
+            est = estimate_memory(resolve_model_path(model), batch_size=batch_size, max_length=max_length,
+                                  lora_rank=lora_rank, quantize=quantize, grad_checkpoint=grad_checkpoint)
             text = (f"weights {human(est.weights)} + adapter/optimizer {human(est.adapter_and_optimizer)} + "
                     f"activations {human(est.activations)} + logits {human(est.logits)} = {human(est.total)} "
                     f"of {human(est.available)} available")
@@ -86,7 +86,7 @@ class Engine:
 
     def load_chat(self, reply_to: MessagePump, model: str, adapter: str | None) -> None:
         def job(to):
-            from mlx_dpo.model.generate import load_for_generation
+            from mlx_dpo import load_for_generation
             self._chat = None
             m, tok, switch = load_for_generation(model, adapter, log=lambda s: None)
             desc = f"{model}" + (f" + {adapter}" if adapter else " (no adapter)")
@@ -99,7 +99,7 @@ class Engine:
         self._cancel_chat.clear()
 
         def job(to):
-            from mlx_dpo.model.generate import Sampling, stream_answer
+            from mlx_dpo import Sampling, stream_answer
             if self._chat is None:
                 raise RuntimeError("no model loaded for chat")
             model, tok, switch, _ = self._chat
@@ -119,12 +119,9 @@ class Engine:
             to.post_message(ChatDone("chat", variant, "".join(pieces)))
         self.submit("chat", job, reply_to)
 
-    def cancel_chat(self) -> None:
-        self._cancel_chat.set()
-
     def export(self, reply_to: MessagePump, options: dict) -> None:
         def job(to):
-            from mlx_dpo.export.formats import ExportConfig, run_export
+            from mlx_dpo import ExportConfig, run_export
             self._chat = None  # free the chat model's memory before loading another copy
             result = run_export(ExportConfig(**options), log=lambda line: to.post_message(ExportLog("export", line)))
             to.post_message(ExportDone("export", f"exported {options['format']} to {result.output}: {result.verdict()}"))

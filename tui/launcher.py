@@ -12,7 +12,7 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] != "tui":
-        from mlx_dpo.cli import main as cli_main
+        from mlx_dpo import main as cli_main
         return cli_main(argv)
     p = argparse.ArgumentParser(prog="mlx-dpo tui", description="Open the mlx-dpo terminal app.")
     p.add_argument("--model", help="base model: local folder or hub id (default: the bundled demo model)")

@@ -1,4 +1,6 @@
-"""Messages the engine thread and the training process send to the app (posted thread-safely)."""
+"""Messages the engine thread and the training process send to the app (posted thread-safely).
+
+The Training* messages carry the trainer's structured events (see training.py), never its log text."""
 
 from __future__ import annotations
 
@@ -63,16 +65,44 @@ class ExportDone(EngineMessage):
         self.summary = summary
 
 
-class TrainingMetrics(Message):
-    def __init__(self, rows: list[dict]) -> None:
-        super().__init__()
-        self.rows = rows
-
-
 class TrainingLog(Message):
+    """A line for the Train log: the trainer's "log" events, or raw output (tracebacks, the launcher's lines)."""
+
     def __init__(self, line: str) -> None:
         super().__init__()
         self.line = line
+
+
+class TrainingPhase(Message):
+    """What the run does before and while it trains: load, data, reference, train."""
+
+    def __init__(self, phase: str, text: str) -> None:
+        super().__init__()
+        self.phase, self.text = phase, text
+
+
+class TrainingStarted(Message):
+    """The training loop begins at `step` (0, or the step a resumed run continues after)."""
+
+    def __init__(self, total_steps: int, step: int) -> None:
+        super().__init__()
+        self.total_steps, self.step = total_steps, step
+
+
+class TrainingProgress(Message):
+    """Optimizer step `step` of `total_steps` is done."""
+
+    def __init__(self, step: int, total_steps: int) -> None:
+        super().__init__()
+        self.step, self.total_steps = step, total_steps
+
+
+class TrainingMetrics(Message):
+    """New rows of the run's metrics.jsonl (training rows have "loss", eval rows "eval/loss")."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        super().__init__()
+        self.rows = rows
 
 
 class TrainingEnded(Message):

@@ -1,7 +1,12 @@
-"""Training as a child process (`mlx-dpo train`), followed through its metrics file and its log.
+"""Training as a child process (`mlx-dpo train --events`), followed through its events and metrics file.
 
 A crash or out-of-memory in training cannot take the UI down, and its memory is returned when it exits.
 Stop sends SIGINT: the trainer finishes the step, writes a checkpoint and exits with status 130.
+
+With `--events` the trainer (rank 0) writes one JSON object per line on stdout, each with an "event" key:
+log, phase, start, progress, metrics, checkpoint, done, stopped, error. Those become the Training*
+messages; the metrics rows are read from the run's metrics.jsonl instead, which also holds a resumed
+run's earlier rows. Any other line (a traceback, mlx.launch's own lines, raw stderr) is shown as it is.
 
 Data-parallel runs go through `mlx.launch` (`-n N` on this machine, or `--hostfile F` across Macs).
 Measured with real 2-rank runs of a tiny model (mlx 0.32.4; the hostfile case through an `ssh` stand-in
@@ -19,7 +24,8 @@ that runs the command in a pty, as `ssh -tt` does; tests/test_tui_distributed.py
   (so it cannot SIGTERM a rank that is still checkpointing). Ranks that missed the Ctrl-C stop anyway:
   the trainer makes all ranks agree on a stop.
 - mlx.launch exits 0 even when a rank failed, so a launched run is judged by what it printed: the
-  trainer's "error:" lines, the launcher's "Node with rank N exited with code C" and "done:".
+  trainer's "error" and "done" events, a raw "error:" line (a rank that lost its peers may say so only on
+  stderr), and the launcher's "Node with rank N exited with code C" (its own format, matched as text).
 """
 
 from __future__ import annotations
@@ -39,16 +45,17 @@ from pathlib import Path
 
 from textual.message_pump import MessagePump
 
-from mlx_dpo.errors import UsageError
-from mlx_dpo.runs import MetricsFollower
+from mlx_dpo import MetricsFollower, UsageError
 
-from .messages import TrainingEnded, TrainingLog, TrainingMetrics
+from .messages import TrainingEnded, TrainingLog, TrainingMetrics, TrainingPhase, TrainingProgress, TrainingStarted
 
 POLL_SECONDS = 0.5
 REMOTE_GRACE = 0.25  # seconds between the Ctrl-C for remote ranks and the SIGINT to the launcher
 _LIVE: set = set()  # running trainers of this app, stopped at exit even if the app crashed
+LINE_LIMIT = 1 << 20  # longest output line read (asyncio's default of 64 KiB would end the run's reader)
 
-TOTAL_RE = re.compile(r"training pairs, (\d+) steps")
+# The trainer: `mlx-dpo train` reporting in JSON events (tests put a stand-in here).
+TRAINER = [sys.executable, "-m", "mlx_dpo", "train", "--events"]
 RANK_EXIT_RE = re.compile(r"Node with rank (\d+) (?:exited with code (-?\d+)|was killed)")
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 STOPPED_CODES = {130, 143, -signal.SIGINT, -signal.SIGTERM}  # a stop that checkpoints, or the launcher's SIGTERM
@@ -71,7 +78,7 @@ def find_launcher() -> str | None:
 def train_command(args: list[str], processes: int = 1, hostfile: str | None = None,
                   launcher: str | None = None, port: int | None = None) -> list[str]:
     """The trainer's command: one process as is, or under mlx.launch (`-n N` here, or a hostfile)."""
-    command = [sys.executable, "-m", "mlx_dpo", "train", *args]
+    command = [*TRAINER, *args]
     if processes <= 1 and not hostfile:
         return command
     launcher = launcher or find_launcher()
@@ -164,6 +171,17 @@ def free_port_block(n: int, host: str = "127.0.0.1") -> int:
     raise UsageError(f"no {n} consecutive free ports on {host} for the ranks")
 
 
+def parse_event(line: str) -> dict | None:
+    """The trainer's structured event on this line, or None for any other output."""
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) and isinstance(event.get("event"), str) else None
+
+
 # ---------------------------------------------------------------------- judging a launched run
 def rank_exits(lines: list[str]) -> dict[int, int | None]:
     """Each rank's exit status as mlx.launch reported it (None: killed); ranks that exited 0 are not listed."""
@@ -178,7 +196,7 @@ def launch_outcome(lines: list[str], tail: list[str], launcher_code: int, stop_s
                    run_dir: Path, processes: int) -> tuple[int, str]:
     """(status, message) of a run under mlx.launch, whose own exit status says little (0 when a rank failed).
 
-    `lines`: the run's error and rank-exit lines; `tail`: its last lines; `finished`: rank 0 said "done".
+    `lines`: the run's error and rank-exit lines; `tail`: its last lines; `finished`: rank 0 sent "done".
     """
     exits = rank_exits(lines)
     errors = [line for line in lines if line.startswith("error")]
@@ -217,8 +235,9 @@ class TrainingProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.follower = MetricsFollower(self.run_dir / "metrics.jsonl")
         self.tail: deque[str] = deque(maxlen=20)
-        self.notes: list[str] = []  # a launched run's error and rank-exit lines, for its verdict
-        self.finished = False
+        self.notes: list[str] = []  # the run's "error: ..." lines and the launcher's rank exits, for its verdict
+        self.finished = False  # the trainer sent its "done" event
+        self.stopped: dict | None = None  # its "stopped" event
         self.stop_sent = False
         self._launcher_signalled = False
         self._held: list[str] = []  # the launcher's own KeyboardInterrupt traceback after a stop, withheld
@@ -240,7 +259,7 @@ class TrainingProcess:
         if not self.launched:
             self.proc = await asyncio.create_subprocess_exec(
                 *train_command(self.args), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                stdin=asyncio.subprocess.DEVNULL)
+                stdin=asyncio.subprocess.DEVNULL, limit=LINE_LIMIT)
         else:
             command = self.command()
             self.target.post_message(TrainingLog(f"$ {' '.join(command)}"))
@@ -253,7 +272,7 @@ class TrainingProcess:
             # stdin is a pipe: a Ctrl-C written there reaches remote ranks (and /dev/null would spin its loop).
             self.proc = await asyncio.create_subprocess_exec(
                 *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                stdin=asyncio.subprocess.PIPE, start_new_session=True)
+                stdin=asyncio.subprocess.PIPE, start_new_session=True, limit=LINE_LIMIT)
         _LIVE.add(self)  # stays there if this worker is cancelled (the app closing): stopped at exit
         old_handlers = self._stop_with_the_app() if self.launched else {}
         poller = asyncio.create_task(self._poll_metrics())
@@ -280,6 +299,12 @@ class TrainingProcess:
     def _line(self, line: str) -> None:
         if not line:
             return
+        if (event := parse_event(line)) is not None:
+            try:
+                self._event(event)
+            except (KeyError, TypeError, ValueError):  # an event this app cannot read: shown as it came
+                self._show(line)
+            return
         if self.launched:
             # After a stop, mlx.launch prints the traceback of its own KeyboardInterrupt: noise, not news.
             if self.stop_sent and (self._held or line.startswith("Traceback (most recent call last)")):
@@ -291,10 +316,35 @@ class TrainingProcess:
                     for h in held:
                         self._show(h)
                 return
-            if line.startswith(("error", "done:")) or RANK_EXIT_RE.search(line):
+            if RANK_EXIT_RE.search(line):
                 self.notes.append(line)
-            self.finished = self.finished or line.startswith("done:")
-        self._show(line)
+        if line.startswith("error"):
+            self._error(line)  # e.g. a rank that lost its peers, which may say so only on stderr
+        else:
+            self._show(line)
+
+    def _event(self, event: dict) -> None:
+        kind = event["event"]
+        if kind == "log":
+            self._show(str(event["text"]))
+        elif kind == "phase":
+            self.target.post_message(TrainingPhase(str(event["phase"]), str(event["text"])))
+        elif kind == "start":
+            self.target.post_message(TrainingStarted(int(event["total_steps"]), int(event["step"])))
+        elif kind == "progress":
+            self.target.post_message(TrainingProgress(int(event["step"]), int(event["total_steps"])))
+        elif kind == "done":
+            self.finished = True
+        elif kind == "stopped":
+            self.stopped = event
+        elif kind == "error":
+            self._error(f"error: {event['text']}")
+        # "metrics" rows come from metrics.jsonl; "checkpoint" is also a log line; newer kinds are skipped.
+
+    def _error(self, line: str) -> None:
+        if line not in self.notes:  # the CLI prints the message on stderr and sends it as an event
+            self.notes.append(line)
+            self._show(line)
 
     def _show(self, line: str) -> None:
         self.tail.append(line)
@@ -314,11 +364,14 @@ class TrainingProcess:
         if code == 0:
             return f"training finished: adapter in {self.run_dir}"
         if code == 130:
+            if self.stopped is not None and not self.stopped.get("checkpoint"):
+                return "training stopped before its first checkpoint"
             return f"training stopped: checkpoint saved in {self.run_dir / 'checkpoints'}; Resume continues it"
         if code in (-signal.SIGKILL, 137):
             return ("training was killed (out of memory?); the last checkpoint is intact — "
                     "try a smaller batch size or --max-length, then Resume")
-        last = next((l for l in reversed(self.tail) if l.startswith("error")), self.tail[-1] if self.tail else "")
+        errors = [line for line in self.notes if line.startswith("error")]
+        last = errors[-1] if errors else (self.tail[-1] if self.tail else "")
         return f"training failed (exit status {code}): {last}"
 
     # ------------------------------------------------------------------ stopping

@@ -21,7 +21,7 @@ import mlx.core as mx
 from mlx.utils import tree_flatten, tree_unflatten
 
 from ..errors import TrainingStopped, UsageError
-from ..fileio import fsync_dir, kill_point, read_jsonl_tolerant, write_failure
+from ..fileio import fsync_dir, read_jsonl_tolerant, write_failure
 from ..model.adapters import load_adapter_weights, save_adapter
 
 LOCK_FILE = ".lock"
@@ -67,10 +67,7 @@ def save(run_dir: Path, step: int, model, optimizer, adapter_cfg: dict, position
         save_adapter(model, tmp, adapter_cfg)
         opt_state = dict(tree_flatten(optimizer.state))
         mx.save_safetensors(str(tmp / "optimizer.safetensors"), opt_state)
-        kill_point("checkpoint-write", step)  # test hook: a half-written checkpoint folder
-        # Data order and dropout RNG are pure functions of (seed, epoch) and (seed, step), so the
-        # step restores them; the position is recorded for people and tools reading the checkpoint.
-        (tmp / "state.json").write_text(json.dumps({"step": step, **(position or {})}))
+        _write_state(tmp, step, position)
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -89,8 +86,16 @@ def save(run_dir: Path, step: int, model, optimizer, adapter_cfg: dict, position
         if isinstance(e, OSError):
             raise _write_failed(run_dir, step, e) from None
         raise
-    kill_point("checkpoint-saved", step)  # test hook: checkpoint in place, RUN_DIR's adapter copy not yet
     return final
+
+
+def _write_state(folder: Path, step: int, position: dict | None) -> None:
+    """state.json, written last: a checkpoint folder without it is incomplete (see checkpoint_dirs).
+
+    Data order and dropout RNG are pure functions of (seed, epoch) and (seed, step), so the step
+    restores them; the position is recorded for people and tools reading the checkpoint.
+    """
+    (folder / "state.json").write_text(json.dumps({"step": step, **(position or {})}))
 
 
 def _write_failed(run_dir: Path, step: int, e: OSError) -> TrainingStopped:
@@ -131,13 +136,7 @@ class MetricsLog:
     def write(self, row: dict):
         line = json.dumps(row) + "\n"
         with open(self.path, "a", encoding="utf-8") as fh:
-            if os.environ.get("MLX_DPO_TEST_KILL_AT") and "loss" in row:
-                fh.write(line[: len(line) // 2])  # test hook: a torn last line, then SIGKILL
-                fh.flush()
-                kill_point("metrics-write", row.get("step"))
-                fh.write(line[len(line) // 2:])
-            else:
-                fh.write(line)
+            fh.write(line)
             fh.flush()
 
 

@@ -9,17 +9,12 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, DataTable, Label, Static
 
+from mlx_dpo import token_table
+
 from ..messages import DataInspected, JobFailed
 from ..widgets.path_input import PathInput
 
 SUFFIXES = (".jsonl", ".json")
-
-
-def stats_table(report: dict) -> str:
-    lines = [f"{'tokens':<9}{'min':>6}{'mean':>8}{'p50':>6}{'p95':>6}{'max':>6}"]
-    for k, s in report.get("tokens", {}).items():
-        lines.append(f"{k:<9}{s['min']:>6}{s['mean']:>8.1f}{s['p50']:>6}{s['p95']:>6}{s['max']:>6}")
-    return "\n".join(lines)
 
 
 def example_text(ex: dict) -> Text:
@@ -89,7 +84,7 @@ class DataPane(VerticalScroll):
         lines = [f"{rep['file']}: {rep['rows']} rows · {rep['valid_pairs']} valid pairs ({fmts}) · "
                  f"{rep['errors']} error(s)"]
         if "tokens" in rep:
-            lines += [stats_table(rep),
+            lines += [*token_table(rep),
                       f"limits: {rep['truncated']} truncated, {rep['dropped']} dropped; "
                       f"{rep['trainable_pairs']} pairs will train"]
         else:

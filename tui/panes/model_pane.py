@@ -3,8 +3,6 @@ and a memory estimate for the chosen batch and length before anything is loaded.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -12,23 +10,24 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
+from mlx_dpo import DEMO_MODEL, list_runs
+
 from ..messages import JobFailed, MemoryEstimated
 from ..widgets.path_input import PathInput
 
 
-REPO = Path(__file__).resolve().parents[2]  # the checkout: bundled demo models live here
+def bundled_models() -> list[str]:
+    """The models installed with mlx-dpo: the demo model, if this installation has it."""
+    return [str(DEMO_MODEL)] if (DEMO_MODEL / "config.json").exists() else []
 
 
 def cached_models(current: str | None = None, runs_root: str | None = None) -> list[str]:
-    """The current model, models used by past runs, bundled demo models, and model repos in the
+    """The current model, models used by past runs, bundled models, and model repos in the
     local Hugging Face cache: everything usable offline."""
     found: list[str] = [current] if current else []
     if runs_root:
-        from mlx_dpo.runs import list_runs
         found += [str(r.config["model"]) for r in list_runs(runs_root) if r.config.get("model")]
-    for local in (REPO / "sample_data/demo-model", REPO / ".demo/tiny-model"):
-        if (local / "config.json").exists():
-            found.append(str(local))
+    found += bundled_models()
     try:
         from huggingface_hub import scan_cache_dir
 

@@ -8,7 +8,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from mlx_dpo.runs import list_runs, read_run
+from mlx_dpo import list_runs, read_run
 
 from ..widgets.charts import MetricsCharts
 

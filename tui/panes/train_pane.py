@@ -6,19 +6,21 @@ Processes / hosts file run the trainer data-parallel under mlx.launch (see train
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.widgets import Button, Collapsible, Input, Label, ProgressBar, RichLog, Select, Static
 
-from mlx_dpo.config import LOSSES, build_config
-from mlx_dpo.errors import UsageError
+from mlx_dpo import DEMO_SETTINGS, LOSSES, UsageError, build_config, is_demo_model, read_run
 
-from ..messages import TrainingEnded, TrainingLog, TrainingMetrics
-from ..training import TOTAL_RE, TrainingProcess, check_distribution
+from ..messages import (TrainingEnded, TrainingLog, TrainingMetrics, TrainingPhase, TrainingProgress,
+                        TrainingStarted)
+from ..training import TrainingProcess, check_distribution
 from ..widgets.charts import MetricsCharts
 
 # (field, label, default) — defaults are the engine's, except a short demo-sized run length.
@@ -26,9 +28,24 @@ FIELDS = [("iters", "steps", "100"), ("batch_size", "batch size", "4"), ("grad_a
           ("learning_rate", "learning rate", "1e-5"), ("beta", "beta", "0.1"), ("lora_rank", "LoRA rank", "8"),
           ("max_length", "max length", "1024"), ("eval_every", "eval every", ""), ("save_every", "save every", "100"),
           ("seed", "seed", "0")]
-# Settings that show a visible change on the small bundled demo model within a minute or two.
-DEMO_PRESET = {"iters": "24", "batch_size": "2", "learning_rate": "5e-4", "beta": "0.5", "lora_rank": "4",
-               "max_length": "64"}
+
+
+@dataclass
+class TrainSettings:
+    """The Train form's figures that other tabs need (token limits, the memory estimate)."""
+
+    batch_size: int = 4  # the global batch, over all processes
+    max_length: int = 1024
+    lora_rank: int = 8
+    processes: int = 1
+
+
+def form_text(value) -> str:
+    """A setting as the form shows it: small floats as 5e-4, not 0.0005 (as learning rates are written)."""
+    if isinstance(value, float) and value and abs(value) < 1e-2:
+        mantissa, exponent = f"{value:e}".split("e")
+        return f"{float(mantissa):g}e{int(exponent)}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def rank_line(row: dict) -> str:
@@ -87,13 +104,22 @@ class TrainPane(VerticalScroll):
         yield RichLog(id="train-log", max_lines=2000, wrap=True)
 
     def field_defaults(self) -> dict:
-        """The engine's defaults, or the demo preset when the model is the bundled demo model."""
-        from .model_pane import REPO
-
+        """The engine's defaults, or the demo's settings when the model is the bundled demo model."""
         values = {name: default for name, _, default in FIELDS}
-        if self.app.model and Path(self.app.model).resolve() == REPO / "sample_data" / "demo-model":
-            values.update(DEMO_PRESET)
+        if is_demo_model(self.app.model):
+            values.update({name: form_text(v) for name, v in DEMO_SETTINGS.items() if name in values})
         return values
+
+    def settings(self) -> TrainSettings:
+        """The form's figures for the other tabs; a field that does not parse (or is not built yet) keeps
+        its default."""
+        values = {}
+        for field in fields(TrainSettings):
+            try:
+                values[field.name] = int(self.query_one(f"#train-{field.name}", Input).value)
+            except (NoMatches, ValueError):
+                pass
+        return TrainSettings(**values)
 
     def default_output(self) -> str:
         return str(Path(self.app.runs_root) / datetime.now().strftime("run-%Y%m%d-%H%M%S"))
@@ -150,8 +176,6 @@ class TrainPane(VerticalScroll):
         self.resume(self.query_one("#train-output", Input).value.strip())
 
     def resume(self, run: str) -> None:
-        from mlx_dpo.runs import read_run
-
         info = read_run(run)
         if not info.checkpoints:
             self.app.notify(f"{run}: no checkpoint to resume", severity="error")
@@ -184,8 +208,9 @@ class TrainPane(VerticalScroll):
             self.process.stop()
             self.query_one("#train-status", Static).update("stopping after this step (saving a checkpoint) …")
 
-    def launch(self, run_dir: str, args: list[str], total: int, keep: list[dict] | None = None,
-               resume: bool = False, processes: int = 1, hostfile: str | None = None) -> None:
+    def launch(self, run_dir: str, args: list[str], total: int, resume: bool = False, processes: int = 1,
+               hostfile: str | None = None) -> None:
+        """Start the trainer on `run_dir`; `total` is the form's step count until the trainer says its own."""
         if self.process and self.process.running:
             self.app.notify("a training run is already going", severity="warning")
             return
@@ -196,7 +221,7 @@ class TrainPane(VerticalScroll):
         self.total_steps = int(total or 0)
         self.started, self.first_step = time.monotonic(), None
         self.app.run_dir = run_dir
-        self.query_one(MetricsCharts).reset(sorted(keep or [], key=lambda r: r["step"]))
+        self.query_one(MetricsCharts).reset()  # a resumed run's earlier rows come from its metrics file
         self.query_one("#train-log", RichLog).clear()
         self.query_one("#train-progress", ProgressBar).update(total=self.total_steps or None, progress=0)
         self.process = TrainingProcess(self, run_dir, args, processes, hostfile)
@@ -225,9 +250,20 @@ class TrainPane(VerticalScroll):
     # ------------------------------------------------------------------ process events
     def on_training_log(self, message: TrainingLog) -> None:
         self.query_one("#train-log", RichLog).write(message.line)
-        if m := TOTAL_RE.search(message.line):
-            self.total_steps = int(m.group(1))
-            self.query_one("#train-progress", ProgressBar).update(total=self.total_steps)
+
+    def on_training_phase(self, message: TrainingPhase) -> None:
+        # Only while starting: once steps are reported (or a stop was asked for) the status says that.
+        if self.first_step is None and not (self.process and self.process.stop_sent):
+            text = message.text if message.phase == "train" else f"starting: {message.text}"
+            self.query_one("#train-status", Static).update(f"{text} …")
+
+    def on_training_started(self, message: TrainingStarted) -> None:
+        self.total_steps = message.total_steps
+        self.query_one("#train-progress", ProgressBar).update(total=self.total_steps, progress=message.step)
+
+    def on_training_progress(self, message: TrainingProgress) -> None:
+        self.total_steps = message.total_steps
+        self.query_one("#train-progress", ProgressBar).update(total=self.total_steps, progress=message.step)
 
     def on_training_metrics(self, message: TrainingMetrics) -> None:
         self.query_one(MetricsCharts).add_rows(message.rows)
@@ -241,7 +277,6 @@ class TrainPane(VerticalScroll):
         step0, t0 = self.first_step
         rate = (last["step"] - step0) / (now - t0) if now > t0 and last["step"] > step0 else None
         eta = fmt_eta((self.total_steps - last["step"]) / rate) if rate and self.total_steps else "…"
-        self.query_one("#train-progress", ProgressBar).update(progress=last["step"])
         self.query_one("#train-status", Static).update(
             f"step {last['step']}/{self.total_steps or '?'} · ETA {eta} · {last['tokens_per_second']:.0f} tok/s · "
             f"loss {last['loss']:.4f} · acc {last['rewards/accuracies']:.2f} · margin {last['rewards/margins']:.3f}")
