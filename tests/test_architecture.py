@@ -342,3 +342,46 @@ def test_demo_finds_an_installed_sample_data_package_not_the_checkout(tmp_path):
     model, default = json.loads(r.stdout)
     assert Path(model) == (site / "sample_data" / "demo-model").resolve()
     assert default == model
+
+
+# ---------------------------------------------------------------------------------------------------------
+# No wall-clock asserts: CI runs on a shared, often loaded machine; time budgets belong in benchmarks.
+
+CLOCKS = {"time", "perf_counter", "monotonic", "process_time"}
+TIMING_NAMES = ("elapsed", "secs", "duration", "took")
+
+
+def _reads_a_clock(node: ast.AST) -> bool:
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Call):
+            f = sub.func
+            name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+            if name in CLOCKS:
+                return True
+        if isinstance(sub, ast.Name) and any(t in sub.id.lower() for t in TIMING_NAMES):
+            return True
+    return False
+
+
+def timing_asserts(source: str, filename: str) -> list[str]:
+    """`assert` statements that compare a clock reading (or a variable named like one) with a bound."""
+    found = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.Assert):
+            for cmp in (n for n in ast.walk(node.test) if isinstance(n, ast.Compare)):
+                if any(isinstance(op, (ast.Lt, ast.LtE, ast.Gt, ast.GtE)) for op in cmp.ops) and _reads_a_clock(cmp):
+                    found.append(f"{filename}:{node.lineno}: {ast.unparse(node.test)}")
+    return found
+
+
+def test_timing_assert_checker_finds_one():
+    src = "import time\nt0 = time.perf_counter()\nkilled_secs = time.perf_counter() - t0\nassert killed_secs < 120\n" \
+          "assert time.monotonic() - t0 < 5\nassert rows[0]['step_seconds'] == 1.0\n"
+    assert [line.split(": ", 1)[0] for line in timing_asserts(src, "t.py")] == ["t.py:4", "t.py:5"]
+
+
+def test_no_test_asserts_on_wall_clock_time():
+    found = []
+    for f in sorted((ROOT / "tests").rglob("*.py")):
+        found += timing_asserts(f.read_text(encoding="utf-8"), str(f.relative_to(ROOT)))
+    assert not found, "wall-clock asserts (flaky under load; measure in a benchmark instead):\n" + "\n".join(found)

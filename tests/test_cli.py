@@ -163,3 +163,20 @@ def test_eval_with_an_adapter_for_another_model_computes_nothing(tiny_model, pai
                "--cache-dir", str(cache)])
     assert rc == 2 and "adapter does not fit this model" in capsys.readouterr().err
     assert not list(cache.rglob("*.safetensors"))  # no reference computed or cached for a doomed eval
+
+
+def test_every_help_renders(capsys):
+    """argparse %-formats help text: a stray % once printed its internals into `train --help`."""
+    from mlx_dpo.cli.parser import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    assert {"validate", "train", "eval", "chat", "generate", "export", "frontier", "demo", "tui"} <= set(commands)
+    for argv in [[]] + [[name] for name in commands]:
+        with pytest.raises(SystemExit) as exit_:
+            parser.parse_args(argv + ["--help"])
+        assert exit_.value.code == 0
+        text = capsys.readouterr().out
+        assert text.startswith("usage: mlx-dpo") and "option_strings" not in text and "%(" not in text, argv
+    assert "tui" in parser.format_help()
+    assert "30%" in commands["train"].format_help()  # the doubled %% renders as one

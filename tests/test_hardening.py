@@ -153,14 +153,14 @@ def test_out_of_memory_on_the_command_line_exits_1(tiny_model, pairs_file, tmp_p
 def test_nonfinite_loss_on_the_command_line_exits_1(tiny_model, pairs_file, tmp_path, capsys, monkeypatch):
     import numpy as np
 
-    real = Trainer._arrays
+    real = Trainer._loss_inputs
 
     def poisoned(self, batch, denom):
-        arrays = list(real(self, batch, denom))
+        inputs = real(self, batch, denom)
         if self.step >= 1:
-            arrays[4] = mx.array(np.full(len(batch.indices), np.nan, np.float32))
-        return tuple(arrays)
-    monkeypatch.setattr(Trainer, "_arrays", poisoned)
+            inputs["ref_rejected"] = mx.array(np.full(len(batch.indices), np.nan, np.float32))
+        return inputs
+    monkeypatch.setattr(Trainer, "_loss_inputs", poisoned)
     assert main(_train_args(tiny_model, pairs_file, tmp_path / "run", "--iters", 3, "--save-every", 1)) == 1
     err = capsys.readouterr().err
     _no_traceback(err)

@@ -219,3 +219,31 @@ def test_init_adapter_is_the_reference(tiny_model, pairs_file, tmp_path):
     assert rows[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
     first_last = train_rows(tmp_path / "first")[-1]
     assert first_last["rewards/margins"] != 0
+
+
+def test_throughput_counts_training_steps_only(tiny_model, pairs_file, valid_file, tmp_path, monkeypatch):
+    """Evaluation is timed as its own metric; the step after it does not absorb its time.
+
+    A fake clock makes this exact: every optimizer step takes 1 s, every evaluation 100 s."""
+    from mlx_dpo.train import trainer as trainer_module
+    from mlx_dpo.train.trainer import Trainer
+
+    now = [0.0]
+    monkeypatch.setattr(trainer_module, "clock", lambda: now[0])
+
+    def timed(method, seconds):
+        def run(self, *args):
+            out = method(self, *args)
+            now[0] += seconds
+            return out
+        return run
+
+    monkeypatch.setattr(Trainer, "_optimizer_step", timed(Trainer._optimizer_step, 1.0))
+    monkeypatch.setattr(Trainer, "evaluate_valid", timed(Trainer.evaluate_valid, 100.0))
+    tr = make_trainer(tiny_model, pairs_file, tmp_path / "run", iters=4, eval_every=1, valid_data=valid_file)
+    tr.train()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    train, evals = [r for r in rows if "loss" in r], [r for r in rows if "eval/loss" in r]
+    assert [r["step_seconds"] for r in train] == [1.0] * 4
+    assert all(r["tokens_per_second"] > 0 for r in train)
+    assert [r["eval/seconds"] for r in evals] == [100.0] * 4

@@ -262,3 +262,123 @@ async def test_quit_while_training_waits_for_the_checkpoint(tiny_model, pairs_fi
     assert pane.process.proc.returncode == 130
     assert list((runs / "q" / "checkpoints").glob("step_*/state.json"))
     assert app.return_code is not None  # the app exited by itself
+
+
+# ---------------------------------------------------------------------- the trainer's events, with a stand-in
+STAND_IN_TRAINER = r'''
+import json, os, sys, time
+out = sys.argv[sys.argv.index("--output") + 1]
+def event(**fields):  # as `mlx-dpo train --events` writes them on stdout
+    print(json.dumps(fields), flush=True)
+def wait_for(name):  # the test creates the file once it has seen what came before
+    while not os.path.exists(os.path.join(os.path.dirname(out), name)):
+        time.sleep(0.02)
+'''
+
+
+def use_stand_in_trainer(tmp_path, monkeypatch, body: str) -> None:
+    """Make the app run `body` (after STAND_IN_TRAINER's helpers) where it would run `mlx-dpo train --events`."""
+    import tui.training
+
+    script = tmp_path / "trainer.py"
+    script.write_text(STAND_IN_TRAINER + body)
+    monkeypatch.setattr(tui.training, "TRAINER", [sys.executable, str(script)])
+
+
+async def test_the_train_tab_follows_the_trainers_events(tiny_model, pairs_file, tmp_path, hf_home, monkeypatch):
+    row = {"step": 5, "loss": 0.61, "rewards/accuracies": 0.75, "rewards/margins": 0.2, "tokens_per_second": 900.0,
+           "peak_memory_gb": 0.01}
+    use_stand_in_trainer(tmp_path, monkeypatch, f'''
+event(event="phase", phase="load", text="loading the model")
+wait_for("go")
+event(event="log", text="16 training pairs, 24 steps")
+print("a line of a library, on stderr", file=sys.stderr, flush=True)
+event(event="phase", phase="train", text="training 24 steps")
+event(event="start", step=0, total_steps=24, pairs=16, trainable_parameters=1234)
+event(event="progress", step=5, total_steps=24)
+with open(os.path.join(out, "metrics.jsonl"), "a") as f:
+    f.write(json.dumps({row!r}) + "\\n")
+event(event="metrics", row={row!r})
+event(event="checkpoint", step=5, path=os.path.join(out, "checkpoints", "step_0000005"))
+event(event="brand-new-kind", step=5)
+wait_for("finish")
+event(event="done", step=24, loss=0.3, accuracy=1.0, output=out)
+''')
+    runs = tmp_path / "runs"
+    run_dir = runs / "e"
+    run_dir.mkdir(parents=True)
+    app = MlxDpoApp(model=tiny_model, data=pairs_file, runs_root=str(runs))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        pane = app.query_one(TrainPane)
+        pane.query_one("#train-output", Input).value = str(run_dir)
+        await pilot.click("#train-start")
+        await wait_for(pilot, lambda: text_of(app, "#train-status") == "starting: loading the model …", timeout=20)
+        (runs / "go").touch()
+        bar = pane.query_one("#train-progress")
+        await wait_for(pilot, lambda: bar.total == 24 and bar.progress == 5 and pane.query_one(MetricsCharts).rows,
+                       timeout=20)
+        assert text_of(app, "#train-status").startswith("step 5/24 · ETA")  # the start event's total, not the form's
+        (runs / "finish").touch()
+        await wait_for(pilot, lambda: not app.training_running, timeout=20)
+        assert text_of(app, "#train-status") == f"training finished: adapter in {run_dir}"
+        log = list(pane.process.tail)
+        assert "16 training pairs, 24 steps" in log and "a line of a library, on stderr" in log
+        assert not any(line.startswith("{") for line in log)  # events are read, not shown as JSON
+
+
+@pytest.mark.parametrize("ending, status", [
+    ('print("error: out of memory at step 3", file=sys.stderr, flush=True)\n'
+     'event(event="error", text="out of memory at step 3", status=1)\nsys.exit(1)',
+     "training failed (exit status 1): error: out of memory at step 3"),
+    ('event(event="stopped", signal="SIGINT", status=130, checkpoint=None)\nsys.exit(130)',
+     "training stopped before its first checkpoint"),
+], ids=["error", "stopped-before-a-checkpoint"])
+async def test_how_a_run_ended_comes_from_its_events(ending, status, tiny_model, pairs_file, tmp_path, hf_home,
+                                                     monkeypatch):
+    use_stand_in_trainer(tmp_path, monkeypatch, 'event(event="log", text="training")\n' + ending + "\n")
+    app = MlxDpoApp(model=tiny_model, data=pairs_file, runs_root=str(tmp_path / "runs"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        pane = app.query_one(TrainPane)
+        pane.query_one("#train-output", Input).value = str(tmp_path / "runs" / "x")
+        await pilot.click("#train-start")
+        await wait_for(pilot, lambda: pane.process is not None and not app.training_running, timeout=20)
+        assert text_of(app, "#train-status") == status
+        errors = [line for line in pane.process.tail if line.startswith("error")]
+        assert len(errors) <= 1  # printed on stderr and sent as an event: shown once
+
+
+async def test_the_train_form_starts_from_the_demo_settings(tmp_path, hf_home):
+    from mlx_dpo import DEMO_MODEL
+
+    if not (DEMO_MODEL / "config.json").exists():
+        pytest.skip("this installation has no demo model")
+    app = MlxDpoApp(runs_root=str(tmp_path / "runs"))  # no model given: the demo model
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        assert app.model == str(DEMO_MODEL)
+        form = {name: app.query_one(f"#train-{name}", Input).value
+                for name in ("iters", "batch_size", "learning_rate", "beta", "lora_rank", "max_length", "seed")}
+        assert form == {"iters": "24", "batch_size": "2", "learning_rate": "5e-4", "beta": "0.5", "lora_rank": "4",
+                        "max_length": "64", "seed": "0"}
+        assert str(DEMO_MODEL) in [o.id for o in app.query_one("#model-list").options]  # listed as bundled
+
+
+async def test_other_tabs_read_the_train_settings(tiny_model, tmp_path, hf_home):
+    from tui.panes.train_pane import TrainSettings
+
+    app = MlxDpoApp(model=tiny_model, runs_root=str(tmp_path / "runs"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        for name, value in (("batch_size", "6"), ("max_length", "long"), ("lora_rank", "16"), ("processes", "")):
+            app.query_one(f"#train-{name}", Input).value = value
+        # A field that does not parse keeps its default, as the memory estimate and token limits expect.
+        assert app.train_settings() == TrainSettings(batch_size=6, max_length=1024, lora_rank=16, processes=1)
+
+
+def test_the_app_loads_no_mlx():
+    # The UI thread must not touch MLX: only the engine thread's jobs import it, when they run.
+    code = ("import sys, tui.app, tui.launcher; print('mlx.core' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr

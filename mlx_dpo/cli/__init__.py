@@ -24,7 +24,7 @@ from .parser import build_parser
 # command -> (module of this package, function)
 COMMANDS = {"validate": ("train", "cmd_validate"), "train": ("train", "cmd_train"), "eval": ("train", "cmd_eval"),
             "chat": ("use", "cmd_chat"), "generate": ("use", "cmd_generate"), "export": ("export", "cmd_export"),
-            "frontier": ("demo", "cmd_frontier"), "demo": ("demo", "cmd_demo")}
+            "frontier": ("demo", "cmd_frontier"), "demo": ("demo", "cmd_demo"), "tui": ("demo", "cmd_tui")}
 
 
 def main(argv=None) -> int:

@@ -40,7 +40,7 @@ def demo_args(output: str) -> dict[str, list[str]]:
     lengths = ["--beta", str(DEMO_SETTINGS["beta"]), "--max-length", str(DEMO_SETTINGS["max_length"])]
     train = [f"--{k.replace('_', '-')}={v}" for k, v in DEMO_SETTINGS.items()]
     return {
-        "validate": ["validate", str(DEMO_PAIRS), "--model", model],
+        "validate": ["validate", str(DEMO_PAIRS), "--model", model, "--max-length", str(DEMO_SETTINGS["max_length"])],
         "train": ["train", "--model", model, "--data", str(DEMO_PAIRS), "--valid-data", str(DEMO_VALID),
                   "--output", output, *train],
         "eval": ["eval", "--model", model, "--adapter", output, "--data", str(DEMO_VALID), "--generate",
@@ -64,3 +64,9 @@ def cmd_demo(args) -> int:
             return status
     log(f"adapter and metrics in {output}; chat with it: mlx-dpo chat --adapter {output}")
     return 0
+
+
+def cmd_tui(args) -> int:
+    """Only reached through `python -m mlx_dpo tui`: the engine never imports the app, its launcher does."""
+    raise UsageError("the app opens with the `mlx-dpo` command (`mlx-dpo tui`); `python -m mlx_dpo` is the "
+                     "headless command line only")

@@ -15,25 +15,47 @@ def log(msg: str) -> None:
 
 
 class ConsoleReporter(Reporter):
-    """Log lines on stderr and, on a terminal, a tqdm bar of the steps (loss, accuracy, margin, tok/s).
+    """Log lines on stderr and, on a terminal, tqdm bars: tokenizing, the reference pass, evaluation, and
+    the training steps (loss, accuracy, margin, tokens/s, ETA).
 
-    Without a terminal (pipes, CI) there is no bar, and held-out evaluation lines go to the log.
+    Without a terminal (pipes, CI) there are no bars: a line per logged step instead, and held-out
+    evaluation lines in the log.
     """
 
     def __init__(self, show_progress: bool = False):
         super().__init__(log)
-        self.show_progress, self.bar = show_progress, None
+        self.show_progress, self.bar, self.total_steps = show_progress, None, 0
+        self.tasks: dict = {}
+
+    def task(self, name, done, total, label="") -> None:
+        if not self.show_progress:
+            return
+        bar = self.tasks.get(name)
+        if bar is None:
+            from tqdm import tqdm
+            bar = self.tasks[name] = tqdm(total=total, desc=label or name, unit="pair" if name == "tokenize"
+                                          else "batch", dynamic_ncols=True, leave=False)
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+            del self.tasks[name]
 
     def start(self, step, total_steps, pairs, trainable_parameters) -> None:
+        self.total_steps = total_steps
         if self.show_progress:
             from tqdm import tqdm
             self.bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, leave=True)
 
     def metrics(self, row: dict) -> None:
-        if self.bar is not None and "loss" in row:
+        if "loss" not in row:
+            return
+        if self.bar is not None:
             self.bar.n = row["step"]
             self.bar.set_postfix(loss=f"{row['loss']:.4f}", acc=f"{row['rewards/accuracies']:.2f}",
                                  margin=f"{row['rewards/margins']:.3f}", tok_s=f"{row['tokens_per_second']:.0f}")
+        else:
+            self.log(step_line(row, self.total_steps))
 
     def note(self, text: str) -> None:
         if self.bar is not None:
@@ -45,3 +67,10 @@ class ConsoleReporter(Reporter):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def step_line(row: dict, total_steps: int) -> str:
+    """One logged training step as a line (where no progress bar is drawn)."""
+    return (f"step {row['step']}/{total_steps}: loss {row['loss']:.4f}, accuracy {row['rewards/accuracies']:.3f}, "
+            f"margin {row['rewards/margins']:.3f}, {row['tokens_per_second']:.0f} tok/s, "
+            f"{row['step_seconds']:.2f} s/step")

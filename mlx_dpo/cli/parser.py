@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--no-verify", dest="verify", action="store_false", help="skip the reload-and-compare check")
     x.add_argument("--push-to-hub", metavar="REPO", help="upload OUT to this Hugging Face repo")
 
+    sub.add_parser("tui", help="open the terminal app (the same as `mlx-dpo` with no arguments)")
+
     d = sub.add_parser("demo", help="the scripted demo on the bundled model and pairs: validate, train, evaluate")
     d.add_argument("--output", help="run dir to create (default: runs/demo-DATE-TIME)")
     return p

@@ -46,7 +46,8 @@ def print_report(r: dict, cfg: TrainConfig, tokenized: bool) -> None:
     fmts = ", ".join(f"{k} {v}" for k, v in sorted(r["formats"].items())) or "none"
     print(f"{r['file']}: {r['rows']} rows, {r['valid_pairs']} valid pairs ({fmts}), {r['errors']} error(s)")
     if not tokenized:
-        print("token statistics: pass --model to tokenize with its chat template")
+        print("token statistics: pass --model to tokenize with its chat template (validate checks the rows' "
+              "structure only; it does not assume the demo model)")
         return
     print("\n".join(token_table(r)))
     print(f"limits max_length={cfg.max_length}, max_prompt_length={cfg.prompt_limit}: "
@@ -134,7 +135,7 @@ def cmd_eval(args) -> int:
     from ..train.session import run_eval
 
     cfg = eval_config(args)
-    metrics = run_eval(cfg, args.adapter, log=log)
+    metrics = run_eval(cfg, args.adapter, ConsoleReporter(show_progress=sys.stderr.isatty() and not args.json))
     behaviour = None
     if args.generate:
         from .behaviour import print_behaviour, run_behaviour

@@ -37,19 +37,21 @@ class PreparedData:
 
 
 def prepare(path: str, keys: DataKeys, tokenizer=None, max_length: int = 1024,
-            prompt_limit: int = 512) -> PreparedData:
-    """Load and validate rows; with a tokenizer, render and truncate them. Never raises for bad rows."""
+            prompt_limit: int = 512, progress=None) -> PreparedData:
+    """Load and validate rows; with a tokenizer, render and truncate them (`progress(done, total)` per
+    pair). Never raises for bad rows."""
     loaded = load_pairs(path, keys)
     prepared = PreparedData(str(path), loaded, errors=list(loaded.errors))
     if tokenizer is not None and loaded.pairs:
-        prepared.render = render_pairs(tokenizer, loaded.pairs, max_length, prompt_limit)
+        prepared.render = render_pairs(tokenizer, loaded.pairs, max_length, prompt_limit, progress)
         prepared.errors += prepared.render.errors
     return prepared
 
 
-def prepare_strict(path: str, keys: DataKeys, tokenizer, max_length: int, prompt_limit: int, log=print):
+def prepare_strict(path: str, keys: DataKeys, tokenizer, max_length: int, prompt_limit: int, log=print,
+                   progress=None):
     """Tokenized pairs ready for training, or DataError listing every bad row."""
-    prepared = prepare(path, keys, tokenizer, max_length, prompt_limit)
+    prepared = prepare(path, keys, tokenizer, max_length, prompt_limit, progress)
     if prepared.errors:
         raise DataError(prepared.errors)
     for w in prepared.render.warnings():

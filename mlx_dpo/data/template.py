@@ -124,10 +124,14 @@ def truncate_pair(tp: TokenizedPair, max_length: int, prompt_limit: int, bos_id=
     return TokenizedPair(prompt, chosen, rejected, tp.source), True, ""
 
 
-def render_pairs(tokenizer, pairs: list[PreferencePair], max_length: int, prompt_limit: int) -> RenderResult:
+def render_pairs(tokenizer, pairs: list[PreferencePair], max_length: int, prompt_limit: int,
+                 progress=None) -> RenderResult:
+    """Tokenize and truncate every pair; `progress(done, total)` is called after each one."""
     result = RenderResult()
     bos = getattr(tokenizer, "bos_token_id", None)
-    for pair in pairs:
+    for i, pair in enumerate(pairs):
+        if progress is not None and i:
+            progress(i, len(pairs))
         try:
             tp, repaired = tokenize_pair(tokenizer, pair)
         except BoundaryError as e:
@@ -148,6 +152,8 @@ def render_pairs(tokenizer, pairs: list[PreferencePair], max_length: int, prompt
             result.dropped.append(f"{pair.source}: {reason}")
         else:
             result.pairs.append(kept)
+    if progress is not None and pairs:
+        progress(len(pairs), len(pairs))
     return result
 
 

@@ -17,10 +17,12 @@ def metrics_from_logps(policy: dict, ref: dict | None, *, loss: str, beta: float
 
 
 def evaluate(model, pairs: list[TokenizedPair], ref: dict | None, loss: Loss, *, batch_size: int,
-             pad_multiple: int, pad_id: int = 0, prefix: str = "", world: World = SINGLE, layout=None) -> dict:
+             pad_multiple: int, pad_id: int = 0, prefix: str = "", world: World = SINGLE, layout=None,
+             progress=None) -> dict:
     was_training = model.training
     model.eval()
-    policy = score_pairs(model, pairs, batch_size, pad_multiple, pad_id, world=world, layout=layout)
+    policy = score_pairs(model, pairs, batch_size, pad_multiple, pad_id, progress=progress, world=world,
+                         layout=layout)
     if was_training:
         model.train()
     return loss.metrics(policy, ref, prefix)

@@ -7,8 +7,8 @@ The session and the trainer call a Reporter; where the reports go is the caller'
 - `JsonEvents` writes every report as one JSON object per line — the channel the app reads from the
   trainer child process (`mlx-dpo train --events`), so it never has to parse human log text.
 
-Events (key "event"; other keys as in the methods below): log, phase, start, progress, metrics,
-note, checkpoint, done, stopped, error.
+Events (key "event"; other keys as in the methods below): log, phase, task, start, progress,
+metrics, checkpoint, done, stopped, error (a `note` travels as a log event).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 from typing import Callable, TextIO
 
 PHASES = ("load", "data", "reference", "train")  # what a run does before and while it trains
@@ -38,6 +39,10 @@ class Reporter:
 
     def phase(self, phase: str, text: str) -> None:
         """The run moved on to `phase` (one of PHASES); `text` says what it does now."""
+
+    def task(self, name: str, done: int, total: int, label: str = "") -> None:
+        """Progress of a long step before or beside training: `name` is "tokenize", "reference" or
+        "eval"; `label` says it for people (which file, which split). done == total ends it."""
 
     def start(self, step: int, total_steps: int, pairs: int, trainable_parameters: int) -> None:
         """The training loop begins at `step` (0, or the step a resumed run continues after)."""
@@ -70,9 +75,12 @@ class JsonEvents(Reporter):
     A reader that went away (the app quit) must not stop training or saving: write errors are ignored.
     """
 
+    TASK_INTERVAL = 0.25  # seconds between task events of one task (its last one is always sent)
+
     def __init__(self, stream: TextIO | None = None):
         super().__init__()
         self.stream = stream
+        self._task_sent: dict[str, float] = {}
 
     def emit(self, event: str, **fields) -> None:
         stream = self.stream or sys.stdout
@@ -84,6 +92,13 @@ class JsonEvents(Reporter):
 
     def log(self, text: str) -> None:
         self.emit("log", text=text)
+
+    def task(self, name, done, total, label="") -> None:
+        now = time.monotonic()
+        if done < total and now - self._task_sent.get(name, -1e9) < self.TASK_INTERVAL:
+            return  # a reader needs a few updates a second, not one per row
+        self._task_sent[name] = now
+        self.emit("task", name=name, done=done, total=total, label=label)
 
     def phase(self, phase: str, text: str) -> None:
         self.emit("phase", phase=phase, text=text)

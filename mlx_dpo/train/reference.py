@@ -128,7 +128,8 @@ def _load_cached(path: Path, n_pairs: int) -> dict[str, np.ndarray] | None:
 
 def reference_logps(model, pairs: list[TokenizedPair], *, model_key: str, cache_dir: Path,
                     batch_size: int, pad_multiple: int, pad_id: int = 0, log=print,
-                    label: str = "train", world: World = SINGLE, layout=None) -> dict[str, np.ndarray]:
+                    label: str = "train", world: World = SINGLE, layout=None,
+                    progress=None) -> dict[str, np.ndarray]:
     """Load the reference log-probs from the cache, or compute and store them.
 
     With several ranks, rank 0's cache decides: a hit is broadcast to the others; a miss is scored
@@ -149,7 +150,8 @@ def reference_logps(model, pairs: list[TokenizedPair], *, model_key: str, cache_
     was_training = model.training
     model.eval()  # dropout off: the reference is the deterministic starting model
     t0 = time.perf_counter()
-    ref = score_pairs(model, pairs, batch_size, pad_multiple, pad_id, world=world, layout=layout)
+    ref = score_pairs(model, pairs, batch_size, pad_multiple, pad_id, progress=progress, world=world,
+                      layout=layout)
     if was_training:
         model.train()
     if not world.is_main:

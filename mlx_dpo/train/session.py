@@ -81,9 +81,9 @@ class Session:
         return s
 
     @classmethod
-    def for_eval(cls, cfg: TrainConfig, adapter_dir: str | None, log=print) -> "Session":
+    def for_eval(cls, cfg: TrainConfig, adapter_dir: str | None, report: Reporter | None = None) -> "Session":
         """Base (+ init adapter) as the reference for `cfg.data`; then the trained adapter switched on."""
-        report = Reporter(log)
+        report = report or Reporter()
         if adapter_dir:
             read_adapter_config(adapter_dir)  # fail early, before any compute, on a bad adapter folder
         s = cls._load(cfg, report, SINGLE, valid_data=None)
@@ -110,8 +110,11 @@ class Session:
         report.phase("data", f"reading {cfg.data}")
 
         def pairs(path):
+            def progress(done, total):
+                report.task("tokenize", done, total, f"tokenizing {Path(path).name}")
+
             return prepare_strict(path, cfg.data_keys, loaded.tokenizer, cfg.max_length, cfg.prompt_limit,
-                                  report.log).pairs
+                                  report.log, progress).pairs
 
         train = pairs(cfg.data)
         valid = pairs(valid_data) if valid_data else None
@@ -128,9 +131,12 @@ class Session:
         self.report.phase("reference", f"scoring the reference log-probs ({len(self.train_pairs)} pairs)")
         try:
             def score(pairs, name):
+                def progress(done, total):
+                    self.report.task("reference", done, total, f"reference log-probs ({name})")
+
                 return reference_logps(self.model, pairs, model_key=key, cache_dir=cache, batch_size=cfg.batch_size,
                                        pad_multiple=cfg.pad_multiple, pad_id=self.pad_id, log=self.report.log,
-                                       label=name, world=self.world, layout=self.layout)
+                                       label=name, world=self.world, layout=self.layout, progress=progress)
 
             ref = score(self.train_pairs, label)
             return ref, (score(self.valid_pairs, "valid") if self.valid_pairs else None)
@@ -144,21 +150,26 @@ class Session:
             raise
 
     # ------------------------------------------------------------------ using
-    def evaluate(self, pairs: list[TokenizedPair], ref: dict | None = None, prefix: str = "") -> dict:
+    def evaluate(self, pairs: list[TokenizedPair], ref: dict | None = None, prefix: str = "",
+                 show_progress: bool = False) -> dict:
         """DPO loss and TRL metrics of the model as it is now on `pairs` (dropout off).
 
         `ref` defaults to the session's reference of those pairs (train_pairs or valid_pairs)."""
         if ref is None:
             ref = self.ref_valid if pairs is self.valid_pairs else self.ref_train
+
+        def progress(done, total):
+            self.report.task("eval", done, total, f"evaluating {len(pairs)} pairs")
+
         return evaluate(self.model, pairs, ref, self.loss, batch_size=self.cfg.batch_size,
                         pad_multiple=self.cfg.pad_multiple, pad_id=self.pad_id, prefix=prefix, world=self.world,
-                        layout=self.layout)
+                        layout=self.layout, progress=progress if show_progress else None)
 
 
-def run_eval(cfg: TrainConfig, adapter_dir: str | None, log=print) -> dict:
+def run_eval(cfg: TrainConfig, adapter_dir: str | None, report: Reporter | None = None) -> dict:
     """`mlx-dpo eval`: reference = base (+ init adapter), policy = that + the trained adapter."""
-    session = Session.for_eval(cfg, adapter_dir, log=log)
-    return session.evaluate(session.train_pairs)
+    session = Session.for_eval(cfg, adapter_dir, report)
+    return session.evaluate(session.train_pairs, show_progress=True)
 
 
 def _warn_if_too_big(cfg: TrainConfig, report: Reporter) -> None:

@@ -43,6 +43,9 @@ from .losses import pair_stats, stats_to_metrics
 from ..model.adapters import save_adapter
 from .session import Session
 
+# Wall-clock time for the throughput figures (a module attribute: a test swaps in a fake clock).
+clock = time.perf_counter
+
 
 def make_schedule(cfg: TrainConfig, total_steps: int):
     main = (optim.cosine_decay(cfg.learning_rate, max(total_steps - cfg.warmup_steps, 1), 0.0)
@@ -237,7 +240,9 @@ class Trainer:
         metrics = ckpt.MetricsLog(self.run_dir / "metrics.jsonl", keep_until=self.step) if world.is_main else None
         step_fn = self._build_step()
         self.model.train()
-        window, tokens, t0, last, logged = None, 0, time.perf_counter(), {}, self.step
+        # Throughput counts the optimizer steps only: held-out evaluation and checkpoints are timed apart,
+        # or the step after each of them would absorb their time.
+        window, tokens, busy, last, logged = None, 0, 0.0, {}, self.step
         eval_every = cfg.eval_every or max(1, self.total_steps // 10)
         report.phase("train", f"training {self.total_steps} steps")
         report.start(self.step, self.total_steps, len(self.session.train_pairs), self.trainable_parameters())
@@ -246,7 +251,9 @@ class Trainer:
                 while self.step < self.total_steps:
                     s = self.step + 1
                     mx.random.seed(cfg.seed * 1_000_003 + s)  # dropout RNG from (seed, step): resumable
+                    started = clock()
                     stats, n_tokens, epoch = self._optimizer_step(step_fn, s)
+                    busy += clock() - started
                     window = stats if window is None else window + stats
                     tokens += n_tokens
                     if not np.all(np.isfinite(np.array(window))):
@@ -256,14 +263,15 @@ class Trainer:
                     self.step = s
                     report.progress(s, self.total_steps)
                     if s % cfg.log_every == 0 or s == self.total_steps:
-                        dt = time.perf_counter() - t0
                         last = {"step": s, "epoch": round(epoch, 4), **stats_to_metrics(np.array(window).tolist()),
                                 "learning_rate": float(self.schedule(mx.array(s - 1))),
-                                **self._throughput(tokens, dt), "step_seconds": dt / (s - logged)}
+                                **self._throughput(tokens, busy), "step_seconds": busy / (s - logged)}
                         self._write_row(metrics, last)
-                        window, tokens, t0, logged = None, 0, time.perf_counter(), s
+                        window, tokens, busy, logged = None, 0, 0.0, s
                     if self.session.valid_pairs and (s % eval_every == 0 or s == self.total_steps):
+                        started = clock()
                         row = {"step": s, **self.evaluate_valid()}
+                        row["eval/seconds"] = clock() - started
                         self._write_row(metrics, row)
                         report.note(f"step {s}: eval loss {row['eval/loss']:.4f}, accuracy "
                                     f"{row['eval/rewards/accuracies']:.3f}, margin {row['eval/rewards/margins']:.3f}")
