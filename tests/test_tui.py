@@ -291,6 +291,8 @@ async def test_the_train_tab_follows_the_trainers_events(tiny_model, pairs_file,
     use_stand_in_trainer(tmp_path, monkeypatch, f'''
 event(event="phase", phase="load", text="loading the model")
 wait_for("go")
+event(event="task", name="reference", done=3, total=16, label="reference log-probs (train)")
+wait_for("go2")
 event(event="log", text="16 training pairs, 24 steps")
 print("a line of a library, on stderr", file=sys.stderr, flush=True)
 event(event="phase", phase="train", text="training 24 steps")
@@ -315,6 +317,9 @@ event(event="done", step=24, loss=0.3, accuracy=1.0, output=out)
         await pilot.click("#train-start")
         await wait_for(pilot, lambda: text_of(app, "#train-status") == "starting: loading the model …", timeout=20)
         (runs / "go").touch()
+        await wait_for(pilot, lambda: text_of(app, "#train-status") == "starting: reference log-probs (train) 3/16 …",
+                       timeout=20)
+        (runs / "go2").touch()
         bar = pane.query_one("#train-progress")
         await wait_for(pilot, lambda: bar.total == 24 and bar.progress == 5 and pane.query_one(MetricsCharts).rows,
                        timeout=20)
@@ -382,3 +387,18 @@ def test_the_app_loads_no_mlx():
     code = ("import sys, tui.app, tui.launcher; print('mlx.core' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
+
+
+def test_launcher_demo_opens_the_bundled_demo(monkeypatch):
+    """`mlx-dpo tui --demo` (what ./scripts/run.sh opens) needs no paths: they come from mlx_dpo.demo."""
+    import tui.app
+    from mlx_dpo import DEMO_MODEL, DEMO_PAIRS, DEMO_VALID
+    from tui import launcher
+
+    seen = {}
+    monkeypatch.setattr(tui.app, "run_app", lambda *a: seen.setdefault("args", a) and 0)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert launcher.main(["tui", "--demo", "--runs", "elsewhere"]) == 0
+    assert seen["args"] == (str(DEMO_MODEL), str(DEMO_PAIRS), str(DEMO_VALID), "elsewhere")
+    assert DEMO_PAIRS.exists() and DEMO_VALID.exists() and (DEMO_MODEL / "config.json").exists()

@@ -19,7 +19,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", help="pairs file to open on the Data tab")
     p.add_argument("--valid-data", help="held-out pairs file")
     p.add_argument("--runs", default="runs", help="folder of run dirs (default: ./runs)")
+    p.add_argument("--demo", action="store_true",
+                   help="open on the bundled demo: its model, training pairs and held-out pairs")
     args = p.parse_args(argv[1:])
+    if args.demo:
+        from mlx_dpo import DEMO_MODEL, DEMO_PAIRS, DEMO_VALID
+        args.model = args.model or str(DEMO_MODEL)
+        args.data = args.data or str(DEMO_PAIRS)
+        args.valid_data = args.valid_data or str(DEMO_VALID)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         print("mlx-dpo: the app needs a terminal; for scripts use the subcommands (mlx-dpo --help)",
               file=sys.stderr)

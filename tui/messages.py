@@ -81,6 +81,14 @@ class TrainingPhase(Message):
         self.phase, self.text = phase, text
 
 
+class TrainingTask(Message):
+    """Progress of a long step before or beside training: tokenize, reference or eval; `done` of `total`."""
+
+    def __init__(self, name: str, done: int, total: int, label: str) -> None:
+        super().__init__()
+        self.name, self.done, self.total, self.label = name, done, total, label
+
+
 class TrainingStarted(Message):
     """The training loop begins at `step` (0, or the step a resumed run continues after)."""
 

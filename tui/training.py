@@ -4,7 +4,7 @@ A crash or out-of-memory in training cannot take the UI down, and its memory is 
 Stop sends SIGINT: the trainer finishes the step, writes a checkpoint and exits with status 130.
 
 With `--events` the trainer (rank 0) writes one JSON object per line on stdout, each with an "event" key:
-log, phase, start, progress, metrics, checkpoint, done, stopped, error. Those become the Training*
+log, phase, task, start, progress, metrics, checkpoint, done, stopped, error. Those become the Training*
 messages; the metrics rows are read from the run's metrics.jsonl instead, which also holds a resumed
 run's earlier rows. Any other line (a traceback, mlx.launch's own lines, raw stderr) is shown as it is.
 
@@ -47,7 +47,8 @@ from textual.message_pump import MessagePump
 
 from mlx_dpo import MetricsFollower, UsageError
 
-from .messages import TrainingEnded, TrainingLog, TrainingMetrics, TrainingPhase, TrainingProgress, TrainingStarted
+from .messages import (TrainingEnded, TrainingLog, TrainingMetrics, TrainingPhase, TrainingProgress, TrainingStarted,
+                       TrainingTask)
 
 POLL_SECONDS = 0.5
 REMOTE_GRACE = 0.25  # seconds between the Ctrl-C for remote ranks and the SIGINT to the launcher
@@ -329,6 +330,9 @@ class TrainingProcess:
             self._show(str(event["text"]))
         elif kind == "phase":
             self.target.post_message(TrainingPhase(str(event["phase"]), str(event["text"])))
+        elif kind == "task":
+            self.target.post_message(TrainingTask(str(event["name"]), int(event["done"]), int(event["total"]),
+                                                  str(event.get("label") or event["name"])))
         elif kind == "start":
             self.target.post_message(TrainingStarted(int(event["total_steps"]), int(event["step"])))
         elif kind == "progress":

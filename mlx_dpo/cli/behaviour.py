@@ -22,8 +22,17 @@ def run_behaviour(cfg, args):
 
 
 def print_behaviour(res, show: int) -> None:
+    """The report: with a reward breakdown, a table of correctness and each style component, base vs tuned."""
     print(f"behaviour ({res.n} prompts, {res.decoding}; {res.skipped} skipped by the reward)")
-    print(f"  mean reward  base {res.reward_base:.3f}  tuned {res.reward_tuned:.3f}  ({res.reward_gain:+.3f})")
+    parts = res.components
+    if parts is None:
+        print(f"  mean reward  base {res.reward_base:.3f}  tuned {res.reward_tuned:.3f}  ({res.reward_gain:+.3f})")
+    else:
+        print(f"  {'':<13} {'base':>6} {'tuned':>6} {'change':>7}")
+        for name, (base, tuned) in parts.items():
+            print(f"  {name:<13} {base:>6.3f} {tuned:>6.3f} {tuned - base:>+7.3f}")
+        print(f"  {'mean reward':<13} {res.reward_base:>6.3f} {res.reward_tuned:>6.3f} {res.reward_gain:>+7.3f}")
+        print("  (fractions of answers; correct = right value for the question asked; concise = mean 0-1 score)")
     print(f"  win rate     {res.win_rate:.2f} (tuned vs base, ties count half)")
     if res.kl is not None:
         print(f"  KL estimate  {res.kl:.3f} nats per answer (tuned || base)")

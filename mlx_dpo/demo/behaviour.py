@@ -9,6 +9,13 @@ tasks), and estimates how far the tuned policy moved from the reference:
 with y sampled at temperature 1 (the policy itself) and both log-probs summed over the answer's tokens,
 end-of-turn token included. A single-sample estimate can be negative for one prompt; the mean over
 prompts is ≥ 0 up to noise. `frontier.py` trains one adapter per β and plots reward against this KL.
+
+With the default reward (`mlx_dpo.demo.reward.score`) the result also splits the reward into its parts,
+per model: the fraction of answers that are correct (and answer the question asked), and the style
+components — polite, concise (mean of the 0–1 score), civil — so that a gain in style cannot pass for
+a gain in correctness. A custom `reward_fn` returning a float leaves those fields None; one returning
+an object with `total` and boolean/float `correct`, `polite`, `concise`, `civil` fields (a
+`RewardBreakdown`) gets them.
 """
 
 from __future__ import annotations
@@ -22,7 +29,11 @@ import numpy as np
 
 from ..model.generate import Sampling, answer, prompt_tokens
 
-__all__ = ["behaviour_eval", "sample_with_tokens", "sequence_logprob", "load_prompts", "BehaviourResult"]
+__all__ = ["behaviour_eval", "sample_with_tokens", "sequence_logprob", "load_prompts", "BehaviourResult",
+           "COMPONENTS"]
+
+#: Parts of the demo reward reported per model: correctness first, then the style components.
+COMPONENTS = ("correct", "polite", "concise", "civil")
 
 
 @dataclass
@@ -35,15 +46,32 @@ class BehaviourResult:
     kl: float | None              # mean sequence-level KL estimate (nats), None if not computed
     rows: list = field(default_factory=list)
     skipped: int = 0              # prompts the reward cannot score (reward_fn raised ValueError)
+    # Fractions of answers per model (concise: mean of its 0–1 score); None when the reward gives no breakdown.
+    correct_base: float | None = None
+    correct_tuned: float | None = None
+    polite_base: float | None = None
+    polite_tuned: float | None = None
+    concise_base: float | None = None
+    concise_tuned: float | None = None
+    civil_base: float | None = None
+    civil_tuned: float | None = None
 
     @property
     def reward_gain(self) -> float:
         return self.reward_tuned - self.reward_base
 
+    @property
+    def components(self) -> dict[str, tuple[float, float]] | None:
+        """{"correct": (base, tuned), "polite": ..., "concise": ..., "civil": ...}, or None without a breakdown."""
+        if self.correct_base is None:
+            return None
+        return {c: (getattr(self, f"{c}_base"), getattr(self, f"{c}_tuned")) for c in COMPONENTS}
+
     def as_dict(self, rows: bool = False) -> dict:
         d = {"n": self.n, "decoding": self.decoding, "reward_base": self.reward_base,
              "reward_tuned": self.reward_tuned, "reward_gain": self.reward_gain, "win_rate": self.win_rate,
-             "kl": self.kl, "skipped": self.skipped}
+             "kl": self.kl, "skipped": self.skipped,
+             **{f"{c}_{m}": getattr(self, f"{c}_{m}") for c in COMPONENTS for m in ("base", "tuned")}}
         if rows:
             d["rows"] = self.rows
         return d
@@ -55,6 +83,15 @@ def _messages(prompt) -> list[dict]:
 
 def _user_text(prompt) -> str:
     return prompt if isinstance(prompt, str) else [m for m in prompt if m["role"] == "user"][-1]["content"]
+
+
+def _scored(result) -> tuple[float, dict | None]:
+    """(total, breakdown) of a reward_fn result: a float, or a RewardBreakdown-like object with `total`."""
+    if hasattr(result, "total"):
+        parts = {c: getattr(result, c, None) for c in COMPONENTS}
+        return float(result.total), (None if any(v is None for v in parts.values())
+                                     else {c: float(v) for c, v in parts.items()})
+    return float(result), None
 
 
 def sample_with_tokens(model, tokenizer, prompt_ids: list[int], max_tokens: int, temperature: float = 1.0) -> list[int]:
@@ -92,7 +129,8 @@ def behaviour_eval(model, tokenizer, switch, prompts: list, *, reward_fn: Callab
     Args:
         model, tokenizer, switch: from `mlx_dpo.model.generate.load_for_generation(model, adapter)`.
         prompts: user strings, or message lists (the last user message is passed to the reward).
-        reward_fn: scores an answer; default `mlx_dpo.demo.reward.reward` (the demo tasks).
+        reward_fn: scores an answer: a float, or a breakdown with `total` (see the module docstring);
+            default `mlx_dpo.demo.reward.score` (the demo tasks, with its breakdown).
         sampling: how answers are decoded; default greedy, 64 new tokens.
         kl_samples: answers sampled (T = 1) from the tuned policy per prompt for the KL estimate;
             0 skips it.
@@ -104,7 +142,7 @@ def behaviour_eval(model, tokenizer, switch, prompts: list, *, reward_fn: Callab
     if switch is None:
         raise ValueError("behaviour_eval needs a model loaded with an adapter (an AdapterSwitch)")
     if reward_fn is None:
-        from .reward import reward as reward_fn
+        from .reward import score as reward_fn
     sampling = sampling or Sampling(temperature=0.0, max_tokens=64)
     greedy = sampling.temperature == 0
     rows, wins, skipped = [], 0.0, 0
@@ -125,7 +163,9 @@ def behaviour_eval(model, tokenizer, switch, prompts: list, *, reward_fn: Callab
                 if not greedy and sampling.seed is None:
                     mx.random.seed(seed * 100_003 + i)
                 row[name] = answer(model, tokenizer, msgs, s)
-                row[f"reward_{name}"] = float(reward_fn(text, row[name]))
+                row[f"reward_{name}"], parts = _scored(reward_fn(text, row[name]))
+                if parts is not None:
+                    row[f"score_{name}"] = parts
             wins += 1.0 if row["reward_tuned"] > row["reward_base"] else 0.5 if row["reward_tuned"] == row["reward_base"] else 0.0
             if kl_samples:
                 p_ids = prompt_tokens(tokenizer, msgs)
@@ -145,11 +185,15 @@ def behaviour_eval(model, tokenizer, switch, prompts: list, *, reward_fn: Callab
         switch.set(before)
     n = len(rows)
     mean = lambda key: float(np.mean([r[key] for r in rows])) if rows else float("nan")  # noqa: E731
+    parts = {}
+    if rows and all("score_base" in r and "score_tuned" in r for r in rows):
+        parts = {f"{c}_{m}": float(np.mean([r[f"score_{m}"][c] for r in rows]))
+                 for c in COMPONENTS for m in ("base", "tuned")}
     return BehaviourResult(
         n=n, decoding="greedy" if greedy else f"sampled (T={sampling.temperature})",
         reward_base=mean("reward_base"), reward_tuned=mean("reward_tuned"),
         win_rate=wins / n if n else float("nan"), kl=mean("kl") if kl_samples and rows else None, rows=rows,
-        skipped=skipped)
+        skipped=skipped, **parts)
 
 
 def load_prompts(path: str | Path, limit: int | None = None) -> list:

@@ -19,7 +19,7 @@ from textual.widgets import Button, Collapsible, Input, Label, ProgressBar, Rich
 from mlx_dpo import DEMO_SETTINGS, LOSSES, UsageError, build_config, is_demo_model, read_run
 
 from ..messages import (TrainingEnded, TrainingLog, TrainingMetrics, TrainingPhase, TrainingProgress,
-                        TrainingStarted)
+                        TrainingStarted, TrainingTask)
 from ..training import TrainingProcess, check_distribution
 from ..widgets.charts import MetricsCharts
 
@@ -251,11 +251,19 @@ class TrainPane(VerticalScroll):
     def on_training_log(self, message: TrainingLog) -> None:
         self.query_one("#train-log", RichLog).write(message.line)
 
+    def starting(self) -> bool:
+        """Before the first step is reported and no stop was asked for: the status line says what the run does."""
+        return self.first_step is None and not (self.process and self.process.stop_sent)
+
     def on_training_phase(self, message: TrainingPhase) -> None:
-        # Only while starting: once steps are reported (or a stop was asked for) the status says that.
-        if self.first_step is None and not (self.process and self.process.stop_sent):
+        if self.starting():
             text = message.text if message.phase == "train" else f"starting: {message.text}"
             self.query_one("#train-status", Static).update(f"{text} …")
+
+    def on_training_task(self, message: TrainingTask) -> None:
+        if self.starting():  # tokenizing, the reference pass (an eval during training keeps the step line)
+            self.query_one("#train-status", Static).update(
+                f"starting: {message.label} {message.done}/{message.total} …")
 
     def on_training_started(self, message: TrainingStarted) -> None:
         self.total_steps = message.total_steps
