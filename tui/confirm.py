@@ -1,25 +1,82 @@
-"""The question asked before quitting while a training run is going."""
+"""Small dialogs: a yes/no question (quit while training, delete a run) and a path prompt.
+
+The safe answer has the focus when a dialog opens, Left/Right move between its buttons, Escape cancels.
+"""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label
+from textual.widgets import Button, Input, Label
+
+DIALOG_BINDINGS = [Binding("escape", "cancel", "Cancel"),
+                   Binding("left", "app.focus_previous", "Previous button", show=False),
+                   Binding("right", "app.focus_next", "Next button", show=False)]
 
 
-class ConfirmQuit(ModalScreen[bool]):
-    BINDINGS = [("escape", "dismiss(False)", "Cancel")]
+class Confirm(ModalScreen[bool]):
+    """A question with a risky answer (`yes`) and a safe one (`no`, focused first)."""
+
+    BINDINGS = DIALOG_BINDINGS
+
+    def __init__(self, question: str, yes: str, no: str, **kw):
+        super().__init__(**kw)
+        self.question, self.yes, self.no = question, yes, no
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="confirm-box"):
-            yield Label("A training run is going. Stop it (it saves a checkpoint you can resume) and quit?")
+        with Vertical(id="confirm-box", classes="dialog"):
+            yield Label(self.question, markup=False)
             with Horizontal(classes="buttons"):
-                yield Button("Stop training and quit", id="confirm-yes", variant="error")
-                yield Button("Keep training", id="confirm-no", variant="primary")
+                yield Button(self.yes, id="confirm-yes", variant="error")
+                yield Button(self.no, id="confirm-no", variant="primary")
 
     def on_mount(self) -> None:
         self.query_one("#confirm-no", Button).focus()  # the safe choice is the default
 
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "confirm-yes")
+
+
+class ConfirmQuit(Confirm):
+    def __init__(self, **kw):
+        super().__init__("A training run is going. Stop it (it saves a checkpoint you can resume) and quit?",
+                         "Stop training and quit", "Keep training", **kw)
+
+
+class PathPrompt(ModalScreen[str | None]):
+    """Ask for a file path (saving or loading a config): Enter accepts, Escape cancels."""
+
+    BINDINGS = DIALOG_BINDINGS
+
+    def __init__(self, question: str, value: str, action: str, **kw):
+        super().__init__(**kw)
+        self.question, self.value, self.action_label = question, value, action
+
+    def compose(self) -> ComposeResult:
+        from .widgets.path_input import PathInput
+
+        with Vertical(id="prompt-box", classes="dialog"):
+            yield Label(self.question, markup=False)
+            yield PathInput(self.value, (".yaml", ".yml"), id="prompt-path")
+            with Horizontal(classes="buttons"):
+                yield Button(self.action_label, id="prompt-ok", variant="primary")
+                yield Button("Cancel", id="prompt-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#prompt-path", Input).focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(event.value.strip() or None)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        value = self.query_one("#prompt-path", Input).value.strip()
+        self.dismiss(value or None if event.button.id == "prompt-ok" else None)

@@ -93,6 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="answer with the base model and with base + adapter, one after the other")
         if name == "generate":
             c.add_argument("--prompt", required=True, help="the user message")
+        else:
+            c.add_argument("--ab", action="store_true",
+                           help="answer every message twice (A and B, sides shuffled); pick the better with /a or /b "
+                                "to save a preference pair (see /help)")
+            c.add_argument("--ab-source", default="base", metavar="base|samples|ADAPTER_DIR",
+                           help="what A and B are: base + adapter vs the base (default), two samples of the model, "
+                                "or base + adapter vs base + another adapter")
+            c.add_argument("--collect", metavar="FILE",
+                           help="preference file the picks (and /good, /bad) are appended to "
+                                "(default with --ab: prefs/chat-DATE.jsonl)")
 
     x = sub.add_parser("export", help="export an adapter: fused HF model, PEFT adapter or mlx-lm folder; verified")
     _add_model_args(x, adapter_required=True)

@@ -55,13 +55,30 @@ def cmd_generate(args) -> int:
     return 0
 
 
+CHAT_HELP = """commands (they never reach the model):
+  /reset            clear the conversation        /quit   leave (or Ctrl-D)
+  /good, /bad       rate the last answer: an unpaired row in the --collect file
+  /help             this list"""
+AB_HELP = """A/B commands (they never reach the model):
+  /a, /b            pick the better answer: saves the pair, the chat goes on with it
+  /tie              no preference: nothing saved, the chat goes on with A
+  /both-bad         answer both sides again          /again a|b   answer one side again
+  /edit a|b TEXT    save TEXT (your fix of that side's answer) as chosen, the other side as rejected
+  /undo             remove the last saved row (if it is still the file's last)
+  /reset, /quit, /help"""
+
+
 def cmd_chat(args) -> int:
     sampling = _sampling(args)  # check the flags before loading anything
+    collect = _collect_file(args)
     model, tokenizer, switch = _load(args)
+    if args.ab:
+        return _chat_ab(args, model, tokenizer, switch, sampling, collect)
     sessions = {label: ChatSession(model, tokenizer, sampling, args.system) for label, _ in _variants(args, switch)}
     interactive = sys.stdin.isatty()
     if interactive:
-        log("chat: type a message; /reset clears the conversation, /quit (or Ctrl-D) leaves")
+        log("chat: type a message; /help lists the commands, /quit (or Ctrl-D) leaves")
+    last: dict | None = None  # the last single answer, for /good and /bad
     while True:
         if interactive:
             print("you> ", end="", flush=True)
@@ -76,7 +93,18 @@ def cmd_chat(args) -> int:
         if text == "/reset":
             for s in sessions.values():
                 s.reset()
+            last = None
             print("(conversation cleared)", flush=True)
+            continue
+        if text.startswith("/"):
+            if text in ("/good", "/bad") and collect is not None and last is not None and not args.compare:
+                from ..data.preferences import unpaired_row
+
+                _save(collect, unpaired_row(last["prompt"], last["answer"], text == "/good", **_meta(args, sampling)))
+            elif text in ("/good", "/bad"):
+                print("(/good and /bad rate the last answer of a single-answer chat with --collect FILE)", flush=True)
+            else:
+                print(CHAT_HELP, flush=True)
             continue
         for label, enabled in _variants(args, switch):
             if switch:
@@ -87,4 +115,106 @@ def cmd_chat(args) -> int:
                 sys.stdout.write(piece)
                 sys.stdout.flush()
             sys.stdout.write("\n")
+            last = {"prompt": session.messages[:-1], "answer": session.messages[-1]["content"]}
+    return 0
+
+
+def _collect_file(args):
+    """The preference file of this chat (checked before the model loads), or None."""
+    from datetime import datetime
+
+    from ..data.preferences import PreferenceFile
+
+    path = args.collect or (f"prefs/chat-{datetime.now():%Y%m%d}.jsonl" if args.ab else None)
+    if path is None:
+        return None
+    prefs = PreferenceFile(path)
+    n = prefs.count()  # a file that is not a preference file is refused here, never overwritten
+    log(f"collecting preferences in {path} ({n} row(s) there)")
+    return prefs
+
+
+def _meta(args, sampling) -> dict:
+    return {"model": args.model, "adapter": args.adapter,
+            "sampling": {"temperature": sampling.temperature, "top_p": sampling.top_p,
+                         "max_tokens": sampling.max_tokens}}
+
+
+def _save(prefs, row) -> bool:
+    """Append a row; a failed write is reported and the chat goes on (the row is not lost from view)."""
+    try:
+        prefs.append(row)
+    except UsageError as e:
+        print(f"(not saved: {e})", flush=True)
+        return False
+    print(f"(saved to {prefs.path}: {prefs.count()} row(s))", flush=True)
+    return True
+
+
+def _chat_ab(args, model, tokenizer, switch, sampling, prefs) -> int:
+    """`chat --ab`: answers A and B to every message; /a, /b ... save preference pairs."""
+    from ..model.ab import ABChat
+
+    chat = ABChat(model, tokenizer, switch, sampling, args.ab_source, args.system,
+                  seed=args.seed or 0, meta={"model": args.model, "adapter": args.adapter})
+    interactive = sys.stdin.isatty()
+    if interactive:
+        log("chat --ab: type a message, then pick the better answer with /a or /b; /help lists the commands")
+    saved: list[dict] = []
+
+    def show(turn):
+        for side in ("A", "B"):
+            print(f"{side}: {turn.texts[side]}", flush=True)
+
+    while True:
+        if interactive:
+            print("you> ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            break
+        text = line.strip()
+        if not text:
+            continue
+        word, _, rest = text.partition(" ")
+        try:
+            if not text.startswith("/"):
+                show(chat.ask(text))
+            elif word == "/quit":
+                break
+            elif word == "/reset":
+                chat.reset()
+                print("(conversation cleared)", flush=True)
+            elif word in ("/a", "/b", "/edit"):
+                side = word[1].upper() if word != "/edit" else rest.partition(" ")[0].upper()
+                if side not in ("A", "B"):
+                    raise UsageError("usage: /edit a|b TEXT")
+                edited = rest.partition(" ")[2].strip() if word == "/edit" else None
+                if word == "/edit" and not edited:
+                    raise UsageError("usage: /edit a|b TEXT (the corrected answer)")
+                turn = chat.pending
+                row = chat.pick(side, edited)
+                print(f"(A was {turn.sources['A']}, B was {turn.sources['B']})", flush=True)
+                if _save(prefs, row):
+                    saved.append(row)
+            elif word == "/tie":
+                turn = chat.tie()
+                print(f"(no preference saved; A was {turn.sources['A']}, B was {turn.sources['B']})", flush=True)
+            elif word == "/both-bad":
+                show(chat.regenerate())
+            elif word == "/again":
+                side = rest.strip().upper()
+                if side not in ("A", "B"):
+                    raise UsageError("usage: /again a|b")
+                chat.regenerate(side)
+                show(chat.pending)
+            elif word == "/undo":
+                if saved and prefs.undo(saved[-1]):
+                    saved.pop()
+                    print(f"(removed the last row: {prefs.count()} row(s) in {prefs.path})", flush=True)
+                else:
+                    print("(nothing to undo: no row of this chat is the file's last)", flush=True)
+            else:
+                print(AB_HELP, flush=True)
+        except UsageError as e:
+            print(f"({e})", flush=True)
     return 0

@@ -5,7 +5,12 @@ Accepted per row (JSONL, or a JSON list):
 2. conversational:             {"prompt": [messages], "chosen": [assistant msgs], "rejected": [...]}
 3. implicit prompt:            {"chosen": [full conversation] | "\\n\\nHuman: ...\\n\\nAssistant: ...",
                                 "rejected": same}; the shared part before the final answer is the prompt.
-Every problem is reported as `FILE:LINE: field: what is wrong`; nothing is silently skipped.
+   A `prompt` string next to full conversations (UltraFeedback, Capybara-DPO) repeats the user turn: the
+   conversations are split as in 3.
+Files may also be Parquet, gzipped, a dataset folder or a hub dataset id (sources.py); other column layouts
+are mapped by schemas.py. Every problem is reported as `SOURCE:LINE: field: what is wrong` (Parquet:
+`FILE:ROW`, the 0-based row index as `datasets`/pandas number rows); nothing is silently skipped (with
+--skip-invalid the invalid rows are left out, counted and listed).
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ class LoadResult:
     errors: list[str] = field(default_factory=list)
     formats: Counter = field(default_factory=Counter)
     rows: int = 0
+    source: object = None    # sources.Source: the files that were read
+    schema: object = None    # schemas.Schema: the column mapping used (None: unknown)
+    filtered: int = 0        # pairs left out by --min-score-margin (not errors)
 
 
 class _RowError(Exception):
@@ -57,9 +65,12 @@ class _RowError(Exception):
 
 # ---------------------------------------------------------------- file level
 
-def read_rows(path: Path) -> tuple[list[tuple[int, object]], list[str]]:
-    """Return [(line_number, parsed_value)] and file-level errors; JSON list or JSONL is sniffed."""
-    name = str(path)
+def read_rows(path: Path, name: str | None = None) -> tuple[list[tuple[int, object]], list[str]]:
+    """Return [(line_number, parsed_value)] and file-level errors; JSON list or JSONL is sniffed.
+
+    `name` is how messages name the file (default: the path); a .gz file is decompressed first."""
+    path = Path(path)
+    name = str(path) if name is None else name
     if not path.exists():
         raise UsageError(f"{name}: no such file")
     if path.is_dir():
@@ -68,6 +79,16 @@ def read_rows(path: Path) -> tuple[list[tuple[int, object]], list[str]]:
         raw = path.read_bytes()
     except OSError as e:
         raise UsageError(f"{name}: cannot read: {e.strerror or e}") from None
+    if path.name.lower().endswith(".gz"):
+        import gzip
+        import zlib
+
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            return [], [f"{name}:1: file: not a readable gzip file ({first_line(e)})"]
+    if raw[:4] == b"PAR1":
+        return [], [f"{name}:1: file: a Parquet file without the .parquet suffix; rename it to end in .parquet"]
     try:
         text = raw.decode("utf-8-sig")  # a UTF-8 byte-order mark is fine
     except UnicodeDecodeError as e:
@@ -214,6 +235,12 @@ def _split_final_answer(msgs: list[dict], fieldname: str) -> tuple[list[dict], l
     return msgs[:k], msgs[k:]
 
 
+def _full_conversation(v) -> bool:
+    """A message list that starts with a user/system turn and ends with the assistant's answer."""
+    return (isinstance(v, list) and len(v) >= 2 and isinstance(v[0], dict) and isinstance(v[-1], dict)
+            and v[0].get("role") in ("user", "system") and v[-1].get("role") == "assistant")
+
+
 def normalize_row(row, keys: DataKeys) -> PreferencePair:
     """Validate one parsed row and return its normalised pair (source filled in by the caller)."""
     if not isinstance(row, dict):
@@ -227,8 +254,12 @@ def normalize_row(row, keys: DataKeys) -> PreferencePair:
     if system is not None and not system.strip():
         system = None  # exported datasets often carry "system": "" meaning no system message
 
-    if keys.prompt in row and row[keys.prompt] is not None:
-        p = row[keys.prompt]
+    p = row.get(keys.prompt)
+    if isinstance(p, str) and _full_conversation(row[keys.chosen]) and _full_conversation(row[keys.rejected]):
+        # UltraFeedback / Capybara-DPO: the prompt string repeats the user turn the conversations start with;
+        # the conversations are the truth, split before their final answer as in the implicit form.
+        p = None
+    if p is not None:
         if isinstance(p, str):
             if not p.strip():
                 raise _RowError(keys.prompt, "empty prompt")
@@ -273,27 +304,160 @@ def _kind(v) -> str:
             int: "a number", float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
 
 
+# ---------------------------------------------------------------- Parquet
+
+def parquet_columns(path: Path, name: str) -> tuple[list[str], list[str]]:
+    """(column names, file-level errors) of a Parquet file."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - pyarrow is a dependency
+        raise UsageError(f"{name}: reading Parquet needs pyarrow (pip install pyarrow)") from None
+    try:
+        return list(pq.ParquetFile(path).schema_arrow.names), []
+    except Exception as e:  # ArrowInvalid, OSError: not Parquet, truncated, corrupt footer
+        return [], [f"{name}: file: not a readable Parquet file ({first_line(e)})"]
+
+
+def read_parquet_rows(path: Path, name: str, columns: list[str] | None = None, batch_rows: int = 2048):
+    """Yield (row index, row dict) of the given columns (all if None); errors as `FILE: file: ...` rows of
+    (None, message)."""
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+        have = set(pf.schema_arrow.names)
+        cols = [c for c in columns if c in have] if columns is not None else None
+        i = 0
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=cols):
+            for row in batch.to_pylist():
+                yield i, row
+                i += 1
+    except Exception as e:  # a corrupt page part-way through
+        yield None, f"{name}: file: cannot read Parquet data ({first_line(e)})"
+
+
+def is_parquet(path: Path) -> bool:
+    if path.name.lower().endswith(".parquet"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PAR1"
+    except OSError:
+        return False
+
+
 # ---------------------------------------------------------------- public API
 
-def load_pairs(path: str | Path, keys: DataKeys = DataKeys()) -> LoadResult:
-    """Read every row; collect pairs and all errors (does not raise for bad rows)."""
-    path = Path(path)
-    rows, errors = read_rows(path)
-    # Rows that are not even valid JSON still count as rows of the file.
-    result = LoadResult(errors=errors, rows=len(rows) + sum(": json: " in e for e in errors))
+def _map_row(row, schema):
+    """Apply a schema's column mapping that keys alone cannot express (instruction + input)."""
+    if schema is None or not schema.instruction_input or not isinstance(row, dict):
+        return row
+    ins, inp = schema.instruction_input
+    a, b = row.get(ins), row.get(inp)
+    if a is not None and not isinstance(a, str):
+        raise _RowError(ins, f"expected a string, got {_kind(a)}")
+    if b is not None and not isinstance(b, str):
+        raise _RowError(inp, f"expected a string, got {_kind(b)}")
+    if isinstance(a, str) and isinstance(b, str) and b.strip():
+        row = {**row, ins: f"{a}\n\n{b}"}
+    return row
+
+
+def _score_margin(row, schema) -> float:
+    c, r = schema.scores
+    vals = []
+    for key in (c, r):
+        v = row.get(key) if isinstance(row, dict) else None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+            raise _RowError(key, f"expected a number (for --min-score-margin), got {_kind(v)}")
+        vals.append(float(v))
+    return vals[0] - vals[1]
+
+
+def load_pairs(path, keys: DataKeys = DataKeys(), *, split: str = "train", subset: str | None = None,
+               revision: str | None = None, min_score_margin: float | None = None) -> LoadResult:
+    """Read every row of a file, dataset folder or hub dataset (see sources.py); recognise its schema;
+    collect pairs and all errors (does not raise for bad rows). `path` may also be a sources.DataSpec."""
+    from .sources import DataSpec, resolve
+
+    spec = path if isinstance(path, DataSpec) else DataSpec(str(path), split, subset, revision)
+    source = resolve(spec)
+    result = LoadResult(source=source)
+    order = {f.label: i for i, f in enumerate(source.files)}
+    for f in source.files:
+        _load_file(f, keys, result, min_score_margin)
+    result.errors.sort(key=lambda e: _error_order(e, order))
+    if not result.errors and not result.pairs:
+        where = source.files[0].label if len(source.files) == 1 else spec.path
+        if result.filtered:
+            result.errors.append(f"{where}: scores: every pair is below --min-score-margin {min_score_margin}")
+        else:
+            result.errors.append(f"{where}:1: file: no preference pairs found")
+    return result
+
+
+def _load_file(f, keys: DataKeys, result: "LoadResult", min_score_margin) -> None:
+    from .schemas import CHOSEN_NAMES, REJECTED_NAMES, detect, unknown_schema_message
+
+    name = f.label
+    parquet = is_parquet(f.path)
+    if parquet:
+        columns, errors = parquet_columns(f.path, name)
+        rows = None
+        if errors:
+            result.errors += errors
+            return
+    else:
+        rows, errors = read_rows(f.path, name)
+        result.errors += errors
+        # Rows that are not even valid JSON still count as rows of the file.
+        result.rows += sum(": json: " in e for e in errors)
+        columns = list(dict.fromkeys(k for _, r in rows[:200] if isinstance(r, dict) for k in r))
+    if result.schema is None or result.schema.name == "unknown":
+        sample = None
+        if parquet:
+            sample = next((r for _, r in read_parquet_rows(f.path, name, batch_rows=1) if isinstance(r, dict)), None)
+        else:
+            sample = next((r for _, r in rows if isinstance(r, dict)), None)
+        schema = detect(columns, sample, keys)
+        first_line_no = 0 if parquet else (rows[0][0] if rows else 1)
+        # Unknown: neither answer column. (With one of them, each row's error names the missing one.)
+        if schema is None and (rows or parquet) and not (set(columns) & {*CHOSEN_NAMES, *REJECTED_NAMES}):
+            result.errors.append(f"{name}:{first_line_no}: columns: {unknown_schema_message(columns, keys)}")
+        result.schema = schema
+    schema = result.schema
+    if min_score_margin is not None and schema is not None and schema.scores is None:
+        raise UsageError(f"{name}: --min-score-margin needs score columns (score_chosen/score_rejected, "
+                         f"rating_chosen/rating_rejected, ...); columns found: {', '.join(columns)}")
+    row_keys = schema.keys if schema is not None else keys
+    if parquet:
+        wanted = schema.columns() if schema is not None else None
+        rows = read_parquet_rows(f.path, name, wanted)
     for line, row in rows:
+        if line is None:  # a Parquet read error part-way through
+            result.errors.append(row)
+            break
+        result.rows += 1
         try:
-            pair = normalize_row(row, keys)
+            if min_score_margin is not None and schema is not None and _score_margin(row, schema) < min_score_margin:
+                result.filtered += 1
+                continue
+            pair = normalize_row(_map_row(row, schema), row_keys)
         except _RowError as e:
-            result.errors.append(f"{path}:{line}: {e.fieldname}: {e.message}")
+            result.errors.append(f"{name}:{line}: {e.fieldname}: {e.message}")
             continue
-        pair.source = f"{path}:{line}"
+        pair.source = f"{name}:{line}"
         result.pairs.append(pair)
         result.formats[pair.format] += 1
-    result.errors.sort(key=_line_of_error)
-    if not result.errors and not result.pairs:
-        result.errors.append(f"{path}:1: file: no preference pairs found")
-    return result
+
+
+def _error_order(msg: str, order: dict) -> tuple[int, int]:
+    """Errors sort by file (in source order), then line."""
+    for label, i in order.items():
+        if msg.startswith(label + ":"):
+            m = re.match(r":(\d+): ", msg[len(label):])
+            return i, int(m.group(1)) if m else 0
+    return len(order), _line_of_error(msg)
 
 
 def _line_of_error(msg: str) -> int:
@@ -301,9 +465,9 @@ def _line_of_error(msg: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def load_pairs_strict(path: str | Path, keys: DataKeys = DataKeys()) -> list[PreferencePair]:
+def load_pairs_strict(path, keys: DataKeys = DataKeys(), **kw) -> list[PreferencePair]:
     """Load pairs or raise DataError listing every bad row."""
-    result = load_pairs(path, keys)
+    result = load_pairs(path, keys, **kw)
     if result.errors:
         raise DataError(result.errors)
     return result.pairs

@@ -1,12 +1,24 @@
-"""From a pairs file to tokenized, truncated pairs (used by train, eval and validate)."""
+"""From a data source to tokenized, truncated pairs (used by train, eval and validate).
+
+A source is a file, a dataset folder or a hub dataset id (sources.py); its rows are mapped by the schema
+recognised (schemas.py), validated (pairs.py) and rendered (template.py). Problems are kept as
+`SOURCE:LINE: field: message` lines and, for programs, as dicts (`problems`). By default any problem
+refuses the source; with `skip_invalid` the invalid rows are left out, counted and listed (`skipped`).
+"""
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 
-from .pairs import DataKeys, LoadResult, load_pairs
 from ..errors import DataError
+from .pairs import DataKeys, LoadResult, load_pairs
 from .template import RenderResult, length_stats, render_pairs
+
+# Problems that are not one bad row: the whole source is unusable, --skip-invalid does not apply.
+FATAL_FIELDS = ("file", "columns", "scores")
+SHOWN_REASONS = 3  # skipped rows whose reasons are printed (all are in skipped.jsonl)
 
 
 @dataclass
@@ -15,15 +27,63 @@ class PreparedData:
     load: LoadResult
     render: RenderResult | None = None
     errors: list[str] = field(default_factory=list)
+    skip_invalid: bool = False
 
     @property
     def pairs(self):
         return self.render.pairs if self.render else []
 
+    @property
+    def labels(self) -> list[str]:
+        src = self.load.source
+        return [f.label for f in src.files] if src is not None else [self.path]
+
+    @property
+    def problems(self) -> list[dict]:
+        """Every error as {file, line, field, message} (line None where the problem has no line)."""
+        return [problem_of(e, self.labels) for e in self.errors]
+
+    @property
+    def fatal(self) -> list[str]:
+        """Errors --skip-invalid cannot skip (the file or its schema, not one row)."""
+        return [e for e, p in zip(self.errors, self.problems) if p["field"] in FATAL_FIELDS]
+
+    @property
+    def valid_pairs(self) -> int:
+        """Pairs that passed every check: the rows' structure and, when tokenized, the chat template."""
+        return len(self.load.pairs) - (len(self.render.errors) if self.render else 0)
+
+    def formats(self) -> dict:
+        """Row formats of the valid pairs."""
+        counts = dict(self.load.formats)
+        if self.render:
+            failed = {e.partition(": template: ")[0] for e in self.render.errors}
+            for p in self.load.pairs:
+                if p.source in failed:
+                    counts[p.format] -= 1
+        return {k: v for k, v in counts.items() if v}
+
     def report(self) -> dict:
-        """Counts and token-length statistics, for `validate` and the UI."""
-        out = {"file": self.path, "rows": self.load.rows, "valid_pairs": len(self.load.pairs),
-               "errors": len(self.errors), "formats": dict(self.load.formats)}
+        """Counts and token-length statistics, for `validate` and the UI.
+
+        Keys that carry nothing are left out: `problems` (when there are errors), `schema` (a recognised
+        layout other than plain prompt/chosen/rejected), `source` (a folder or hub dataset), `filtered`
+        (--min-score-margin), `skipped` (--skip-invalid)."""
+        out = {"file": self.path, "rows": self.load.rows, "valid_pairs": self.valid_pairs,
+               "errors": len(self.errors), "formats": self.formats()}
+        if self.errors:
+            out["problems"] = self.problems
+        schema, src = self.load.schema, self.load.source
+        if schema is not None and schema.named:
+            out["schema"] = {"name": schema.name, "mapping": schema.describe(),
+                             "columns": schema.columns(), "ignored": list(schema.ignored)}
+        if src is not None and src.kind != "file":
+            out["source"] = {"kind": src.kind, "split": src.spec.split, "subset": src.spec.subset,
+                             "revision": src.revision, "files": self.labels, "description": src.describe()}
+        if self.load.filtered:
+            out["filtered"] = self.load.filtered
+        if self.skip_invalid:
+            out["skipped"] = len(self.errors)
         if self.render is not None:
             r = self.render
             total = [p + max(c, j) for p, c, j in zip(r.raw_lengths["prompt"], r.raw_lengths["chosen"],
@@ -35,27 +95,96 @@ class PreparedData:
             })
         return out
 
+    def summary_lines(self) -> list[str]:
+        """What was read and how it was mapped (one line each; none for a plain prompt/chosen/rejected file)."""
+        out = []
+        src, schema = self.load.source, self.load.schema
+        if src is not None and src.kind != "file":
+            out.append(f"data: {src.describe()}")
+        if schema is not None and schema.named:
+            out.append(f"data: {self.path}: {schema.describe()}")
+        if self.load.filtered:
+            out.append(f"data: {self.load.filtered} pair(s) below --min-score-margin left out")
+        return out
 
-def prepare(path: str, keys: DataKeys, tokenizer=None, max_length: int = 1024,
-            prompt_limit: int = 512, progress=None) -> PreparedData:
+    def skipped_lines(self) -> list[str]:
+        """The --skip-invalid summary: how many rows were left out and the first few reasons."""
+        if not self.errors:
+            return []
+        n = len(self.errors)
+        out = [f"warning: {self.path}: skipped {n} invalid row(s) of {self.load.rows} (--skip-invalid); "
+               f"{len(self.pairs)} pairs kept" + (":" if n else "")]
+        out += [f"  {e}" for e in self.errors[:SHOWN_REASONS]]
+        if n > SHOWN_REASONS:
+            out.append(f"  ... and {n - SHOWN_REASONS} more")
+        return out
+
+
+def problem_of(line: str, labels: list[str]) -> dict:
+    """`SOURCE:LINE: field: message` -> {file, line, field, message} (the source matched against `labels`)."""
+    for label in sorted(labels, key=len, reverse=True):
+        if line.startswith(label + ":"):
+            rest = line[len(label) + 1:]
+            m = re.match(r"(\d+): ", rest)
+            num = int(m.group(1)) if m else None
+            rest = rest[m.end():] if m else rest.lstrip()
+            break
+    else:
+        m = re.match(r"(.*?):(\d+): (.*)$", line)
+        label, num, rest = (m.group(1), int(m.group(2)), m.group(3)) if m else ("", None, line)
+    fieldname, sep, message = rest.partition(": ")
+    if not sep or " " in fieldname:
+        fieldname, message = "", rest
+    return {"file": label, "line": num, "field": fieldname, "message": message}
+
+
+def prepare(path, keys: DataKeys, tokenizer=None, max_length: int = 1024, prompt_limit: int = 512, progress=None,
+            *, split: str = "train", subset: str | None = None, revision: str | None = None,
+            min_score_margin: float | None = None, skip_invalid: bool = False) -> PreparedData:
     """Load and validate rows; with a tokenizer, render and truncate them (`progress(done, total)` per
-    pair). Never raises for bad rows."""
-    loaded = load_pairs(path, keys)
-    prepared = PreparedData(str(path), loaded, errors=list(loaded.errors))
-    if tokenizer is not None and loaded.pairs:
+    pair). Never raises for bad rows. `path` is a file, dataset folder, hub id or sources.DataSpec."""
+    loaded = load_pairs(path, keys, split=split, subset=subset, revision=revision, min_score_margin=min_score_margin)
+    name = getattr(path, "path", path)
+    prepared = PreparedData(str(name), loaded, errors=list(loaded.errors), skip_invalid=skip_invalid)
+    if tokenizer is not None and loaded.pairs and not prepared.fatal:
         prepared.render = render_pairs(tokenizer, loaded.pairs, max_length, prompt_limit, progress)
         prepared.errors += prepared.render.errors
     return prepared
 
 
-def prepare_strict(path: str, keys: DataKeys, tokenizer, max_length: int, prompt_limit: int, log=print,
-                   progress=None):
-    """Tokenized pairs ready for training, or DataError listing every bad row."""
-    prepared = prepare(path, keys, tokenizer, max_length, prompt_limit, progress)
-    if prepared.errors:
+def prepare_strict(path, keys: DataKeys, tokenizer, max_length: int, prompt_limit: int, log=print,
+                   progress=None, **source) -> PreparedData:
+    """Tokenized pairs ready for training, or DataError listing every bad row.
+
+    `source` takes prepare()'s keyword arguments (split, subset, revision, min_score_margin, skip_invalid);
+    with skip_invalid=True only problems of the whole source (and an empty result) raise."""
+    prepared = prepare(path, keys, tokenizer, max_length, prompt_limit, progress, **source)
+    for line in prepared.summary_lines():
+        log(line)
+    if prepared.errors and (not prepared.skip_invalid or prepared.fatal):
+        usable = prepared.valid_pairs
+        if not prepared.fatal and usable > 0:
+            log(f"hint: {prepared.path}: {len(prepared.errors)} invalid row(s); pass --skip-invalid to train on "
+                f"the {usable} valid pair(s) and list the others in RUN_DIR/skipped.jsonl")
         raise DataError(prepared.errors)
+    for line in prepared.skipped_lines():
+        log(line)
+    if prepared.render is None:  # --skip-invalid and not one row was valid
+        raise DataError(prepared.errors + [f"{prepared.path}: no valid pairs: all {prepared.load.rows} row(s) "
+                                           "are invalid"])
     for w in prepared.render.warnings():
-        log(f"warning: {path}: {w}")
+        log(f"warning: {prepared.path}: {w}")
     if not prepared.pairs:
-        raise DataError([f"{path}: no pairs left after the length limits (max_length={max_length})"])
+        raise DataError([f"{prepared.path}: no pairs left after the length limits (max_length={max_length}); "
+                         "raise --max-length or --max-prompt-length"])
     return prepared
+
+
+def write_skipped(path, prepared_list: list[PreparedData]) -> int:
+    """Append nothing, write all: RUN_DIR/skipped.jsonl, one {source, file, line, field, message} per skipped row."""
+    from ..fileio import atomic_write_text
+
+    rows = [{"source": p.path, **prob} for p in prepared_list for prob in p.problems]
+    if rows:
+        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return len(rows)

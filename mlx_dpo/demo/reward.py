@@ -12,18 +12,19 @@ and returns a `RewardBreakdown`; `reward(prompt, answer)` is its total, in [0, 1
   - the value: numeric tasks — the *last* number equals the true value ("7 plus 8 is 15" → 15);
     fact tasks — the true fact is named and no other entry of the same table is ("Paris or Berlin"
     is not correct);
-  - the question: every entity the answer mentions that could belong to some demo question must be
-    the asked one. Per kind — arithmetic: every number is an operand or the result, a restated
-    expression ("7 plus 8") has the asked operands and operation (either order for + and ×), and no
-    other operation is named; conversion: every number is the asked amount or the result, every unit
-    is one of the two asked, attached to the right number; letters / letter counts: a quoted word is
-    the asked word, a quoted or named letter the asked letter, no other corpus word appears, and
-    every number is the result; list counts: every number is the result and a restated list ("pen, cup") has only
-    items of the asked list; capitals / colours / legs: no other country, fruit or animal is named (so "A ripe lemon is
-    yellow." does not answer "What colour is a ripe banana?"), and legs' every number is the result.
-    Across kinds: a count of another kind's things ("5 letters" to an arithmetic question, "4 legs"
-    to a capital question, "3 times" outside a letter count) and quoted words the question does not
-    contain make an answer not correct.
+  - the question: every entity the answer mentions that could belong to a demo question must be
+    the asked one. Arithmetic: every number is an operand or the result; a restated expression
+    ("7 plus 8") has the asked operands and operation (either order for + and ×); no other
+    operation is named. Conversion: every number is the asked amount or the result, every unit one
+    of the two asked, each attached to its own number. Letters and letter counts: a quoted word is
+    the asked word, a quoted or named letter the asked letter, no other corpus word appears, every
+    number is the result. List counts: every number is the result; a restated list ("pen, cup")
+    holds only items of the asked list. Capitals, colours, legs: no other country, fruit or animal
+    is named ("A ripe lemon is yellow." does not answer "What colour is a ripe banana?"); for legs
+    every number is the result. Any kind: a count of another kind's things ("5 letters" to an
+    arithmetic question, "4 legs" to a capital question, "3 times" outside a letter count) or a
+    quoted word that is not in the question makes an answer not correct. A bare value ("Obviously
+    15.") names nothing else and is judged by its value alone.
 * polite — starts with a courteous opener (Sure!, Of course!, Happy to help!, Certainly!, ...) or
   contains a courteous phrase (hope that helps, glad, happy to, please, thank).
 * concise — 1 for at most 16 words, falling linearly to 0 at 40 words (rambling).

@@ -167,15 +167,18 @@ def copy_weights(weights: dict) -> dict:
 
 
 class AdapterSwitch:
-    """Swap the model's adapter between two sets of values in place, without a second model copy.
+    """Swap the model's adapter between sets of values in place, without a second model copy.
 
-    `off` is what the adapter held before the trained weights were loaded: the identity for a fresh
+    "off" is what the adapter held before the trained weights were loaded: the identity for a fresh
     adapter (exactly the base model), or the init adapter a run started from (its reference model).
+    "on" is the trained adapter. Other sets of the same shape (another run's adapter) can be added.
     """
 
     def __init__(self, model, off: dict, on: dict, source: str = "the adapter"):
-        self.model, self.off, self.on, self.source = model, off, on, source
-        self.enabled = True
+        self.model = model
+        self.sets = {"off": off, "on": on}
+        self.sources = {"off": "the starting adapter", "on": source}
+        self.current = "on"
 
     @classmethod
     def load(cls, model, adapter_dir: str | Path) -> "AdapterSwitch":
@@ -184,17 +187,35 @@ class AdapterSwitch:
         load_adapter_weights(model, adapter_dir)
         return cls(model, off, adapter_weights(model), str(adapter_dir))
 
+    @property
+    def enabled(self) -> bool:
+        return self.current == "on"
+
+    def add(self, name: str, adapter_dir: str | Path) -> None:
+        """Another adapter of the same shape as a set to switch to (checked now, not at first use)."""
+        path = Path(adapter_dir) / ADAPTER_FILE
+        try:
+            weights = dict(mx.load(str(path)))
+        except Exception as e:
+            raise UsageError(f"{path}: cannot read adapter weights: {e}") from None
+        before = self.current
+        self.sets[name], self.sources[name] = weights, str(adapter_dir)
+        self.use(name)  # loading it once checks names and shapes
+        self.use(before)
+
+    def use(self, name: str) -> None:
+        if name != self.current:
+            set_adapter_weights(self.model, self.sets[name], self.sources[name])
+            self.current = name
+
     def set(self, enabled: bool) -> None:
-        if enabled != self.enabled:
-            set_adapter_weights(self.model, self.on if enabled else self.off,
-                                self.source if enabled else "the starting adapter")
-            self.enabled = enabled
+        self.use("on" if enabled else "off")
 
     @contextmanager
     def disabled(self):
-        before = self.enabled
-        self.set(False)
+        before = self.current
+        self.use("off")
         try:
             yield
         finally:
-            self.set(before)
+            self.use(before)

@@ -18,11 +18,11 @@ def metrics_from_logps(policy: dict, ref: dict | None, *, loss: str, beta: float
 
 def evaluate(model, pairs: list[TokenizedPair], ref: dict | None, loss: Loss, *, batch_size: int,
              pad_multiple: int, pad_id: int = 0, prefix: str = "", world: World = SINGLE, layout=None,
-             progress=None) -> dict:
+             progress=None, labels=None) -> dict:
     was_training = model.training
     model.eval()
     policy = score_pairs(model, pairs, batch_size, pad_multiple, pad_id, progress=progress, world=world,
                          layout=layout)
     if was_training:
         model.train()
-    return loss.metrics(policy, ref, prefix)
+    return loss.metrics(policy, ref, prefix, labels)

@@ -62,29 +62,57 @@ class Loss:
     beta: float = 0.1
     label_smoothing: float = 0.0
     simpo_gamma: float = 0.5
+    desirable_weight: float = 1.0    # KTO only
+    undesirable_weight: float = 1.0  # KTO only
 
     @classmethod
     def from_config(cls, cfg) -> "Loss":
-        return cls(cfg.loss, cfg.beta, cfg.label_smoothing, cfg.simpo_gamma)
+        return cls(cfg.loss, cfg.beta, cfg.label_smoothing, cfg.simpo_gamma,
+                   getattr(cfg, "desirable_weight", 1.0), getattr(cfg, "undesirable_weight", 1.0))
 
     @property
     def needs_reference(self) -> bool:
         return self.kind not in REFERENCE_FREE
 
-    def __call__(self, policy_c, policy_r, ref_c, ref_r, ntok_c, ntok_r):
+    @property
+    def unpaired(self) -> bool:
+        """KTO: every example is one completion with a label; its "rejected" row is the KL completion."""
+        return self.kind == "kto"
+
+    def __call__(self, policy_c, policy_r, ref_c, ref_r, ntok_c, ntok_r, labels=None, mask=None):
+        """(losses, chosen rewards, rejected rewards) per pair; for KTO (losses, rewards, KL point)."""
+        if self.unpaired:
+            from .kto import kto_losses
+            return kto_losses(policy_c, ref_c, policy_r, ref_r, labels, mask, beta=self.beta,
+                              desirable_weight=self.desirable_weight, undesirable_weight=self.undesirable_weight)
         return dpo_losses(policy_c, policy_r, ref_c, ref_r, ntok_c, ntok_r, loss=self.kind, beta=self.beta,
                           label_smoothing=self.label_smoothing, simpo_gamma=self.simpo_gamma)
 
-    def metrics(self, policy: dict, ref: dict | None, prefix: str = "") -> dict:
+    def stats(self, losses, chosen_r, rejected_r, policy_c, policy_r, mask, labels=None) -> mx.array:
+        """Summed stats of a batch (combinable across micro-batches and log windows)."""
+        if self.unpaired:
+            from .kto import kto_stats
+            return kto_stats(losses, chosen_r, rejected_r, policy_c, labels, mask)
+        return pair_stats(losses, chosen_r, rejected_r, policy_c, policy_r, mask)
+
+    def to_metrics(self, stats: list, prefix: str = "") -> dict:
+        if self.unpaired:
+            from .kto import kto_metrics
+            return kto_metrics(stats, prefix)
+        return stats_to_metrics(stats, prefix)
+
+    def metrics(self, policy: dict, ref: dict | None, prefix: str = "", labels=None) -> dict:
         """TRL-named metrics over whole arrays of scored pairs (as returned by reference.score_pairs)."""
         n = len(policy["chosen"])
         zeros = np.zeros(n, dtype=np.float32)
         pc, pr = mx.array(policy["chosen"]), mx.array(policy["rejected"])
+        mask = mx.ones(n)
+        lab = mx.array(labels) if labels is not None else None
         losses, cr, rr = self(pc, pr, mx.array(ref["chosen"] if ref is not None else zeros),
                               mx.array(ref["rejected"] if ref is not None else zeros),
                               mx.array(np.maximum(policy["ntok_chosen"], 1)),
-                              mx.array(np.maximum(policy["ntok_rejected"], 1)))
-        return stats_to_metrics(np.array(pair_stats(losses, cr, rr, pc, pr, mx.ones(n))).tolist(), prefix)
+                              mx.array(np.maximum(policy["ntok_rejected"], 1)), labels=lab, mask=mask)
+        return self.to_metrics(np.array(self.stats(losses, cr, rr, pc, pr, mask, lab)).tolist(), prefix)
 
 
 def pair_stats(losses, chosen_r, rejected_r, policy_c, policy_r, pair_mask) -> mx.array:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 
 from ..config import TrainConfig
 from ..data.prepare import prepare_strict
@@ -53,6 +54,8 @@ class Session:
     world: World = field(default_factory=World)
     report: Reporter = field(default_factory=Reporter)
     switch: AdapterSwitch | None = None  # eval: the trained adapter (on) vs the starting one (off)
+    train_labels: np.ndarray | None = None  # KTO: 1 desirable / 0 undesirable per example of train_pairs
+    valid_labels: np.ndarray | None = None
 
     @property
     def pad_id(self) -> int:
@@ -161,9 +164,10 @@ class Session:
         def progress(done, total):
             self.report.task("eval", done, total, f"evaluating {len(pairs)} pairs")
 
+        labels = self.valid_labels if pairs is self.valid_pairs else self.train_labels
         return evaluate(self.model, pairs, ref, self.loss, batch_size=self.cfg.batch_size,
                         pad_multiple=self.cfg.pad_multiple, pad_id=self.pad_id, prefix=prefix, world=self.world,
-                        layout=self.layout, progress=progress if show_progress else None)
+                        layout=self.layout, progress=progress if show_progress else None, labels=labels)
 
 
 def run_eval(cfg: TrainConfig, adapter_dir: str | None, report: Reporter | None = None) -> dict:

@@ -39,7 +39,6 @@ from .distributed import World, check_batch_split, init_world, is_peer_lost, loc
 from ..errors import TrainingStopped, UsageError, first_line
 from .events import Reporter
 from ..fileio import write_failure
-from .losses import pair_stats, stats_to_metrics
 from ..model.adapters import save_adapter
 from .session import Session
 
@@ -66,6 +65,7 @@ class MicroBatch:
       ref_rejected (B,) the same for the rejected answers
       pair_mask    (B,) 1 for a real pair, 0 for a filler row
       denom        ()   pairs of the whole optimizer step (over all ranks) / number of ranks
+      labels       (B,) KTO only: 1 for a desirable example, 0 for an undesirable one
     """
 
     epoch: float   # fractional epoch reached after this micro-batch
@@ -149,12 +149,14 @@ class Trainer:
         pair_mask = inputs["pair_mask"]
         B = pair_mask.shape[0]
         # Rows [0, B) are chosen, [B, 2B) rejected (see batching.py).
-        losses, cr, rr = self.session.loss(logps[:B], logps[B:], inputs["ref_chosen"], inputs["ref_rejected"],
-                                           mx.maximum(ntok[:B], 1), mx.maximum(ntok[B:], 1))
+        labels = inputs.get("labels")  # KTO: 1 desirable, 0 undesirable; rows [B, 2B) are the KL completions
+        loss_kind = self.session.loss
+        losses, cr, rr = loss_kind(logps[:B], logps[B:], inputs["ref_chosen"], inputs["ref_rejected"],
+                                   mx.maximum(ntok[:B], 1), mx.maximum(ntok[B:], 1), labels=labels, mask=pair_mask)
         # Divide by the pairs of the whole optimizer step, so summed micro-batch gradients
         # are the gradient of the step's mean loss (a short last batch is weighted correctly).
         loss = (losses * pair_mask).sum() / inputs["denom"]
-        return loss, pair_stats(losses, cr, rr, logps[:B], logps[B:], pair_mask)
+        return loss, loss_kind.stats(losses, cr, rr, logps[:B], logps[B:], pair_mask, labels)
 
     def _build_step(self):
         model, optimizer, cfg, world = self.model, self.optimizer, self.cfg, self.world
@@ -205,10 +207,13 @@ class Trainer:
     def _loss_inputs(self, batch, denom: float) -> dict:
         ref = self.session.ref_train
         zeros = np.zeros(len(batch.indices), np.float32)
-        return {"batch": batch.to_mx(),
-                "ref_chosen": mx.array(ref["chosen"][batch.indices] if ref else zeros),
-                "ref_rejected": mx.array(ref["rejected"][batch.indices] if ref else zeros),
-                "pair_mask": mx.array(batch.pair_mask), "denom": mx.array(float(denom))}
+        inputs = {"batch": batch.to_mx(),
+                  "ref_chosen": mx.array(ref["chosen"][batch.indices] if ref else zeros),
+                  "ref_rejected": mx.array(ref["rejected"][batch.indices] if ref else zeros),
+                  "pair_mask": mx.array(batch.pair_mask), "denom": mx.array(float(denom))}
+        if self.session.train_labels is not None:
+            inputs["labels"] = mx.array(self.session.train_labels[batch.indices])
+        return inputs
 
     # ------------------------------------------------------------------ the loop
     def train(self, stop_at_step: int | None = None) -> dict:
@@ -263,7 +268,7 @@ class Trainer:
                     self.step = s
                     report.progress(s, self.total_steps)
                     if s % cfg.log_every == 0 or s == self.total_steps:
-                        last = {"step": s, "epoch": round(epoch, 4), **stats_to_metrics(np.array(window).tolist()),
+                        last = {"step": s, "epoch": round(epoch, 4), **self.session.loss.to_metrics(np.array(window).tolist()),
                                 "learning_rate": float(self.schedule(mx.array(s - 1))),
                                 **self._throughput(tokens, busy), "step_seconds": busy / (s - logged)}
                         self._write_row(metrics, last)

@@ -1,0 +1,165 @@
+"""Recognise the column layout of a pairs file and map it to prompt / chosen / rejected (/ system).
+
+Recognised without flags (the mapping used is printed as one line):
+
+    columns                                              mapping
+    prompt, chosen, rejected (strings or messages)       as they are (explicit / conversational)
+    prompt (str) + chosen/rejected full conversations    the conversations, split before the final answer;
+      UltraFeedback (HuggingFaceH4/ultrafeedback_binarized: prompt_id, messages, score_*)
+      Capybara-DPO (argilla/distilabel-capybara-dpo-7k-binarized: rating_*, *_model, conversation)
+    chosen, rejected conversations (no prompt)           implicit prompt: the shared turns (trl-lib, Capybara)
+    chosen, rejected "\\n\\nHuman: ..." transcripts        Anthropic/hh-rlhf
+    system, question, chosen, rejected                   Intel/orca_dpo_pairs: prompt = question
+    instruction, input, chosen, rejected                 prompt = instruction + "\\n\\n" + input
+    chosen_response / rejected_response                  aliases of chosen / rejected
+
+Anything else is an unknown schema: one line lists the columns found and the flags that would map them.
+Key flags (--prompt-key ...) always win over recognition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .pairs import DataKeys
+
+CHOSEN_NAMES = ("chosen", "chosen_response", "response_chosen")
+REJECTED_NAMES = ("rejected", "rejected_response", "response_rejected")
+SCORE_PAIRS = (("score_chosen", "score_rejected"), ("rating_chosen", "rating_rejected"),
+               ("chosen_rating", "rejected_rating"), ("chosen_score", "rejected_score"),
+               ("chosen_avg_rating", "rejected_avg_rating"))
+# Column-name hints for an unknown schema's suggestion.
+_GUESS = {
+    "prompt": ("prompt", "question", "instruction", "query", "input", "context", "user", "request"),
+    "chosen": ("chosen", "good", "preferred", "accepted", "winner", "win", "positive", "better", "response_a"),
+    "rejected": ("rejected", "bad", "dispreferred", "rejection", "loser", "lose", "negative", "worse", "response_b"),
+    "system": ("system", "sys", "system_prompt"),
+}
+
+
+@dataclass(frozen=True)
+class Schema:
+    name: str                         # "native", "flags", "ultrafeedback", "capybara", "orca", "hh", ...
+    title: str                        # for the mapping line
+    keys: DataKeys
+    instruction_input: tuple[str, str] | None = None  # (instruction column, input column): prompt built from both
+    scores: tuple[str, str] | None = None             # (chosen score, rejected score) columns
+    ignored: tuple[str, ...] = ()
+
+    @property
+    def named(self) -> bool:
+        """Worth a mapping line (the plain prompt/chosen/rejected layout is not)."""
+        return self.name != "native"
+
+    def columns(self) -> list[str]:
+        """Columns a reader needs (the others are not read from Parquet)."""
+        k = self.keys
+        cols = [k.prompt, k.chosen, k.rejected, k.system]
+        if self.instruction_input:
+            cols += list(self.instruction_input)
+        if self.scores:
+            cols += list(self.scores)
+        return list(dict.fromkeys(cols))
+
+    def describe(self) -> str:
+        k = self.keys
+        if self.name in ("ultrafeedback", "capybara", "full-conversations"):
+            what = (f"prompt = the {k.chosen}/{k.rejected} conversation before its final answer (the '{k.prompt}' "
+                    f"column repeats the user turn), chosen = {k.chosen}[-1], rejected = {k.rejected}[-1]")
+        elif self.name in ("implicit", "hh"):
+            what = (f"prompt = the turns {k.chosen} and {k.rejected} share before the final answer, "
+                    f"chosen/rejected = the final assistant turn")
+        elif self.instruction_input:
+            ins, inp = self.instruction_input
+            what = f"prompt = {ins} + \"\\n\\n\" + {inp} (when not empty), chosen = {k.chosen}, rejected = {k.rejected}"
+        else:
+            what = f"prompt = {k.prompt}, chosen = {k.chosen}, rejected = {k.rejected}"
+        if self.name not in ("implicit", "hh", "ultrafeedback", "capybara", "full-conversations") or k.system != "system":
+            what += f", system = {k.system} (if present)"
+        if self.scores:
+            what += f"; scores {self.scores[0]} - {self.scores[1]} (--min-score-margin)"
+        if self.ignored:
+            what += f"; ignored: {', '.join(self.ignored)}"
+        return f"schema {self.title}: {what}"
+
+
+def _first(names, columns):
+    return next((n for n in names if n in columns), None)
+
+
+def _scores(columns) -> tuple[str, str] | None:
+    return next((p for p in SCORE_PAIRS if p[0] in columns and p[1] in columns), None)
+
+
+def _is_messages(v) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(m, dict) for m in v)
+
+
+def detect(columns: list[str], sample: dict | None, keys: DataKeys) -> Schema | None:
+    """The schema of a file with these columns (in order), judged by one sample row; None if unknown.
+
+    Non-default `keys` (flags) are used as given."""
+    cols = list(dict.fromkeys(columns))
+    colset = set(cols)
+    sample = sample or {}
+    scores = _scores(colset)
+    if keys != DataKeys():
+        used = {keys.prompt, keys.chosen, keys.rejected, keys.system, *(scores or ())}
+        # The user's mapping: a key missing from a row is that row's error, not an unknown schema.
+        return Schema("flags", "from flags", keys, scores=scores, ignored=tuple(c for c in cols if c not in used))
+    chosen, rejected = _first(CHOSEN_NAMES, colset), _first(REJECTED_NAMES, colset)
+    if not chosen or not rejected:
+        return None
+
+    def make(name, title, k: DataKeys, instruction_input=None):
+        used = {k.prompt, k.chosen, k.rejected, k.system, *(scores or ()), *(instruction_input or ())}
+        if name in ("ultrafeedback", "capybara", "full-conversations"):
+            used.discard(k.prompt)  # read (to tell the layout) but not used
+        return Schema(name, title, k, instruction_input, scores, tuple(c for c in cols if c not in used))
+
+    k = replace(DataKeys(), chosen=chosen, rejected=rejected)
+    if "prompt" in colset:
+        p, c = sample.get("prompt"), sample.get(chosen)
+        if isinstance(p, str) and _is_messages(c) and c[0].get("role") != "assistant":
+            if "prompt_id" in colset or "messages" in colset:
+                return make("ultrafeedback", "UltraFeedback (HuggingFaceH4/ultrafeedback_binarized)", k)
+            if "rating_chosen" in colset or "chosen_model" in colset:
+                return make("capybara", "Capybara-DPO (argilla/distilabel-capybara-dpo-7k-binarized)", k)
+            return make("full-conversations", "prompt + full conversations", k)
+        if chosen == "chosen" and rejected == "rejected" and colset <= {"prompt", "chosen", "rejected", "system"}:
+            return make("native", "prompt/chosen/rejected", k)
+        return make("explicit", "prompt/chosen/rejected", k)
+    if "question" in colset:
+        return make("orca", "Orca DPO pairs (Intel/orca_dpo_pairs)", replace(k, prompt="question"))
+    if "instruction" in colset:
+        inp = "input" if "input" in colset else ""
+        return make("instruction", "instruction/input", replace(k, prompt="instruction"),
+                    ("instruction", inp) if inp else None)
+    c = sample.get(chosen)
+    if isinstance(c, str) and c.lstrip(" ").startswith("\n\nHuman:") or isinstance(c, str) and c.startswith("Human:"):
+        return make("hh", "Anthropic HH-RLHF transcripts (Anthropic/hh-rlhf)", k)
+    if colset <= {"chosen", "rejected", "system"}:
+        return make("native", "chosen/rejected", k)
+    return make("implicit", "conversations with an implicit prompt (trl-lib, Capybara)", k)
+
+
+def unknown_schema_message(columns: list[str], keys: DataKeys) -> str:
+    """`columns: ...` text for a file whose layout is not recognised: the columns and the flags to map them."""
+    cols = list(dict.fromkeys(columns))
+    lowered = {c: c.lower() for c in cols}
+    picks: dict[str, str] = {}
+    for role in ("chosen", "rejected", "prompt", "system"):
+        for hint in _GUESS[role]:
+            hit = next((c for c in cols if c not in picks.values() and (lowered[c] == hint or
+                                                                          hint in lowered[c].split("_"))), None)
+            if hit:
+                picks[role] = hit
+                break
+    flags = " ".join(f"--{role}-key {picks.get(role, 'COLUMN')}" for role in ("prompt", "chosen", "rejected")
+                     if role in picks or role != "prompt")
+    if "system" in picks:
+        flags += f" --system-key {picks['system']}"
+    looked = f"{keys.chosen}/{keys.rejected}" if keys != DataKeys() else "chosen/rejected"
+    found = ", ".join(cols) if cols else "none (rows are not objects)"
+    return (f"unknown schema: no {looked} columns; columns found: {found}; map them with {flags} "
+            f"(--prompt-key, --chosen-key, --rejected-key, --system-key)")

@@ -1,0 +1,144 @@
+"""A/B answers for preference collection: every message answered twice, the sides shuffled per message.
+
+Sources of the two answers:
+- "base":    base + adapter vs the base alone (the adapter switched off in place, exactly the base)
+- "samples": two samples of the same model (temperature > 0, different seeds)
+- a folder:  base + adapter vs base + another adapter of the same shape (swapped in place)
+
+Which side holds which source is drawn per message, so the person judges answers, not labels; the
+sides are recorded with each pick. A pick makes a preference pair (see data/preferences.py) and the
+conversation goes on with the picked (or edited) answer as the assistant turn.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..data.preferences import pair_row, unpaired_row
+from ..errors import UsageError
+from .adapters import read_adapter_config
+from .generate import Sampling, stream_answer
+
+SIDES = ("A", "B")
+
+
+@dataclass
+class ABTurn:
+    """The two answers to the last user message."""
+    texts: dict = field(default_factory=dict)    # side -> answer text
+    sources: dict = field(default_factory=dict)  # side -> source label ("tuned", "base", "sample 2", a folder)
+    seeds: dict = field(default_factory=dict)    # side -> sampling seed
+
+
+class ABChat:
+    """A conversation answered A/B. `on_piece(side, text)` receives streamed pieces (for printing)."""
+
+    def __init__(self, model, tokenizer, switch, sampling: Sampling, source: str = "base",
+                 system: str | None = None, seed: int = 0, meta: dict | None = None):
+        self.model, self.tokenizer, self.switch, self.sampling = model, tokenizer, switch, sampling
+        self.source, self.system, self.meta = source, system, dict(meta or {})
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.turns = 0
+        self._sources = self._make_sources(source)
+        self.reset()
+
+    # ------------------------------------------------------------------ sources
+    def _make_sources(self, source: str) -> dict[str, Callable[[], None]]:
+        """Source label -> a function that puts the model in that state."""
+        sw = self.switch
+        if source == "base":
+            if sw is None:
+                raise UsageError("A/B against the base needs --adapter (it answers with and without it)")
+            return {"tuned": lambda: sw.set(True), "base": lambda: sw.set(False)}
+        if source == "samples":
+            if self.sampling.temperature <= 0:
+                raise UsageError("--ab-source samples needs --temperature > 0 (greedy answers would be the same)")
+            keep = (lambda: sw.set(True)) if sw is not None else (lambda: None)
+            return {"sample 1": keep, "sample 2": keep}
+        if sw is None:
+            raise UsageError("A/B against another adapter needs --adapter for the first one")
+        read_adapter_config(source)  # a clear error for a folder that is not an adapter
+        sw.add(source, source)
+        self.meta.setdefault("other_adapter", str(Path(source)))
+        return {"tuned": lambda: sw.use("on"), str(source): lambda: sw.use(source)}
+
+    # ------------------------------------------------------------------ the conversation
+    def reset(self) -> None:
+        self.messages: list[dict] = [{"role": "system", "content": self.system}] if self.system else []
+        self.pending: ABTurn | None = None
+        self.last_single: str | None = None
+
+    def ask(self, text: str, on_piece=None) -> ABTurn:
+        """Add the user's message and answer it on both sides."""
+        if self.pending is not None:
+            raise UsageError("pick an answer first (/a, /b, /tie or /both-bad)")
+        self.messages.append({"role": "user", "content": text})
+        return self.regenerate(on_piece=on_piece)
+
+    def regenerate(self, side: str | None = None, on_piece=None) -> ABTurn:
+        """(Re)generate both answers, or only `side`'s, to the last user message."""
+        if not self.messages or self.messages[-1]["role"] != "user":
+            raise UsageError("nothing to answer yet: type a message first")
+        if side is None:
+            labels = list(self._sources)
+            if self.rng.random() < 0.5:
+                labels.reverse()
+            self.pending = ABTurn(sources=dict(zip(SIDES, labels)))
+        for s in ([side] if side else SIDES):
+            self.turns += 1
+            seed = self.seed * 1_000_003 + self.turns
+            self._sources[self.pending.sources[s]]()
+            pieces = []
+            sampling = Sampling(self.sampling.temperature, self.sampling.top_p, self.sampling.max_tokens, seed)
+            for piece in stream_answer(self.model, self.tokenizer, self.messages, sampling):
+                pieces.append(piece)
+                if on_piece:
+                    on_piece(s, piece)
+            self.pending.texts[s], self.pending.seeds[s] = "".join(pieces), seed
+        return self.pending
+
+    def pick(self, side: str, edited: str | None = None) -> dict:
+        """The pair for picking `side` (its text replaced by `edited`, if given); the chat goes on with it."""
+        turn = self._pending()
+        other = "B" if side == "A" else "A"
+        chosen = edited if edited is not None else turn.texts[side]
+        row = pair_row(self.messages, chosen, turn.texts[other], **self._meta(turn), picked=side,
+                       chosen_source=turn.sources[side], edited=edited is not None,
+                       **({"original": turn.texts[side]} if edited is not None else {}))
+        self._continue(chosen)
+        return row
+
+    def tie(self) -> ABTurn:
+        """No preference: nothing is saved; the conversation goes on with answer A."""
+        turn = self._pending()
+        self._continue(turn.texts["A"])
+        return turn
+
+    def thumb(self, good: bool) -> dict:
+        """An unpaired row for the last single answer (thumbs up or down)."""
+        if self.last_single is None:
+            raise UsageError("no answer to rate yet")
+        prompt = self.messages[:-1]  # the conversation before that answer
+        return unpaired_row(prompt, self.last_single, good, **self.meta,
+                            sampling=self._sampling_meta())
+
+    def _pending(self) -> ABTurn:
+        if self.pending is None or set(self.pending.texts) != set(SIDES):
+            raise UsageError("no A/B answers to pick from yet: type a message first")
+        return self.pending
+
+    def _continue(self, text: str) -> None:
+        self.messages.append({"role": "assistant", "content": text})
+        self.pending = None
+
+    def _meta(self, turn: ABTurn) -> dict:
+        return {**self.meta, "ab_source": self.source, "sides": dict(turn.sources),
+                "sampling": {**self._sampling_meta(), "seeds": dict(turn.seeds)}}
+
+    def _sampling_meta(self) -> dict:
+        s = self.sampling
+        return {"temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens}

@@ -1,0 +1,83 @@
+"""KTO: the loss against an independent re-implementation of TRL's formula, its metrics, and training."""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlx_dpo.train.kto import class_balance_warning, kto_losses, kto_metrics, kto_stats
+from mlx_dpo.train.losses import Loss
+
+
+def trl_kto_loss(policy, ref, policy_kl, ref_kl, labels, beta, w_d, w_u):
+    """TRL's KTOTrainer.kto_loss, transcribed with numpy (chosen = desirable rows, rejected = the others)."""
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    kl = max((policy_kl - ref_kl).mean(), 0.0)
+    ch, rj = labels > 0, labels <= 0
+    chosen_logratios = policy[ch] - ref[ch]
+    rejected_logratios = policy[rj] - ref[rj]
+    chosen_losses = 1 - sig(beta * (chosen_logratios - kl))
+    rejected_losses = 1 - sig(beta * (kl - rejected_logratios))
+    losses = np.concatenate([w_d * chosen_losses, w_u * rejected_losses])
+    return losses.mean(), beta * chosen_logratios, beta * rejected_logratios, kl
+
+
+@pytest.mark.parametrize("beta,w_d,w_u", [(0.1, 1.0, 1.0), (0.5, 1.33, 1.0), (2.0, 1.0, 0.7)])
+def test_loss_equals_trl_formula_on_random_logps(beta, w_d, w_u):
+    rng = np.random.default_rng(7)
+    n = 12
+    policy, ref = rng.normal(-40, 8, n), rng.normal(-40, 8, n)
+    ref_kl = rng.normal(-62, 8, n)
+    policy_kl = ref_kl + rng.normal(1.5, 1.0, n)  # a positive KL estimate
+    labels = np.array([1, 0] * 6, dtype=np.float32)
+    want_loss, want_cr, want_rr, want_kl = trl_kto_loss(policy, ref, policy_kl, ref_kl, labels, beta, w_d, w_u)
+    assert want_kl > 0
+    f = lambda a: mx.array(np.asarray(a, np.float32))  # noqa: E731
+    losses, rewards, kl = kto_losses(f(policy), f(ref), f(policy_kl), f(ref_kl), f(labels), mx.ones(n), beta=beta,
+                                     desirable_weight=w_d, undesirable_weight=w_u)
+    np.testing.assert_allclose(float(losses.mean()), want_loss, rtol=1e-5)
+    np.testing.assert_allclose(float(kl), want_kl, rtol=1e-5)
+    m = kto_metrics(np.array(kto_stats(losses, rewards, kl, f(policy), f(labels), mx.ones(n))).tolist())
+    np.testing.assert_allclose(m["loss"], want_loss, rtol=1e-5)
+    np.testing.assert_allclose(m["rewards/chosen"], want_cr.mean(), rtol=1e-5)
+    np.testing.assert_allclose(m["rewards/rejected"], want_rr.mean(), rtol=1e-5)
+    np.testing.assert_allclose(m["kl"], want_kl, rtol=1e-5)
+    assert m["count/chosen"] == 6 and m["count/rejected"] == 6 and m["n_pairs"] == 12
+
+
+def test_kl_point_is_clamped_at_zero_and_carries_no_gradient():
+    n = 4
+    labels, mask = mx.array([1.0, 0.0, 1.0, 0.0]), mx.ones(n)
+    ref = mx.zeros(n)
+
+    def total(policy, policy_kl):
+        losses, _, kl = kto_losses(policy, ref, policy_kl, ref, labels, mask, beta=0.5)
+        return losses.sum(), kl
+
+    (_, kl), (g_policy, g_kl) = mx.value_and_grad(total, argnums=(0, 1))(mx.zeros(n), mx.full((n,), -3.0))
+    assert float(kl) == 0.0  # a negative estimate is clamped
+    assert float(mx.abs(g_kl).sum()) == 0.0 and float(mx.abs(g_policy).sum()) > 0
+
+
+def test_step0_loss_and_rewards_with_policy_equal_to_reference():
+    """At step 0 policy = reference: rewards 0, KL 0, every example's loss 1 - σ(0) = 0.5 (weighted)."""
+    loss = Loss("kto", beta=0.1, desirable_weight=1.0, undesirable_weight=1.0)
+    lp = mx.array([-10.0, -20.0, -30.0])
+    losses, rewards, kl = loss(lp, lp - 5, lp, lp - 5, mx.ones(3), mx.ones(3), labels=mx.array([1.0, 0.0, 1.0]),
+                               mask=mx.ones(3))
+    np.testing.assert_allclose(np.array(losses), [0.5, 0.5, 0.5])
+    assert float(mx.abs(rewards).max()) == 0.0 and float(kl) == 0.0
+    assert loss.unpaired and loss.needs_reference
+
+
+def test_class_balance_warning_follows_the_paper():
+    assert class_balance_warning(100, 100, 1.0, 1.0) is None
+    assert class_balance_warning(120, 100, 1.0, 1.0) is None
+    assert "1 to 1.33" in class_balance_warning(300, 100, 1.0, 1.0)
+    assert "1 to 1.33" in class_balance_warning(50, 100, 1.0, 1.0)
+    assert class_balance_warning(50, 100, 2.0, 1.0) is None
+    assert "both desirable and undesirable" in class_balance_warning(10, 0, 1.0, 1.0)
+    assert math.isclose(4 / 3, 1.3333333, rel_tol=1e-6)
