@@ -32,6 +32,7 @@ _API = {
     "LOSSES": ("config", "LOSSES"),
     "build_config": ("config", "build_config"),
     "load_run_config": ("config", "load_run_config"),
+    "load_config_file": ("config", "load_yaml"),
     "UsageError": ("errors", "UsageError"),
     "DataError": ("errors", "DataError"),
     "TrainingStopped": ("errors", "TrainingStopped"),

@@ -7,6 +7,7 @@ into the run dir as `config.yaml`, so a run can be resumed or inspected later.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +29,14 @@ def _f(default, help, **kw):
 class TrainConfig:
     # -- what to train on
     model: Optional[str] = _f(None, "Local HF-format folder or Hugging Face hub id of the base model.")
-    data: Optional[str] = _f(None, "Preference pairs file (.jsonl or .json).")
-    valid_data: Optional[str] = _f(None, "Held-out pairs file, evaluated every --eval-every steps.")
+    data: Optional[str] = _f(None, "Preference pairs: a .jsonl/.json/.parquet file, a dataset folder (Hugging Face layout) or a hub dataset id ORG/NAME (local cache when offline).")
+    valid_data: Optional[str] = _f(None, "Held-out pairs (file, dataset folder or hub id), evaluated every --eval-every steps.")
+    split: str = _f("train", "Split of a dataset folder or hub dataset to read (e.g. train_prefs for UltraFeedback).")
+    valid_split: Optional[str] = _f(None, "Split of --valid-data (default: --split); without --valid-data, a held-out split of --data itself (e.g. test_prefs).")
+    data_config: Optional[str] = _f(None, "Subset of a dataset folder or hub dataset: a config name of its README, or a sub-folder (e.g. harmless-base).")
+    data_revision: Optional[str] = _f(None, "Revision of a hub dataset: branch, tag or commit (default: main).")
+    skip_invalid: bool = _f(False, "Train on the valid rows and leave out the invalid ones (counted, the first reasons printed, all listed in RUN_DIR/skipped.jsonl) instead of refusing the data.")
+    min_score_margin: Optional[float] = _f(None, "Leave out pairs whose chosen score minus rejected score (score_chosen/score_rejected, rating_chosen/rating_rejected) is below this.")
     output: Optional[str] = _f(None, "Run directory: adapter, metrics.jsonl, config.yaml, checkpoints/.")
     prompt_key: str = _f("prompt", "Field name of the prompt in the data file.")
     chosen_key: str = _f("chosen", "Field name of the preferred answer.")
@@ -49,19 +56,20 @@ class TrainConfig:
     # -- DPO
     loss: str = _f("sigmoid", "DPO loss: sigmoid (DPO), ipo, hinge (SLiC), simpo (reference-free).", choices=LOSSES)
     beta: float = _f(0.1, "Strength of the KL penalty: higher beta keeps the policy closer to the reference.")
-    label_smoothing: float = _f(0.0, "Assumed fraction of flipped labels for conservative/robust DPO (sigmoid loss), in [0, 0.5).")
+    label_smoothing: float = _f(0.0, "Conservative DPO (cDPO): assumed fraction of flipped labels, in [0, 0.5); used by the sigmoid and simpo losses, no effect with ipo or hinge.")
     simpo_gamma: float = _f(0.5, "Target reward margin of SimPO.")
     # -- schedule
     iters: Optional[int] = _f(None, "Optimizer steps to run (overrides --epochs).")
     epochs: Optional[int] = _f(None, "Passes over the data (default 1 when --iters is not given).")
     batch_size: int = _f(4, "Pairs per micro-batch.")
     grad_accum: int = _f(1, "Micro-batches accumulated per optimizer step.")
-    learning_rate: float = _f(1e-5, "Peak learning rate of AdamW.")
+    learning_rate: float = _f(5e-5, "Peak learning rate of AdamW (LoRA DPO commonly uses 5e-6 to 5e-5; on the demo pairs one epoch at 5e-5 visibly changes the answers, at 1e-5 it changes none).")
     weight_decay: float = _f(0.0, "AdamW decoupled weight decay.")
     max_grad_norm: Optional[float] = _f(1.0, "Clip the global gradient norm to this value (none to disable).")
     warmup_steps: int = _f(0, "Linear warm-up steps from 0 to the learning rate.")
     lr_schedule: str = _f("cosine", "Learning-rate schedule after warm-up.", choices=SCHEDULES)
     seed: int = _f(0, "Seed for data order, LoRA init and dropout.")
+    template_date: Optional[str] = _f(None, "Date (YYYY-MM-DD) that chat templates printing today's date (e.g. Llama 3.2) render with; set to the day a run first starts and kept in config.yaml, so a resumed run renders the same prompts.")
     # -- lengths and batching
     max_length: int = _f(1024, "Maximum prompt + completion tokens; longer pairs are truncated.")
     max_prompt_length: Optional[int] = _f(None, "Maximum prompt tokens kept (from the end) when a pair is too long (default: max_length // 2).")
@@ -73,7 +81,7 @@ class TrainConfig:
     eval_every: Optional[int] = _f(None, "Evaluate on --valid-data every N steps (default: 10 evaluations per run).")
     save_every: int = _f(100, "Save a resumable checkpoint every N steps.")
     resume: bool = _f(False, "Continue the run in --output from its last checkpoint.")
-    cache_dir: Optional[str] = _f(None, "Reference log-prob cache folder (default: $MLX_DPO_CACHE or ~/.cache/mlx-dpo).")
+    cache_dir: Optional[str] = _f(None, "Cache folder of reference log-probs and tokenized datasets (default: $MLX_DPO_CACHE or ~/.cache/mlx-dpo).")
     # -- several processes (mlx.launch)
     dist_timeout: float = _f(600.0, "With mlx.launch: seconds to wait for the other processes before stopping (a dead or hung machine).")
 
@@ -112,6 +120,17 @@ class TrainConfig:
             bad("lr_schedule", f"unknown schedule {self.lr_schedule!r} (expected one of {', '.join(SCHEDULES)})")
         if self.quantize not in (None, 4, 8):
             bad("quantize", f"must be 4 or 8, got {self.quantize}")
+        if self.min_score_margin is not None and not math.isfinite(self.min_score_margin):
+            bad("min_score_margin", f"must be a finite number, got {self.min_score_margin}")
+        for key in ("split", "valid_split", "data_config", "data_revision"):
+            v = getattr(self, key)
+            if v is not None and not str(v).strip():
+                bad(key, "must not be empty")
+        if self.template_date is not None:
+            try:
+                datetime.date.fromisoformat(self.template_date)
+            except (TypeError, ValueError):
+                bad("template_date", f"expected a date as YYYY-MM-DD, got {self.template_date!r}")
         if self.max_prompt_length is not None and self.max_prompt_length >= self.max_length:
             bad("max_prompt_length", f"must be smaller than max_length ({self.max_length})")
         return self
@@ -126,6 +145,25 @@ class TrainConfig:
         from .data.pairs import DataKeys
 
         return DataKeys(self.prompt_key, self.chosen_key, self.rejected_key, self.system_key)
+
+    def data_source(self, valid: bool = False):
+        """The data.sources.DataSpec of --data (or of the held-out data: --valid-data, else --data's
+        --valid-split); None when there is no held-out data."""
+        from .data.sources import DataSpec
+
+        if not valid:
+            return DataSpec(self.data, self.split, self.data_config, self.data_revision)
+        if not self.valid_data and not self.valid_split:
+            return None
+        same = not self.valid_data or self.valid_data == self.data
+        return DataSpec(self.valid_data or self.data, self.valid_split or self.split,
+                        self.data_config if same else None, self.data_revision if same else None)
+
+    @property
+    def data_options(self) -> dict:
+        """prepare()'s keyword arguments other than the source."""
+        return {"min_score_margin": self.min_score_margin, "skip_invalid": self.skip_invalid,
+                "cache_dir": self.cache_dir}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -207,7 +245,7 @@ def _coerce(f: dataclasses.Field, value):
         if not isinstance(value, bool):
             raise UsageError(f"config: {f.name}: expected true or false, got {value!r}")
         return value
-    if kind is float or f.name in ("max_grad_norm",):
+    if kind is float or f.name in ("max_grad_norm", "min_score_margin"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UsageError(f"config: {f.name}: expected a number, got {value!r}")
         return float(value)
@@ -215,6 +253,8 @@ def _coerce(f: dataclasses.Field, value):
         if isinstance(value, bool) or not isinstance(value, int):
             raise UsageError(f"config: {f.name}: expected an integer, got {value!r}")
         return value
+    if f.name == "template_date" and isinstance(value, datetime.date):
+        return value.isoformat()  # YAML reads an unquoted 2026-12-01 as a date
     if not isinstance(value, str):
         raise UsageError(f"config: {f.name}: expected a string, got {value!r}")
     return value

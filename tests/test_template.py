@@ -102,7 +102,8 @@ def test_render_text_with_and_without_template(chat_tok, plain_tok):
         prompt, add_generation_prompt=True, tokenize=False)
     assert render_text(chat_tok, prompt, answer) == chat_tok.apply_chat_template(prompt + answer, tokenize=False)
     assert render_text(plain_tok, prompt, None) == "sys" + SEP + "q"
-    assert render_text(plain_tok, prompt, answer) == "sys" + SEP + "q" + "a1" + SEP + "a2"
+    # The answer follows the prompt after a separator (issue #13: base models glued "What is 7 x 8?56.").
+    assert render_text(plain_tok, prompt, answer) == "sys" + SEP + "q" + SEP + "a1" + SEP + "a2"
 
 
 def test_plain_text_completion_is_concatenated_text_plus_eos(plain_tok):
@@ -182,10 +183,37 @@ NO_SYSTEM_TEMPLATE = (  # Gemma-style: refuses system messages
 )
 
 
-def test_non_prefix_template_is_a_row_error_never_a_shift(tmp_path):
+BROKEN_TEMPLATE = (  # the answer's own text changes how the prompt renders: no boundary can be defined
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'user' and messages[-1]['content'].startswith('Go') %}{{- '<|im_start|>USER\\n' }}"
+    "{%- else %}{{- '<|im_start|>' + message['role'] + '\\n' }}{%- endif %}"
+    "{{- message['content'] + '<|im_end|>\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+def test_non_prefix_template_is_trained_on_its_history_render_and_said_once(tmp_path):
+    # Issue #13 changed this rule: such rows (every reasoning template) were row errors; now they train on
+    # the prompt the template renders before an answer, and the difference from chat is reported once.
     tok = _load_tokenizer(_model_with_template(tmp_path, THINKING_TEMPLATE))
     f = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "hi", "chosen": "Hello!", "rejected": "Go away."},
                                               {"prompt": "q", "chosen": "yes", "rejected": "no"}])
+    pairs = load_pairs(f).pairs
+    tp, _ = tokenize_pair(tok, pairs[0])
+    assert tok.decode(tp.prompt) == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    assert tok.decode(tp.chosen) == "Hello!<|im_end|>\n"
+    result = render_pairs(tok, pairs, max_length=1000, prompt_limit=500)
+    assert result.errors == [] and len(result.pairs) == 2
+    [warning] = result.warnings()
+    assert warning.startswith("2 row(s): chat's generation prompt differs")
+    assert "chat adds '<think>\\n\\n</think>\\n\\n' after it" in warning and f"e.g. {f}:1: " in warning
+
+
+def test_undefined_boundary_is_a_row_error_never_a_shift(tmp_path):
+    tok = _load_tokenizer(_model_with_template(tmp_path, BROKEN_TEMPLATE))
+    f = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "hi", "chosen": "Hello!", "rejected": "Go away."},
+                                              {"prompt": "q", "chosen": "Go", "rejected": "no"}])
     pairs = load_pairs(f).pairs
     with pytest.raises(BoundaryError):
         tokenize_pair(tok, pairs[0])
@@ -194,16 +222,29 @@ def test_non_prefix_template_is_a_row_error_never_a_shift(tmp_path):
     assert len(result.errors) == 2
     for line, err in zip((1, 2), result.errors):
         assert err.startswith(f"{f}:{line}: template: ")
-        assert "prompt differently" in err
+        assert "prompt differently" in err and "fix the model's chat_template or rewrite this row" in err
     with pytest.raises(DataError) as exc:
         prepare_strict(str(f), DataKeys(), tok, 100, 50)
     assert exc.value.errors == result.errors
 
 
-def test_template_that_raises_is_a_row_error(tmp_path):
+def test_template_that_refuses_a_system_message_gets_it_in_the_first_user_turn(tmp_path):
+    # Issue #13 changed this rule (Gemma): the system row was a row error; now its text opens the first user turn.
     tok = _load_tokenizer(_model_with_template(tmp_path, NO_SYSTEM_TEMPLATE))
     f = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "q", "chosen": "yes", "rejected": "no"},
                                               {"system": "s", "prompt": "q", "chosen": "yes", "rejected": "no"}])
+    result = render_pairs(tok, load_pairs(f).pairs, max_length=1000, prompt_limit=500)
+    assert result.errors == [] and len(result.pairs) == 2
+    assert tok.decode(result.pairs[1].prompt) == "<|im_start|>user\ns\n\nq<|im_end|>\n<|im_start|>assistant\n"
+    [warning] = result.warnings()
+    assert warning.startswith("1 row(s): the chat template does not accept a system message")
+
+
+def test_template_that_raises_is_a_row_error(tmp_path):
+    tok = _load_tokenizer(_model_with_template(tmp_path, NO_SYSTEM_TEMPLATE))
+    f = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "q", "chosen": "yes", "rejected": "no"},
+                                              {"prompt": [{"role": "system", "content": "s"}], "chosen": "yes",
+                                               "rejected": "no"}])
     result = render_pairs(tok, load_pairs(f).pairs, max_length=1000, prompt_limit=500)
     assert len(result.pairs) == 1 and result.pairs[0].source == f"{f}:1"
     assert len(result.errors) == 1
@@ -214,7 +255,7 @@ def test_template_that_raises_is_a_row_error(tmp_path):
 def test_validate_cli_reports_template_errors(tmp_path, capsys):
     from mlx_dpo.cli import main
 
-    model = _model_with_template(tmp_path, THINKING_TEMPLATE)
+    model = _model_with_template(tmp_path, BROKEN_TEMPLATE)
     f = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "hi", "chosen": "Hello!", "rejected": "Go away."}])
     assert main(["validate", str(f), "--model", str(model)]) == 2
     out, err = capsys.readouterr()

@@ -48,8 +48,19 @@ async def test_data_pane_good_and_broken_file(tiny_model, pairs_file, tmp_path, 
         assert "16 rows · 16 valid pairs (explicit 16) · 0 error(s)" in text_of(app, "#data-summary")
         assert "prompt" in text_of(app, "#data-summary") and "pairs will train" in text_of(app, "#data-summary")
         assert app.query_one("#data-preview", DataTable).row_count == 16
-        example = text_of(app, "#data-example")
-        assert "▌Sure! Here is a short note" in example  # the boundary marker before the completion
+        assert text_of(app, "#data-example").startswith("row 1 (")
+        assert "▌Sure! Here is a short note" in text_of(app, "#data-chosen")  # the boundary before the completion
+        assert text_of(app, "#data-rejected").startswith("▌")
+        summary = text_of(app, "#data-summary")
+        assert "0 pair(s) cut to max length 1024 tokens" in summary and "max length on the Train tab" in summary
+        # Any row chosen in the preview is rendered, chosen and rejected both.
+        table = app.query_one("#data-preview", DataTable)
+        assert "training rows of" in str(table.border_title)
+        table.focus()
+        await pilot.press("down", "down", "enter")
+        await wait_for(pilot, lambda: text_of(app, "#data-example").startswith("row 3 ("))
+        assert text_of(app, "#data-example").startswith(f"row 3 ({pairs_file}:3)")
+        assert text_of(app, "#data-chosen").startswith("▌Sure!") and text_of(app, "#data-rejected") != "▌"
         # A broken file: errors by line, and the app stays usable.
         app.query_one("#data-path", Input).value = str(bad)
         await pilot.click("#data-load")
@@ -70,11 +81,20 @@ async def test_model_pane_memory_estimate(tiny_model, tmp_path, hf_home):
     app = MlxDpoApp(model=None, runs_root=str(tmp_path / "runs"))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f2")
+        before = app.model
+        # A model that is not there does not become current.
+        app.query_one("#model-path", Input).value = str(tmp_path / "no-such-model")
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: "is not available" in text_of(app, "#model-memory"))
+        assert app.model == before and f"current model stays {before}" in text_of(app, "#model-memory")
         app.query_one("#model-path", Input).value = tiny_model
         await pilot.click("#model-use")
         await wait_for(pilot, lambda: "available" in text_of(app, "#model-memory"))
         assert app.model == tiny_model
-        assert "fits" in text_of(app, "#model-memory")
+        memory = text_of(app, "#model-memory")
+        assert "fits" in memory
+        # The estimate says what it assumes.
+        assert "assuming batch 4, max length 1024, LoRA rank 8, weights as stored" in memory
 
 
 async def test_train_stop_runs_chat_export_end_to_end(tiny_model, pairs_file, valid_file, tmp_path, hf_home):
@@ -223,9 +243,10 @@ async def test_resume_button_without_checkpoint_explains(tiny_model, tmp_path, h
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f3")
         pane = app.query_one(TrainPane)
-        pane.query_one("#train-resume", Button).disabled = False
         pane.query_one("#train-output", Input).value = str(tmp_path / "runs" / "none")
-        await pilot.click("#train-resume")
+        await pilot.pause(0.1)
+        assert pane.query_one("#train-resume", Button).disabled  # nothing there to resume
+        pane.resume(str(tmp_path / "runs" / "none"))  # as Runs' r does for a highlighted run
         await pilot.pause(0.2)
         assert not app.training_running
         assert any("no checkpoint to resume" in n.message for n in app._notifications)
@@ -337,7 +358,7 @@ event(event="done", step=24, loss=0.3, accuracy=1.0, output=out)
      'event(event="error", text="out of memory at step 3", status=1)\nsys.exit(1)',
      "training failed (exit status 1): error: out of memory at step 3"),
     ('event(event="stopped", signal="SIGINT", status=130, checkpoint=None)\nsys.exit(130)',
-     "training stopped before its first checkpoint"),
+     "training stopped before its first checkpoint: nothing was saved"),
 ], ids=["error", "stopped-before-a-checkpoint"])
 async def test_how_a_run_ended_comes_from_its_events(ending, status, tiny_model, pairs_file, tmp_path, hf_home,
                                                      monkeypatch):

@@ -217,7 +217,8 @@ async def test_a_failed_rank_is_named_although_the_launcher_exits_0(as_event, ti
         assert status.startswith("training failed (rank 0 exited with code 1; rank 1 was killed): "
                                  "error: rank 0: lost the connection to another rank"), status
         assert any(n.severity == "error" and "lost the connection" in n.message for n in app._notifications)
-        assert pane.query_one("#train-resume", Button).disabled is False
+        # Resume follows what the run dir holds: this run died before its first checkpoint.
+        assert pane.query_one("#train-resume", Button).disabled is True
         assert "\x1b" not in "".join(pane.process.tail)  # the launcher's colours are not shown as escapes
         log = list(pane.process.tail)
         assert "data-parallel over 2 processes: global batch 4, 2 pairs per process" in log  # a log event's text
@@ -325,4 +326,4 @@ async def test_stop_reaches_every_rank(where, tiny_model, pairs_file, tmp_path, 
         if where == "hostfile":
             assert not any("rank" in line and "got SIGINT" in line for line in log)  # ssh clients left alone
             assert log.index("launcher: got SIGINT") > log.index("rank 0: got Ctrl-C")
-        assert text_of(app, "#train-status") == "training stopped before its first checkpoint"
+        assert text_of(app, "#train-status") == "training stopped before its first checkpoint: nothing was saved"

@@ -2,19 +2,28 @@
 
 MLX work of this process happens only on the engine thread (engine.py); training is a child
 process (training.py). The app holds the shared choices (model, data, run) as reactive state.
+
+Keys: F1–F6 switch tabs, `?` lists the keys of the current tab, Ctrl+P finds any command by name,
+Ctrl+Q quits. Each pane declares its own BINDINGS (shown in the footer while it is the current tab)
+and a `focus_first()` that puts the focus on a safe, visible control when the tab is shown.
 """
 
 from __future__ import annotations
 
-from textual.app import App, ComposeResult
+from typing import Iterable
+
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
-from textual.widgets import Footer, Header, TabbedContent, TabPane
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Header, Input, TabbedContent, TabPane, Tabs
 
-from mlx_dpo import default_model, read_run
+from mlx_dpo import default_model, list_runs, read_run
 
 from .confirm import ConfirmQuit
 from .engine import Engine
+from .help_screen import HelpScreen
 from .panes.chat_pane import ChatPane
 from .panes.data_pane import DataPane
 from .panes.export_pane import ExportPane
@@ -30,7 +39,12 @@ class MlxDpoApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "mlx-dpo"
     SUB_TITLE = "Direct Preference Optimization on your Mac"
-    BINDINGS = [Binding(f"f{i + 1}", f"show('{tab}')", label, priority=True) for i, (tab, label, _) in enumerate(TABS)] + [
+    # The F-keys are written on the tabs themselves ("F3 Train"), so the footer keeps its room for the
+    # current tab's actions.
+    BINDINGS = [Binding(f"f{i + 1}", f"show('{tab}')", label, show=False, priority=True)
+                for i, (tab, label, _) in enumerate(TABS)] + [
+        Binding("question_mark", "help", "Keys"),
+        Binding("escape", "leave_field", "Leave the text field", show=False),
         Binding("ctrl+q", "quit_app", "Quit", priority=True)]
 
     model: reactive[str | None] = reactive(None)
@@ -50,20 +64,39 @@ class MlxDpoApp(App):
     def compose(self) -> ComposeResult:
         yield Header()
         with TabbedContent(id="tabs"):
-            for tab, label, pane in TABS:
-                with TabPane(label, id=f"tab-{tab}"):
+            for i, (tab, label, pane) in enumerate(TABS):
+                with TabPane(f"F{i + 1} {label}", id=f"tab-{tab}"):
                     yield pane(id=f"pane-{tab}")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        # The tab bar never takes the focus: F1–F6 (or a click) switch tabs, and a focused tab bar
+        # would swallow the keys of the tab below it.
+        for tabs in self.query(Tabs):
+            tabs.can_focus = False
         self.engine.start()
+        self.call_after_refresh(self.current_pane().focus_first)
 
     def on_unmount(self) -> None:
         self.engine.stop()
         for pane in self.query(TrainPane):
             pane.stop()  # never leave an unseen trainer behind (it checkpoints on SIGINT)
 
-    # ------------------------------------------------------------------ shared actions
+    # ------------------------------------------------------------------ tabs and focus
+    def current_tab(self) -> str:
+        return (self.query_one(TabbedContent).active or "tab-data").removeprefix("tab-")
+
+    def current_pane(self) -> Widget:
+        return self.query_one(f"#pane-{self.current_tab()}")
+
+    def is_shown(self, widget: Widget) -> bool:
+        """Is `widget` on the current tab? Focusing a widget of another tab would switch to that tab."""
+        return self.current_pane() in widget.ancestors_with_self
+
+    def focus_if_shown(self, widget: Widget) -> None:
+        if self.is_shown(widget) and widget.focusable:
+            widget.focus()
+
     def action_show(self, tab: str) -> None:
         # Drop focus first: TabbedContent switches back to whichever tab holds the focused widget.
         self.set_focus(None)
@@ -73,14 +106,99 @@ class MlxDpoApp(App):
             pane.show_run()
         if tab == "chat":
             pane.show_target()
-        # Focus the tab's main control so its keys work at once (no Tab presses needed).
-        target = {"runs": "#runs-table", "chat": "#chat-input", "data": "#data-path", "model": "#model-path",
-                  "train": "#train-start", "export": "#export-go"}[tab]
-        widget = pane.query_one(target)
-        if not widget.disabled:
-            widget.focus()
-            widget.scroll_visible(animate=False)
+        pane.focus_first()
 
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        """A tab clicked with the mouse gets the same first focus as one chosen with its F-key."""
+        pane = self.current_pane()
+        focused = self.focused
+        if focused is None or pane not in focused.ancestors_with_self:
+            pane.focus_first()
+
+    def action_leave_field(self) -> None:
+        """Escape in a text field: the focus moves to the tab's next control that is not one, so that `?`
+        and the letter keys work (in a text field they are text)."""
+        if not isinstance(self.focused, Input):
+            return
+        pane = self.current_pane()
+        chain = [w for w in self.screen.focus_chain if pane in w.ancestors]
+        start = chain.index(self.focused) if self.focused in chain else -1
+        for widget in chain[start + 1:] + chain[:start]:
+            if not isinstance(widget, Input):
+                widget.focus()
+                return
+
+    def action_help(self) -> None:
+        """List the active bindings: the current tab's first, then the app's."""
+        if isinstance(self.screen, HelpScreen):
+            return
+        pane = self.current_pane()
+        rows, seen = [], set()
+        tab_label = dict((t, l) for t, l, _ in TABS)[self.current_tab()]
+        for node, where in ((pane, tab_label), (self, "everywhere")):
+            for binding in node._bindings:
+                _, b = binding
+                if not b.description or b.key in seen:
+                    continue
+                seen.add(b.key)
+                state = node.check_action(b.action.split("(")[0], ())
+                if state is False:
+                    continue
+                rows.append((where, self.get_key_display(b), b.description + ("" if state else " (not now)")))
+        rows += [("everywhere", f"F1–F{len(TABS)}", "switch tab: " + " · ".join(l for _, l, _ in TABS)),
+                 ("everywhere", self.get_key_display(Binding("ctrl+p", "")), "command palette: any command by name"),
+                 ("everywhere", "tab / shift+tab", "next / previous control"),
+                 ("everywhere", "escape", "leave a text field (there ? and letters are text)")]
+        self.push_screen(HelpScreen(f"Keys of the {tab_label} tab", rows))
+
+    # ------------------------------------------------------------------ the command palette
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        def on(tab: str, action: str):
+            def run() -> None:
+                self.action_show(tab)
+                self.call_after_refresh(self.run_pane_action, tab, action)
+            return run
+
+        yield SystemCommand("Train: start training", "start a run with the Train form (ctrl+s)", on("train", "start"))
+        yield SystemCommand("Train: stop training", "checkpoint and stop the running trainer (ctrl+b)",
+                            on("train", "stop"))
+        yield SystemCommand("Train: resume training", "continue the run in the run dir (ctrl+r)", on("train", "resume"))
+        yield SystemCommand("Train: save the form as a YAML config", "the file `mlx-dpo train --config` reads (ctrl+f)", on("train", "save_config"))
+        yield SystemCommand("Train: load a YAML config", "fill the form from a config file (ctrl+o)",
+                            on("train", "load_config"))
+        yield SystemCommand("Train: show the equivalent command", "the `mlx-dpo train …` line of the form (ctrl+g)",
+                            on("train", "show_command"))
+        yield SystemCommand("Data: open a pairs file", "choose the training file (ctrl+l loads it)",
+                            on("data", "open"))
+        yield SystemCommand("Model: open a model", "a hub id or a local folder (ctrl+l uses it)", on("model", "open"))
+        yield SystemCommand("Export: export the adapter", "fused HF model, PEFT or mlx-lm (ctrl+s)",
+                            on("export", "export"))
+        yield SystemCommand("Runs: refresh the list", "re-read the runs folder (ctrl+r)", on("runs", "refresh"))
+        yield SystemCommand("Chat: load model + adapter", "chat with the current run's adapter (ctrl+l)",
+                            on("chat", "load"))
+        yield SystemCommand("Chat: new conversation", "clear both transcripts (ctrl+n)", on("chat", "new"))
+        for i, (tab, label, _) in enumerate(TABS):
+            yield SystemCommand(f"Go to the {label} tab", f"F{i + 1}", lambda tab=tab: self.action_show(tab))
+        for run in list_runs(self.runs_root):
+            yield SystemCommand(f"Open run {run.name}", f"show its curves on Runs ({run.path})",
+                                lambda path=str(run.path): self.open_run(path), discover=False)
+        yield SystemCommand("Keys of this tab", "the `?` screen", self.action_help)
+        yield from super().get_system_commands(screen)
+
+    async def run_pane_action(self, tab: str, action: str) -> None:
+        """Run a tab's action as its key would, or say why it cannot run now."""
+        pane = self.query_one(f"#pane-{tab}")
+        if not pane.check_action(action, ()):
+            reason = getattr(pane, "why_not", lambda a: "not available now")(action)
+            self.notify(reason, severity="warning")
+            return
+        await self.run_action(action, pane)
+
+    def open_run(self, path: str) -> None:
+        self.action_show("runs")
+        self.query_one(RunsPane).select(path)
+
+    # ------------------------------------------------------------------ shared actions
     def watch_run_dir(self, run_dir: str | None) -> None:
         if self.is_running and self.screen_stack:
             for pane in self.query(ExportPane):
@@ -91,15 +209,23 @@ class MlxDpoApp(App):
         panes = self.query(TrainPane)
         return panes.first().settings() if panes else TrainSettings()
 
-    def inspect_data(self, reply_to, path: str, job: str = "data") -> None:
+    def inspect_data(self, reply_to, path: str, job: str = "data", example: int = 0) -> None:
         length = self.train_settings().max_length
-        self.engine.inspect_data(reply_to, path, self.model, {}, length, length // 2, job_name=job)
+        self.engine.inspect_data(reply_to, path, self.model, {}, length, length // 2, job_name=job, example=example)
 
-    def estimate_memory(self, reply_to) -> None:
+    def memory_assumptions(self) -> str:
+        s = self.train_settings()
+        per_process = max(1, s.batch_size // max(1, s.processes))
+        quant = f"{self.quantize}-bit" if self.quantize else "weights as stored"
+        procs = f" per process ({s.processes} processes)" if s.processes > 1 else ""
+        return f"batch {per_process}{procs}, max length {s.max_length}, LoRA rank {s.lora_rank}, {quant}"
+
+    def estimate_memory(self, reply_to, model: str | None = None) -> None:
         s = self.train_settings()
         # Per process: with N data-parallel processes each one holds 1/N of the global batch.
         per_process = max(1, s.batch_size // max(1, s.processes))
-        self.engine.estimate_memory(reply_to, self.model, per_process, s.max_length, s.lora_rank, self.quantize, False)
+        self.engine.estimate_memory(reply_to, model or self.model, per_process, s.max_length, s.lora_rank,
+                                    self.quantize, False)
 
     def refresh_runs(self) -> None:
         for pane in self.query(RunsPane):
@@ -108,6 +234,11 @@ class MlxDpoApp(App):
     def resume_run(self, path: str) -> None:
         self.action_show("train")
         self.query_one(TrainPane).resume(path)
+
+    def continue_from_run(self, path: str) -> None:
+        """A new run on the Train form that starts from this run's adapter (`--init-adapter`)."""
+        self.action_show("train")
+        self.query_one(TrainPane).continue_from(path)
 
     def use_run(self, path: str, tab: str) -> None:
         self.run_dir = path

@@ -64,11 +64,12 @@ class Engine:
 
     # ---------------------------------------------------------------- jobs
     def inspect_data(self, reply_to: MessagePump, path: str, model: str | None, keys: dict, max_length: int,
-                     prompt_limit: int, job_name: str = "data") -> None:
+                     prompt_limit: int, job_name: str = "data", example: int = 0) -> None:
         def job(to):
             from mlx_dpo import DataKeys, inspect_data, load_tokenizer_only
             tok = load_tokenizer_only(model) if model else None
-            result = inspect_data(path, DataKeys(**keys), tok, max_length, prompt_limit)
+            result = inspect_data(path, DataKeys(**keys), tok, max_length, prompt_limit, example=example)
+            result["example_index"] = example
             to.post_message(DataInspected(job_name, result))
         self.submit(job_name, job, reply_to)
 
@@ -81,7 +82,7 @@ class Engine:
             text = (f"weights {human(est.weights)} + adapter/optimizer {human(est.adapter_and_optimizer)} + "
                     f"activations {human(est.activations)} + logits {human(est.logits)} = {human(est.total)} "
                     f"of {human(est.available)} available")
-            to.post_message(MemoryEstimated("memory", text, est.fits))
+            to.post_message(MemoryEstimated("memory", text, est.fits, model))
         self.submit("memory", job, reply_to)
 
     def load_chat(self, reply_to: MessagePump, model: str, adapter: str | None) -> None:

@@ -28,9 +28,11 @@ class DataInspected(EngineMessage):
 
 
 class MemoryEstimated(EngineMessage):
-    def __init__(self, job: str, text: str, fits: bool | None) -> None:
+    """The memory a training run would need; `model` is the model it was estimated for (found and readable)."""
+
+    def __init__(self, job: str, text: str, fits: bool | None, model: str | None = None) -> None:
         super().__init__(job)
-        self.text, self.fits = text, fits
+        self.text, self.fits, self.model = text, fits, model
 
 
 class ChatLoaded(EngineMessage):

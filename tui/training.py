@@ -240,6 +240,7 @@ class TrainingProcess:
         self.finished = False  # the trainer sent its "done" event
         self.stopped: dict | None = None  # its "stopped" event
         self.stop_sent = False
+        self.phases: list[str] = []  # the phases the trainer reported, in order
         self._launcher_signalled = False
         self._held: list[str] = []  # the launcher's own KeyboardInterrupt traceback after a stop, withheld
 
@@ -293,6 +294,8 @@ class TrainingProcess:
         if self.launched:
             code, text = launch_outcome(self.notes, list(self.tail), code, self.stop_sent, self.finished,
                                         self.run_dir, self.processes)
+            if code == 130 and (self.stopped is not None or text.startswith("training stopped before")):
+                text = self.stopped_text()  # rank 0's "stopped" event says what was saved
         else:
             text = self._describe(code)
         self.target.post_message(TrainingEnded(code, text))
@@ -329,6 +332,7 @@ class TrainingProcess:
         if kind == "log":
             self._show(str(event["text"]))
         elif kind == "phase":
+            self.phases.append(str(event["phase"]))
             self.target.post_message(TrainingPhase(str(event["phase"]), str(event["text"])))
         elif kind == "task":
             self.target.post_message(TrainingTask(str(event["name"]), int(event["done"]), int(event["total"]),
@@ -367,16 +371,32 @@ class TrainingProcess:
     def _describe(self, code: int) -> str:
         if code == 0:
             return f"training finished: adapter in {self.run_dir}"
-        if code == 130:
-            if self.stopped is not None and not self.stopped.get("checkpoint"):
-                return "training stopped before its first checkpoint"
-            return f"training stopped: checkpoint saved in {self.run_dir / 'checkpoints'}; Resume continues it"
+        if code == 130 or (code == -signal.SIGINT and self.stop_sent):  # -2: stopped before its handler was set
+            return self.stopped_text()
         if code in (-signal.SIGKILL, 137):
             return ("training was killed (out of memory?); the last checkpoint is intact — "
                     "try a smaller batch size or --max-length, then Resume")
         errors = [line for line in self.notes if line.startswith("error")]
         last = errors[-1] if errors else (self.tail[-1] if self.tail else "")
         return f"training failed (exit status {code}): {last}"
+
+    @property
+    def reference_cached(self) -> bool:
+        """The reference log-probs were scored (and so cached) before the stop: the train phase began."""
+        return "reference" in self.phases and "train" in self.phases
+
+    def stopped_text(self) -> str:
+        """What a stop really left behind: the checkpoint the "stopped" event names, or nothing."""
+        checkpoint = self.stopped.get("checkpoint") if self.stopped is not None else None
+        if checkpoint is None and self.stopped is None:  # no event (an older trainer): look on disk
+            saved = sorted((self.run_dir / "checkpoints").glob("step_*"))
+            checkpoint = str(saved[-1]) if saved else None
+        if checkpoint:
+            return f"training stopped: checkpoint saved in {checkpoint}; Resume (ctrl+r) continues it"
+        text = "training stopped before its first checkpoint: nothing was saved"
+        if self.reference_cached:
+            text += "; the reference log-probs are cached, a new start is fast"
+        return text
 
     # ------------------------------------------------------------------ stopping
     def stop(self, at_exit: bool = False) -> None:

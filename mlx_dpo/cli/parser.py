@@ -9,7 +9,8 @@ import typing
 
 from ..config import TrainConfig, config_fields
 
-DATA_KEYS = ("prompt_key", "chosen_key", "rejected_key", "system_key")
+DATA_KEYS = ("prompt_key", "chosen_key", "rejected_key", "system_key", "split", "data_config", "data_revision",
+             "skip_invalid", "min_score_margin")
 LENGTHS = ("max_length", "max_prompt_length")
 LOSS_ARGS = ("loss", "beta", "label_smoothing", "simpo_gamma")
 
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
 
     v = sub.add_parser("validate", help="check a pairs file; print counts and token-length statistics")
-    v.add_argument("file", help="pairs file (.jsonl or .json)")
+    v.add_argument("file", help="pairs file (.jsonl, .json, .parquet), dataset folder or hub dataset id ORG/NAME")
     v.add_argument("--json", action="store_true", help="print the report as one JSON object")
     _add_config_args(v, ("model", "trust_remote_code") + DATA_KEYS + LENGTHS)
 

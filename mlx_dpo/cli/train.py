@@ -20,23 +20,29 @@ def config_flags(args) -> dict:
 
 def cmd_validate(args) -> int:
     from ..data.prepare import prepare
+    from ..data.sources import DataSpec
 
     cfg = build_config({}, config_flags(args))
     tokenizer = None
     if cfg.model:
         from ..model.load import load_base
         tokenizer = load_base(cfg.model, None, cfg.trust_remote_code, log=log).tokenizer
-    prepared = prepare(args.file, cfg.data_keys, tokenizer, cfg.max_length, cfg.prompt_limit)
+    spec = DataSpec(args.file, cfg.split, cfg.data_config, cfg.data_revision)
+    prepared = prepare(spec, cfg.data_keys, tokenizer, cfg.max_length, cfg.prompt_limit, **cfg.data_options)
     for line in prepared.errors:
         print(line, file=sys.stderr)
     report = prepared.report()
     if args.json:
         print(json.dumps(report))
     else:
+        for line in prepared.summary_lines():
+            print(line)
         print_report(report, cfg, tokenizer is not None)
         if prepared.render is not None:
             for w in prepared.render.warnings():
                 print(f"warning: {w}")
+    if prepared.errors and cfg.skip_invalid and not prepared.fatal and report["valid_pairs"] > 0:
+        return 0  # training with --skip-invalid would go ahead on the valid pairs
     return 2 if prepared.errors else 0
 
 
@@ -45,14 +51,18 @@ def print_report(r: dict, cfg: TrainConfig, tokenized: bool) -> None:
 
     fmts = ", ".join(f"{k} {v}" for k, v in sorted(r["formats"].items())) or "none"
     print(f"{r['file']}: {r['rows']} rows, {r['valid_pairs']} valid pairs ({fmts}), {r['errors']} error(s)")
+    if r["errors"] and r["valid_pairs"]:
+        print(f"{r['errors']} invalid row(s) " + ("left out (--skip-invalid)" if cfg.skip_invalid else
+                                                 "refuse the data; pass --skip-invalid to train on the valid pairs"))
     if not tokenized:
         print("token statistics: pass --model to tokenize with its chat template (validate checks the rows' "
               "structure only; it does not assume the demo model)")
         return
     print("\n".join(token_table(r)))
+    refused = r["errors"] and not cfg.skip_invalid
     print(f"limits max_length={cfg.max_length}, max_prompt_length={cfg.prompt_limit}: "
           f"{r.get('truncated', 0)} pair(s) truncated, {r.get('dropped', 0)} dropped; "
-          f"{r.get('trainable_pairs', 0)} pairs would train")
+          f"{r.get('trainable_pairs', 0)} pairs would train" + (" with --skip-invalid" if refused else ""))
 
 
 def train_config(args) -> TrainConfig:

@@ -18,24 +18,18 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from itertools import chain, islice
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError, UsageError, first_line
+from .schemas import CHOSEN_NAMES, REJECTED_NAMES, DataKeys, detect, unknown_schema_message
 
 ROLES = ("system", "user", "assistant")
 # One pair is a few thousand tokens; a row this long is a broken export (or not a pairs file at all),
 # and tokenizing it would take minutes. Reported as an error instead.
 MAX_ROW_CHARS = 8_000_000
 FORMATS = ("explicit", "conversational", "implicit")
-
-
-@dataclass(frozen=True)
-class DataKeys:
-    prompt: str = "prompt"
-    chosen: str = "chosen"
-    rejected: str = "rejected"
-    system: str = "system"
 
 
 @dataclass
@@ -69,6 +63,14 @@ def read_rows(path: Path, name: str | None = None) -> tuple[list[tuple[int, obje
     """Return [(line_number, parsed_value)] and file-level errors; JSON list or JSONL is sniffed.
 
     `name` is how messages name the file (default: the path); a .gz file is decompressed first."""
+    rows, errors = iter_rows(path, name)
+    rows = list(rows)
+    return rows, errors
+
+
+def iter_rows(path: Path, name: str | None = None):
+    """read_rows as (an iterator of rows, the error list): JSONL rows are parsed as they are consumed (the
+    parsed file is never held whole), and their errors are appended while the iterator runs."""
     path = Path(path)
     name = str(path) if name is None else name
     if not path.exists():
@@ -86,43 +88,60 @@ def read_rows(path: Path, name: str | None = None) -> tuple[list[tuple[int, obje
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as e:
-            return [], [f"{name}:1: file: not a readable gzip file ({first_line(e)})"]
+            return iter(()), [f"{name}:1: file: not a readable gzip file ({first_line(e)})"]
     if raw[:4] == b"PAR1":
-        return [], [f"{name}:1: file: a Parquet file without the .parquet suffix; rename it to end in .parquet"]
+        return iter(()), [f"{name}:1: file: a Parquet file without the .parquet suffix; rename it to end in .parquet"]
     try:
         text = raw.decode("utf-8-sig")  # a UTF-8 byte-order mark is fine
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
-        return [], [f"{name}:{line}: file: not UTF-8 text (bad byte 0x{raw[e.start]:02x} at offset {e.start})"]
+        return iter(()), [f"{name}:{line}: file: not UTF-8 text (bad byte 0x{raw[e.start]:02x} at offset {e.start})"]
+    del raw
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
-        return [], [f"{name}:{line}: file: binary data (NUL byte), expected JSON text"]
+        return iter(()), [f"{name}:{line}: file: binary data (NUL byte), expected JSON text"]
     stripped = text.lstrip()
     if not stripped:
-        return [], [f"{name}:1: file: empty, expected preference pairs as JSONL or a JSON list"]
+        return iter(()), [f"{name}:1: file: empty, expected preference pairs as JSONL or a JSON list"]
     if stripped[0] == "[":
-        return _read_json_list(name, text)
-    return _read_jsonl(name, text)
+        rows, errors = _read_json_list(name, text)
+        return iter(rows), errors
+    errors: list[str] = []
+    return _iter_jsonl(name, text, errors), errors
 
 
-def _read_jsonl(name: str, text: str):
-    rows, errors = [], []
-    # Not str.splitlines(): it also splits at U+2028/U+2029/U+0085, which JSON allows raw inside strings.
-    for i, line in enumerate(re.split(r"\r\n?|\n", text), start=1):
-        if not line.strip():
-            continue
-        if len(line) > MAX_ROW_CHARS:
-            errors.append(_too_long(name, i, len(line)))
-            continue
-        try:
-            rows.append((i, json.loads(line)))
-        except json.JSONDecodeError as e:
-            errors.append(f"{name}:{i}: json: invalid JSON: {e.msg} (column {e.colno})")
-        except RecursionError:
-            errors.append(f"{name}:{i}: json: nested too deeply")
-        except ValueError as e:  # e.g. an integer literal longer than Python's digit limit
-            errors.append(f"{name}:{i}: json: invalid JSON: {first_line(e)}")
-    return rows, errors
+# Not str.splitlines(): it also splits at U+2028/U+2029/U+0085, which JSON allows raw inside strings.
+_LINE_END = re.compile(r"\r\n?|\n")
+
+
+def _iter_jsonl(name: str, text: str, errors: list[str]):
+    pos, i, end = 0, 1, len(text)
+    while pos <= end:
+        m = _LINE_END.search(text, pos)
+        stop = m.start() if m else end
+        line = text[pos:stop]
+        if line.strip():
+            row = _parse_line(name, i, line, errors)
+            if row is not None:
+                yield row
+        if m is None:
+            break
+        pos, i = m.end(), i + 1
+
+
+def _parse_line(name: str, i: int, line: str, errors: list[str]):
+    if len(line) > MAX_ROW_CHARS:
+        errors.append(_too_long(name, i, len(line)))
+        return None
+    try:
+        return i, json.loads(line)
+    except json.JSONDecodeError as e:
+        errors.append(f"{name}:{i}: json: invalid JSON: {e.msg} (column {e.colno})")
+    except RecursionError:
+        errors.append(f"{name}:{i}: json: nested too deeply")
+    except ValueError as e:  # e.g. an integer literal longer than Python's digit limit
+        errors.append(f"{name}:{i}: json: invalid JSON: {first_line(e)}")
+    return None
 
 
 def _too_long(name: str, line: int, chars: int) -> str:
@@ -241,8 +260,11 @@ def _full_conversation(v) -> bool:
             and v[0].get("role") in ("user", "system") and v[-1].get("role") == "assistant")
 
 
-def normalize_row(row, keys: DataKeys) -> PreferencePair:
-    """Validate one parsed row and return its normalised pair (source filled in by the caller)."""
+def normalize_row(row, keys: DataKeys, repeated_prompt: bool = False) -> PreferencePair:
+    """Validate one parsed row and return its normalised pair (source filled in by the caller).
+
+    `repeated_prompt`: the file's schema says chosen/rejected are full conversations and the prompt
+    column only repeats their user turn (UltraFeedback, Capybara-DPO), so it is not read."""
     if not isinstance(row, dict):
         raise _RowError("row", f"expected a JSON object, got {_kind(row)}")
     for key in (keys.chosen, keys.rejected):
@@ -254,7 +276,7 @@ def normalize_row(row, keys: DataKeys) -> PreferencePair:
     if system is not None and not system.strip():
         system = None  # exported datasets often carry "system": "" meaning no system message
 
-    p = row.get(keys.prompt)
+    p = None if repeated_prompt else row.get(keys.prompt)
     if isinstance(p, str) and _full_conversation(row[keys.chosen]) and _full_conversation(row[keys.rejected]):
         # UltraFeedback / Capybara-DPO: the prompt string repeats the user turn the conversations start with;
         # the conversations are the truth, split before their final answer as in the implicit form.
@@ -397,7 +419,6 @@ def load_pairs(path, keys: DataKeys = DataKeys(), *, split: str = "train", subse
 
 
 def _load_file(f, keys: DataKeys, result: "LoadResult", min_score_margin) -> None:
-    from .schemas import CHOSEN_NAMES, REJECTED_NAMES, detect, unknown_schema_message
 
     name = f.label
     parquet = is_parquet(f.path)
@@ -408,21 +429,20 @@ def _load_file(f, keys: DataKeys, result: "LoadResult", min_score_margin) -> Non
             result.errors += errors
             return
     else:
-        rows, errors = read_rows(f.path, name)
-        result.errors += errors
-        # Rows that are not even valid JSON still count as rows of the file.
-        result.rows += sum(": json: " in e for e in errors)
-        columns = list(dict.fromkeys(k for _, r in rows[:200] if isinstance(r, dict) for k in r))
+        rows, json_errors = iter_rows(f.path, name)  # json_errors fills while the rows are consumed
+        head = list(islice(rows, 200))
+        rows = chain(head, rows)
+        columns = list(dict.fromkeys(k for _, r in head if isinstance(r, dict) for k in r))
     if result.schema is None or result.schema.name == "unknown":
         sample = None
         if parquet:
             sample = next((r for _, r in read_parquet_rows(f.path, name, batch_rows=1) if isinstance(r, dict)), None)
         else:
-            sample = next((r for _, r in rows if isinstance(r, dict)), None)
+            sample = next((r for _, r in head if isinstance(r, dict)), None)
         schema = detect(columns, sample, keys)
-        first_line_no = 0 if parquet else (rows[0][0] if rows else 1)
+        first_line_no = 0 if parquet else (head[0][0] if head else 1)
         # Unknown: neither answer column. (With one of them, each row's error names the missing one.)
-        if schema is None and (rows or parquet) and not (set(columns) & {*CHOSEN_NAMES, *REJECTED_NAMES}):
+        if schema is None and (parquet or head) and not (set(columns) & {*CHOSEN_NAMES, *REJECTED_NAMES}):
             result.errors.append(f"{name}:{first_line_no}: columns: {unknown_schema_message(columns, keys)}")
         result.schema = schema
     schema = result.schema
@@ -430,6 +450,7 @@ def _load_file(f, keys: DataKeys, result: "LoadResult", min_score_margin) -> Non
         raise UsageError(f"{name}: --min-score-margin needs score columns (score_chosen/score_rejected, "
                          f"rating_chosen/rating_rejected, ...); columns found: {', '.join(columns)}")
     row_keys = schema.keys if schema is not None else keys
+    repeated = schema is not None and schema.repeated_prompt
     if parquet:
         wanted = schema.columns() if schema is not None else None
         rows = read_parquet_rows(f.path, name, wanted)
@@ -442,13 +463,17 @@ def _load_file(f, keys: DataKeys, result: "LoadResult", min_score_margin) -> Non
             if min_score_margin is not None and schema is not None and _score_margin(row, schema) < min_score_margin:
                 result.filtered += 1
                 continue
-            pair = normalize_row(_map_row(row, schema), row_keys)
+            pair = normalize_row(_map_row(row, schema), row_keys, repeated)
         except _RowError as e:
             result.errors.append(f"{name}:{line}: {e.fieldname}: {e.message}")
             continue
         pair.source = f"{name}:{line}"
         result.pairs.append(pair)
         result.formats[pair.format] += 1
+    if not parquet:
+        result.errors += json_errors
+        # Rows that are not even valid JSON still count as rows of the file.
+        result.rows += sum(": json: " in e for e in json_errors)
 
 
 def _error_order(msg: str, order: dict) -> tuple[int, int]:

@@ -75,8 +75,7 @@ class PreparedData:
             out["problems"] = self.problems
         schema, src = self.load.schema, self.load.source
         if schema is not None and schema.named:
-            out["schema"] = {"name": schema.name, "mapping": schema.describe(),
-                             "columns": schema.columns(), "ignored": list(schema.ignored)}
+            out["schema"] = {"name": schema.name, "mapping": schema.describe(), "ignored": list(schema.ignored)}
         if src is not None and src.kind != "file":
             out["source"] = {"kind": src.kind, "split": src.spec.split, "subset": src.spec.subset,
                              "revision": src.revision, "files": self.labels, "description": src.describe()}
@@ -140,14 +139,22 @@ def problem_of(line: str, labels: list[str]) -> dict:
 
 def prepare(path, keys: DataKeys, tokenizer=None, max_length: int = 1024, prompt_limit: int = 512, progress=None,
             *, split: str = "train", subset: str | None = None, revision: str | None = None,
-            min_score_margin: float | None = None, skip_invalid: bool = False) -> PreparedData:
+            min_score_margin: float | None = None, skip_invalid: bool = False, cache_dir: str | None = None,
+            log=None) -> PreparedData:
     """Load and validate rows; with a tokenizer, render and truncate them (`progress(done, total)` per
-    pair). Never raises for bad rows. `path` is a file, dataset folder, hub id or sources.DataSpec."""
+    pair), through the tokenized-pairs cache (cache.py) for large inputs. Never raises for bad rows.
+    `path` is a file, dataset folder, hub id or sources.DataSpec."""
     loaded = load_pairs(path, keys, split=split, subset=subset, revision=revision, min_score_margin=min_score_margin)
     name = getattr(path, "path", path)
     prepared = PreparedData(str(name), loaded, errors=list(loaded.errors), skip_invalid=skip_invalid)
     if tokenizer is not None and loaded.pairs and not prepared.fatal:
-        prepared.render = render_pairs(tokenizer, loaded.pairs, max_length, prompt_limit, progress)
+        from dataclasses import asdict
+
+        from .cache import cached_render
+
+        options = {"keys": asdict(keys), "min_score_margin": min_score_margin}
+        prepared.render = cached_render(render_pairs, loaded.source, options, tokenizer, loaded.pairs, max_length,
+                                        prompt_limit, progress, cache_dir, log)
         prepared.errors += prepared.render.errors
     return prepared
 
@@ -158,7 +165,7 @@ def prepare_strict(path, keys: DataKeys, tokenizer, max_length: int, prompt_limi
 
     `source` takes prepare()'s keyword arguments (split, subset, revision, min_score_margin, skip_invalid);
     with skip_invalid=True only problems of the whole source (and an empty result) raise."""
-    prepared = prepare(path, keys, tokenizer, max_length, prompt_limit, progress, **source)
+    prepared = prepare(path, keys, tokenizer, max_length, prompt_limit, progress, log=log, **source)
     for line in prepared.summary_lines():
         log(line)
     if prepared.errors and (not prepared.skip_invalid or prepared.fatal):

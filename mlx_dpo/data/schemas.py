@@ -21,13 +21,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .pairs import DataKeys
+
+
+@dataclass(frozen=True)
+class DataKeys:
+    """Column names of the prompt, the answers and the system message (the --*-key flags)."""
+    prompt: str = "prompt"
+    chosen: str = "chosen"
+    rejected: str = "rejected"
+    system: str = "system"
+
 
 CHOSEN_NAMES = ("chosen", "chosen_response", "response_chosen")
 REJECTED_NAMES = ("rejected", "rejected_response", "response_rejected")
 SCORE_PAIRS = (("score_chosen", "score_rejected"), ("rating_chosen", "rating_rejected"),
                ("chosen_rating", "rejected_rating"), ("chosen_score", "rejected_score"),
                ("chosen_avg_rating", "rejected_avg_rating"))
+FULL_CONVERSATIONS = ("ultrafeedback", "capybara", "full-conversations")
 # Column-name hints for an unknown schema's suggestion.
 _GUESS = {
     "prompt": ("prompt", "question", "instruction", "query", "input", "context", "user", "request"),
@@ -47,6 +57,11 @@ class Schema:
     ignored: tuple[str, ...] = ()
 
     @property
+    def repeated_prompt(self) -> bool:
+        """chosen/rejected are whole conversations; the prompt column repeats their user turn."""
+        return self.name in FULL_CONVERSATIONS
+
+    @property
     def named(self) -> bool:
         """Worth a mapping line (the plain prompt/chosen/rejected layout is not)."""
         return self.name != "native"
@@ -63,7 +78,7 @@ class Schema:
 
     def describe(self) -> str:
         k = self.keys
-        if self.name in ("ultrafeedback", "capybara", "full-conversations"):
+        if self.repeated_prompt:
             what = (f"prompt = the {k.chosen}/{k.rejected} conversation before its final answer (the '{k.prompt}' "
                     f"column repeats the user turn), chosen = {k.chosen}[-1], rejected = {k.rejected}[-1]")
         elif self.name in ("implicit", "hh"):
@@ -74,7 +89,7 @@ class Schema:
             what = f"prompt = {ins} + \"\\n\\n\" + {inp} (when not empty), chosen = {k.chosen}, rejected = {k.rejected}"
         else:
             what = f"prompt = {k.prompt}, chosen = {k.chosen}, rejected = {k.rejected}"
-        if self.name not in ("implicit", "hh", "ultrafeedback", "capybara", "full-conversations") or k.system != "system":
+        if self.name not in ("implicit", "hh", *FULL_CONVERSATIONS) or k.system != "system":
             what += f", system = {k.system} (if present)"
         if self.scores:
             what += f"; scores {self.scores[0]} - {self.scores[1]} (--min-score-margin)"
@@ -113,7 +128,7 @@ def detect(columns: list[str], sample: dict | None, keys: DataKeys) -> Schema | 
 
     def make(name, title, k: DataKeys, instruction_input=None):
         used = {k.prompt, k.chosen, k.rejected, k.system, *(scores or ()), *(instruction_input or ())}
-        if name in ("ultrafeedback", "capybara", "full-conversations"):
+        if name in FULL_CONVERSATIONS:
             used.discard(k.prompt)  # read (to tell the layout) but not used
         return Schema(name, title, k, instruction_input, scores, tuple(c for c in cols if c not in used))
 

@@ -1,21 +1,75 @@
 """Render pairs to token ids with a checked prompt/completion boundary, and truncate them.
 
-The prompt is the chat-template render of the prompt messages with the generation prompt; the
-completion is whatever the render of prompt + answer adds after it. Tokenizers may merge tokens
-across that boundary (BPE), so the prompt's tokens are not always a prefix of the full render's
-tokens. We never slice at a shifted boundary: such rows are re-tokenized as two parts (reported once);
-rows whose *text* boundary disagrees fail with a row error.
+With a chat template the boundary rule is, for each pair (prompt messages, chosen, rejected):
+
+1. The prompt is what chat generates from: the template's render of the prompt messages with the
+   generation prompt. A template that refuses a system message (Gemma) gets the system text at the
+   start of the first user turn instead, here and in chat alike.
+2. Each completion is exactly what the full render (prompt + answer) adds after that prompt, so
+   every full render must start with it; the completion keeps the template's end-of-turn token.
+3. Where a full render does not start with it, the rows are rendered again in ways that cannot
+   shift the boundary, in this order:
+   - a system message put into the last user turn (Mistral-Nemo renders it there only while that
+     turn is last), accepted only if chat's prompt is unchanged by the move;
+   - the prompt the template renders when an answer follows (found with two placeholder answers, so
+     it never depends on the answers' text, unlike TRL's common prefix of chosen and rejected):
+     reasoning templates open a `<think>` block in the generation prompt that history turns never
+     show. These rows train on the template's render, and the difference from chat is reported.
+   Anything else is a row error; the boundary is never moved silently.
+4. A `<think>` block in an answer (render option think="keep", the default) is trained as part of
+   the answer: templates that drop reasoning from past turns (DeepSeek-R1) are rendered with the
+   block shielded, so what the model learns is what it generates after chat's `<think>` opener.
+   think="strip" drops the block from each answer first (as those templates do for history).
+
+Without a chat template (base models) see `_plain_text`: HH transcripts keep their Human:/Assistant:
+markers, a single prompt is followed by the answer after a blank line, and EOS ends each answer.
+
+Tokenizers may merge tokens across the boundary (BPE), so the prompt's tokens are not always a prefix
+of the full render's tokens; such rows are tokenized as two parts instead (reported once).
 """
 
 from __future__ import annotations
 
+import datetime
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .pairs import PreferencePair
 
-SEP = "\n\n"  # joins messages when the tokenizer has no chat template
+SEP = "\n\n"  # between messages (and before an answer) when the tokenizer has no chat template
+THINK_MODES = ("keep", "strip")
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+# Private-use characters: they stand in for think tags a template would strip, and for the answer when
+# locating where the template puts it. Rows that contain them are rendered without these tricks.
+_SHIELDS = ((THINK_OPEN, "\U000F0E01"), (THINK_CLOSE, "\U000F0E02"))
+_PLACEHOLDERS = ("\U000F0E10", "\U000F0E11")
+_OPTIONS_ATTR = "_mlx_dpo_render_options"
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    date: str | None = None  # YYYY-MM-DD that templates' strftime_now() sees; None = today
+    think: str = "keep"      # a <think> block in an answer: "keep" (trained) or "strip"
+
+
+def set_render_options(tokenizer, date: str | None = None, think: str = "keep") -> None:
+    """Attach the options to the tokenizer, so every render of it (train, eval, validate) uses them."""
+    if think not in THINK_MODES:
+        raise ValueError(f"think must be one of {', '.join(THINK_MODES)}, got {think!r}")
+    if date is not None:
+        datetime.date.fromisoformat(date)  # fail here, not inside a template
+    setattr(tokenizer, _OPTIONS_ATTR, RenderOptions(date, think))
+
+
+def render_options(tokenizer) -> RenderOptions:
+    return getattr(tokenizer, _OPTIONS_ATTR, None) or RenderOptions()
+
+
+def uses_date(tokenizer) -> bool:
+    """Whether the chat template prints today's date (Llama 3.2, Mistral Small, Granite, gpt-oss ...)."""
+    return "strftime_now" in str(getattr(tokenizer, "chat_template", None) or "")
 
 
 @dataclass
@@ -31,6 +85,21 @@ class TokenizedPair:
         return len(self.prompt) + max(len(self.chosen), len(self.rejected))
 
 
+# What a note means, said once per file with its count and one example (see RenderResult.warnings).
+NOTES = {
+    "system_first_user": "the chat template does not accept a system message; its text was put at the start "
+                         "of the first user turn (the model's own guidance, e.g. Gemma's), as chat does",
+    "system_last_user": "the chat template renders the system message only inside the last user turn while "
+                        "that turn is last; trained with it there, exactly as chat renders the prompt",
+    "think_kept": "the chat template drops <think> blocks from answers; they were kept and trained as part "
+                  "of the answer (render option think='strip' trains the answer alone)",
+    "chat_prompt_differs": "chat's generation prompt differs from the prompt the template renders before an "
+                           "answer; these rows train on the latter, which the model will not see at chat time",
+    "no_end_token": "the completion does not end with an end-of-turn token the model stops at, so the model "
+                    "will not learn to stop",
+}
+
+
 @dataclass
 class RenderResult:
     pairs: list[TokenizedPair] = field(default_factory=list)
@@ -39,12 +108,19 @@ class RenderResult:
     truncated: int = 0   # rows shortened by the length limits
     dropped: list[str] = field(default_factory=list)  # "source: reason" for rows not fed to the loss
     raw_lengths: dict = field(default_factory=lambda: {"prompt": [], "chosen": [], "rejected": []})
+    notes: dict = field(default_factory=dict)  # NOTES key -> [rows, first example "source: detail"]
+
+    def note(self, kind: str, example: str) -> None:
+        entry = self.notes.setdefault(kind, [0, example])
+        entry[0] += 1
 
     def warnings(self) -> list[str]:
         out = []
         if self.repaired:
             out.append(f"{self.repaired} row(s): prompt tokens were not a prefix of prompt+answer tokens; "
                        "tokenized prompt and answer separately to keep the boundary exact")
+        for kind, (count, example) in self.notes.items():
+            out.append(f"{count} row(s): {NOTES[kind]} (e.g. {example})")
         if self.dropped:
             out.append(f"{len(self.dropped)} pair(s) dropped by the length limits (e.g. {self.dropped[0]})")
         return out
@@ -58,35 +134,209 @@ def _encode(tokenizer, text: str, special: bool) -> list[int]:
     return list(tokenizer.encode(text, add_special_tokens=special))
 
 
-def render_text(tokenizer, prompt: list[dict], answer: list[dict] | None) -> str:
-    """The text the model sees: prompt with generation prompt, or prompt + answer."""
+# ---------------------------------------------------------------- the chat template
+
+def _apply(tokenizer, messages: list[dict], generation: bool) -> str:
+    kwargs = {}
+    date = render_options(tokenizer).date
+    if date:
+        # Templates read the date through strftime_now; a run keeps the date it started with, so a resumed
+        # run renders (and its reference cache matches) the same prompts on any later day.
+        day = datetime.datetime.combine(datetime.date.fromisoformat(date), datetime.time())
+        kwargs["strftime_now"] = day.strftime
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=generation, tokenize=False, **kwargs)
+
+
+def _fold_system(messages: list[dict], into: str) -> list[dict] | None:
+    """The leading system text moved to the start of the first or last user turn (None: nothing to move)."""
+    if not messages or messages[0]["role"] != "system":
+        return None
+    system, rest = messages[0]["content"], [dict(m) for m in messages[1:]]
+    users = [i for i, m in enumerate(rest) if m["role"] == "user"]
+    if not users:
+        return None
+    i = users[0] if into == "first" else users[-1]
+    rest[i]["content"] = system + SEP + rest[i]["content"] if system else rest[i]["content"]
+    return rest
+
+
+def _chat_prompt(tokenizer, messages: list[dict]) -> tuple[list[dict], str, bool]:
+    """(the messages as rendered, the generation-prompt render, whether the system text was folded)."""
+    try:
+        return messages, _apply(tokenizer, messages, True), False
+    except Exception as refused:
+        folded = _fold_system(messages, "first")
+        if folded is None:
+            raise
+        try:
+            return folded, _apply(tokenizer, folded, True), True
+        except Exception:
+            raise refused from None
+
+
+def chat_prompt_text(tokenizer, messages: list[dict]) -> str:
+    """What chat generates from: the same rule as training's prompt (plain text without a template)."""
     if has_chat_template(tokenizer):
-        if answer is None:
-            return tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-        return tokenizer.apply_chat_template(prompt + answer, tokenize=False)
-    text = SEP.join(m["content"] for m in prompt)
-    if answer is not None:
-        text += SEP.join(m["content"] for m in answer)
+        return _chat_prompt(tokenizer, messages)[1]
+    return _plain_text(messages, None, transcript=False)
+
+
+def render_text(tokenizer, prompt: list[dict], answer: list[dict] | None, transcript: bool = False) -> str:
+    """The text the model sees: prompt with generation prompt (answer None), or prompt + answer."""
+    if has_chat_template(tokenizer):
+        messages, generation, _ = _chat_prompt(tokenizer, prompt)
+        return generation if answer is None else _apply(tokenizer, messages + answer, False)
+    return _plain_text(prompt, answer, transcript)
+
+
+def _think_answer(answer: list[dict], think: str) -> list[dict]:
+    """think='strip': each message keeps only what follows its last </think> (as reasoning templates do)."""
+    if think != "strip":
+        return answer
+    return [{**m, "content": m["content"].split(THINK_CLOSE)[-1].lstrip("\n")} if THINK_CLOSE in m["content"]
+            else m for m in answer]
+
+
+def _reasoning(content: str) -> str:
+    start = content.find(THINK_OPEN)
+    return content[start + len(THINK_OPEN): content.rfind(THINK_CLOSE)].strip() if start >= 0 else ""
+
+
+def _full_render(tokenizer, messages: list[dict], answer: list[dict], generation: str, think: str) -> tuple[str, bool]:
+    """The render of prompt + answer; with think='keep', reasoning the template would drop stays in."""
+    text = _apply(tokenizer, messages + answer, False)
+    if think != "keep":
+        return text, False
+    tail = text[len(os.path.commonprefix([text, generation])):]
+    lost = [r for r in (_reasoning(m["content"]) for m in answer if THINK_CLOSE in m["content"]) if r and r not in tail]
+    if not lost or any(s in m["content"] for _, s in _SHIELDS for m in answer):
+        return text, False
+    shielded = [{**m, "content": _swap(m["content"], 0, 1)} for m in answer]
+    return _swap(_apply(tokenizer, messages + shielded, False), 1, 0), True
+
+
+def _swap(text: str, a: int, b: int) -> str:
+    for pair in _SHIELDS:
+        text = text.replace(pair[a], pair[b])
     return text
+
+
+def _answer_start(tokenizer, messages: list[dict]) -> str | None:
+    """The prompt as the template renders it when an answer follows (independent of the answer's text)."""
+    try:
+        a, b = (_apply(tokenizer, messages + [{"role": "assistant", "content": p}], False) for p in _PLACEHOLDERS)
+    except Exception:
+        return None
+    return os.path.commonprefix([a, b])
+
+
+def _snippet(text: str, at: int) -> str:
+    return repr(("…" if at > 24 else "") + text[max(0, at - 24): at + 24] + ("…" if len(text) > at + 24 else ""))
+
+
+def _difference(chat: str, template: str) -> str:
+    k = len(os.path.commonprefix([chat, template]))
+    if k == len(template):
+        return f"chat adds {chat[k:]!r} after it"
+    return f"from character {k}: chat renders {_snippet(chat, k)}, the template before an answer {_snippet(template, k)}"
 
 
 class BoundaryError(Exception):
     pass
 
 
-def tokenize_pair(tokenizer, pair: PreferencePair) -> tuple[TokenizedPair, bool]:
-    """Return the tokenized pair and whether the boundary needed two-part tokenization."""
+def _chat_texts(tokenizer, pair: PreferencePair, answers, found: list) -> tuple[str, list[str]]:
+    """(prompt text, full texts) for a templated pair; appends (note kind, detail) to `found`."""
+    think = render_options(tokenizer).think
+    messages, generation, folded = _chat_prompt(tokenizer, pair.prompt)
+    if folded:
+        found.append(("system_first_user", "system folded"))
+
+    def fulls_for(msgs, gen):
+        rendered = [_full_render(tokenizer, msgs, a, gen, think) for a in answers]
+        return [t for t, _ in rendered], any(kept for _, kept in rendered)
+
+    fulls, kept = fulls_for(messages, generation)
+    prompt = generation if all(f.startswith(generation) for f in fulls) else None
+    if prompt is None and not folded:
+        last = _fold_system(messages, "last")
+        if last is not None and _apply(tokenizer, last, True) == generation:
+            last_fulls, last_kept = fulls_for(last, generation)
+            if all(f.startswith(generation) for f in last_fulls):
+                prompt, fulls, kept = generation, last_fulls, last_kept
+                found.append(("system_last_user", "system in the last user turn"))
+    if prompt is None:
+        start = _answer_start(tokenizer, messages)
+        bad = next((f for f in fulls if start is None or not f.startswith(start)), None)
+        if bad is not None:
+            k = len(os.path.commonprefix([generation, bad]))
+            raise BoundaryError(
+                "the chat template renders the prompt differently when an answer follows (generation prompt "
+                f"{_snippet(generation, k)}, with the answer {_snippet(bad, k)}), so the prompt/completion "
+                "boundary is undefined; fix the model's chat_template or rewrite this row")
+        prompt = start
+        found.append(("chat_prompt_differs", _difference(generation, start)))
+    if kept:
+        found.append(("think_kept", "<think> kept"))
+    return prompt, fulls
+
+
+# ---------------------------------------------------------------- no chat template
+
+def _plain_text(prompt: list[dict], answer: list[dict] | None, transcript: bool) -> str:
+    """Base-model text. A conversation (an HH transcript, or a prompt with assistant turns) is laid out as
+    Anthropic-HH text, `\\n\\nHuman: …\\n\\nAssistant: …`, the prompt ending with `\\n\\nAssistant:`: HH rows
+    train on exactly their own text. A single prompt is followed by its answer after a blank line, unless
+    either side already has whitespace there (a continuation such as "The weather is" + " sunny")."""
+    if transcript or any(m["role"] == "assistant" for m in prompt):
+        head = "".join(m["content"] if m["role"] == "system" else
+                       SEP + ("Human: " if m["role"] == "user" else "Assistant: ") + m["content"]
+                       for m in prompt if m["content"] or m["role"] != "system")
+        if answer is None:
+            return head + SEP + "Assistant:"
+        return head + "".join(SEP + "Assistant: " + m["content"] for m in answer)
+    text = SEP.join(m["content"] for m in prompt if m["content"] or m["role"] != "system")
+    if answer is None:
+        return text
+    body = SEP.join(m["content"] for m in answer)
+    return text + ("" if text[-1:].isspace() or body[:1].isspace() else SEP) + body
+
+
+# ---------------------------------------------------------------- tokens
+
+def _end_ids(tokenizer) -> set:
+    ids = set(getattr(tokenizer, "eos_token_ids", None) or ())
+    ids.add(getattr(tokenizer, "eos_token_id", None))
+    return ids - {None}
+
+
+def _ends_turn(tokenizer, ids: list[int], ends: set) -> bool:
+    """The last token that is not whitespace (ChatML's trailing newline) is an end-of-turn token."""
+    i = len(ids)
+    while i and ids[i - 1] not in ends and not tokenizer.decode([ids[i - 1]]).strip():
+        i -= 1
+    return bool(i) and ids[i - 1] in ends
+
+
+def tokenize_pair(tokenizer, pair: PreferencePair, notes: list | None = None) -> tuple[TokenizedPair, bool]:
+    """Return the tokenized pair and whether the boundary needed two-part tokenization.
+
+    `notes`, if given, receives (NOTES key, detail) for each rule beyond the plain one that this row needed."""
+    found = [] if notes is None else notes
     templated = has_chat_template(tokenizer)
+    answers = [_think_answer(a, render_options(tokenizer).think) for a in (pair.chosen, pair.rejected)]
+    if templated:
+        prompt_text, fulls = _chat_texts(tokenizer, pair, answers, found)
+    else:
+        transcript = pair.format == "implicit"
+        prompt_text = _plain_text(pair.prompt, None, transcript)
+        fulls = [_plain_text(pair.prompt, a, transcript) for a in answers]
     # Templates carry their own BOS text; plain text gets the tokenizer's special tokens.
     special = not templated
-    prompt_text = render_text(tokenizer, pair.prompt, None)
     prompt_ids = _encode(tokenizer, prompt_text, special)
     completions, repaired = [], False
-    for answer in (pair.chosen, pair.rejected):
-        full_text = render_text(tokenizer, pair.prompt, answer)
-        if not full_text.startswith(prompt_text):
-            raise BoundaryError("the chat template renders the prompt differently when an answer follows, "
-                                "so the prompt/completion boundary is undefined")
+    for full_text in fulls:
+        assert full_text.startswith(prompt_text)
         full_ids = _encode(tokenizer, full_text, special)
         if full_ids[: len(prompt_ids)] == prompt_ids:
             completion = full_ids[len(prompt_ids):]
@@ -98,6 +348,10 @@ def tokenize_pair(tokenizer, pair: PreferencePair) -> tuple[TokenizedPair, bool]
     if not templated and tokenizer.eos_token_id is not None:
         # Plain text has no end-of-turn marker: end each answer with EOS so the model learns to stop.
         completions = [c + [tokenizer.eos_token_id] for c in completions]
+    elif templated:
+        ends = _end_ids(tokenizer)
+        if not all(_ends_turn(tokenizer, c, ends) for c in completions):
+            found.append(("no_end_token", f"ends with {tokenizer.decode(completions[0][-3:])!r}"))
     return TokenizedPair(prompt_ids, completions[0], completions[1], pair.source), repaired
 
 
@@ -132,14 +386,17 @@ def render_pairs(tokenizer, pairs: list[PreferencePair], max_length: int, prompt
     for i, pair in enumerate(pairs):
         if progress is not None and i:
             progress(i, len(pairs))
+        found = []
         try:
-            tp, repaired = tokenize_pair(tokenizer, pair)
+            tp, repaired = tokenize_pair(tokenizer, pair, found)
         except BoundaryError as e:
             result.errors.append(f"{pair.source}: template: {e}")
             continue
         except Exception as e:  # a template that raises (e.g. on a role order it rejects)
             result.errors.append(f"{pair.source}: template: rendering failed: {e}")
             continue
+        for kind, detail in found:
+            result.note(kind, f"{pair.source}: {detail}")
         result.repaired += repaired
         for key, ids in (("prompt", tp.prompt), ("chosen", tp.chosen), ("rejected", tp.rejected)):
             result.raw_lengths[key].append(len(ids))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 from ..fileio import read_jsonl_tolerant
@@ -11,17 +13,58 @@ HYPER = ("loss", "beta", "label_smoothing", "learning_rate", "lr_schedule", "war
          "batch_size", "grad_accum", "max_length", "max_prompt_length", "quantize", "seed")
 
 
+_CACHED = re.compile(r"(?:^|/)models--([^/]+)--([^/]+)/snapshots/[^/]+/?$")
+
+
+def base_model_ref(model: str) -> str:
+    """How an export names its base so it loads from any folder: a hub id as typed (or the id of a
+    Hugging Face cache snapshot), else the folder's absolute path (not the path as typed)."""
+    p = Path(model).expanduser()
+    if not p.exists():
+        return model  # a hub id
+    absolute = os.path.abspath(p)
+    m = _CACHED.search(Path(absolute).as_posix())
+    return f"{m.group(1)}/{m.group(2)}" if m else absolute
+
+
+def _is_hub_id(ref: str) -> bool:
+    return not ref.startswith(("/", ".", "~")) and ref.count("/") == 1 and not Path(ref).exists()
+
+
+_FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".gz", ".ndjson")
+
+
+def _data_ref(data, split) -> str:
+    """`data`, with its split when it is a dataset folder or hub id (a file has no splits)."""
+    is_file = str(data).lower().endswith(_FILE_SUFFIXES)
+    return f"`{data}`" + (f" (split {split})" if split and not is_file else "")
+
+
+def _data_line(run_cfg: dict) -> str:
+    data, split = run_cfg.get("data") or "unknown", run_cfg.get("split")
+    line = f"- training data: {_data_ref(data, split)}"
+    if run_cfg.get("valid_data") or run_cfg.get("valid_split"):
+        held = _data_ref(run_cfg.get("valid_data") or data, run_cfg.get("valid_split") or split)
+        line += f" (held out: {held})"
+    return line
+
+
 def model_card(cfg, base_config: dict, adapter_cfg: dict, run_cfg: dict, dtype: str) -> str:
     lp = adapter_cfg["lora_parameters"]
-    lines = ["---", f"base_model: {cfg.model}", f"library_name: {LIBRARY[cfg.format]}",
+    base = base_model_ref(cfg.model)
+    # The hub checks `base_model:` and `datasets:` hold repo ids: a local path only goes in the text.
+    meta = [f"base_model: {base}"] if _is_hub_id(base) else []
+    data = str(run_cfg.get("data") or "")
+    if _is_hub_id(data) and not data.lower().endswith(_FILE_SUFFIXES):
+        meta.append(f"datasets: [{data}]")
+    lines = ["---", *meta, f"library_name: {LIBRARY[cfg.format]}",
              "tags: [dpo, lora, mlx, mlx-dpo]", "---", "",
              f"# {Path(cfg.output).name}", "",
              f"A {adapter_cfg['fine_tune_type'].upper()} adapter trained with Direct Preference Optimization "
-             f"by mlx-dpo on `{cfg.model}` ({base_config.get('model_type', 'unknown')} architecture).", "",
+             f"by mlx-dpo on `{base}` ({base_config.get('model_type', 'unknown')} architecture).", "",
              f"- export format: `{cfg.format}`" + (f", {dtype}" if cfg.format != "mlx" else "")
              + (f", re-quantized to {cfg.quantize} bits" if cfg.quantize else ""),
-             f"- training data: `{run_cfg.get('data', 'unknown')}`"
-             + (f" (held out: `{run_cfg['valid_data']}`)" if run_cfg.get("valid_data") else ""),
+             _data_line(run_cfg),
              f"- adapter: rank {lp['rank']}, scale {lp['scale']}, dropout {lp.get('dropout', 0.0)}, "
              f"{adapter_cfg['num_layers']} layers, keys {lp.get('keys') or 'all linear layers'}", ""]
     hyper = [(k, run_cfg[k]) for k in HYPER if run_cfg.get(k) is not None]

@@ -20,7 +20,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from ..config import load_run_config
 from ..errors import TrainingStopped, UsageError
-from .card import model_card
+from .card import base_model_ref, model_card
 from ..model.generate import load_for_generation
 from ..model.adapters import ADAPTER_CONFIG, ADAPTER_FILE, adapter_weights, read_adapter_config, set_adapter_weights
 from ..model.load import resolve_model_path
@@ -162,7 +162,7 @@ def _write_peft(cfg, model, tokenizer, base_path, base_config, adapter_cfg, dtyp
     weights = {k: np.array(v.astype(mx.float32)) for k, v in adapter_weights(model).items()}
     tensors = {k: mx.array(v).astype(DTYPES[dtype]) for k, v in to_peft_tensors(weights).items()}
     modules = sorted({k.rsplit(".", 1)[0] for k in weights})
-    pcfg = peft_config(adapter_cfg, modules, str(cfg.model), len(model.layers))
+    pcfg = peft_config(adapter_cfg, modules, base_model_ref(str(cfg.model)), len(model.layers))
     mx.save_safetensors(str(tmp / "adapter_model.safetensors"), tensors, metadata={"format": "pt"})
     (tmp / "adapter_config.json").write_text(json.dumps(pcfg, indent=2))
     _copy_tokenizer(base_path, tmp, tokenizer)

@@ -14,7 +14,7 @@ import mlx.core as mx
 
 from .adapters import AdapterSwitch, apply_lora, read_adapter_config
 from .load import load_base
-from ..data.template import SEP, has_chat_template
+from ..data.template import chat_prompt_text, has_chat_template
 
 
 @dataclass
@@ -39,12 +39,10 @@ def load_for_generation(model: str, adapter: str | None = None, quantize: int | 
 
 
 def prompt_tokens(tokenizer, messages: list[dict]) -> list[int]:
-    """The chat-template render with the generation prompt; plain text continues without a template."""
-    if has_chat_template(tokenizer):
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return list(tokenizer.encode(text, add_special_tokens=False))
-    text = SEP.join(m["content"] for m in messages if m["role"] != "system" or m["content"])
-    return list(tokenizer.encode(text, add_special_tokens=True))
+    """The prompt exactly as training renders it (data.template): the chat template with the generation
+    prompt (system text folded where the template refuses it), or plain text without a template."""
+    templated = has_chat_template(tokenizer)
+    return list(tokenizer.encode(chat_prompt_text(tokenizer, messages), add_special_tokens=not templated))
 
 
 def stream_answer(model, tokenizer, messages: list[dict], sampling: Sampling) -> Iterator[str]:

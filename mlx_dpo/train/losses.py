@@ -1,10 +1,12 @@
 """The DPO loss family, from policy and reference completion log-probs.
 
 With h = (log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l)):
-  sigmoid  −(1−ε)·log σ(β h) − ε·log σ(−β h)      (DPO; ε > 0: conservative/robust DPO)
+  sigmoid  −(1−ε)·log σ(β h) − ε·log σ(−β h)      (DPO; ε > 0: conservative DPO, cDPO — not robust DPO,
+                                                   which divides by 1 − 2ε and subtracts the flipped term)
   ipo      (h − 1/(2β))², with length-averaged log-probs, as in the IPO paper and TRL
   hinge    max(0, 1 − β h)                         (SLiC)
-  simpo    −log σ(β (ā_w − ā_l) − γ), ā = length-averaged policy log-prob, no reference
+  simpo    −log σ(β (ā_w − ā_l) − γ), ā = length-averaged policy log-prob, no reference (ε: as in cDPO)
+Label smoothing ε has no effect on the other losses; `Loss.ignored_settings` says so (logged once per run).
 Rewards follow TRL: β·(log π − log π_ref) summed over completion tokens (SimPO: β·ā).
 """
 
@@ -47,6 +49,7 @@ def dpo_losses(policy_c, policy_r, ref_c, ref_r, ntok_c, ntok_r, *, loss: str, b
 
 
 REFERENCE_FREE = ("simpo",)  # losses that never look at the reference log-probs
+SMOOTHED = ("sigmoid", "simpo")  # losses that use label_smoothing (conservative DPO)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,13 @@ class Loss:
     def from_config(cls, cfg) -> "Loss":
         return cls(cfg.loss, cfg.beta, cfg.label_smoothing, cfg.simpo_gamma,
                    getattr(cfg, "desirable_weight", 1.0), getattr(cfg, "undesirable_weight", 1.0))
+
+    def ignored_settings(self) -> list[str]:
+        """Warnings for settings this loss does not use although they are set (logged once per run)."""
+        if self.label_smoothing and self.kind not in SMOOTHED:
+            return [f"--label-smoothing {self.label_smoothing} has no effect with --loss {self.kind}: conservative "
+                    f"DPO smoothing applies to {' and '.join(SMOOTHED)} only; it is ignored"]
+        return []
 
     @property
     def needs_reference(self) -> bool:

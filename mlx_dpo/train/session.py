@@ -14,6 +14,7 @@ adapter is switched on only after it has been scored.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from ..config import TrainConfig
 from ..data.prepare import prepare_strict
-from ..data.template import TokenizedPair
+from ..data.template import TokenizedPair, set_render_options, uses_date
 from ..errors import TrainingStopped, first_line
 from ..fileio import write_failure
 from ..model.adapters import AdapterSwitch, apply_lora, attach_adapter, new_adapter_config, read_adapter_config
@@ -54,6 +55,7 @@ class Session:
     world: World = field(default_factory=World)
     report: Reporter = field(default_factory=Reporter)
     switch: AdapterSwitch | None = None  # eval: the trained adapter (on) vs the starting one (off)
+    data: list = field(default_factory=list)  # data.prepare.PreparedData of the train (and held-out) source
     train_labels: np.ndarray | None = None  # KTO: 1 desirable / 0 undesirable per example of train_pairs
     valid_labels: np.ndarray | None = None
 
@@ -67,7 +69,7 @@ class Session:
         """Base + a new adapter (or `cfg.init_adapter`), train and held-out pairs, their reference."""
         report = report or Reporter()
         _warn_if_too_big(cfg, report)
-        s = cls._load(cfg, report, world, valid_data=cfg.valid_data)
+        s = cls._load(cfg, report, world, valid_data=cfg.valid_data or (cfg.data if cfg.valid_split else None))
         mx.random.seed(cfg.seed)  # the LoRA A-factor init
         if cfg.init_adapter:
             s.adapter_cfg = attach_adapter(s.model, cfg.init_adapter)
@@ -81,6 +83,8 @@ class Session:
         s.layout = choose_layout(s.model, [s.train_pairs, s.valid_pairs], cfg.share_prompt)
         report.log(f"batch layout: {s.layout.name}")
         s.ref_train, s.ref_valid = s._score_reference("train", "nothing was trained")
+        if cfg.output:
+            s.write_skipped(cfg.output)  # after the last step that can refuse the run
         return s
 
     @classmethod
@@ -110,19 +114,38 @@ class Session:
         report.phase("load", f"loading {cfg.model}")
         loaded = load_base(cfg.model, cfg.quantize, cfg.trust_remote_code, log=report.log,
                            cpu_dequant=cfg.cpu_dequant_matmul)
+        _freeze_template_date(cfg, loaded.tokenizer, report, world)
         report.phase("data", f"reading {cfg.data}")
 
-        def pairs(path):
+        prepared = []
+
+        def pairs(spec):
             def progress(done, total):
-                report.task("tokenize", done, total, f"tokenizing {Path(path).name}")
+                report.task("tokenize", done, total, f"tokenizing {Path(spec.path).name}")
 
-            return prepare_strict(path, cfg.data_keys, loaded.tokenizer, cfg.max_length, cfg.prompt_limit,
-                                  report.log, progress).pairs
+            prepared.append(prepare_strict(spec, cfg.data_keys, loaded.tokenizer, cfg.max_length, cfg.prompt_limit,
+                                           report.log, progress, **cfg.data_options))
+            return prepared[-1].pairs
 
-        train = pairs(cfg.data)
-        valid = pairs(valid_data) if valid_data else None
-        return cls(cfg, loaded.model, loaded.tokenizer, loaded.path, {}, Loss.from_config(cfg), UNSHARED,
-                   train, valid, world=world, report=report)
+        train = pairs(cfg.data_source())
+        valid_spec = cfg.data_source(valid=True) if valid_data is not None else None
+        valid = pairs(valid_spec) if valid_spec else None
+        loss = Loss.from_config(cfg)
+        for w in loss.ignored_settings():
+            report.log(f"warning: {w}")
+        s = cls(cfg, loaded.model, loaded.tokenizer, loaded.path, {}, loss, UNSHARED, train, valid, world=world,
+                report=report)
+        s.data = prepared
+        return s
+
+    def write_skipped(self, run_dir) -> None:
+        """--skip-invalid: list the rows left out in RUN_DIR/skipped.jsonl (the main process only)."""
+        from ..data.prepare import write_skipped
+
+        if self.cfg.skip_invalid and self.world.is_main and any(p.errors for p in self.data):
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+            n = write_skipped(Path(run_dir) / "skipped.jsonl", self.data)
+            self.report.log(f"{n} skipped row(s) listed in {Path(run_dir) / 'skipped.jsonl'}")
 
     def _score_reference(self, label: str, nothing_done: str) -> tuple[dict | None, dict | None]:
         """Reference log-probs of the train (or eval) and held-out pairs; (None, None) for SimPO."""
@@ -174,6 +197,17 @@ def run_eval(cfg: TrainConfig, adapter_dir: str | None, report: Reporter | None 
     """`mlx-dpo eval`: reference = base (+ init adapter), policy = that + the trained adapter."""
     session = Session.for_eval(cfg, adapter_dir, report)
     return session.evaluate(session.train_pairs, show_progress=True)
+
+
+def _freeze_template_date(cfg: TrainConfig, tokenizer, report: Reporter, world: World) -> None:
+    """Render with the date the run first started (saved in config.yaml), so resuming on another day
+    gives the same prompts and the same reference; every rank uses rank 0's date."""
+    if cfg.template_date is None:
+        cfg.template_date = world.broadcast_text(datetime.date.today().isoformat(), "receiving the template date")
+    set_render_options(tokenizer, date=cfg.template_date)
+    if uses_date(tokenizer):
+        report.log(f"the chat template prints today's date: rendering with {cfg.template_date} "
+                   "(template_date, kept when the run is resumed)")
 
 
 def _warn_if_too_big(cfg: TrainConfig, report: Reporter) -> None:

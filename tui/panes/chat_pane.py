@@ -1,18 +1,30 @@
-"""Chat: base + adapter, streaming, multi-turn; compare answers the same prompt with base and tuned."""
+"""Chat: base + adapter, streaming, multi-turn; compare answers the same prompt with base and tuned.
+
+Lines starting with "/" are the app's commands, never sent to the model: /help, /reset, /system TEXT,
+/compare (on/off). Turning compare on keeps the conversation: the base side continues from it.
+"""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Checkbox, Input, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 from ..messages import ChatChunk, ChatDone, ChatLoaded, JobFailed
+from ..widgets.toggle import Toggle
+
+COMMANDS = {"/help": "list these commands", "/reset": "start a new conversation (both sides)",
+            "/system TEXT": "set the system message and start a new conversation",
+            "/compare": "answer with the base model too (again: off)"}
 
 
 class Transcript(VerticalScroll):
-    """One side of the conversation; the last assistant message grows as chunks arrive."""
+    """One side of the conversation; the last assistant message grows as chunks arrive.
+
+    It takes the focus (to scroll it with the keys) and shows that it has it (see app.tcss)."""
 
     def __init__(self, title: str, **kw):
         super().__init__(**kw)
@@ -32,12 +44,30 @@ class Transcript(VerticalScroll):
             self.current.update(Text(self.text))  # model output is text, never markup
             self.scroll_end(animate=False)
 
+    def add_note(self, text: str) -> None:
+        """A line from the app (not the model): command help, what a reset did."""
+        self.mount(Static(Text(text, style="dim italic"), classes="msg-note"))
+        self.scroll_end(animate=False)
+
+    def replay(self, history: list[dict]) -> None:
+        """Show an earlier conversation (the base side joining it when compare is turned on)."""
+        for m in history:
+            if m["role"] == "user":
+                self.mount(Static(Text(f"you: {m['content']}", style="bold cyan"), classes="msg-user"))
+            elif m["role"] == "assistant":
+                self.mount(Static(Text(m["content"], style="dim"), classes="msg-assistant"))
+        self.current = None
+        self.scroll_end(animate=False)
+
     def clear_all(self) -> None:
         self.remove_children()
         self.current, self.text = None, ""
 
 
 class ChatPane(Vertical):
+    BINDINGS = [Binding("ctrl+l", "load", "Load model"), Binding("ctrl+n", "new", "New chat"),
+                Binding("ctrl+t", "compare", "Compare")]
+
     def __init__(self, **kw):
         super().__init__(**kw)
         self.history: dict[str, list[dict]] = {"tuned": [], "base": []}
@@ -45,29 +75,52 @@ class ChatPane(Vertical):
         self.loaded = False
 
     def compose(self) -> ComposeResult:
-        with Horizontal(classes="row"):
-            yield Button("Load model + adapter", id="chat-load", variant="primary")
+        with Horizontal(id="chat-top"):
+            yield Button("Load", id="chat-load", variant="primary", compact=True)
             yield Static("nothing loaded", id="chat-model", markup=False)
-        with Horizontal(classes="row"):
-            yield Checkbox("compare with base", id="chat-compare")
-            yield Label("temperature", classes="form-label")
-            yield Input("0.7", id="chat-temperature", classes="small-input")
-            yield Label("max tokens", classes="form-label")
-            yield Input("256", id="chat-max-tokens", classes="small-input")
-        yield Input("", id="chat-system", placeholder="system message (optional; applies after /reset or Load)")
+        with Horizontal(id="chat-options"):
+            yield Toggle("compare with base", False, id="chat-compare", compact=True)
+            yield Label("temperature", classes="chat-label")
+            yield Input("0.7", id="chat-temperature", classes="small-input", compact=True)
+            yield Label("max tokens", classes="chat-label")
+            yield Input("256", id="chat-max-tokens", classes="small-input", compact=True)
+        yield Input("", id="chat-system", compact=True,
+                    placeholder="system message (optional; applies from the next conversation, ctrl+n)")
         with Horizontal(id="chat-transcripts"):
             yield Transcript("tuned (base + adapter)", id="chat-tuned")
             yield Transcript("base", id="chat-base")
-        yield Input(id="chat-input", placeholder="Type a message and press Enter · /reset clears")
+        yield Input(id="chat-input", placeholder="Type a message, Enter sends · /help lists the commands")
 
     def on_mount(self) -> None:
         self.query_one("#chat-base").display = False
 
-    @on(Checkbox.Changed, "#chat-compare")
-    def toggle_compare(self, event: Checkbox.Changed) -> None:
-        self.query_one("#chat-base").display = event.value
+    def focus_first(self) -> None:
+        self.app.focus_if_shown(self.query_one("#chat-input"))
+
+    # ------------------------------------------------------------------ keys
+    def action_load(self) -> None:
+        self.load()
+
+    def action_new(self) -> None:
+        self.reset(note="new conversation")
+
+    def action_compare(self) -> None:
+        switch = self.query_one("#chat-compare", Toggle)
+        switch.value = not switch.value
+
+    @on(Toggle.Changed, "#chat-compare")
+    def toggle_compare(self, event: Toggle.Changed) -> None:
+        base = self.query_one("#chat-base", Transcript)
+        base.display = event.value
         if event.value:
-            self.reset()  # both sides start from the same conversation
+            # The base side joins the conversation as it stands (nothing is cleared): it answers the next
+            # message with the same history the tuned side has.
+            self.history["base"] = [dict(m) for m in self.history["tuned"]]
+            base.clear_all()
+            if len(self.history["base"]) > (1 if self.history["base"][:1] and
+                                            self.history["base"][0]["role"] == "system" else 0):
+                base.replay(self.history["base"])
+                base.add_note("(the conversation so far, as the tuned model answered it)")
 
     def unload(self) -> None:
         self.loaded = False
@@ -92,7 +145,7 @@ class ChatPane(Vertical):
         self.loaded = True
         self.reset()
         self.query_one("#chat-model", Static).update(message.description)
-        self.query_one("#chat-input", Input).focus()
+        self.focus_first()
 
     def sampling(self) -> dict:
         try:
@@ -102,12 +155,31 @@ class ChatPane(Vertical):
             self.app.notify("temperature and max tokens must be numbers", severity="error")
             return {}
 
-    def reset(self) -> None:
+    def reset(self, note: str = "") -> None:
         system = self.query_one("#chat-system", Input).value.strip()
         start = [{"role": "system", "content": system}] if system else []
         self.history = {"tuned": list(start), "base": list(start)}
         for t in self.query(Transcript):
             t.clear_all()
+            if note:
+                t.add_note(note + (f" (system: {system})" if system else ""))
+
+    def command(self, text: str) -> None:
+        """An app command typed in the message line (never sent to the model)."""
+        name, _, rest = text.partition(" ")
+        tuned = self.query_one("#chat-tuned", Transcript)
+        if name == "/help":
+            tuned.add_note("commands: " + " · ".join(f"{c} {what}" for c, what in COMMANDS.items())
+                           + " · keys: ctrl+l load, ctrl+n new conversation, ctrl+t compare")
+        elif name == "/reset":
+            self.reset(note="new conversation")
+        elif name == "/system":
+            self.query_one("#chat-system", Input).value = rest.strip()
+            self.reset(note="new conversation")
+        elif name == "/compare":
+            self.action_compare()
+        else:
+            self.app.notify(f"unknown command {name}: /help lists the commands", severity="warning")
 
     @on(Input.Submitted, "#chat-input")
     def send(self, event: Input.Submitted) -> None:
@@ -115,11 +187,11 @@ class ChatPane(Vertical):
         event.input.value = ""
         if not text:
             return
-        if text == "/reset":
-            self.reset()
+        if text.startswith("/"):
+            self.command(text)
             return
         if not self.loaded:
-            self.app.notify("Load a model first", severity="warning")
+            self.app.notify("Load a model first (ctrl+l)", severity="warning")
             return
         if self.pending:
             self.app.notify("still answering …", severity="warning")
@@ -127,7 +199,7 @@ class ChatPane(Vertical):
         sampling = self.sampling()
         if not sampling:
             return
-        variants = ["tuned", "base"] if self.query_one("#chat-compare", Checkbox).value else ["tuned"]
+        variants = ["tuned", "base"] if self.query_one("#chat-compare", Toggle).value else ["tuned"]
         for v in variants:
             self.history[v].append({"role": "user", "content": text})
             self.query_one(f"#chat-{v}", Transcript).add_user(text)

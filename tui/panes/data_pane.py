@@ -1,4 +1,4 @@
-"""Data: open a pairs file, see its validation report, a preview, and one pair as the model sees it."""
+"""Data: open a pairs file, see its validation report, a preview, and any pair as the model sees it."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, DataTable, Label, Static
 
@@ -15,23 +16,37 @@ from ..messages import DataInspected, JobFailed
 from ..widgets.path_input import PathInput
 
 SUFFIXES = (".jsonl", ".json")
+PROMPT_LINES = 8  # the rendered prompt's last lines shown above the two answers
 
 
-def example_text(ex: dict) -> Text:
-    """The rendered pair with the prompt/completion boundary made visible."""
+def example_header(ex: dict, row: int) -> Text:
+    """Which pair, its token counts, and the rendered prompt up to the boundary (▌: scored after it)."""
     if "error" in ex:
         return Text(ex["error"], style="red")
     t = Text()
-    t.append(f"{ex['source']}  (prompt {ex['prompt_tokens']} tokens | chosen {ex['chosen_tokens']} | "
-             f"rejected {ex['rejected_tokens']}{' | boundary repaired' if ex['repaired'] else ''})\n", style="dim")
-    t.append(ex["prompt"], style="grey70")
-    t.append("▌", style="bold yellow")  # the boundary: everything after it is scored
-    t.append(ex["chosen"], style="bold green")
-    t.append("\n── rejected ──\n", style="dim")
-    t.append("…" + ex["prompt"][-60:], style="grey50")
+    t.append(f"row {row + 1} ({ex['source']}) as the model sees it: prompt {ex['prompt_tokens']} tokens | "
+             f"chosen {ex['chosen_tokens']} | rejected {ex['rejected_tokens']}"
+             f"{' | boundary repaired' if ex['repaired'] else ''}\n", style="dim")
+    lines = ex["prompt"].split("\n")
+    if len(lines) > PROMPT_LINES:
+        t.append(f"… {len(lines) - PROMPT_LINES} earlier lines of the prompt\n", style="dim")
+        lines = lines[-PROMPT_LINES:]
+    t.append("\n".join(lines), style="grey70")
     t.append("▌", style="bold yellow")
-    t.append(ex["rejected"], style="bold red")
     return t
+
+
+def answer_text(ex: dict, key: str, style: str) -> Text:
+    t = Text("▌", style="bold yellow")  # the boundary: everything after it is scored
+    t.append(ex[key], style=style)
+    return t
+
+
+def limits_line(rep: dict, max_length: int) -> str:
+    """What the token limits did, naming the limit and where to change it."""
+    return (f"limits: {rep['truncated']} pair(s) cut to max length {max_length} tokens (prompt kept to "
+            f"{max_length // 2}), {rep['dropped']} dropped; {rep['trainable_pairs']} pairs will train — "
+            "change max length on the Train tab (F3)")
 
 
 PREVIEW_COLUMNS = ("line", "format", "prompt", "chosen", "rejected")
@@ -39,6 +54,13 @@ MAX_COLUMN_WIDTH = 60  # longer cells are cut; the rendered example below shows 
 
 
 class DataPane(VerticalScroll):
+    can_focus = False
+    BINDINGS = [Binding("ctrl+l", "load", "Load"), Binding("ctrl+t", "preview", "Preview table")]
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.example_row = 0
+
     def compose(self) -> ComposeResult:
         with Horizontal(classes="row"):
             yield Label("Pairs file", classes="field-label")
@@ -47,16 +69,33 @@ class DataPane(VerticalScroll):
         with Horizontal(classes="row"):
             yield Label("Held-out", classes="field-label")
             yield PathInput(self.app.valid_path or "", SUFFIXES, id="valid-path", placeholder="optional held-out file")
-        yield Static("Open a pairs file (JSONL or JSON list) and press Load.", id="data-summary", markup=False)
+        yield Static("Open a pairs file (JSONL or JSON list) and press Load (ctrl+l).", id="data-summary", markup=False)
         yield Static("", id="data-errors")
         yield Static("", id="valid-summary", markup=False)
         yield DataTable(id="data-preview", zebra_stripes=True, cursor_type="row")
         yield Static("", id="data-example")
+        with Horizontal(id="data-answers"):
+            yield Static("", id="data-chosen", classes="answer")
+            yield Static("", id="data-rejected", classes="answer")
 
     def on_mount(self) -> None:
-        self.query_one("#data-preview", DataTable).add_columns(*PREVIEW_COLUMNS)
+        table = self.query_one("#data-preview", DataTable)
+        table.add_columns(*PREVIEW_COLUMNS)
+        table.border_title = "training rows"
+        self.query_one("#data-chosen").border_title = "chosen"
+        self.query_one("#data-rejected").border_title = "rejected"
+        self.query_one("#data-answers").display = False
         if self.app.data_path:
             self.load()
+
+    def focus_first(self) -> None:
+        self.app.focus_if_shown(self.query_one("#data-path"))
+
+    def action_load(self) -> None:
+        self.load()
+
+    def action_preview(self) -> None:
+        self.app.focus_if_shown(self.query_one("#data-preview"))
 
     @on(Button.Pressed, "#data-load")
     @on(PathInput.Submitted, "#data-path")
@@ -68,15 +107,28 @@ class DataPane(VerticalScroll):
             self.app.notify("Enter the path of a pairs file first", severity="warning")
             return
         self.app.data_path, self.app.valid_path = path, valid or None
+        self.example_row = 0
         self.query_one("#data-summary", Static).update(f"Checking {path} …")
         self.query_one("#valid-summary", Static).update(f"Checking held-out {valid} …" if valid else "")
         self.app.inspect_data(self, path)
         if valid:
             self.app.inspect_data(self, valid, job="valid")
 
+    @on(DataTable.RowSelected, "#data-preview")
+    def render_row(self, event: DataTable.RowSelected) -> None:
+        """Render the chosen row's pair with the chat template (on the engine thread: it needs the tokenizer)."""
+        if not self.app.data_path or event.cursor_row == self.example_row:
+            return
+        self.example_row = event.cursor_row
+        self.query_one("#data-example", Static).update(Text(f"rendering row {event.cursor_row + 1} …", style="dim"))
+        self.app.inspect_data(self, self.app.data_path, job="example", example=event.cursor_row)
+
     def on_data_inspected(self, message: DataInspected) -> None:
         if message.job == "valid":
             self.show_valid(message.result)
+            return
+        if message.job == "example":
+            self.show_example(message.result)
             return
         r = message.result
         rep = r["report"]
@@ -84,9 +136,7 @@ class DataPane(VerticalScroll):
         lines = [f"{rep['file']}: {rep['rows']} rows · {rep['valid_pairs']} valid pairs ({fmts}) · "
                  f"{rep['errors']} error(s)"]
         if "tokens" in rep:
-            lines += [*token_table(rep),
-                      f"limits: {rep['truncated']} truncated, {rep['dropped']} dropped; "
-                      f"{rep['trainable_pairs']} pairs will train"]
+            lines += [*token_table(rep), limits_line(rep, self.app.train_settings().max_length)]
         else:
             lines.append("Choose a model on the Model tab to see token statistics and the rendered pair.")
         valid = self.app.valid_path
@@ -97,14 +147,24 @@ class DataPane(VerticalScroll):
         err = Text("\n".join(errors[:200]) + (f"\n… {len(errors) - 200} more" if len(errors) > 200 else ""),
                    style="red") if errors else Text("no errors", style="green")
         self.query_one("#data-errors", Static).update(err)
-        self.fill_preview(r["preview"])
-        self.query_one("#data-example", Static).update(example_text(r["example"]) if r["example"] else "")
+        self.fill_preview(r["preview"], rep["file"])
+        self.show_example(r)
 
-    def fill_preview(self, preview: list[dict]) -> None:
+    def show_example(self, r: dict) -> None:
+        ex, row = r["example"], r.get("example_index", 0)
+        answers = self.query_one("#data-answers")
+        answers.display = bool(ex) and "error" not in ex
+        self.query_one("#data-example", Static).update(example_header(ex, row) if ex else "")
+        if answers.display:
+            self.query_one("#data-chosen", Static).update(answer_text(ex, "chosen", "bold green"))
+            self.query_one("#data-rejected", Static).update(answer_text(ex, "rejected", "bold red"))
+
+    def fill_preview(self, preview: list[dict], file: str) -> None:
         # Explicit column widths: DataTable's auto-width is measured lazily on idle, which made the
         # layout depend on timing when a second inspection replaced the rows before that happened.
         table = self.query_one("#data-preview", DataTable)
         table.clear(columns=True)
+        table.border_title = f"training rows of {file} (first {len(preview)}; Enter renders one)"
         keys = ("source", "format", "prompt", "chosen", "rejected")
         for label, key in zip(PREVIEW_COLUMNS, keys):
             longest = max((cell_len(str(row[key])) for row in preview), default=0)
@@ -123,8 +183,9 @@ class DataPane(VerticalScroll):
     def on_job_failed(self, message: JobFailed) -> None:
         if message.job == "valid":
             self.query_one("#valid-summary", Static).update(Text(f"held-out file: {message.error}", style="red"))
-        elif message.job == "data":
+        elif message.job in ("data", "example"):
             self.query_one("#data-summary", Static).update(Text("Could not read the data:", style="bold red"))
             self.query_one("#data-errors", Static).update(Text(message.error, style="red"))
             self.query_one("#data-preview", DataTable).clear()  # no stale rows from the previous file
             self.query_one("#data-example", Static).update("")
+            self.query_one("#data-answers").display = False

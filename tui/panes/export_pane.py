@@ -7,16 +7,25 @@ from pathlib import Path
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.widgets import Button, Checkbox, Input, Label, LoadingIndicator, RichLog, Select, Static
 
 from ..messages import ExportDone, ExportLog, JobFailed
+from ..widgets.toggle import Toggle
 
 
 class ExportPane(VerticalScroll):
+    can_focus = False
+    BINDINGS = [Binding("ctrl+s", "export", "Export")]
+
     def compose(self) -> ComposeResult:
         yield Static("adapter: (pick a run on Runs or train one)", id="export-run", markup=False)
+        with Horizontal(classes="row buttons"):
+            yield Button("Export", id="export-go", variant="primary")
+            yield Toggle("verify (reload and compare logits)", value=True, id="export-verify")
         yield Static("", id="export-result")
+        yield LoadingIndicator(id="export-busy")
         with Grid(id="export-form"):
             yield Label("format", classes="form-label")
             yield Select([("Hugging Face, fused (hf)", "hf"), ("PEFT adapter", "peft"), ("mlx-lm adapter", "mlx")],
@@ -31,15 +40,27 @@ class ExportPane(VerticalScroll):
             yield Input("", id="export-output", placeholder="new folder")
             yield Label("push to hub", classes="form-label")
             yield Input("", id="export-push", placeholder="optional: user/repo")
-        with Horizontal(classes="row buttons"):
-            yield Checkbox("verify (reload and compare logits)", value=True, id="export-verify")
-            yield Button("Export", id="export-go", variant="primary")
-        yield LoadingIndicator(id="export-busy")
         yield RichLog(id="export-log", wrap=True, max_lines=500)
 
     def on_mount(self) -> None:
         self.query_one("#export-busy").display = False
+        self.query_one("#export-log", RichLog).border_title = "log"
         self.show_run()
+
+    def focus_first(self) -> None:
+        go = self.query_one("#export-go", Button)
+        self.app.focus_if_shown(go if not go.disabled else self.query_one("#export-log"))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "export":
+            return None if self.query_one("#export-go", Button).disabled else True
+        return True
+
+    def why_not(self, action: str) -> str:
+        return "an export is already going"
+
+    def action_export(self) -> None:
+        self.go()
 
     def show_run(self) -> None:
         run = self.app.run_dir
@@ -78,7 +99,10 @@ class ExportPane(VerticalScroll):
         for chat in self.app.query(ChatPane):
             chat.unload()  # the engine frees the chat model before an export loads its own copy
         self.query_one("#export-busy").display = True
+        # The focus goes to the log before the button is disabled (it would land on the next control).
+        self.app.focus_if_shown(self.query_one("#export-log"))
         self.query_one("#export-go", Button).disabled = True
+        self.refresh_bindings()
         self.query_one("#export-result", Static).update("exporting …")
         self.app.engine.export(self, options)
 
@@ -86,6 +110,11 @@ class ExportPane(VerticalScroll):
         self.query_one("#export-busy").display = False
         self.query_one("#export-go", Button).disabled = False
         self.query_one("#export-result", Static).update(text)
+        self.refresh_bindings()
+        focused = self.app.focused
+        if focused is not None and self in focused.ancestors:
+            # Not the Export button: a habitual Enter would export again; the output folder is next.
+            self.app.focus_if_shown(self.query_one("#export-output"))
 
     def on_export_log(self, message: ExportLog) -> None:
         self.query_one("#export-log", RichLog).write(message.line)

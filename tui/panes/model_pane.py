@@ -1,11 +1,18 @@
 """Model: a hub id or local folder, models already in the local Hugging Face cache, quantization,
-and a memory estimate for the chosen batch and length before anything is loaded."""
+and a memory estimate for the chosen batch and length before anything is loaded.
+
+A model becomes the app's current model only once the engine has found and read it (the memory
+estimate is that check): a typo or a model that is not available leaves the current one in place.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
@@ -21,9 +28,15 @@ def bundled_models() -> list[str]:
     return [str(DEMO_MODEL)] if (DEMO_MODEL / "config.json").exists() else []
 
 
+def model_key(model: str) -> str:
+    """One key per model: a local folder by its absolute path (runs/x/../m and m are one), a hub id as is."""
+    p = Path(model).expanduser()
+    return str(p.resolve()) if p.exists() else model
+
+
 def cached_models(current: str | None = None, runs_root: str | None = None) -> list[str]:
     """The current model, models used by past runs, bundled models, and model repos in the
-    local Hugging Face cache: everything usable offline."""
+    local Hugging Face cache: everything usable offline, each model once."""
     found: list[str] = [current] if current else []
     if runs_root:
         found += [str(r.config["model"]) for r in list_runs(runs_root) if r.config.get("model")]
@@ -36,10 +49,21 @@ def cached_models(current: str | None = None, runs_root: str | None = None) -> l
                 found.append(repo.repo_id)
     except Exception:  # no cache yet, or an unreadable one: nothing to list
         pass
-    return list(dict.fromkeys(found))  # unique, in order
+    unique: dict[str, str] = {}
+    for model in found:
+        unique.setdefault(model_key(model), model)  # the first spelling seen is the one shown
+    return list(unique.values())
 
 
 class ModelPane(VerticalScroll):
+    can_focus = False
+    BINDINGS = [Binding("ctrl+l", "use", "Use model"), Binding("ctrl+t", "estimate", "Estimate memory"),
+                Binding("ctrl+o", "list", "Offline models")]
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.candidate: str | None = None  # a model being checked before it becomes current
+
     def compose(self) -> ComposeResult:
         with Horizontal(classes="row"):
             yield Label("Model", classes="field-label")
@@ -50,11 +74,24 @@ class ModelPane(VerticalScroll):
             yield Select([("as stored", "none"), ("4-bit", "4"), ("8-bit", "8")], value="none",
                          allow_blank=False, id="model-quantize")
             yield Button("Estimate memory", id="model-estimate")
+        yield Static(f"current model: {self.app.model or '(none)'}", id="model-current", markup=False)
         yield Static("", id="model-memory", markup=False)
         yield Label("Models available offline (local cache and bundled):")
         models = cached_models(self.app.model, self.app.runs_root)
         yield OptionList(*[Option(m, id=m) for m in models] or [Option("(none found)", disabled=True)],
                          id="model-list")
+
+    def focus_first(self) -> None:
+        self.app.focus_if_shown(self.query_one("#model-path"))
+
+    def action_use(self) -> None:
+        self.use()
+
+    def action_list(self) -> None:
+        self.app.focus_if_shown(self.query_one("#model-list"))
+
+    def action_estimate(self) -> None:
+        self.estimate()
 
     @on(OptionList.OptionSelected, "#model-list")
     def pick(self, event: OptionList.OptionSelected) -> None:
@@ -68,9 +105,9 @@ class ModelPane(VerticalScroll):
         if not value:
             self.app.notify("Enter a model folder or hub id", severity="warning")
             return
-        self.app.model = value
-        self.app.notify(f"model: {value}")
-        self.estimate()
+        self.candidate = value
+        self.query_one("#model-memory", Static).update(f"checking {value} …")
+        self.app.estimate_memory(self, value)
 
     @on(Select.Changed, "#model-quantize")
     def quantize_changed(self, event: Select.Changed) -> None:
@@ -87,10 +124,25 @@ class ModelPane(VerticalScroll):
         self.app.estimate_memory(self)
 
     def on_memory_estimated(self, message: MemoryEstimated) -> None:
+        if self.candidate is not None and message.model == self.candidate:
+            self.candidate = None
+            if self.app.model != message.model:
+                self.app.model = message.model
+                self.app.notify(f"model: {message.model}")
+            self.query_one("#model-current", Static).update(f"current model: {message.model}")
         style = {True: "green", False: "bold red", None: "yellow"}[message.fits]
         verdict = {True: "fits", False: "WILL NOT FIT: lower the batch size or max length, or quantize",
                    None: "machine memory unknown"}[message.fits]
-        self.query_one("#model-memory", Static).update(Text(f"{message.text} — {verdict}", style=style))
+        text = Text(f"training needs {message.text} — {verdict}\n", style=style)
+        text.append(f"assuming {self.app.memory_assumptions()} (change them on the Train tab, F3)", style="dim")
+        self.query_one("#model-memory", Static).update(text)
 
     def on_job_failed(self, message: JobFailed) -> None:
-        self.query_one("#model-memory", Static).update(Text(message.error, style="red"))
+        if message.job != "memory":
+            return
+        text = Text(message.error.strip(), style="red")
+        if self.candidate is not None:
+            text = Text(f"{self.candidate} is not available, so the current model stays "
+                        f"{self.app.model or '(none)'}:\n", style="bold red") + text
+            self.candidate = None
+        self.query_one("#model-memory", Static).update(text)

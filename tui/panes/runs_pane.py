@@ -1,6 +1,12 @@
-"""Runs: past runs with their config and final metrics; view curves, overlay two, resume, chat, export."""
+"""Runs: past runs with their config and final metrics; view curves, overlay two, resume, continue from
+one's adapter, chat, export, delete. The list refreshes itself (on the trainer's events, and every few
+seconds while the tab is shown, for runs started elsewhere)."""
 
 from __future__ import annotations
+
+import shutil
+from datetime import datetime
+from pathlib import Path
 
 from textual import on
 from textual.app import ComposeResult
@@ -8,23 +14,61 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from mlx_dpo import list_runs, read_run
+from mlx_dpo import RunInfo, list_runs, read_run
 
+from ..confirm import Confirm
 from ..widgets.charts import MetricsCharts
 
-HELP = ("Select a run: Enter shows its curves; o overlays the highlighted run on the shown one; "
-        "r resumes, c chats, e exports it; ctrl+r refreshes.")
-COLUMNS = ("run", "model", "data", "step", "loss", "accuracy", "eval_accuracy", "status")
+HELP = ("Enter shows a run's curves · o overlays the highlighted run on the shown one · r resumes · "
+        "n starts a new run from its adapter · c chats · e exports · d deletes · ? all keys")
+COLUMNS = ("run", "status", "started", "duration", "loss kind", "β", "lr", "steps", "loss", "acc", "eval acc",
+           "model", "data")
+AUTO_REFRESH_SECONDS = 3.0
 
 
-def _cell(v) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))
+def _num(v, digits: int = 4) -> str:
+    return f"{v:.{digits}f}" if isinstance(v, float) else ("" if v is None else str(v))
+
+
+def fmt_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def run_times(info: RunInfo) -> tuple[str, str]:
+    """(started, duration) from the run dir's files: config.yaml is written at the start, metrics.jsonl
+    after each logged step."""
+    try:
+        start = (info.path / "config.yaml").stat().st_mtime
+    except OSError:
+        return "", ""
+    try:
+        end = (info.path / "metrics.jsonl").stat().st_mtime
+    except OSError:
+        end = start
+    return datetime.fromtimestamp(start).strftime("%m-%d %H:%M"), fmt_duration(end - start)
+
+
+def run_row(info: RunInfo, live: bool) -> tuple[str, ...]:
+    s, c = info.summary(), info.config
+    started, duration = run_times(info)
+    status = "training" if live else s["status"]
+    lr = c.get("learning_rate")
+    total = c.get("iters")
+    steps = f"{info.last_step}/{total}" if total else str(info.last_step)
+    return (s["run"], status, started, duration, str(c.get("loss", "")), _num(c.get("beta"), 3),
+            f"{lr:g}" if isinstance(lr, (int, float)) else "", steps, _num(s["loss"]), _num(s["accuracy"], 2),
+            _num(s["eval_accuracy"], 2), s["model"], s["data"])
 
 
 class RunsPane(VerticalScroll):
+    can_focus = False
     BINDINGS = [Binding("o", "overlay", "Overlay"), Binding("r", "resume", "Resume"),
-                Binding("c", "chat", "Chat with it"), Binding("e", "export", "Export it"),
-                Binding("ctrl+r", "refresh", "Refresh")]
+                Binding("n", "continue", "New from it"), Binding("c", "chat", "Chat", show=False),
+                Binding("e", "export", "Export", show=False), Binding("d", "delete", "Delete"),
+                Binding("ctrl+r", "refresh", "Refresh", show=False)]
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -39,21 +83,46 @@ class RunsPane(VerticalScroll):
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns(*COLUMNS)
         self.action_refresh()
+        self.set_interval(AUTO_REFRESH_SECONDS, self.auto_refresh)
+
+    def focus_first(self) -> None:
+        self.app.focus_if_shown(self.query_one("#runs-table"))
+
+    def auto_refresh(self) -> None:
+        if self.app.is_shown(self) and self.app.screen is self.app.screen_stack[0]:
+            self.action_refresh()
+
+    def live_run(self) -> str | None:
+        train = self.app.query_one("#pane-train")
+        return str(train.process.run_dir) if train.running else None
 
     def action_refresh(self) -> None:
         table = self.query_one(DataTable)
-        table.clear()
+        keep = self.highlighted()
         runs = list_runs(self.app.runs_root)
+        live = self.live_run()
+        table.clear()
         self.paths = [str(r.path) for r in runs]
         for r in runs:
-            s = r.summary()
-            table.add_row(*(_cell(s[c]) for c in COLUMNS))
-        self.query_one("#runs-help", Static).update(
-            HELP if runs else f"No runs yet in {self.app.runs_root}/ — start one on Train.")
+            table.add_row(*run_row(r, live is not None and Path(live) == r.path))
+        if keep in self.paths:
+            table.move_cursor(row=self.paths.index(keep), animate=False)
+        if not runs:
+            self.query_one("#runs-help", Static).update(f"No runs yet in {self.app.runs_root}/ — start one on Train (F3).")
+        elif self.shown is None:
+            self.query_one("#runs-help", Static).update(HELP)
 
     def highlighted(self) -> str | None:
         row = self.query_one(DataTable).cursor_row
         return self.paths[row] if 0 <= row < len(self.paths) else None
+
+    def select(self, path: str) -> None:
+        """Highlight `path` and show its curves (the palette's "Open run")."""
+        self.action_refresh()
+        paths = [str(Path(p)) for p in self.paths]
+        if str(Path(path)) in paths:
+            self.query_one(DataTable).move_cursor(row=paths.index(str(Path(path))), animate=False)
+            self.show()
 
     @on(DataTable.RowSelected, "#runs-table")
     def show(self) -> None:
@@ -79,7 +148,11 @@ class RunsPane(VerticalScroll):
 
     def action_resume(self) -> None:
         if path := self.highlighted():
-            self.app.resume_run(path)
+            self.app.resume_run(path)  # a finished run becomes a new run from its adapter, on Train
+
+    def action_continue(self) -> None:
+        if path := self.highlighted():
+            self.app.continue_from_run(path)
 
     def action_chat(self) -> None:
         if path := self.highlighted():
@@ -88,3 +161,31 @@ class RunsPane(VerticalScroll):
     def action_export(self) -> None:
         if path := self.highlighted():
             self.app.use_run(path, "export")
+
+    def action_delete(self) -> None:
+        path = self.highlighted()
+        if not path:
+            return
+        live = self.live_run()
+        if live is not None and Path(live) == Path(path):
+            self.app.notify("that run is training: stop it on Train first", severity="error")
+            return
+        question = (f"Delete the run {Path(path).name} and everything in it (adapter, checkpoints, metrics)? "
+                    "This cannot be undone.")
+        self.app.push_screen(Confirm(question, "Delete it", "Keep it"), lambda yes: self._delete(path, yes))
+
+    def _delete(self, path: str, yes: bool | None) -> None:
+        if not yes:
+            return
+        try:
+            shutil.rmtree(path)
+        except OSError as e:
+            self.app.notify(f"could not delete {path}: {e}", severity="error")
+            return
+        if self.shown == path:
+            self.shown = None
+            self.query_one(MetricsCharts).reset()
+        if self.app.run_dir == path:
+            self.app.run_dir = None
+        self.app.notify(f"deleted {path}")
+        self.action_refresh()

@@ -1,23 +1,33 @@
 """Train: the hyper-parameter form, Start / Stop / Resume, progress with ETA, live curves, the log.
 
-Processes / hosts file run the trainer data-parallel under mlx.launch (see training.py).
+Processes / hosts file run the trainer data-parallel under mlx.launch (see training.py). The form can
+be saved as (and filled from) the YAML file `mlx-dpo train --config` reads, and shown as the
+equivalent `mlx-dpo train …` command.
+
+Safety: Start never hands the focus to Stop (a habitual second Enter must not stop the run); while a
+run goes the focus rests on the progress line, and Stop is a click or its key (ctrl+b).
 """
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 
+import yaml
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.widgets import Button, Collapsible, Input, Label, ProgressBar, RichLog, Select, Static
 
-from mlx_dpo import DEMO_SETTINGS, LOSSES, UsageError, build_config, is_demo_model, read_run
+from mlx_dpo import (DEMO_SETTINGS, LOSSES, UsageError, build_config, is_demo_model, load_config_file,
+                     read_run)
 
+from ..confirm import PathPrompt
 from ..messages import (TrainingEnded, TrainingLog, TrainingMetrics, TrainingPhase, TrainingProgress,
                         TrainingStarted, TrainingTask)
 from ..training import TrainingProcess, check_distribution
@@ -28,6 +38,12 @@ FIELDS = [("iters", "steps", "100"), ("batch_size", "batch size", "4"), ("grad_a
           ("learning_rate", "learning rate", "1e-5"), ("beta", "beta", "0.1"), ("lora_rank", "LoRA rank", "8"),
           ("max_length", "max length", "1024"), ("eval_every", "eval every", ""), ("save_every", "save every", "100"),
           ("seed", "seed", "0")]
+FLOAT_FIELDS = ("learning_rate", "beta")
+# The form's label of each TrainConfig key it shows (validation messages name the field as the form does).
+LABELS = {name: label for name, label, _ in FIELDS} | {
+    "loss": "loss", "output": "run dir", "init_adapter": "start from adapter", "model": "model (Model tab)",
+    "data": "pairs file (Data tab)", "valid_data": "held-out file (Data tab)", "quantize": "quantize (Model tab)"}
+ETA_SMOOTHING = 0.3  # weight of the newest seconds-per-step figure in the ETA's moving average
 
 
 @dataclass
@@ -66,23 +82,68 @@ def fmt_eta(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def friendly(error: str) -> tuple[str, str | None]:
+    """An engine validation message with the form's label for the key it names, and that key.
+
+    "config: iters: must be a positive integer, got 0" -> ("steps: must be a positive integer, got 0", "iters")."""
+    text = error.removeprefix("config: ")
+    key, sep, rest = text.partition(": ")
+    if sep and key in LABELS:
+        return f"{LABELS[key]}: {rest}", key
+    return error, None
+
+
+class EtaClock:
+    """Seconds per step as a moving average over the polls, so the ETA does not jump with each one."""
+
+    def __init__(self):
+        self.last: tuple[int, float] | None = None
+        self.per_step: float | None = None
+
+    def update(self, step: int, now: float) -> None:
+        if self.last is not None and step > self.last[0] and now > self.last[1]:
+            sample = (now - self.last[1]) / (step - self.last[0])
+            self.per_step = sample if self.per_step is None else (
+                ETA_SMOOTHING * sample + (1 - ETA_SMOOTHING) * self.per_step)
+        if self.last is None or step > self.last[0]:
+            self.last = (step, now)
+
+    def eta(self, step: int, total: int) -> str:
+        return fmt_eta((total - step) * self.per_step) if self.per_step and total else "…"
+
+
+class ProgressBox(Vertical):
+    """The progress bar and status line. It holds the focus while a run goes: a safe, visible place
+    where Enter does nothing (Start is disabled then, and Stop must never receive a stray Enter)."""
+
+    can_focus = True
+
+
 class TrainPane(VerticalScroll):
+    can_focus = False  # the pane scrolls; its controls take the focus
+
+    BINDINGS = [Binding("ctrl+s", "start", "Start"), Binding("ctrl+b", "stop", "Stop"),
+                Binding("ctrl+r", "resume", "Resume"),
+                Binding("ctrl+o", "load_config", "Open config", show=False),
+                Binding("ctrl+f", "save_config", "Save config", show=False),
+                Binding("ctrl+g", "show_command", "Show command")]
+
     def __init__(self, **kw):
         super().__init__(**kw)
         self.process: TrainingProcess | None = None
         self.total_steps = 0
-        self.started = 0.0
         self.first_step: tuple[int, float] | None = None
+        self.clock = EtaClock()
+        self.config_file: str | None = None  # a loaded YAML config: passed as --config, the form's flags win
 
     def compose(self) -> ComposeResult:
-        with Horizontal(classes="row"):
+        with Horizontal(classes="row buttons", id="train-top"):
             yield Label("Run dir", classes="field-label")
             yield Input(self.default_output(), id="train-output")
-        with Horizontal(classes="row buttons"):
             yield Button("Start", id="train-start", variant="success")
             yield Button("Stop", id="train-stop", variant="error", disabled=True)
             yield Button("Resume", id="train-resume", disabled=True)
-        with Vertical(id="train-progress-box"):
+        with ProgressBox(id="train-progress-box"):
             yield ProgressBar(total=1, id="train-progress", show_eta=False)  # determinate until a run starts
             yield Static("idle", id="train-status", markup=False)
             yield Static("", id="train-ranks", markup=False)
@@ -97,11 +158,19 @@ class TrainPane(VerticalScroll):
                 yield Select([(l, l) for l in LOSSES], value="sigmoid", allow_blank=False, id="train-loss")
                 yield Label("processes", classes="form-label")
                 yield Input("1", id="train-processes", classes="form-input")
-            with Horizontal(id="train-hosts-row"):
+            with Horizontal(classes="train-wide-row"):
+                yield Label("from adapter", classes="form-label")
+                yield Input(id="train-init_adapter", classes="train-wide",
+                            placeholder="optional: a run dir to continue from (reference = base + it)")
+            with Horizontal(classes="train-wide-row"):
                 yield Label("hosts file", classes="form-label")
-                yield Input(id="train-hostfile", placeholder="optional: mlx.launch JSON hostfile")
+                yield Input(id="train-hostfile", classes="train-wide", placeholder="optional: mlx.launch JSON hostfile")
         yield MetricsCharts(id="train-charts")
         yield RichLog(id="train-log", max_lines=2000, wrap=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#train-log", RichLog).border_title = "log"
+        self.update_resume()
 
     def field_defaults(self) -> dict:
         """The engine's defaults, or the demo's settings when the model is the bundled demo model."""
@@ -124,6 +193,41 @@ class TrainPane(VerticalScroll):
     def default_output(self) -> str:
         return str(Path(self.app.runs_root) / datetime.now().strftime("run-%Y%m%d-%H%M%S"))
 
+    @property
+    def running(self) -> bool:
+        return bool(self.process and self.process.running)
+
+    # ------------------------------------------------------------------ keys and focus
+    def focus_first(self) -> None:
+        """Start when it can start; while a run goes, the progress line (never Stop: Enter would stop the run)."""
+        start = self.query_one("#train-start", Button)
+        self.app.focus_if_shown(start if not start.disabled else self.query_one(ProgressBox))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("start", "load_config"):
+            return None if self.running else True
+        if action == "stop":
+            return True if self.running else None
+        if action == "resume":
+            return None if self.running or self.query_one("#train-resume", Button).disabled else True
+        return True
+
+    def why_not(self, action: str) -> str:
+        if action == "stop":
+            return "no training run is going"
+        if action == "resume":
+            return "nothing to resume: the run dir holds no unfinished run with a checkpoint"
+        return "a training run is going"
+
+    def action_start(self) -> None:
+        self.start()
+
+    def action_stop(self) -> None:
+        self.stop()
+
+    def action_resume(self) -> None:
+        self._resume_pressed()
+
     # ------------------------------------------------------------------ form
     def form_flags(self) -> dict:
         flags: dict = {"model": self.app.model, "data": self.app.data_path,
@@ -133,33 +237,77 @@ class TrainPane(VerticalScroll):
             flags["valid_data"] = self.app.valid_path
         if self.app.quantize:
             flags["quantize"] = self.app.quantize
+        if init := self.query_one("#train-init_adapter", Input).value.strip():
+            flags["init_adapter"] = init
         for name, label, _ in FIELDS:
             raw = self.query_one(f"#train-{name}", Input).value.strip()
             if not raw:
                 continue
             try:
-                flags[name] = float(raw) if name in ("learning_rate", "beta") else int(raw)
+                flags[name] = float(raw) if name in FLOAT_FIELDS else int(raw)
             except ValueError:
-                raise UsageError(f"{label}: expected a number, got {raw!r}") from None
+                raise UsageError(f"config: {name}: expected a number, got {raw!r}") from None
         return flags
 
     def args_for(self, flags: dict, resume: bool = False) -> list[str]:
-        args = []
+        args = ["--config", self.config_file] if self.config_file and not resume else []
         for k, v in flags.items():
             if v is not None:
                 args += ["--" + k.replace("_", "-"), str(v)]
         return args + (["--resume"] if resume else [])
 
-    @on(Button.Pressed, "#train-start")
-    def start(self) -> None:
+    def checked_flags(self) -> dict:
+        """The form as flags, checked by the engine's own validation; a UsageError names the field by its
+        label and focuses it."""
         try:
             flags = self.form_flags()
             for key, what in (("model", "a model on the Model tab"), ("data", "a pairs file on the Data tab"),
                               ("output", "a run dir")):
                 if not flags.get(key):
                     raise UsageError(f"choose {what} first")
-            cfg = build_config({}, flags)  # the engine's own validation, before a process is started
-            processes, hostfile = self.distribution(cfg.batch_size)
+            yaml_values = load_config_file(self.config_file) if self.config_file else {}
+            build_config(yaml_values, flags, {k: self.config_file for k in yaml_values})
+        except UsageError as e:
+            text, key = friendly(str(e))
+            self.mark_invalid(key)
+            raise UsageError(text) from None
+        return flags
+
+    def mark_invalid(self, key: str | None) -> None:
+        for widget in self.query(".-invalid-field"):
+            widget.remove_class("-invalid-field")
+        try:
+            widget = self.query_one(f"#train-{key}") if key else None
+        except NoMatches:
+            widget = None
+        if widget is None:
+            return
+        widget.add_class("-invalid-field")
+        self.query_one("#train-settings", Collapsible).collapsed = False
+        self.app.focus_if_shown(widget)
+
+    @on(Input.Changed)
+    def _field_changed(self, event: Input.Changed) -> None:
+        event.input.remove_class("-invalid-field")
+        if event.input.id == "train-output":
+            self.update_resume()
+
+    def update_resume(self) -> None:
+        """Resume is possible when the run dir holds an unfinished run with a checkpoint."""
+        run = self.query_one("#train-output", Input).value.strip()
+        info = read_run(run) if run else None
+        resumable = bool(info and info.checkpoints and not info.finished)
+        self.query_one("#train-resume", Button).disabled = self.running or not resumable
+        self.refresh_bindings()
+
+    @on(Button.Pressed, "#train-start")
+    def start(self) -> None:
+        if self.running:
+            self.app.notify("a training run is already going", severity="warning")
+            return
+        try:
+            flags = self.checked_flags()
+            processes, hostfile = self.distribution(int(flags.get("batch_size") or 4))
         except UsageError as e:
             self.app.notify(str(e), severity="error", timeout=8)
             return
@@ -168,8 +316,12 @@ class TrainPane(VerticalScroll):
 
     def distribution(self, batch_size: int) -> tuple[int, str | None]:
         """(processes, hostfile) from the form, checked against the global batch size."""
-        return check_distribution(self.query_one("#train-processes", Input).value,
-                                  self.query_one("#train-hostfile", Input).value, batch_size)
+        try:
+            return check_distribution(self.query_one("#train-processes", Input).value,
+                                      self.query_one("#train-hostfile", Input).value, batch_size)
+        except UsageError as e:
+            self.mark_invalid("hostfile" if str(e).startswith("hosts file") else "processes")
+            raise
 
     @on(Button.Pressed, "#train-resume")
     def _resume_pressed(self) -> None:
@@ -177,14 +329,14 @@ class TrainPane(VerticalScroll):
 
     def resume(self, run: str) -> None:
         info = read_run(run)
+        if info.finished:
+            self.continue_from(run, why=f"{Path(run).name} already finished ({info.last_step} steps)")
+            return
         if not info.checkpoints:
             self.app.notify(f"{run}: no checkpoint to resume", severity="error")
             return
         self.query_one("#train-output", Input).value = run
         self.show_config(info.config)
-        if info.finished:
-            self.app.notify(f"{run} already finished ({info.last_step} steps); start a new run instead")
-            return
         try:
             processes, hostfile = self.distribution(int(info.config.get("batch_size") or 1))
         except UsageError as e:
@@ -194,58 +346,102 @@ class TrainPane(VerticalScroll):
         self.launch(run, ["--output", run, "--resume"], info.config.get("iters") or 0, resume=True,
                     processes=processes, hostfile=hostfile)
 
+    def continue_from(self, run: str, why: str = "") -> None:
+        """Fill the form for a new run that starts from `run`'s adapter (the one way on from a finished run)."""
+        info = read_run(run)
+        self.show_config(info.config)
+        self.query_one("#train-init_adapter", Input).value = str(run)
+        self.query_one("#train-output", Input).value = self.fresh_output(f"{Path(run).name}-cont")
+        self.query_one("#train-settings", Collapsible).collapsed = False
+        lead = f"{why}: " if why else ""
+        self.app.notify(f"{lead}the form now holds a new run that continues from its adapter — ctrl+s starts it",
+                        timeout=10)
+        self.focus_first()
+
+    def fresh_output(self, name: str) -> str:
+        base = Path(self.app.runs_root) / name
+        candidate, n = base, 2
+        while candidate.exists():
+            candidate, n = Path(f"{base}-{n}"), n + 1
+        return str(candidate)
+
     def show_config(self, config: dict) -> None:
         """Fill the form with a run's saved settings (what a resumed run will use)."""
         for name, _, _ in FIELDS:
             if config.get(name) is not None:
-                self.query_one(f"#train-{name}", Input).value = str(config[name])
+                value = config[name]
+                self.query_one(f"#train-{name}", Input).value = form_text(value) if isinstance(value, float) else str(value)
         if config.get("loss") in LOSSES:
             self.query_one("#train-loss", Select).value = config["loss"]
+        if "init_adapter" in config:
+            self.query_one("#train-init_adapter", Input).value = str(config["init_adapter"] or "")
 
     @on(Button.Pressed, "#train-stop")
     def stop(self) -> None:
-        if self.process and self.process.running:
+        if self.running:
             self.process.stop()
             self.query_one("#train-status", Static).update("stopping after this step (saving a checkpoint) …")
 
     def launch(self, run_dir: str, args: list[str], total: int, resume: bool = False, processes: int = 1,
                hostfile: str | None = None) -> None:
         """Start the trainer on `run_dir`; `total` is the form's step count until the trainer says its own."""
-        if self.process and self.process.running:
+        if self.running:
             self.app.notify("a training run is already going", severity="warning")
             return
         if not resume and (Path(run_dir) / "config.yaml").exists():
-            self.app.notify(f"{run_dir} already holds a run: press Resume to continue it, or change the run dir",
-                            severity="error", timeout=8)
+            self.refuse_used_run_dir(run_dir)
             return
         self.total_steps = int(total or 0)
-        self.started, self.first_step = time.monotonic(), None
+        self.first_step, self.clock = None, EtaClock()
         self.app.run_dir = run_dir
-        self.query_one(MetricsCharts).reset()  # a resumed run's earlier rows come from its metrics file
+        self.query_one(MetricsCharts).reset()  # fresh axes; a resumed run's earlier rows come from its file
         self.query_one("#train-log", RichLog).clear()
-        self.query_one("#train-progress", ProgressBar).update(total=self.total_steps or None, progress=0)
+        self.query_one("#train-progress", ProgressBar).update(total=None, progress=0)
         self.process = TrainingProcess(self, run_dir, args, processes, hostfile)
         ranks = self.query_one("#train-ranks", Static)
         ranks.update("")
         ranks.display = False  # shown once a data-parallel run reports per-rank figures
         self.set_running(True)
+        self.query_one("#train-settings", Collapsible).collapsed = True  # room for the charts (stays so)
         self.query_one("#train-status", Static).update("starting: loading the model and computing reference log-probs …")
         self.run_process()
+        self.app.refresh_runs()
+
+    def refuse_used_run_dir(self, run_dir: str) -> None:
+        """A run dir that holds a run: say the one way on (Resume, or a fresh folder filled in)."""
+        info = read_run(run_dir)
+        if info.checkpoints and not info.finished:
+            self.update_resume()
+            self.app.notify(f"{run_dir} holds an unfinished run: Resume (ctrl+r) continues it; to start over, "
+                            "change the run dir", severity="warning", timeout=10)
+            return
+        what = "a finished run" if info.finished else "a run that saved nothing"
+        self.query_one("#train-output", Input).value = fresh = self.default_output()
+        if fresh == run_dir:
+            fresh = self.query_one("#train-output", Input).value = self.fresh_output(Path(run_dir).name)
+        self.app.notify(f"{run_dir} holds {what}; the run dir is now {fresh} — ctrl+s starts there", severity="warning",
+                        timeout=10)
 
     @work(exclusive=True, group="training")
     async def run_process(self) -> None:
         await self.process.run()  # an async worker: the subprocess needs no thread (and no MLX here)
 
     def set_running(self, running: bool) -> None:
+        focused = self.app.focused
+        was_here = focused is None or self in focused.ancestors
+        if running:
+            # Move the focus to the progress line *before* Start is disabled: a disabled focused widget
+            # hands the focus on, and it must never land on Stop.
+            self.app.focus_if_shown(self.query_one(ProgressBox))
         self.query_one("#train-start", Button).disabled = running
-        self.query_one("#train-resume", Button).disabled = running
         self.query_one("#train-stop", Button).disabled = not running
         self.query_one("#train-output", Input).disabled = running
         for widget in self.query("#train-settings Input, #train-settings Select"):
             widget.disabled = running  # edits would not reach a running process
-        self.query_one("#train-settings", Collapsible).collapsed = running  # make room for the charts
         self.app.training_running = running
-        (self.query_one("#train-stop" if running else "#train-start", Button)).focus()
+        self.update_resume()
+        if not running and was_here:
+            self.focus_first()
 
     # ------------------------------------------------------------------ process events
     def on_training_log(self, message: TrainingLog) -> None:
@@ -262,12 +458,14 @@ class TrainPane(VerticalScroll):
 
     def on_training_task(self, message: TrainingTask) -> None:
         if self.starting():  # tokenizing, the reference pass (an eval during training keeps the step line)
+            self.query_one("#train-progress", ProgressBar).update(total=max(1, message.total), progress=message.done)
             self.query_one("#train-status", Static).update(
                 f"starting: {message.label} {message.done}/{message.total} …")
 
     def on_training_started(self, message: TrainingStarted) -> None:
         self.total_steps = message.total_steps
         self.query_one("#train-progress", ProgressBar).update(total=self.total_steps, progress=message.step)
+        self.app.refresh_runs()
 
     def on_training_progress(self, message: TrainingProgress) -> None:
         self.total_steps = message.total_steps
@@ -282,9 +480,8 @@ class TrainPane(VerticalScroll):
         now = time.monotonic()
         if self.first_step is None:
             self.first_step = (last["step"], now)
-        step0, t0 = self.first_step
-        rate = (last["step"] - step0) / (now - t0) if now > t0 and last["step"] > step0 else None
-        eta = fmt_eta((self.total_steps - last["step"]) / rate) if rate and self.total_steps else "…"
+        self.clock.update(last["step"], now)
+        eta = self.clock.eta(last["step"], self.total_steps)
         self.query_one("#train-status", Static).update(
             f"step {last['step']}/{self.total_steps or '?'} · ETA {eta} · {last['tokens_per_second']:.0f} tok/s · "
             f"loss {last['loss']:.4f} · acc {last['rewards/accuracies']:.2f} · margin {last['rewards/margins']:.3f}")
@@ -297,14 +494,71 @@ class TrainPane(VerticalScroll):
         if self.app.quit_after_training:
             self.app.exit()
             return
+        if message.returncode == 0:
+            self.query_one("#train-output", Input).value = self.default_output()  # ready for the next run
         self.set_running(False)
         self.query_one("#train-status", Static).update(message.message)
         self.query_one("#train-log", RichLog).write(message.message)
         severity = "information" if message.returncode in (0, 130) else "error"
         self.app.notify(message.message, severity=severity, timeout=10)
-        self.query_one("#train-resume", Button).disabled = message.returncode == 0
-        if message.returncode == 130:
-            self.query_one("#train-resume", Button).focus()
-        if message.returncode == 0:
-            self.query_one("#train-output", Input).value = self.default_output()  # ready for the next run
         self.app.refresh_runs()
+
+    # ------------------------------------------------------------------ config file and command
+    def action_show_command(self) -> None:
+        """The `mlx-dpo train …` line this form would run (written to the log, and to the clipboard)."""
+        try:
+            flags = self.form_flags()
+        except UsageError as e:
+            self.app.notify(friendly(str(e))[0], severity="error")
+            return
+        line = shlex.join(["mlx-dpo", "train", *self.args_for({k: v for k, v in flags.items() if v})])
+        self.query_one("#train-log", RichLog).write(line)
+        self.app.copy_to_clipboard(line)
+        self.app.notify(f"{line}\n(in the log below, and copied)", timeout=15)
+
+    def action_save_config(self) -> None:
+        default = self.config_file or str(Path(self.app.runs_root) / "train.yaml")
+        self.app.push_screen(PathPrompt("Save the Train form as a YAML config (for mlx-dpo train --config):",
+                                        default, "Save"), self.save_config)
+
+    def save_config(self, path: str | None) -> None:
+        if not path:
+            return
+        try:
+            flags = self.form_flags()
+        except UsageError as e:
+            self.app.notify(friendly(str(e))[0], severity="error")
+            return
+        values = load_config_file(self.config_file) if self.config_file else {}
+        values.update({k: v for k, v in flags.items() if v is not None and k != "output"})
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
+        except OSError as e:
+            self.app.notify(f"could not save {path}: {e}", severity="error")
+            return
+        self.app.notify(f"saved the form to {path}")
+
+    def action_load_config(self) -> None:
+        default = self.config_file or str(Path(self.app.runs_root) / "train.yaml")
+        self.app.push_screen(PathPrompt("Fill the Train form from a YAML config:", default, "Open"), self.load_config)
+
+    def load_config(self, path: str | None) -> None:
+        if not path:
+            return
+        try:
+            values = load_config_file(path)
+        except UsageError as e:
+            self.app.notify(str(e), severity="error", timeout=8)
+            return
+        self.show_config(values)
+        if values.get("model"):
+            self.app.model = str(values["model"])
+        if values.get("data"):
+            self.app.data_path = str(values["data"])
+        if "valid_data" in values:
+            self.app.valid_path = values["valid_data"] or None
+        if values.get("output"):
+            self.query_one("#train-output", Input).value = str(values["output"])
+        self.config_file = path  # keys the form has no field for travel as --config
+        self.app.notify(f"loaded {path}")

@@ -1,0 +1,519 @@
+"""Where the data lives (Parquet, dataset folders, hub ids in the local cache), real datasets' schemas,
+--skip-invalid, --min-score-margin, and validate's counts and problems."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mlx_dpo.cli import main
+from mlx_dpo.data.pairs import DataKeys, load_pairs
+from mlx_dpo.data.prepare import prepare, problem_of
+from mlx_dpo.data.sources import DataSpec, cached_datasets, resolve, select_files
+from mlx_dpo.errors import UsageError
+
+import hf_datasets as hfd
+from hf_datasets import A, U
+
+UF = "HuggingFaceH4/ultrafeedback_binarized"
+
+
+def validate_json(capsys, *args):
+    code = main(["validate", *map(str, args), "--json"])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, json.loads(out), err
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache for this test (HF_HOME and HF_HUB_CACHE point into tmp)."""
+    home = tmp_path / "hf-home"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (home / "hub").mkdir(parents=True)
+    return home / "hub"
+
+
+@pytest.fixture
+def uf_cached(hf_cache, tmp_path):
+    """UltraFeedback (4 train_prefs, 2 test_prefs rows) as a snapshot in the fake cache."""
+    folder = hfd.ultrafeedback_folder(tmp_path / "uf-repo")
+    snap = hfd.add_to_hub_cache(hf_cache, UF, folder)
+    return snap
+
+
+# ======================================================================= Parquet files
+
+def test_parquet_file_reads_like_jsonl(tmp_path):
+    rows = [{"prompt": "q1", "chosen": "a", "rejected": "b"}, {"prompt": "q2", "chosen": "c", "rejected": "d"}]
+    p = hfd.write_parquet(tmp_path / "d.parquet", rows)
+    result = load_pairs(p)
+    assert result.errors == [] and result.rows == 2
+    assert [q.prompt for q in result.pairs] == [[{"role": "user", "content": "q1"}], [{"role": "user", "content": "q2"}]]
+    assert [q.source for q in result.pairs] == [f"{p}:0", f"{p}:1"]  # the 0-based row index
+
+
+def test_parquet_row_errors_name_file_and_row_index(tmp_path):
+    rows = [{"prompt": "q", "chosen": "a", "rejected": "b"}] * 3
+    rows[1] = {"prompt": "q", "chosen": "same", "rejected": "same"}
+    p = hfd.write_parquet(tmp_path / "d.parquet", rows)
+    assert load_pairs(p).errors == [f"{p}:1: chosen,rejected: chosen and rejected are identical"]
+
+
+def test_parquet_without_suffix_is_sniffed(tmp_path):
+    p = hfd.write_parquet(tmp_path / "d.data", [{"prompt": "q", "chosen": "a", "rejected": "b"}])
+    assert len(load_pairs(p).pairs) == 1
+
+
+def test_corrupt_parquet_is_one_file_error_and_nothing_is_written(tmp_path, capsys, tiny_model):
+    p = hfd.write_parquet(tmp_path / "d.parquet", [{"prompt": "q", "chosen": "a", "rejected": "b"}] * 50)
+    p.write_bytes(p.read_bytes()[:-40])  # the footer is gone
+    errors = load_pairs(p).errors
+    assert len(errors) == 1 and errors[0].startswith(f"{p}: file: not a readable Parquet file")
+    assert main(["train", "--model", tiny_model, "--data", str(p), "--output", str(tmp_path / "run"),
+                 "--iters", "1", "--skip-invalid"]) == 2  # a broken file is not a bad row
+    out, err = capsys.readouterr()
+    assert f"{p}: file: not a readable Parquet file" in err and "Traceback" not in out + err
+    assert not (tmp_path / "run").exists()
+
+
+def test_jsonl_gz_is_decompressed(tmp_path):
+    p = hfd.write_jsonl(tmp_path / "train.jsonl.gz", hfd.HH_ROWS, gz=True)
+    assert len(load_pairs(p).pairs) == 2
+
+
+# ======================================================================= dataset folders
+
+def test_folder_with_card_configs_picks_the_split(tmp_path, capsys):
+    folder = hfd.ultrafeedback_folder(tmp_path / "uf")
+    code, rep, _ = validate_json(capsys, folder, "--split", "train_prefs")
+    assert code == 0 and rep["rows"] == 4 and rep["valid_pairs"] == 4
+    assert rep["source"]["files"] == [str(folder / "data/train_prefs-00000-of-00001.parquet")]
+    code, rep, _ = validate_json(capsys, folder, "--split", "test_prefs")
+    assert code == 0 and rep["rows"] == 2
+
+
+def test_folder_without_the_split_names_the_splits_and_the_flag(tmp_path, capsys):
+    folder = hfd.ultrafeedback_folder(tmp_path / "uf")
+    assert main(["validate", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {folder}: no split 'train' in config 'default' (splits: train_prefs, test_prefs); " \
+           "pass --split NAME" in err
+
+
+@pytest.mark.parametrize("layout", [
+    ["data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet", "data/test-00000-of-00001.parquet"],
+    ["train/part-0.parquet", "train/part-1.parquet", "test/part-0.parquet"],
+    ["train-00000-of-00002.jsonl", "train-00001-of-00002.jsonl", "test.jsonl"],
+    ["data/train.jsonl", "data/train-extra.json", "data/test.jsonl"],  # train-extra is not a train shard
+])
+def test_conventional_folder_layouts(tmp_path, layout):
+    root = tmp_path / "ds"
+    (root / "data").mkdir(parents=True)
+    rows = [{"prompt": f"q{i}", "chosen": "a", "rejected": "b"} for i in range(2)]
+    for rel in layout:
+        (hfd.write_parquet if rel.endswith(".parquet") else hfd.write_jsonl)(root / rel, rows)
+    expected = [rel for rel in layout if "test" not in rel and "extra" not in rel]
+    src = resolve(DataSpec(str(root)))
+    assert [f.label for f in src.files] == [str(root / rel) for rel in sorted(expected)]
+    assert len(load_pairs(str(root)).pairs) == 2 * len(expected)
+    assert len(load_pairs(str(root), split="test").pairs) == 2
+
+
+def test_subset_folder_and_gzipped_shards_like_hh_rlhf(tmp_path):
+    root = tmp_path / "hh"
+    (root / ".gitattributes").parent.mkdir(parents=True)
+    (root / ".gitattributes").write_text("*.gz filter=lfs\n")
+    for sub in ("harmless-base", "helpful-base"):
+        hfd.write_jsonl(root / sub / "train.jsonl.gz", hfd.HH_ROWS, gz=True)
+        hfd.write_jsonl(root / sub / "test.jsonl.gz", hfd.HH_ROWS[:1], gz=True)
+    hfd.write_jsonl(root / "red-team-attempts/red_team_attempts.jsonl.gz", [{"transcript": "x"}], gz=True)
+    assert len(load_pairs(str(root)).pairs) == 4  # both subsets' train files, not the red-team file
+    harmless = load_pairs(str(root), subset="harmless-base", split="test")
+    assert len(harmless.pairs) == 1 and harmless.schema.name == "hh"
+    with pytest.raises(UsageError, match="no data files under nope/"):
+        load_pairs(str(root), subset="nope")
+
+
+def test_single_unnamed_file_is_the_train_split_like_orca(tmp_path):
+    root = tmp_path / "orca"
+    hfd.write_jsonl(root / "orca_rlhf.jsonl", hfd.ORCA_ROWS)
+    (root / "README.md").write_text("# Orca DPO pairs\n")
+    result = load_pairs(str(root))
+    assert len(result.pairs) == 2 and result.schema.name == "orca"
+
+
+def test_plain_folder_is_still_a_directory_error(tmp_path):
+    hfd.write_jsonl(tmp_path / "mine.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"}])
+    with pytest.raises(UsageError, match="is a directory"):
+        load_pairs(tmp_path)
+
+
+def test_select_files_from_card_configs_and_data_dir():
+    card = "---\nconfigs:\n- config_name: en\n  data_dir: en\n- config_name: fr\n  data_files: fr/*.parquet\n---\n"
+    files = ["en/train.parquet", "en/test.parquet", "fr/a.parquet", "README.md"]
+    assert select_files("x", files, card, "train", "en") == ["en/train.parquet"]
+    assert select_files("x", files, card, "train", "fr") == ["fr/a.parquet"]
+    with pytest.raises(UsageError, match=r"several configs \(en, fr\); pass --data-config NAME"):
+        select_files("x", files, card, "train", None)
+    with pytest.raises(UsageError, match=r"no config 'de' \(configs: en, fr\)"):
+        select_files("x", files, card, "train", "de")
+
+
+# ======================================================================= hub ids and the local cache
+
+def test_hub_id_resolves_in_the_local_cache_offline(uf_cached, capsys):
+    code, rep, _ = validate_json(capsys, UF, "--split", "train_prefs")
+    assert code == 0 and rep["rows"] == 4 and rep["valid_pairs"] == 4
+    assert rep["file"] == UF
+    assert rep["source"]["kind"] == "hub" and rep["source"]["revision"] == "a" * 40
+    assert rep["source"]["files"] == [f"{UF}/data/train_prefs-00000-of-00001.parquet"]
+    assert rep["schema"]["name"] == "ultrafeedback"
+    assert cached_datasets() == [UF]
+
+
+def test_hub_id_mapping_line_in_the_human_report(uf_cached, capsys):
+    assert main(["validate", UF, "--split", "train_prefs"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"data: {UF}@aaaaaaa (local cache), split train_prefs: data/train_prefs-00000-of-00001.parquet"
+    assert out[1].startswith(f"data: {UF}: schema UltraFeedback (HuggingFaceH4/ultrafeedback_binarized): prompt = ")
+    assert "ignored: prompt, prompt_id, messages" in out[1]
+    assert out[2] == f"{UF}: 4 rows, 4 valid pairs (implicit 4), 0 error(s)"
+
+
+def test_hub_row_errors_name_the_repo_file_and_row(hf_cache, tmp_path, capsys):
+    folder = hfd.ultrafeedback_folder(tmp_path / "uf")
+    rows = hfd.ultrafeedback_rows(3)
+    rows[2]["rejected"] = rows[2]["chosen"]
+    hfd.write_parquet(folder / "data/train_prefs-00000-of-00001.parquet", rows)
+    hfd.add_to_hub_cache(hf_cache, UF, folder)
+    code, rep, err = validate_json(capsys, UF, "--split", "train_prefs")
+    assert code == 2
+    line = f"{UF}/data/train_prefs-00000-of-00001.parquet:2: chosen,rejected: chosen and rejected are identical"
+    assert err.splitlines() == [line]
+    assert rep["problems"] == [{"file": f"{UF}/data/train_prefs-00000-of-00001.parquet", "line": 2,
+                                "field": "chosen,rejected", "message": "chosen and rejected are identical"}]
+
+
+def test_hub_revision_picks_the_snapshot(hf_cache, tmp_path, capsys):
+    old = hfd.ultrafeedback_folder(tmp_path / "old", train=2)
+    new = hfd.ultrafeedback_folder(tmp_path / "new", train=5)
+    hfd.add_to_hub_cache(hf_cache, UF, old, commit="1" * 40, ref=None)
+    hfd.add_to_hub_cache(hf_cache, UF, new, commit="2" * 40)
+    assert validate_json(capsys, UF, "--split", "train_prefs")[1]["rows"] == 5
+    assert validate_json(capsys, UF, "--split", "train_prefs", "--data-revision", "1" * 40)[1]["rows"] == 2
+    assert main(["validate", UF, "--split", "train_prefs", "--data-revision", "v9"]) == 2
+    assert "not in the local Hugging Face cache" in capsys.readouterr().err
+
+
+def test_hub_id_not_cached_offline_is_one_line(hf_cache, capsys):
+    assert main(["validate", "nobody/nothing"]) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: nobody/nothing: no such file or folder, and not in the "
+                                                   "local Hugging Face cache")
+    assert "offline" in lines[0] and "Traceback" not in out + err
+
+
+def test_missing_relative_file_is_not_taken_for_a_hub_id(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match=r"^data/train.jsonl: no such file$"):
+        load_pairs("data/train.jsonl")
+
+
+def test_online_downloads_only_the_split(monkeypatch, hf_cache, tmp_path):
+    """Online: list the repo, fetch README.md, then snapshot_download only the split's files."""
+    import huggingface_hub
+
+    folder = hfd.ultrafeedback_folder(tmp_path / "uf")
+    calls = {}
+
+    class Api:
+        def list_repo_files(self, repo_id, repo_type=None, revision=None):
+            calls["list"] = (repo_id, repo_type, revision)
+            return ["README.md", ".gitattributes", "data/train_prefs-00000-of-00001.parquet",
+                    "data/test_prefs-00000-of-00001.parquet"]
+
+    def hf_hub_download(repo_id, filename, repo_type=None, revision=None, cache_dir=None):
+        return str(folder / filename)
+
+    def snapshot_download(repo_id, repo_type=None, revision=None, cache_dir=None, allow_patterns=None):
+        calls["snapshot"] = (repo_type, sorted(allow_patterns), cache_dir)
+        return str(hfd.add_to_hub_cache(Path(cache_dir), repo_id, folder, commit="c" * 40))
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    src = resolve(DataSpec(UF, "test_prefs"))
+    assert calls["list"] == (UF, "dataset", None)
+    assert calls["snapshot"] == ("dataset", ["README.md", "data/test_prefs-00000-of-00001.parquet"], str(hf_cache))
+    assert src.origin == "downloaded" and [f.label for f in src.files] == [f"{UF}/data/test_prefs-00000-of-00001.parquet"]
+
+
+def test_online_failure_falls_back_to_the_cache(monkeypatch, uf_cached):
+    import huggingface_hub
+
+    class Api:
+        def list_repo_files(self, *a, **k):
+            raise ConnectionError("Max retries exceeded")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
+    src = resolve(DataSpec(UF, "train_prefs"))
+    assert src.origin == "local cache" and len(src.files) == 1
+
+
+# ======================================================================= schemas of real datasets
+
+@pytest.mark.parametrize("name, rows, schema, prompt, chosen", [
+    ("ultrafeedback", hfd.ultrafeedback_rows(2), "ultrafeedback",
+     [U("How can I develop a habit of drawing daily? (0)")], "Start small"),
+    ("capybara", hfd.capybara_rows(), "capybara",
+     [U("What is the capital of France?"), A("Paris."), U("And its population?")], "About 2.1 million"),
+    ("orca", hfd.ORCA_ROWS, "orca",
+     [U("You will be given a definition of a task first. Translate 'hello' to French.")], "Bonjour."),
+    ("hh", hfd.HH_ROWS, "hh", [U("What are some cuss words in english?")], "I'd rather not"),
+    ("trl-implicit", hfd.TRL_IMPLICIT_ROWS, "implicit", [U("Name a primary color.")], "Red."),
+    ("instruction", hfd.INSTRUCTION_ROWS, "instruction",
+     [U("Summarise the text.\n\nThe cat sat on the mat all day.")], "A cat spent"),
+])
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_real_schemas_are_recognised_without_flags(tmp_path, name, rows, schema, prompt, chosen, fmt):
+    p = (hfd.write_parquet if fmt == "parquet" else hfd.write_jsonl)(tmp_path / f"{name}.{fmt}", rows)
+    result = load_pairs(p)
+    assert result.errors == [], result.errors
+    assert result.schema.name == schema
+    first = result.pairs[0]
+    for m in first.prompt:  # Parquet structs may carry the keys in another order
+        m.pop("name", None)
+    assert first.prompt == [{"role": m["role"], "content": m["content"]} for m in prompt]
+    assert first.chosen[-1]["content"].startswith(chosen) and first.chosen[-1]["role"] == "assistant"
+    assert result.schema.describe().startswith("schema ")
+
+
+def test_orca_system_prompt_is_kept_and_empty_system_dropped(tmp_path):
+    pairs = load_pairs(hfd.write_jsonl(tmp_path / "orca.jsonl", hfd.ORCA_ROWS)).pairs
+    assert pairs[0].prompt[0]["role"] == "user"
+    assert pairs[1].prompt[0] == {"role": "system", "content": hfd.ORCA_ROWS[1]["system"]}
+
+
+def test_ultrafeedback_bad_row_is_reported_as_the_conversation_problem(tmp_path):
+    rows = hfd.ultrafeedback_rows(2)
+    rows[1]["rejected"] = [U("q")]  # no answer at all
+    p = hfd.write_jsonl(tmp_path / "uf.jsonl", rows)
+    assert load_pairs(p).errors == [f"{p}:2: rejected: missing assistant turn: the conversation must end with the answer"]
+
+
+def test_unknown_schema_lists_columns_and_the_flags(tmp_path, capsys):
+    p = hfd.write_jsonl(tmp_path / "x.jsonl", [{"query": "q", "response_good": "a", "response_bad": "b", "sys": "s"}])
+    errors = load_pairs(p).errors
+    assert errors[0] == (f"{p}:1: columns: unknown schema: no chosen/rejected columns; columns found: query, "
+                         "response_good, response_bad, sys; map them with --prompt-key query --chosen-key "
+                         "response_good --rejected-key response_bad --system-key sys (--prompt-key, --chosen-key, "
+                         "--rejected-key, --system-key)")
+    code = main(["validate", str(p), "--prompt-key", "query", "--chosen-key", "response_good",
+                 "--rejected-key", "response_bad", "--system-key", "sys"])
+    out = capsys.readouterr().out
+    assert code == 0 and "schema from flags: prompt = query" in out
+
+
+def test_flags_win_over_recognition(tmp_path):
+    rows = [{"question": "q", "prompt": "other", "chosen": "a", "rejected": "b"}]
+    p = hfd.write_jsonl(tmp_path / "d.jsonl", rows)
+    pair = load_pairs(p, DataKeys(prompt="question")).pairs[0]
+    assert pair.prompt == [{"role": "user", "content": "q"}]
+
+
+# ======================================================================= --min-score-margin
+
+def test_min_score_margin_drops_close_pairs(tmp_path, capsys):
+    rows = hfd.ultrafeedback_rows(6)  # margins: 2.5, 2.5, -1.0, 2.5, 1.5, 0.5
+    margins = [r["score_chosen"] - r["score_rejected"] for r in rows]
+    p = hfd.write_parquet(tmp_path / "uf.parquet", rows)
+    result = load_pairs(p, min_score_margin=1.0)
+    assert len(result.pairs) == sum(m >= 1.0 for m in margins) and result.filtered == sum(m < 1.0 for m in margins)
+    code, rep, _ = validate_json(capsys, p, "--min-score-margin", "1")
+    assert code == 0 and rep["filtered"] == result.filtered and rep["valid_pairs"] == len(result.pairs)
+
+
+def test_min_score_margin_without_score_columns_is_a_usage_error(tmp_path, capsys):
+    p = hfd.write_jsonl(tmp_path / "orca.jsonl", hfd.ORCA_ROWS)
+    assert main(["validate", str(p), "--min-score-margin", "1"]) == 2
+    assert "--min-score-margin needs score columns" in capsys.readouterr().err
+
+
+# ======================================================================= --skip-invalid and validate's counts
+
+ROWS_WITH_TWO_BAD = [{"prompt": f"Please describe {t}.", "chosen": f"Sure! {t} is lovely.", "rejected": "No."}
+                     for t in ("the sea", "a cat", "bread", "rain", "the moon", "music")]
+ROWS_WITH_TWO_BAD[1] = {"prompt": "q", "chosen": "x"}
+ROWS_WITH_TWO_BAD[4] = '{"prompt": "broken'
+
+
+def _bad_file(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in ROWS_WITH_TWO_BAD))
+    return p
+
+
+def test_validate_json_carries_the_problems(tmp_path, capsys):
+    p = _bad_file(tmp_path)
+    code, rep, err = validate_json(capsys, p)
+    assert code == 2 and (rep["rows"], rep["valid_pairs"], rep["errors"]) == (6, 4, 2)
+    assert [(q["file"], q["line"], q["field"]) for q in rep["problems"]] == [(str(p), 2, "rejected"), (str(p), 5, "json")]
+    assert rep["problems"][0]["message"] == "missing (expected a string or a list of messages)"
+
+
+def test_validate_skip_invalid_exits_0_and_says_what_would_train(tmp_path, capsys, tiny_model):
+    p = _bad_file(tmp_path)
+    assert main(["validate", str(p), "--model", tiny_model, "--skip-invalid"]) == 0
+    out = capsys.readouterr().out
+    assert "6 rows, 4 valid pairs (explicit 4), 2 error(s)" in out
+    assert "2 invalid row(s) left out (--skip-invalid)" in out and "4 pairs would train" in out
+    assert main(["validate", str(p), "--model", tiny_model]) == 2
+    out = capsys.readouterr().out
+    assert "pass --skip-invalid" in out and "4 pairs would train with --skip-invalid" in out
+
+
+def test_train_refuses_by_default_with_a_hint(tmp_path, capsys, tiny_model):
+    p = _bad_file(tmp_path)
+    assert main(["train", "--model", tiny_model, "--data", str(p), "--output", str(tmp_path / "run"),
+                 "--iters", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{p}:2: rejected: missing" in err and "pass --skip-invalid to train on the 4 valid pair(s)" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_skip_invalid_trains_on_the_valid_rows_and_lists_the_others(tmp_path, capsys, tiny_model):
+    p = _bad_file(tmp_path)
+    run = tmp_path / "run"
+    assert main(["train", "--model", tiny_model, "--data", str(p), "--output", str(run), "--iters", "1",
+                 "--batch-size", "2", "--skip-invalid", "--loss", "ipo", "--label-smoothing", "0.1"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {p}: skipped 2 invalid row(s) of 6 (--skip-invalid); 4 pairs kept:" in err
+    assert f"  {p}:2: rejected: missing (expected a string or a list of messages)" in err
+    assert "4 training pairs" in err
+    assert err.count("--label-smoothing 0.1 has no effect with --loss ipo") == 1
+    skipped = [json.loads(line) for line in (run / "skipped.jsonl").read_text().splitlines()]
+    assert [(s["source"], s["file"], s["line"], s["field"]) for s in skipped] == [
+        (str(p), str(p), 2, "rejected"), (str(p), str(p), 5, "json")]
+    assert (run / "adapters.safetensors").exists()
+
+
+def _model_whose_template_fails_on(word, tiny_model, tmp_path) -> str:
+    dst = tmp_path / "model"
+    shutil.copytree(tiny_model, dst)
+    cfg_path = dst / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["chat_template"] = ("{% for m in messages %}{% if '" + word + "' in m['content'] %}"
+                            "{{ raise_exception('cannot render this') }}{% endif %}"
+                            "{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
+                            "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+    cfg_path.write_text(json.dumps(cfg))
+    return str(dst)
+
+
+def test_validate_counts_agree_when_rendering_fails(tmp_path, capsys, tiny_model):
+    """Rows that fail the chat template are not valid pairs: the counts and `would train` agree."""
+    model = _model_whose_template_fails_on("FAIL", tiny_model, tmp_path)
+    rows = [{"prompt": f"FAIL {i}", "chosen": "a", "rejected": "b"} for i in range(3)]
+    rows.append({"prompt": "plain", "chosen": "a", "rejected": "b"})
+    p = hfd.write_jsonl(tmp_path / "d.jsonl", rows)
+    code, rep, err = validate_json(capsys, p, "--model", model)
+    assert code == 2
+    assert (rep["rows"], rep["valid_pairs"], rep["errors"], rep["trainable_pairs"]) == (4, 1, 3, 1)
+    assert rep["formats"] == {"explicit": 1}
+    assert [q["field"] for q in rep["problems"]] == ["template"] * 3
+    assert main(["validate", str(p), "--model", model]) == 2
+    out = capsys.readouterr().out
+    assert f"{p}: 4 rows, 1 valid pairs (explicit 1), 3 error(s)" in out
+
+
+def test_problem_of_parses_every_error_shape():
+    labels = ["/d/x.jsonl", "ORG/NAME/data/t.parquet"]
+    assert problem_of("/d/x.jsonl:3: chosen[0].role: missing", labels) == {
+        "file": "/d/x.jsonl", "line": 3, "field": "chosen[0].role", "message": "missing"}
+    assert problem_of("ORG/NAME/data/t.parquet: file: not a readable Parquet file (x: y)", labels) == {
+        "file": "ORG/NAME/data/t.parquet", "line": None, "field": "file", "message": "not a readable Parquet file (x: y)"}
+    assert problem_of("/d/x.jsonl:2: template: rendering failed: System role", labels)["field"] == "template"
+
+
+# ======================================================================= found on the way
+
+def test_label_smoothing_is_named_cdpo_and_flagged_where_ignored():
+    from mlx_dpo.config import TrainConfig
+    from mlx_dpo.train.losses import Loss
+
+    help_ = next(f for f in __import__("dataclasses").fields(TrainConfig) if f.name == "label_smoothing").metadata["help"]
+    assert "cDPO" in help_ and "robust" not in help_
+    assert Loss("sigmoid", label_smoothing=0.1).ignored_settings() == []
+    assert Loss("simpo", label_smoothing=0.1).ignored_settings() == []
+    assert Loss("hinge", label_smoothing=0.0).ignored_settings() == []
+    assert "no effect with --loss hinge" in Loss("hinge", label_smoothing=0.1).ignored_settings()[0]
+
+
+def test_export_names_the_base_by_absolute_path_or_hub_id(tmp_path, monkeypatch):
+    from mlx_dpo.export.card import base_model_ref
+
+    (tmp_path / "models/qwen25").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert base_model_ref("models/qwen25") == str(tmp_path / "models/qwen25")
+    assert base_model_ref("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen/Qwen2.5-0.5B-Instruct"
+    snap = tmp_path / "hub/models--Qwen--Qwen2.5-0.5B-Instruct/snapshots/abc123"
+    snap.mkdir(parents=True)
+    assert base_model_ref(str(snap)) == "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+def test_model_card_front_matter_holds_only_hub_ids(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from mlx_dpo.export.card import model_card
+
+    (tmp_path / "models/m").mkdir(parents=True)
+    (tmp_path / "adapter").mkdir()
+    monkeypatch.chdir(tmp_path)
+    adapter = {"fine_tune_type": "lora", "num_layers": 2, "lora_parameters": {"rank": 8, "scale": 20.0}}
+    cfg = SimpleNamespace(model="models/m", format="peft", output=str(tmp_path / "out"), adapter=str(tmp_path / "adapter"),
+                          quantize=None)
+    card = model_card(cfg, {"model_type": "llama"}, adapter, {"data": UF, "split": "train_prefs"}, "float32")
+    front = card.split("---")[1]
+    assert "base_model" not in front and f"datasets: [{UF}]" in front
+    assert str(tmp_path / "models/m") in card and f"`{UF}` (split train_prefs)" in card
+    cfg.model = "Qwen/Qwen2.5-0.5B-Instruct"
+    assert "base_model: Qwen/Qwen2.5-0.5B-Instruct" in model_card(cfg, {}, adapter, {"data": "x.jsonl"}, "float32")
+
+
+# ======================================================================= the tokenized-pairs cache
+
+def test_tokenized_pairs_are_cached_by_content_tokenizer_and_limits(tmp_path, monkeypatch, tiny_model):
+    from mlx_dpo.data import cache, prepare as prep
+    from mlx_dpo.model.load import load_tokenizer_only
+
+    monkeypatch.setattr(cache, "MIN_PAIRS", 0)
+    calls = []
+    real = prep.render_pairs
+    monkeypatch.setattr(prep, "render_pairs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    tok = load_tokenizer_only(tiny_model)
+    p = hfd.write_parquet(tmp_path / "uf.parquet", hfd.ultrafeedback_rows(5))
+    logs = []
+    first = prepare(p, DataKeys(), tok, 64, 32, log=logs.append)
+    again = prepare(p, DataKeys(), tok, 64, 32, log=logs.append)
+    assert len(calls) == 1 and any("from the cache" in line for line in logs)
+    assert [(q.prompt, q.chosen, q.rejected, q.source) for q in again.pairs] == \
+           [(q.prompt, q.chosen, q.rejected, q.source) for q in first.pairs]
+    assert again.report() == first.report()
+    prepare(p, DataKeys(), tok, 48, 24)  # other limits: tokenized again
+    assert len(calls) == 2
+    hfd.write_parquet(p, hfd.ultrafeedback_rows(5, offset=1))  # other content
+    prepare(p, DataKeys(), tok, 64, 32)
+    assert len(calls) == 3
+    for f in (Path(os.environ["MLX_DPO_CACHE"]) / "data").iterdir():
+        f.write_bytes(b"torn")  # a broken cache entry is tokenized again, not an error
+    assert len(prepare(p, DataKeys(), tok, 64, 32).pairs) == 5 and len(calls) == 4

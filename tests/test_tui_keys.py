@@ -1,0 +1,604 @@
+"""The app as keyboard users expect it (issue #15): safe controls, every action on a key, a defined
+first focus per tab, the `?` screen and the command palette, layouts that fit 80×24 and 100×30.
+
+Most tests use a stand-in engine (no MLX, no tokenizer) and a stand-in trainer that speaks the
+trainer's JSON events; those that need the engine's real answers (data rendering, model checks)
+use the tiny model."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import yaml
+from textual.widgets import Button, DataTable, Input, Static, TabbedContent, Tabs
+from textual.widgets._footer import FooterKey
+
+from tui.app import MlxDpoApp
+from tui.confirm import Confirm, ConfirmQuit, PathPrompt
+from tui.help_screen import HelpScreen
+from tui.messages import ChatDone, ChatLoaded, JobFailed, TrainingMetrics
+from tui.panes.chat_pane import ChatPane, Transcript
+from tui.panes.train_pane import EtaClock, ProgressBox, TrainPane, friendly
+from tui.widgets.charts import MetricsCharts, TidyFormatter, memory_unit, tidy_label
+
+from test_tui import text_of, use_stand_in_trainer, wait_for
+
+SIZE = (120, 40)
+
+
+class FakeEngine:
+    """The engine thread's interface, answering at once (chat) or not at all (data, memory)."""
+
+    def __init__(self):
+        self.chats: list[tuple[list[dict], str]] = []
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+    def inspect_data(self, *a, **kw):
+        pass
+
+    def estimate_memory(self, *a, **kw):
+        pass
+
+    def load_chat(self, reply_to, model, adapter):
+        reply_to.post_message(ChatLoaded("chat-load", f"{model} (stand-in)"))
+
+    def chat(self, reply_to, messages, sampling, variant="tuned"):
+        self.chats.append((messages, variant))
+        reply_to.post_message(ChatDone("chat", variant, f"answer {len(self.chats)}"))
+
+    def export(self, reply_to, options):
+        reply_to.post_message(JobFailed("export", "stand-in export failed"))
+
+
+# A trainer that reaches its training loop and then waits; SIGINT makes it stop as the real one does
+# before its first checkpoint (the "stopped" event names no checkpoint), once the test says "finish".
+WAITING_TRAINER = '''
+import signal
+os.makedirs(out, exist_ok=True)
+with open(os.path.join(out, "config.yaml"), "w") as f:
+    f.write("iters: 24\\nloss: sigmoid\\nbeta: 0.1\\nlearning_rate: 0.0005\\n")
+def on_int(*_):
+    if GATED:
+        wait_for("finish")
+    event(event="stopped", signal="SIGINT", status=130, checkpoint=None)
+    sys.exit(130)
+signal.signal(signal.SIGINT, on_int)
+event(event="phase", phase="load", text="loading the model")
+event(event="phase", phase="reference", text="scoring the reference log-probs (16 pairs)")
+event(event="task", name="reference", done=16, total=16, label="reference log-probs (train)")
+event(event="phase", phase="train", text="training 24 steps")
+event(event="start", step=0, total_steps=24, pairs=16, trainable_parameters=1234)
+event(event="log", text="ready")
+while True:
+    time.sleep(0.05)
+'''
+
+
+def waiting_trainer(tmp_path, monkeypatch, gated: bool = False) -> None:
+    use_stand_in_trainer(tmp_path, monkeypatch, f"GATED = {gated}\n" + WAITING_TRAINER)
+
+
+def make_app(tiny_model, pairs_file, tmp_path, **kw) -> MlxDpoApp:
+    return MlxDpoApp(model=tiny_model, data=pairs_file, runs_root=str(tmp_path / "runs"), engine=FakeEngine(), **kw)
+
+
+def notes(app) -> str:
+    return " | ".join(n.message for n in app._notifications)
+
+
+def footer_keys(app) -> dict[str, str]:
+    return {k.key: k.description for k in app.screen.query(FooterKey)}
+
+
+async def ready(pilot, pane) -> None:
+    await wait_for(pilot, lambda: pane.process is not None and "ready" in pane.process.tail, timeout=20)
+
+
+# ---------------------------------------------------------------------- 1. a second Enter never stops a run
+async def test_a_second_enter_after_start_does_not_stop_the_run(tiny_model, pairs_file, tmp_path, monkeypatch):
+    waiting_trainer(tmp_path, monkeypatch)
+    app = make_app(tiny_model, pairs_file, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        pane = app.query_one(TrainPane)
+        pane.query_one("#train-output", Input).value = str(tmp_path / "runs" / "r")
+        assert app.focused is pane.query_one("#train-start")
+        await pilot.press("enter")
+        await ready(pilot, pane)
+        assert isinstance(app.focused, ProgressBox)  # not Stop
+        await pilot.press("enter", "enter")
+        await pilot.pause(0.2)
+        assert pane.running and not pane.process.stop_sent
+        # Stop has its key; a stop before the first checkpoint says what it left behind.
+        await pilot.press("ctrl+b")
+        await wait_for(pilot, lambda: not app.training_running, timeout=20)
+        assert text_of(app, "#train-status") == ("training stopped before its first checkpoint: nothing was saved; "
+                                                 "the reference log-probs are cached, a new start is fast")
+        assert pane.query_one("#train-settings").collapsed  # the charts keep their room after Stop
+        assert app.focused is pane.query_one("#train-start")
+
+
+# ---------------------------------------------------------------------- 2. first focus, visible focus, dialogs
+FIRST_FOCUS = {"f1": "data-path", "f2": "model-path", "f3": "train-start", "f4": "runs-table", "f5": "chat-input",
+               "f6": "export-go"}
+
+
+async def test_each_tab_has_a_defined_first_focus_never_the_tab_bar(tiny_model, pairs_file, tmp_path):
+    app = make_app(tiny_model, pairs_file, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.focused is not None and app.focused.id == "data-path"  # the first tab, at start
+        for _ in range(2):  # and again, coming back to a tab
+            for key, widget_id in FIRST_FOCUS.items():
+                await pilot.press(key)
+                await pilot.pause()
+                assert app.focused is not None and app.focused.id == widget_id, (key, app.focused)
+                assert not isinstance(app.focused, Tabs)
+        # Tab cycles through controls, never through the tab bar.
+        for _ in range(12):
+            await pilot.press("tab")
+            assert not isinstance(app.focused, Tabs)
+        # Clicking a tab gives it the same first focus.
+        await pilot.click("#tabs Tab#--content-tab-tab-runs")
+        await pilot.pause()
+        assert app.focused.id == "runs-table"
+
+
+async def test_transcripts_show_their_focus(tiny_model, pairs_file, tmp_path):
+    app = make_app(tiny_model, pairs_file, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f5")
+        tuned = app.query_one("#chat-tuned", Transcript)
+        before = tuned.styles.border_top
+        tuned.focus()
+        await pilot.pause()
+        assert tuned.styles.border_top != before  # :focus draws its border in the accent colour
+
+
+async def test_dialog_buttons_follow_left_and_right(tiny_model, pairs_file, tmp_path):
+    app = make_app(tiny_model, pairs_file, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        app.training_running = True  # so that quitting asks
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmQuit) and app.focused.id == "confirm-no"  # the safe answer
+        await pilot.press("left")
+        assert app.focused.id == "confirm-yes"
+        await pilot.press("right")
+        assert app.focused.id == "confirm-no"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmQuit) and app.is_running
+        app.training_running = False
+
+
+async def test_after_export_the_focus_is_on_the_output_folder_not_a_checkbox(tiny_model, tmp_path):
+    app = MlxDpoApp(model=tiny_model, runs_root=str(tmp_path / "runs"), engine=FakeEngine())
+    app.run_dir = str(tmp_path / "some-run")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f6")
+        assert app.focused.id == "export-go"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: "stand-in export failed" in text_of(app, "#export-result"), timeout=10)
+        assert app.focused.id == "export-output"
+
+
+# ---------------------------------------------------------------------- 3. keys, footer, help, palette
+TAB_KEYS = {"f1": {"ctrl+l": "Load"}, "f2": {"ctrl+l": "Use model", "ctrl+t": "Estimate memory"},
+            "f3": {"ctrl+s": "Start", "ctrl+b": "Stop", "ctrl+r": "Resume", "ctrl+g": "Show command"},
+            "f4": {"o": "Overlay", "r": "Resume", "n": "New from it", "d": "Delete"},
+            "f5": {"ctrl+l": "Load model", "ctrl+n": "New chat", "ctrl+t": "Compare"},
+            "f6": {"ctrl+s": "Export"}}
+
+
+async def test_each_tab_shows_its_keys_in_the_footer_and_the_help_screen(tiny_model, pairs_file, tmp_path):
+    app = make_app(tiny_model, pairs_file, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for tab_key, keys in TAB_KEYS.items():
+            await pilot.press(tab_key)
+            await pilot.pause()
+            shown = footer_keys(app)
+            assert keys.items() <= shown.items(), (tab_key, shown)
+            assert shown.get("ctrl+q") == "Quit" and shown.get("ctrl+p") == "palette"
+            await pilot.press("escape")  # out of a text field, where "?" would be text
+            await pilot.pause()
+            assert not isinstance(app.focused, Input)
+            shown = footer_keys(app)
+            assert shown.get("question_mark") == "Keys" and keys.items() <= shown.items(), (tab_key, shown)
+            for key in app.screen.query(FooterKey):  # the footer is not cut at 80 columns
+                assert key.region.right <= 80 and key.region.width > 0, (tab_key, key.key)
+            await pilot.press("?")
+            await pilot.pause()
+            assert isinstance(app.screen, HelpScreen)
+            table = app.screen.query_one(DataTable)
+            rows = [tuple(str(c) for c in table.get_row_at(i)) for i in range(table.row_count)]
+            for description in keys.values():
+                assert any(description in row[2] for row in rows), (tab_key, description, rows)
+            assert any("command palette" in row[2] for row in rows)
+            await pilot.press("escape")
+            await pilot.pause()
+            assert not isinstance(app.screen, HelpScreen)
+        # In a field being typed into, "?" is text.
+        await pilot.press("f1")
+        app.query_one("#data-path", Input).value = "a"
+        await pilot.press("end", "?")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen) and app.query_one("#data-path", Input).value == "a?"
+
+
+async def test_the_command_palette_offers_the_apps_commands(tiny_model, pairs_file, tmp_path, monkeypatch):
+    from textual.command import CommandList, CommandPalette
+
+    waiting_trainer(tmp_path, monkeypatch)
+    app = make_app(tiny_model, pairs_file, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one(TrainPane).query_one("#train-output", Input).value = str(tmp_path / "runs" / "p")
+
+        async def palette(query: str) -> list[str]:
+            await pilot.press("ctrl+p")
+            await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), timeout=5)
+            await pilot.press(*query)
+            commands = app.screen.query_one(CommandList)
+            await wait_for(pilot, lambda: commands.option_count > 0, timeout=5)
+            await pilot.pause(0.3)
+            return [str(commands.get_option_at_index(i).hit.text) for i in range(commands.option_count)]
+
+        found = await palette("train")
+        assert {"Train: start training", "Train: stop training", "Train: resume training",
+                "Go to the Train tab"} <= set(found), found
+        await pilot.press("escape")
+        found = await palette("start training")
+        assert found[0] == "Train: start training"
+        await pilot.press("enter")
+        pane = app.query_one(TrainPane)
+        await ready(pilot, pane)
+        assert app.query_one(TabbedContent).active == "tab-train"
+        found = await palette("stop training")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not app.training_running, timeout=20)
+        # A command that cannot run now says why.
+        await palette("stop training")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "no training run is going" in notes(app), timeout=5)
+        found = await palette("open run")
+        assert any(f.startswith("Open run p") for f in found), found
+
+
+# ---------------------------------------------------------------------- 11. a background stop stays in the background
+async def test_a_stop_that_ends_on_another_tab_does_not_switch_tabs(tiny_model, pairs_file, tmp_path, monkeypatch):
+    waiting_trainer(tmp_path, monkeypatch, gated=True)
+    app = make_app(tiny_model, pairs_file, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        pane = app.query_one(TrainPane)
+        pane.query_one("#train-output", Input).value = str(tmp_path / "runs" / "bg")
+        await pilot.press("ctrl+s")
+        await ready(pilot, pane)
+        await pilot.press("ctrl+b")  # it is checkpointing (held until "finish") …
+        await pilot.press("f4")  # … while the user looks at Runs
+        assert app.focused.id == "runs-table"
+        (tmp_path / "runs" / "finish").touch()
+        await wait_for(pilot, lambda: not app.training_running, timeout=20)
+        await pilot.pause(0.2)
+        assert app.query_one(TabbedContent).active == "tab-runs" and app.focused.id == "runs-table"
+
+
+# ---------------------------------------------------------------------- 10. chat
+async def test_chat_commands_stay_in_the_app_and_compare_keeps_the_conversation(tiny_model, tmp_path):
+    engine = FakeEngine()
+    app = MlxDpoApp(model=tiny_model, runs_root=str(tmp_path / "runs"), engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f5")
+        chat = app.query_one(ChatPane)
+        compare = chat.query_one("#chat-compare")
+        assert "X" not in str(compare.render()) and "✓" not in str(compare.render())  # off looks off
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: chat.loaded, timeout=5)
+
+        async def say(text):
+            chat.query_one("#chat-input", Input).value = text
+            await pilot.press("enter")
+            await pilot.pause(0.1)
+
+        await say("hello")
+        await say("/help")
+        assert [m for m, _ in engine.chats] == [[{"role": "user", "content": "hello"}]]  # /help never sent
+        assert "/reset" in str(chat.query_one("#chat-tuned").children[-1].render())
+        await say("/nonsense")
+        assert "unknown command /nonsense" in notes(app) and len(engine.chats) == 1
+        # Compare on: nothing is cleared; the base side continues the same conversation.
+        await pilot.press("ctrl+t")
+        await pilot.pause(0.1)
+        assert compare.value and "✓" in str(compare.render())
+        assert [m["content"] for m in chat.history["tuned"]] == ["hello", "answer 1"]
+        assert chat.history["base"] == chat.history["tuned"]
+        await say("and now?")
+        base_messages = [m for m, v in engine.chats if v == "base"][-1]
+        assert [m["content"] for m in base_messages] == ["hello", "answer 1", "and now?"]
+        await say("/reset")
+        assert chat.history == {"tuned": [], "base": []}
+
+
+# ---------------------------------------------------------------------- 8. validation names the field
+async def test_a_bad_setting_is_named_by_its_label_and_focused(tiny_model, pairs_file, tmp_path):
+    app = make_app(tiny_model, pairs_file, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        pane = app.query_one(TrainPane)
+        pane.query_one("#train-iters", Input).value = "0"
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.1)
+        assert pane.process is None
+        assert "steps: must be a positive integer, got 0" in notes(app) and "config:" not in notes(app)
+        assert app.focused is pane.query_one("#train-iters") and app.focused.has_class("-invalid-field")
+        pane.query_one("#train-iters", Input).value = "5"
+        await pilot.pause()
+        assert not pane.query_one("#train-iters").has_class("-invalid-field")
+        pane.query_one("#train-learning_rate", Input).value = "fast"
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.1)
+        assert "learning rate: expected a number, got 'fast'" in notes(app)
+        assert app.focused is pane.query_one("#train-learning_rate")
+
+
+def test_engine_messages_get_the_forms_labels():
+    assert friendly("config: batch_size: must be a positive integer, got 0") == (
+        "batch size: must be a positive integer, got 0", "batch_size")
+    assert friendly("config: lora_dropout: must be in [0, 1)") == ("config: lora_dropout: must be in [0, 1)", None)
+
+
+# ---------------------------------------------------------------------- 4. the Train tab while it trains
+ROWS = [{"step": s, "loss": 0.69 - 0.01 * s, "rewards/accuracies": min(1.0, s / 10), "rewards/margins": 0.05 * s,
+         "rewards/chosen": 0.02 * s - 0.05, "rewards/rejected": -0.03 * s, "tokens_per_second": 900.0,
+         "peak_memory_gb": 0.012 + 0.00001 * s} for s in range(1, 13)]
+
+
+async def test_at_100x30_progress_and_the_loss_and_margin_charts_show_while_training(tiny_model, pairs_file,
+                                                                                    tmp_path, monkeypatch):
+    waiting_trainer(tmp_path, monkeypatch)
+    app = make_app(tiny_model, pairs_file, tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f3")
+        pane = app.query_one(TrainPane)
+        charts = pane.query_one(MetricsCharts)
+        charts.query_one("#chart-loss").set_xlimits(0, 500)  # as a zoom would leave it
+        pane.query_one("#train-output", Input).value = str(tmp_path / "runs" / "big")
+        await pilot.press("ctrl+s")
+        await ready(pilot, pane)
+        loss = charts.query_one("#chart-loss")
+        assert loss._auto_x_max and not charts.rows  # a new run starts with fresh axes
+        pane.post_message(TrainingMetrics(ROWS + [{"step": 10, "eval/loss": 0.6, "eval/rewards/margins": 0.4}]))
+        await pilot.pause(0.3)
+        screen = app.screen.region
+        for selector in ("#train-progress", "#train-status", "#chart-loss", "#chart-margin"):
+            region = pane.query_one(selector).region
+            assert screen.contains_region(region) and region.bottom <= 29, (selector, region)  # above the footer
+        assert pane.scroll_y == 0
+        assert "raw" in loss.border_subtitle and "smoothed" in loss.border_subtitle and "● eval" in loss.border_subtitle
+        assert "chosen" in charts.query_one("#chart-rewards").border_subtitle
+        assert "rejected" in charts.query_one("#chart-rewards").border_subtitle
+        assert charts.query_one("#chart-memory").border_title == "peak memory (MB)"
+        await pilot.press("ctrl+b")
+        await wait_for(pilot, lambda: not app.training_running, timeout=20)
+        assert pane.query_one("#train-settings").collapsed
+
+
+def test_ticks_are_short_and_never_minus_zero():
+    assert tidy_label(-1e-17, 1) == "0" and tidy_label(-0.0, 2) == "0" and tidy_label(0.123456, 5) == "0.123"
+    f = TidyFormatter()
+    ticks, labels = f.get_ticks_and_labels(-0.55, 0.25)
+    assert "0" in labels and not any(l in ("-0", "-0.0") for l in labels)
+    assert all(len(l.split(".")[-1]) <= 3 for l in labels)
+    steps = TidyFormatter(integer=True)
+    assert all(float(l).is_integer() for l in steps.get_ticks_and_labels(1, 7)[1])
+    crowded = TidyFormatter(room=lambda: 3)
+    assert len(crowded.get_ticks(0, 1)) <= 3  # two ticks never share a text row
+    assert memory_unit([{"peak_memory_gb": 0.0121}]) == ("MB", 1024.0)
+    assert memory_unit([{"peak_memory_gb": 3.5}]) == ("GB", 1.0)
+
+
+def test_the_eta_is_a_moving_average():
+    clock = EtaClock()
+    clock.update(1, 0.0)
+    assert clock.eta(1, 10) == "…"
+    clock.update(2, 1.0)  # 1 s/step
+    assert clock.eta(2, 12) == "0m10s"
+    clock.update(3, 11.0)  # one slow step (10 s) moves the estimate, it does not replace it
+    assert clock.per_step == pytest.approx(0.3 * 10 + 0.7 * 1)
+
+
+async def test_the_loading_phase_drives_the_progress_bar(tiny_model, pairs_file, tmp_path, monkeypatch):
+    use_stand_in_trainer(tmp_path, monkeypatch, '''
+event(event="phase", phase="reference", text="scoring")
+event(event="task", name="reference", done=3, total=16, label="reference log-probs (train)")
+wait_for("finish")
+''')
+    app = make_app(tiny_model, pairs_file, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        pane = app.query_one(TrainPane)
+        (tmp_path / "runs").mkdir()
+        pane.query_one("#train-output", Input).value = str(tmp_path / "runs" / "t")
+        await pilot.press("ctrl+s")
+        bar = pane.query_one("#train-progress")
+        await wait_for(pilot, lambda: bar.total == 16 and bar.progress == 3, timeout=20)
+        assert text_of(app, "#train-status") == "starting: reference log-probs (train) 3/16 …"
+        (tmp_path / "runs" / "finish").touch()
+        await wait_for(pilot, lambda: not app.training_running, timeout=20)
+
+
+# ---------------------------------------------------------------------- 9. 80×24
+MAIN = {"f1": ("#data-load", "#data-summary"), "f2": ("#model-use", "#model-memory"),
+        "f3": ("#train-start", "#train-status"), "f4": ("#runs-table", "#runs-help"),
+        "f5": ("#chat-input", "#chat-tuned"), "f6": ("#export-go", "#export-result")}
+
+
+async def test_at_80x24_each_tabs_main_action_and_result_are_on_screen(tiny_model, pairs_file, tmp_path):
+    runs = tmp_path / "runs" / "a-run"
+    runs.mkdir(parents=True)
+    (runs / "config.yaml").write_text("iters: 3\nloss: sigmoid\nbeta: 0.1\nlearning_rate: 0.001\nmodel: m\ndata: d\n")
+    app = make_app(tiny_model, pairs_file, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for key, selectors in MAIN.items():
+            await pilot.press(key)
+            await pilot.pause()
+            for selector in selectors:
+                region = app.screen.query_one(selector).region
+                assert region.height > 0 and region.y >= 3 and region.bottom <= 23, (key, selector, region)
+                assert region.right <= 80, (key, selector, region)
+        # Chat: at least 10 lines of conversation.
+        await pilot.press("f5")
+        await pilot.pause()
+        tuned = app.query_one("#chat-tuned", Transcript)
+        assert tuned.content_region.height >= 10
+        # Runs: the status column is on screen without scrolling sideways.
+        await pilot.press("f4")
+        table = app.query_one("#runs-table", DataTable)
+        x = 0
+        for column in table.ordered_columns:
+            if str(column.label) == "status":
+                break
+            x += column.get_render_width(table)
+        assert x + column.get_render_width(table) <= table.content_region.width
+        assert table.get_row_at(0)[1] == "incomplete"
+
+
+# ---------------------------------------------------------------------- 5. runs
+async def test_runs_refresh_by_themselves_and_show_a_live_run(tiny_model, pairs_file, tmp_path, monkeypatch):
+    waiting_trainer(tmp_path, monkeypatch)
+    app = make_app(tiny_model, pairs_file, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f4")
+        table = app.query_one("#runs-table", DataTable)
+        assert table.row_count == 0
+        await pilot.press("f3")
+        pane = app.query_one(TrainPane)
+        pane.query_one("#train-output", Input).value = str(tmp_path / "runs" / "live")
+        await pilot.press("ctrl+s")
+        await ready(pilot, pane)
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: table.row_count == 1, timeout=10)  # no ctrl+r
+        row = table.get_row_at(0)
+        header = [str(c.label) for c in table.ordered_columns]
+        assert header[:8] == ["run", "status", "started", "duration", "loss kind", "β", "lr", "steps"]
+        assert row[0] == "live" and row[1] == "training" and row[4] == "sigmoid" and row[6] == "0.0005"
+        await pilot.press("f3", "ctrl+b")
+        await wait_for(pilot, lambda: not app.training_running, timeout=20)
+        assert table.get_row_at(0)[1] == "incomplete"
+
+
+def finished_run(path):
+    """A run dir as a finished 3-step run leaves it (no MLX needed to read it)."""
+    import json
+
+    (path / "checkpoints" / "step_0000003").mkdir(parents=True)
+    (path / "checkpoints" / "step_0000003" / "state.json").write_text("{}")
+    (path / "adapters.safetensors").write_bytes(b"")
+    (path / "config.yaml").write_text("iters: 3\nloss: ipo\nbeta: 0.2\nlearning_rate: 0.001\nbatch_size: 2\n")
+    (path / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 0.7 - 0.1 * s,
+                                                            "rewards/accuracies": 0.5}) + "\n" for s in (1, 2, 3)))
+
+
+async def test_a_finished_run_offers_one_way_on_and_delete_asks_first(tiny_model, pairs_file, tmp_path):
+    done = tmp_path / "runs" / "done"
+    finished_run(done)
+    app = make_app(tiny_model, pairs_file, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f4")
+        table = app.query_one("#runs-table", DataTable)
+        assert table.get_row_at(0)[1] == "finished" and table.get_row_at(0)[7] == "3/3"
+        # Resume on a finished run: the form holds a new run continuing from its adapter, ready to start.
+        await pilot.press("r")
+        await pilot.pause(0.2)
+        pane = app.query_one(TrainPane)
+        assert app.query_one(TabbedContent).active == "tab-train"
+        assert pane.query_one("#train-init_adapter", Input).value == str(done)
+        assert pane.query_one("#train-output", Input).value == str(tmp_path / "runs" / "done-cont")
+        assert pane.query_one("#train-loss").value == "ipo" and pane.query_one("#train-beta", Input).value == "0.2"
+        assert "ctrl+s starts it" in notes(app) and app.focused.id == "train-start"
+        assert "--init-adapter" in pane.args_for(pane.form_flags())
+        # Start on a used run dir: a fresh folder is filled in (never "press Resume" for a finished run).
+        pane.query_one("#train-output", Input).value = str(done)
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.1)
+        assert pane.process is None and pane.query_one("#train-output", Input).value != str(done)
+        assert "holds a finished run" in notes(app)
+        # Delete asks; the safe answer is focused.
+        await pilot.press("f4", "d")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, Confirm) and app.focused.id == "confirm-no"
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert done.exists()
+        await pilot.press("d")
+        await pilot.pause(0.1)
+        await pilot.press("left", "enter")
+        await wait_for(pilot, lambda: not done.exists(), timeout=5)
+        await wait_for(pilot, lambda: table.row_count == 0, timeout=5)
+
+
+# ---------------------------------------------------------------------- 7. model (no engine needed)
+def test_a_model_is_listed_once_whatever_its_spelling(tmp_path, monkeypatch):
+    from tui.panes import model_pane
+
+    (tmp_path / "m").mkdir()
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "runs"
+    for name, model in (("a", "m"), ("b", str(tmp_path / "m")), ("c", "./m/")):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "config.yaml").write_text(f"model: {model}\n")
+    monkeypatch.setattr(model_pane, "bundled_models", lambda: [])
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert model_pane.cached_models("m", str(runs)) == ["m"]
+
+
+# ---------------------------------------------------------------------- extras: config file, command line
+async def test_the_form_saves_and_loads_the_yaml_config_train_reads(tiny_model, pairs_file, tmp_path):
+    from mlx_dpo import build_config, load_config_file
+
+    app = make_app(tiny_model, pairs_file, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        pane = app.query_one(TrainPane)
+        pane.query_one("#train-iters", Input).value = "7"
+        pane.query_one("#train-beta", Input).value = "0.25"
+        path = tmp_path / "my.yaml"
+        await pilot.press("ctrl+f")
+        await pilot.pause()
+        assert isinstance(app.screen, PathPrompt)
+        app.screen.query_one(Input).value = str(path)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: path.exists(), timeout=5)
+        values = load_config_file(path)  # what `mlx-dpo train --config` reads: TrainConfig keys
+        cfg = build_config(values, {})
+        assert cfg.iters == 7 and cfg.beta == 0.25 and cfg.model == tiny_model and cfg.data == pairs_file
+        assert "output" not in values
+        # Load another file: the form follows, and the file travels as --config (keys without a field).
+        other = tmp_path / "other.yaml"
+        other.write_text(yaml.safe_dump({"iters": 11, "loss": "hinge", "lora_dropout": 0.1}))
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        app.screen.query_one(Input).value = str(other)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: pane.query_one("#train-iters", Input).value == "11", timeout=5)
+        assert pane.query_one("#train-loss").value == "hinge"
+        args = pane.args_for(pane.form_flags())
+        assert args[:2] == ["--config", str(other)]
+        # A bad file is reported, the form keeps its values.
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("itres: 3\n")
+        pane.load_config(str(bad))
+        await pilot.pause()
+        assert "itres: unknown config key" in notes(app)
+        # The equivalent command line.
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        shown = [n.message for n in app._notifications if n.message.startswith("mlx-dpo train")]
+        assert shown and f"--config {other}" in shown[-1] and "--iters 11" in shown[-1]
+        assert "--loss hinge" in shown[-1] and f"--model {tiny_model}" in shown[-1]
