@@ -313,11 +313,14 @@ def test_ultrafeedback_bad_row_is_reported_as_the_conversation_problem(tmp_path)
 
 def test_unknown_schema_lists_columns_and_the_flags(tmp_path, capsys):
     p = hfd.write_jsonl(tmp_path / "x.jsonl", [{"query": "q", "response_good": "a", "response_bad": "b", "sys": "s"}])
-    errors = load_pairs(p).errors
-    assert errors[0] == (f"{p}:1: columns: unknown schema: no chosen/rejected columns; columns found: query, "
+    result = load_pairs(p)
+    assert result.errors == [f"{p}:1: chosen: missing (expected a string or a list of messages)"]  # one per row
+    assert result.hints[0] == (f"{p}:1: columns: unknown schema: no chosen/rejected columns; columns found: query, "
                          "response_good, response_bad, sys; map them with --prompt-key query --chosen-key "
                          "response_good --rejected-key response_bad --system-key sys (--prompt-key, --chosen-key, "
                          "--rejected-key, --system-key)")
+    assert main(["validate", str(p)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == result.hints[0]
     code = main(["validate", str(p), "--prompt-key", "query", "--chosen-key", "response_good",
                  "--rejected-key", "response_bad", "--system-key", "sys"])
     out = capsys.readouterr().out

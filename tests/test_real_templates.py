@@ -120,10 +120,9 @@ def test_boundary_and_end_token(real_tok, family, kind):
         assert ids[first] == end_id(tok, family)
         assert tok.decode(ids[:first]).rstrip().endswith(content)
         assert all(t in stops or not tok.decode([t]).strip() for t in ids[first + 1:])
-        if not repaired:
-            full = tok.encode(tok.decode(tp.prompt + ids), add_special_tokens=False) if templated else None
-            if full is not None:
-                assert full == tp.prompt + ids
+        if templated and not notes:
+            # Prompt + completion are exactly the tokens of the template's full render.
+            assert tp.prompt + ids == tok.encode(render_text(tok, pair.prompt, answer), add_special_tokens=False)
     # Every message of the prompt is in the prompt (a system text folded or not, never dropped).
     for m in pair.prompt:
         assert m["content"] in prompt_text, (m, prompt_text)
@@ -160,7 +159,7 @@ def test_validate_report_is_clean(real_tok, family, tmp_path):
     assert len(shown) == len({k for kind in ROWS for k in expected_notes(family, kind)})
 
 
-@pytest.mark.parametrize("family", ["gemma-2", "mistral-nemo", "deepseek-r1-qwen", "base-gpt2"])
+@pytest.mark.parametrize("family", ["mistral-nemo", "deepseek-r1-qwen", "base-gpt2"])
 def test_validate_cli_passes(real_model, family, tmp_path, capsys):
     from mlx_dpo.cli import main
 
@@ -231,11 +230,19 @@ def test_think_block_in_the_answer_is_trained_after_chats_opener(real_tok, famil
     assert (chat + text).count("<think>") == 1
 
 
-@pytest.mark.parametrize("family", sorted(REASONING))
-def test_think_strip_trains_the_answer_alone(real_tok, family):
-    from mlx_dpo.model.load import load_tokenizer_only
+@pytest.fixture
+def options_reset(real_tok):
+    """Render options stick to a tokenizer: put the session's tokenizers back to the defaults after a test."""
+    used = []
+    yield used.append
+    for tok in used:
+        set_render_options(tok)
 
-    tok = load_tokenizer_only(str(Path(real_tok(family).name_or_path)))  # a fresh copy: options stick to it
+
+@pytest.mark.parametrize("family", sorted(REASONING))
+def test_think_strip_trains_the_answer_alone(real_tok, family, options_reset):
+    tok = real_tok(family)
+    options_reset(tok)
     set_render_options(tok, think="strip")
     row = {"prompt": [U("What is 7 x 8?")], "chosen": [A(THOUGHT + "56.")], "rejected": [A(THOUGHT + "54.")]}
     tp, _ = tokenize_pair(tok, as_pair(row))
@@ -269,10 +276,9 @@ def test_base_model_keeps_a_separator_and_the_transcripts_own_text(real_tok, tmp
 
 # ---------------------------------------------------------------- the date a run renders with
 
-def test_template_date_is_frozen_by_the_render_options(real_tok):
-    from mlx_dpo.model.load import load_tokenizer_only
-
-    tok = load_tokenizer_only(str(Path(real_tok("llama-3.2").name_or_path)))
+def test_template_date_is_frozen_by_the_render_options(real_tok, options_reset):
+    tok = real_tok("llama-3.2")
+    options_reset(tok)
     prompt = ROWS["single"]["prompt"]
     assert datetime.date.today().strftime("%d %b %Y") in chat_prompt_text(tok, prompt)  # unset: today, as chat
     set_render_options(tok, date="2024-07-26")
@@ -283,7 +289,7 @@ def test_template_date_is_frozen_by_the_render_options(real_tok):
     assert tokenize_pair(tok, as_pair(ROWS["single"]))[0].prompt != first.prompt
 
 
-def _rows_file(path, n=8):
+def _rows_file(path, n=4):
     rows = []
     for i in range(n):
         row = list(ROWS.values())[i % len(ROWS)]
@@ -313,15 +319,15 @@ def test_llama32_trains_from_ln2_and_resumes_bit_exact_on_another_day(real_model
 
     model, data = str(real_model("llama-3.2")), _rows_file(tmp_path / "d.jsonl")
     common = ["--model", model, "--data", data, "--batch-size", "2", "--learning-rate", "1e-2",
-              "--lr-schedule", "constant", "--save-every", "2"]
-    assert main(["train", *common, "--output", str(tmp_path / "straight"), "--iters", "4"]) == 0
+              "--lr-schedule", "constant", "--save-every", "1"]
+    assert main(["train", *common, "--output", str(tmp_path / "straight"), "--iters", "2"]) == 0
     losses = _losses(tmp_path / "straight")
-    assert losses[0] == pytest.approx(math.log(2), abs=1e-5) and len(losses) == 4
+    assert losses[0] == pytest.approx(math.log(2), abs=1e-5) and len(losses) == 2
     saved = (tmp_path / "straight" / "config.yaml").read_text()
     assert f"template_date: '{datetime.date.today().isoformat()}'" in saved
-    assert "the chat template prints today's date" in capsys.readouterr().out
+    assert "the chat template prints today's date" in capsys.readouterr().err
 
-    assert main(["train", *common, "--output", str(tmp_path / "split"), "--iters", "2"]) == 0
+    assert main(["train", *common, "--output", str(tmp_path / "split"), "--iters", "1"]) == 0
 
     class Tomorrow(datetime.date):
         @classmethod
@@ -329,7 +335,7 @@ def test_llama32_trains_from_ln2_and_resumes_bit_exact_on_another_day(real_model
             return datetime.date.fromordinal(datetime.date.fromisoformat("2024-07-26").toordinal() + 400)
 
     monkeypatch.setattr(session.datetime, "date", Tomorrow)
-    assert main(["train", *common, "--output", str(tmp_path / "split"), "--iters", "4", "--resume"]) == 0
+    assert main(["train", *common, "--output", str(tmp_path / "split"), "--iters", "2", "--resume"]) == 0
     a, b = _adapter(tmp_path / "straight"), _adapter(tmp_path / "split")
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     assert _losses(tmp_path / "split") == losses

@@ -93,8 +93,10 @@ async def test_model_pane_memory_estimate(tiny_model, tmp_path, hf_home):
         assert app.model == tiny_model
         memory = text_of(app, "#model-memory")
         assert "fits" in memory
-        # The estimate says what it assumes.
-        assert "assuming batch 4, max length 1024, LoRA rank 8, weights as stored" in memory
+        # The estimate says what it assumes: the Train form's figures (the demo's, when it opened on it).
+        s = app.train_settings()
+        assert (f"assuming batch {s.batch_size}, max length {s.max_length}, LoRA rank {s.lora_rank}, "
+                "weights as stored") in memory
 
 
 async def test_train_stop_runs_chat_export_end_to_end(tiny_model, pairs_file, valid_file, tmp_path, hf_home):

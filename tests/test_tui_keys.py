@@ -129,7 +129,7 @@ FIRST_FOCUS = {"f1": "data-path", "f2": "model-path", "f3": "train-start", "f4":
                "f6": "export-go"}
 
 
-async def test_each_tab_has_a_defined_first_focus_never_the_tab_bar(tiny_model, pairs_file, tmp_path):
+async def test_each_tab_has_a_defined_visible_first_focus_never_the_tab_bar(tiny_model, pairs_file, tmp_path):
     app = make_app(tiny_model, pairs_file, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
@@ -148,26 +148,18 @@ async def test_each_tab_has_a_defined_first_focus_never_the_tab_bar(tiny_model, 
         await pilot.click("#tabs Tab#--content-tab-tab-runs")
         await pilot.pause()
         assert app.focused.id == "runs-table"
-
-
-async def test_transcripts_show_their_focus(tiny_model, pairs_file, tmp_path):
-    app = make_app(tiny_model, pairs_file, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+        # A transcript that takes the focus shows it (its border turns to the accent colour).
         await pilot.press("f5")
         tuned = app.query_one("#chat-tuned", Transcript)
         before = tuned.styles.border_top
         tuned.focus()
         await pilot.pause()
-        assert tuned.styles.border_top != before  # :focus draws its border in the accent colour
-
-
-async def test_dialog_buttons_follow_left_and_right(tiny_model, pairs_file, tmp_path):
-    app = make_app(tiny_model, pairs_file, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+        assert tuned.styles.border_top != before
+        # Dialogs: the safe answer first, Left/Right between the buttons, Escape cancels.
         app.training_running = True  # so that quitting asks
         await pilot.press("ctrl+q")
         await pilot.pause()
-        assert isinstance(app.screen, ConfirmQuit) and app.focused.id == "confirm-no"  # the safe answer
+        assert isinstance(app.screen, ConfirmQuit) and app.focused.id == "confirm-no"
         await pilot.press("left")
         assert app.focused.id == "confirm-yes"
         await pilot.press("right")

@@ -1,8 +1,11 @@
 """The mlx-dpo Textual app: the tabs Data, Model, Train, Runs, Chat and Export over the engine.
 
-- `app.py`       the App: tabs, key bindings, the shared choices (model, data, run dir)
-- `panes/`       one module per tab
-- `widgets/`     widgets the panes share (live metrics charts, a path input with completion)
+- `app.py`       the App: tabs, app-wide keys, the `?` screen and command-palette commands, first focus
+                 per tab, the shared choices (model, data, run dir)
+- `panes/`       one module per tab, each with its own BINDINGS (shown in the footer) and `focus_first()`
+- `widgets/`     widgets the panes share (live metrics charts, a path input with completion, a toggle)
+- `confirm.py`   dialogs: yes/no with the safe answer focused (quit, delete a run), a path prompt
+- `help_screen.py` the `?` screen: the keys of the current tab
 - `engine.py`    the one thread that owns this process's MLX work (data statistics, chat, export)
 - `training.py`  the trainer child process (`mlx-dpo train --events`) and its structured events
 - `messages.py`  the messages the engine thread and the trainer send to the panes

@@ -44,7 +44,8 @@ class MlxDpoApp(App):
     BINDINGS = [Binding(f"f{i + 1}", f"show('{tab}')", label, show=False, priority=True)
                 for i, (tab, label, _) in enumerate(TABS)] + [
         Binding("question_mark", "help", "Keys"),
-        Binding("escape", "leave_field", "Leave the text field", show=False),
+        Binding("escape", "leave_field", "Leave field",
+                tooltip="Leave a text field (where ? is text)"),
         Binding("ctrl+q", "quit_app", "Quit", priority=True)]
 
     model: reactive[str | None] = reactive(None)
@@ -115,6 +116,11 @@ class MlxDpoApp(App):
         if focused is None or pane not in focused.ancestors_with_self:
             pane.focus_first()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "leave_field":
+            return isinstance(self.focused, Input)  # shown in the footer only while typing in a field
+        return True
+
     def action_leave_field(self) -> None:
         """Escape in a text field: the focus moves to the tab's next control that is not one, so that `?`
         and the letter keys work (in a text field they are text)."""
@@ -133,22 +139,22 @@ class MlxDpoApp(App):
         if isinstance(self.screen, HelpScreen):
             return
         pane = self.current_pane()
-        rows, seen = [], set()
         tab_label = dict((t, l) for t, l, _ in TABS)[self.current_tab()]
-        for node, where in ((pane, tab_label), (self, "everywhere")):
-            for binding in node._bindings:
-                _, b = binding
-                if not b.description or b.key in seen:
+        rows, seen = [(tab_label, key, what) for key, what in getattr(pane, "KEYS_EXTRA", [])], set()
+        for node, where in ((pane, tab_label), (self, "any tab")):
+            # The bindings the node's class declares (not the scrolling keys every container inherits).
+            for b in type(node).BINDINGS:
+                if not isinstance(b, Binding) or not b.description or b.key in seen:
                     continue
                 seen.add(b.key)
-                state = node.check_action(b.action.split("(")[0], ())
-                if state is False:
+                state = node.check_action(b.action.split("(")[0], ()) if node is pane else True
+                if state is False or b.action.startswith("show("):
                     continue
-                rows.append((where, self.get_key_display(b), b.description + ("" if state else " (not now)")))
-        rows += [("everywhere", f"F1–F{len(TABS)}", "switch tab: " + " · ".join(l for _, l, _ in TABS)),
-                 ("everywhere", self.get_key_display(Binding("ctrl+p", "")), "command palette: any command by name"),
-                 ("everywhere", "tab / shift+tab", "next / previous control"),
-                 ("everywhere", "escape", "leave a text field (there ? and letters are text)")]
+                what = b.tooltip or b.description
+                rows.append((where, self.get_key_display(b), what + ("" if state else " (not now)")))
+        rows += [("any tab", f"F1–F{len(TABS)}", "switch tab"),
+                 ("any tab", self.get_key_display(Binding("ctrl+p", "")), "command palette (any command by name)"),
+                 ("any tab", "tab / shift+tab", "next / previous control")]
         self.push_screen(HelpScreen(f"Keys of the {tab_label} tab", rows))
 
     # ------------------------------------------------------------------ the command palette

@@ -105,10 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
                            help="preference file the picks (and /good, /bad) are appended to "
                                 "(default with --ab: prefs/chat-DATE.jsonl)")
 
-    x = sub.add_parser("export", help="export an adapter: fused HF model, PEFT adapter or mlx-lm folder; verified")
+    x = sub.add_parser("export", help="export an adapter: fused HF model, PEFT adapter, mlx-lm folder or GGUF "
+                                      "(llama.cpp, Ollama, LM Studio); verified")
     _add_model_args(x, adapter_required=True)
     x.add_argument("--output", required=True, help="new folder to write (must not exist)")
-    x.add_argument("--format", choices=("hf", "peft", "mlx"), default="hf", help="default: hf (fused, dequantized)")
+    x.add_argument("--format", choices=("hf", "peft", "mlx", "gguf"), default="hf",
+                   help="default: hf (fused, dequantized); gguf: the fused model as one .gguf file with an Ollama "
+                        "Modelfile, checked in llama.cpp when llama-cpp-python is installed")
+    x.add_argument("--gguf-type", choices=("f16", "bf16", "q8_0"), default="f16",
+                   help="--format gguf tensor type (default f16; q8_0 is quantized: its drift is reported)")
     x.add_argument("--dtype", choices=("float16", "bfloat16", "float32"), help="tensor dtype (default: the base's)")
     x.add_argument("--quantize", type=int, choices=(4, 8), help="re-quantize the fused hf model for MLX use")
     x.add_argument("--no-verify", dest="verify", action="store_false", help="skip the reload-and-compare check")

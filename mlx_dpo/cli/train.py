@@ -29,7 +29,7 @@ def cmd_validate(args) -> int:
         tokenizer = load_base(cfg.model, None, cfg.trust_remote_code, log=log).tokenizer
     spec = DataSpec(args.file, cfg.split, cfg.data_config, cfg.data_revision)
     prepared = prepare(spec, cfg.data_keys, tokenizer, cfg.max_length, cfg.prompt_limit, **cfg.data_options)
-    for line in prepared.errors:
+    for line in prepared.errors + prepared.load.hints:  # the hint (e.g. the flags to map columns) last
         print(line, file=sys.stderr)
     report = prepared.report()
     if args.json:

@@ -50,6 +50,7 @@ class LoadResult:
     source: object = None    # sources.Source: the files that were read
     schema: object = None    # schemas.Schema: the column mapping used (None: unknown)
     filtered: int = 0        # pairs left out by --min-score-margin (not errors)
+    hints: list[str] = field(default_factory=list)  # e.g. an unknown schema: its columns and the flags to map them
 
 
 class _RowError(Exception):
@@ -90,7 +91,7 @@ def iter_rows(path: Path, name: str | None = None):
         except (OSError, EOFError, zlib.error) as e:
             return iter(()), [f"{name}:1: file: not a readable gzip file ({first_line(e)})"]
     if raw[:4] == b"PAR1":
-        return iter(()), [f"{name}:1: file: a Parquet file without the .parquet suffix; rename it to end in .parquet"]
+        return iter(()), [f"{name}:1: file: starts like a Parquet file but is not a readable one (expected JSON text)"]
     try:
         text = raw.decode("utf-8-sig")  # a UTF-8 byte-order mark is fine
     except UnicodeDecodeError as e:
@@ -361,8 +362,13 @@ def read_parquet_rows(path: Path, name: str, columns: list[str] | None = None, b
 def is_parquet(path: Path) -> bool:
     if path.name.lower().endswith(".parquet"):
         return True
-    try:
+    try:  # Parquet starts and ends with PAR1 (and holds a footer length between)
         with open(path, "rb") as f:
+            head = f.read(4)
+            f.seek(0, 2)
+            if f.tell() < 12 or head != b"PAR1":
+                return False
+            f.seek(-4, 2)
             return f.read(4) == b"PAR1"
     except OSError:
         return False
@@ -443,7 +449,8 @@ def _load_file(f, keys: DataKeys, result: "LoadResult", min_score_margin) -> Non
         first_line_no = 0 if parquet else (head[0][0] if head else 1)
         # Unknown: neither answer column. (With one of them, each row's error names the missing one.)
         if schema is None and (parquet or head) and not (set(columns) & {*CHOSEN_NAMES, *REJECTED_NAMES}):
-            result.errors.append(f"{name}:{first_line_no}: columns: {unknown_schema_message(columns, keys)}")
+            # A hint, not an error: every row still gets its own error (one per bad row).
+            result.hints.append(f"{name}:{first_line_no}: columns: {unknown_schema_message(columns, keys)}")
         result.schema = schema
     schema = result.schema
     if min_score_margin is not None and schema is not None and schema.scores is None:

@@ -17,7 +17,7 @@ from .pairs import DataKeys, LoadResult, load_pairs
 from .template import RenderResult, length_stats, render_pairs
 
 # Problems that are not one bad row: the whole source is unusable, --skip-invalid does not apply.
-FATAL_FIELDS = ("file", "columns", "scores")
+FATAL_FIELDS = ("file", "scores")
 SHOWN_REASONS = 3  # skipped rows whose reasons are printed (all are in skipped.jsonl)
 
 
@@ -73,6 +73,8 @@ class PreparedData:
                "errors": len(self.errors), "formats": self.formats()}
         if self.errors:
             out["problems"] = self.problems
+        if self.load.hints:
+            out["hints"] = list(self.load.hints)
         schema, src = self.load.schema, self.load.source
         if schema is not None and schema.named:
             out["schema"] = {"name": schema.name, "mapping": schema.describe(), "ignored": list(schema.ignored)}
@@ -167,6 +169,8 @@ def prepare_strict(path, keys: DataKeys, tokenizer, max_length: int, prompt_limi
     with skip_invalid=True only problems of the whole source (and an empty result) raise."""
     prepared = prepare(path, keys, tokenizer, max_length, prompt_limit, progress, log=log, **source)
     for line in prepared.summary_lines():
+        log(line)
+    for line in prepared.load.hints:
         log(line)
     if prepared.errors and (not prepared.skip_invalid or prepared.fatal):
         usable = prepared.valid_pairs

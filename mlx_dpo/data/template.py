@@ -31,7 +31,9 @@ of the full render's tokens; such rows are tokenized as two parts instead (repor
 from __future__ import annotations
 
 import datetime
+import json
 import os
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,6 +48,7 @@ THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 _SHIELDS = ((THINK_OPEN, "\U000F0E01"), (THINK_CLOSE, "\U000F0E02"))
 _PLACEHOLDERS = ("\U000F0E10", "\U000F0E11")
 _OPTIONS_ATTR = "_mlx_dpo_render_options"
+_STRFTIME = re.compile(r"""strftime_now\(\s*(['"])(.*?)\1\s*\)""")
 
 
 @dataclass(frozen=True)
@@ -138,12 +141,13 @@ def _encode(tokenizer, text: str, special: bool) -> list[int]:
 
 def _apply(tokenizer, messages: list[dict], generation: bool) -> str:
     kwargs = {}
-    date = render_options(tokenizer).date
-    if date:
-        # Templates read the date through strftime_now; a run keeps the date it started with, so a resumed
-        # run renders (and its reference cache matches) the same prompts on any later day.
+    date, template = render_options(tokenizer).date, getattr(tokenizer, "chat_template", None)
+    if date and isinstance(template, str) and "strftime_now" in template:
+        # A run keeps the date it started with, so a resumed run renders (and its reference cache matches)
+        # the same prompts on any later day. transformers passes no callables into templates, so each
+        # strftime_now("FORMAT") call becomes its result for that date.
         day = datetime.datetime.combine(datetime.date.fromisoformat(date), datetime.time())
-        kwargs["strftime_now"] = day.strftime
+        kwargs["chat_template"] = _STRFTIME.sub(lambda m: json.dumps(day.strftime(m.group(2))), template)
     return tokenizer.apply_chat_template(messages, add_generation_prompt=generation, tokenize=False, **kwargs)
 
 
@@ -250,7 +254,7 @@ def _chat_texts(tokenizer, pair: PreferencePair, answers, found: list) -> tuple[
     think = render_options(tokenizer).think
     messages, generation, folded = _chat_prompt(tokenizer, pair.prompt)
     if folded:
-        found.append(("system_first_user", "system folded"))
+        found.append(("system_first_user", "system text moved into the first user turn"))
 
     def fulls_for(msgs, gen):
         rendered = [_full_render(tokenizer, msgs, a, gen, think) for a in answers]
@@ -264,7 +268,7 @@ def _chat_texts(tokenizer, pair: PreferencePair, answers, found: list) -> tuple[
             last_fulls, last_kept = fulls_for(last, generation)
             if all(f.startswith(generation) for f in last_fulls):
                 prompt, fulls, kept = generation, last_fulls, last_kept
-                found.append(("system_last_user", "system in the last user turn"))
+                found.append(("system_last_user", "system text kept in the last user turn"))
     if prompt is None:
         start = _answer_start(tokenizer, messages)
         bad = next((f for f in fulls if start is None or not f.startswith(start)), None)
@@ -277,7 +281,7 @@ def _chat_texts(tokenizer, pair: PreferencePair, answers, found: list) -> tuple[
         prompt = start
         found.append(("chat_prompt_differs", _difference(generation, start)))
     if kept:
-        found.append(("think_kept", "<think> kept"))
+        found.append(("think_kept", "<think> block kept in the answer"))
     return prompt, fulls
 
 

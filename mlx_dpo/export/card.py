@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..fileio import read_jsonl_tolerant
 
-LIBRARY = {"hf": "transformers", "peft": "peft", "mlx": "mlx"}
+LIBRARY = {"hf": "transformers", "peft": "peft", "mlx": "mlx", "gguf": "gguf"}
 HYPER = ("loss", "beta", "label_smoothing", "learning_rate", "lr_schedule", "warmup_steps", "iters", "epochs",
          "batch_size", "grad_accum", "max_length", "max_prompt_length", "quantize", "seed")
 

@@ -1,4 +1,5 @@
-"""Export a trained adapter: a fused Hugging Face model, a PEFT adapter, or the mlx-lm adapter folder.
+"""Export a trained adapter: a fused Hugging Face model, a PEFT adapter, the mlx-lm adapter folder, or a GGUF
+file for llama.cpp / Ollama / LM Studio (the fused hf model converted with the `gguf` package: export/gguf.py).
 
 Every export is written to a temporary folder, reloaded from disk and compared with the in-memory
 base + adapter (logits over a few prompts from the training data); only a passing export is renamed
@@ -27,7 +28,7 @@ from ..model.load import resolve_model_path
 from .peft_format import from_peft_tensors, peft_config, to_peft_tensors
 from .verify import verification_inputs
 
-FORMATS = ("hf", "peft", "mlx")
+FORMATS = ("hf", "peft", "mlx", "gguf")
 DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 # Largest |logit difference| accepted for an export in each dtype (the weights' rounding error).
 TOLERANCE = {"float32": 1e-3, "float16": 5e-2, "bfloat16": 2.5e-1}
@@ -46,6 +47,7 @@ class ExportConfig:
     verify: bool = True
     push_to_hub: str | None = None
     trust_remote_code: bool = False
+    gguf_type: str = "f16"          # gguf only: f16, bf16 or q8_0
 
 
 @dataclass
@@ -59,9 +61,10 @@ class ExportResult:
     def verdict(self) -> str:
         """One line for people: what the reload-and-compare check found."""
         if self.max_abs_diff is None:
-            return "verification skipped"
+            return "verification skipped" + (f": {self.note}" if self.note else "")
         text = f"verified: max |logit difference| {self.max_abs_diff:.3g}"
-        return text + (f" (tolerance {self.tolerance:g})" if self.tolerance else "")
+        text += f" (tolerance {self.tolerance:g})" if self.tolerance else ""
+        return text + (f"; {self.note}" if self.note else "")
 
 
 def _logits(model, inputs: list[list[int]]) -> list[np.ndarray]:
@@ -85,6 +88,16 @@ def run_export(cfg: ExportConfig, log=print) -> ExportResult:
         raise UsageError(f"{out}: already exists; choose a new --output (nothing was written)")
     if cfg.quantize and cfg.format != "hf":
         raise UsageError("--quantize applies to --format hf only")
+    if cfg.format == "gguf" and cfg.dtype:
+        raise UsageError("--dtype does not apply to --format gguf; use --gguf-type f16|bf16|q8_0")
+    plan = None
+    if cfg.format == "gguf":  # refuse what cannot be converted before loading anything
+        from mlx_lm.utils import load_config
+
+        from .gguf import preflight
+
+        path = resolve_model_path(cfg.model)
+        plan = preflight(path, load_config(path), cfg.gguf_type)
     adapter_cfg = read_adapter_config(cfg.adapter)
     run_cfg = load_run_config(Path(cfg.adapter))
     if cfg.format == "peft" and cfg.quantize is None and run_cfg.get("quantize"):
@@ -100,6 +113,9 @@ def run_export(cfg: ExportConfig, log=print) -> ExportResult:
         raise UsageError(f"{cfg.model}: PEFT cannot load an MLX-quantized checkpoint; export --format hf "
                          "(dequantized) instead, or train on the unquantized original")
     dtype = cfg.dtype or _base_dtype(base_config)
+    if cfg.format == "gguf":
+        from .gguf import HF_DTYPE
+        dtype = HF_DTYPE[cfg.gguf_type] or dtype
     if dtype not in DTYPES:
         raise UsageError(f"--dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
 
@@ -113,12 +129,18 @@ def run_export(cfg: ExportConfig, log=print) -> ExportResult:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        writer = {"hf": _write_hf, "peft": _write_peft, "mlx": _write_mlx}[cfg.format]
-        writer(cfg, model, tokenizer, base_path, base_config, adapter_cfg, dtype, tmp)
-        (tmp / "README.md").write_text(model_card(cfg, base_config, adapter_cfg, run_cfg, dtype), encoding="utf-8")
-        result = ExportResult(out, None, effect, None)
-        if cfg.verify:
-            result = _verify(cfg, tmp, inputs, tuned, effect, dtype, model, log)
+        if cfg.format == "gguf":
+            from .gguf_export import export_gguf
+            result = export_gguf(cfg, model, tokenizer, base_path, base_config, adapter_cfg, run_cfg, dtype, plan,
+                                 tmp, inputs, tuned, effect, _write_hf, log)
+        else:
+            writer = {"hf": _write_hf, "peft": _write_peft, "mlx": _write_mlx}[cfg.format]
+            writer(cfg, model, tokenizer, base_path, base_config, adapter_cfg, dtype, tmp)
+            (tmp / "README.md").write_text(model_card(cfg, base_config, adapter_cfg, run_cfg, dtype),
+                                           encoding="utf-8")
+            result = ExportResult(out, None, effect, None)
+            if cfg.verify:
+                result = _verify(cfg, tmp, inputs, tuned, effect, dtype, model, log)
         os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

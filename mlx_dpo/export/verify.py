@@ -30,3 +30,26 @@ def verification_inputs(tokenizer, data_path: str | None, n: int = 3) -> list[li
         from ..model.generate import prompt_tokens
         seqs = [prompt_tokens(tokenizer, [{"role": "user", "content": p}])[-MAX_TOKENS:] for p in FALLBACK_PROMPTS]
     return seqs
+
+
+def verification_conversations(tokenizer, data_path: str | None, n: int = 3) -> list[tuple[list[dict], str]]:
+    """Up to `n` (prompt messages, rendered prompt + chosen text) from the training data, rendered exactly
+    as training renders them (chat template, or plain text without one), for tokenizer comparisons."""
+    from ..data.template import render_text
+
+    convs: list[tuple[list[dict], str]] = []
+    if data_path and Path(data_path).is_file():
+        try:
+            pairs = load_pairs(data_path).pairs[:n]
+        except Exception:
+            pairs = []
+        for pair in pairs:
+            try:
+                convs.append((pair.prompt, render_text(tokenizer, pair.prompt, pair.chosen)))
+            except Exception:
+                continue
+    if not convs:
+        for p in FALLBACK_PROMPTS:
+            messages = [{"role": "user", "content": p}]
+            convs.append((messages, render_text(tokenizer, messages, None)))
+    return convs

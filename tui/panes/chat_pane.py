@@ -65,6 +65,7 @@ class Transcript(VerticalScroll):
 
 
 class ChatPane(Vertical):
+    KEYS_EXTRA = [("enter", "send the message"), ("/help", "the chat's commands (/reset, /system TEXT, /compare)")]
     BINDINGS = [Binding("ctrl+l", "load", "Load model"), Binding("ctrl+n", "new", "New chat"),
                 Binding("ctrl+t", "compare", "Compare")]
 

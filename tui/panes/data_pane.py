@@ -55,6 +55,7 @@ MAX_COLUMN_WIDTH = 60  # longer cells are cut; the rendered example below shows 
 
 class DataPane(VerticalScroll):
     can_focus = False
+    KEYS_EXTRA = [("enter", "in a path: load it; in the preview: render that row as the model sees it")]
     BINDINGS = [Binding("ctrl+l", "load", "Load"), Binding("ctrl+t", "preview", "Preview table")]
 
     def __init__(self, **kw):

@@ -57,6 +57,7 @@ def cached_models(current: str | None = None, runs_root: str | None = None) -> l
 
 class ModelPane(VerticalScroll):
     can_focus = False
+    KEYS_EXTRA = [("enter", "in the model field: use it; in the list: use that model")]
     BINDINGS = [Binding("ctrl+l", "use", "Use model"), Binding("ctrl+t", "estimate", "Estimate memory"),
                 Binding("ctrl+o", "list", "Offline models")]
 

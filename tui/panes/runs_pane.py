@@ -65,6 +65,7 @@ def run_row(info: RunInfo, live: bool) -> tuple[str, ...]:
 
 class RunsPane(VerticalScroll):
     can_focus = False
+    KEYS_EXTRA = [("enter", "show the highlighted run's curves"), ("↑ ↓", "highlight a run")]
     BINDINGS = [Binding("o", "overlay", "Overlay"), Binding("r", "resume", "Resume"),
                 Binding("n", "continue", "New from it"), Binding("c", "chat", "Chat", show=False),
                 Binding("e", "export", "Export", show=False), Binding("d", "delete", "Delete"),

@@ -24,8 +24,8 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.widgets import Button, Collapsible, Input, Label, ProgressBar, RichLog, Select, Static
 
-from mlx_dpo import (DEMO_SETTINGS, LOSSES, UsageError, build_config, is_demo_model, load_config_file,
-                     read_run)
+from mlx_dpo import (DEMO_SETTINGS, LOSSES, TrainConfig, UsageError, build_config, is_demo_model,
+                     load_config_file, read_run)
 
 from ..confirm import PathPrompt
 from ..messages import (TrainingEnded, TrainingLog, TrainingMetrics, TrainingPhase, TrainingProgress,
@@ -33,11 +33,11 @@ from ..messages import (TrainingEnded, TrainingLog, TrainingMetrics, TrainingPha
 from ..training import TrainingProcess, check_distribution
 from ..widgets.charts import MetricsCharts
 
-# (field, label, default) — defaults are the engine's, except a short demo-sized run length.
-FIELDS = [("iters", "steps", "100"), ("batch_size", "batch size", "4"), ("grad_accum", "grad accum", "1"),
-          ("learning_rate", "learning rate", "1e-5"), ("beta", "beta", "0.1"), ("lora_rank", "LoRA rank", "8"),
-          ("max_length", "max length", "1024"), ("eval_every", "eval every", ""), ("save_every", "save every", "100"),
-          ("seed", "seed", "0")]
+# (field, label, default) — None: the engine's own default (TrainConfig's); steps default to a short run.
+FIELDS = [("iters", "steps", "100"), ("batch_size", "batch size", None), ("grad_accum", "grad accum", None),
+          ("learning_rate", "learning rate", None), ("beta", "beta", None), ("lora_rank", "LoRA rank", None),
+          ("max_length", "max length", None), ("eval_every", "eval every", None), ("save_every", "save every", None),
+          ("seed", "seed", None)]
 FLOAT_FIELDS = ("learning_rate", "beta")
 # The form's label of each TrainConfig key it shows (validation messages name the field as the form does).
 LABELS = {name: label for name, label, _ in FIELDS} | {
@@ -54,6 +54,12 @@ class TrainSettings:
     max_length: int = 1024
     lora_rank: int = 8
     processes: int = 1
+
+
+def engine_default(name: str) -> str:
+    """TrainConfig's default of a field, as the form writes it ("" for none)."""
+    default = next(f.default for f in fields(TrainConfig) if f.name == name)
+    return "" if default is None else form_text(default)
 
 
 def form_text(value) -> str:
@@ -134,6 +140,7 @@ class TrainPane(VerticalScroll):
         self.total_steps = 0
         self.first_step: tuple[int, float] | None = None
         self.clock = EtaClock()
+        self.last_row: dict | None = None  # the last training metrics row of the current run
         self.config_file: str | None = None  # a loaded YAML config: passed as --config, the form's flags win
 
     def compose(self) -> ComposeResult:
@@ -174,7 +181,7 @@ class TrainPane(VerticalScroll):
 
     def field_defaults(self) -> dict:
         """The engine's defaults, or the demo's settings when the model is the bundled demo model."""
-        values = {name: default for name, _, default in FIELDS}
+        values = {name: default if default is not None else engine_default(name) for name, _, default in FIELDS}
         if is_demo_model(self.app.model):
             values.update({name: form_text(v) for name, v in DEMO_SETTINGS.items() if name in values})
         return values
@@ -392,7 +399,7 @@ class TrainPane(VerticalScroll):
             self.refuse_used_run_dir(run_dir)
             return
         self.total_steps = int(total or 0)
-        self.first_step, self.clock = None, EtaClock()
+        self.first_step, self.clock, self.last_row = None, EtaClock(), None
         self.app.run_dir = run_dir
         self.query_one(MetricsCharts).reset()  # fresh axes; a resumed run's earlier rows come from its file
         self.query_one("#train-log", RichLog).clear()
@@ -465,14 +472,18 @@ class TrainPane(VerticalScroll):
     def on_training_started(self, message: TrainingStarted) -> None:
         self.total_steps = message.total_steps
         self.query_one("#train-progress", ProgressBar).update(total=self.total_steps, progress=message.step)
+        self.update_status()
         self.app.refresh_runs()
 
     def on_training_progress(self, message: TrainingProgress) -> None:
         self.total_steps = message.total_steps
         self.query_one("#train-progress", ProgressBar).update(total=self.total_steps, progress=message.step)
+        self.update_status()
 
     def on_training_metrics(self, message: TrainingMetrics) -> None:
         self.query_one(MetricsCharts).add_rows(message.rows)
+        if self.app.is_shown(self.app.query_one("#pane-runs")):
+            self.app.refresh_runs()  # the live run's steps and loss on Runs
         train = [r for r in message.rows if "loss" in r]
         if not train:
             return
@@ -481,20 +492,31 @@ class TrainPane(VerticalScroll):
         if self.first_step is None:
             self.first_step = (last["step"], now)
         self.clock.update(last["step"], now)
-        eta = self.clock.eta(last["step"], self.total_steps)
-        self.query_one("#train-status", Static).update(
-            f"step {last['step']}/{self.total_steps or '?'} · ETA {eta} · {last['tokens_per_second']:.0f} tok/s · "
-            f"loss {last['loss']:.4f} · acc {last['rewards/accuracies']:.2f} · margin {last['rewards/margins']:.3f}")
+        self.last_row = last
+        self.update_status()
         if line := rank_line(last):
             ranks = self.query_one("#train-ranks", Static)
             ranks.update(line)
             ranks.display = True
+
+    def update_status(self) -> None:
+        """The step line, from the last metrics row and the trainer's own step count (events and metrics
+        rows arrive on two channels, in either order)."""
+        last = self.last_row
+        if last is None or (self.process and self.process.stop_sent):
+            return
+        eta = self.clock.eta(last["step"], self.total_steps)
+        self.query_one("#train-status", Static).update(
+            f"step {last['step']}/{self.total_steps or '?'} · ETA {eta} · {last['tokens_per_second']:.0f} tok/s · "
+            f"loss {last['loss']:.4f} · acc {last['rewards/accuracies']:.2f} · margin {last['rewards/margins']:.3f}")
 
     def on_training_ended(self, message: TrainingEnded) -> None:
         if self.app.quit_after_training:
             self.app.exit()
             return
         if message.returncode == 0:
+            bar = self.query_one("#train-progress", ProgressBar)
+            bar.update(progress=bar.total or 1, total=bar.total or 1)  # "done" comes without a last progress event
             self.query_one("#train-output", Input).value = self.default_output()  # ready for the next run
         self.set_running(False)
         self.query_one("#train-status", Static).update(message.message)
