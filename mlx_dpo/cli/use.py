@@ -75,19 +75,8 @@ def cmd_chat(args) -> int:
     if args.ab:
         return _chat_ab(args, model, tokenizer, switch, sampling, collect)
     sessions = {label: ChatSession(model, tokenizer, sampling, args.system) for label, _ in _variants(args, switch)}
-    interactive = sys.stdin.isatty()
-    if interactive:
-        log("chat: type a message; /help lists the commands, /quit (or Ctrl-D) leaves")
     last: dict | None = None  # the last single answer, for /good and /bad
-    while True:
-        if interactive:
-            print("you> ", end="", flush=True)
-        line = sys.stdin.readline()
-        if not line:
-            break
-        text = line.strip()
-        if not text:
-            continue
+    for text in typed_lines("chat: type a message; /help lists the commands, /quit (or Ctrl-D) leaves"):
         if text == "/quit":
             break
         if text == "/reset":
@@ -117,6 +106,22 @@ def cmd_chat(args) -> int:
             sys.stdout.write("\n")
             last = {"prompt": session.messages[:-1], "answer": session.messages[-1]["content"]}
     return 0
+
+
+def typed_lines(greeting: str):
+    """The user's non-empty lines until end of input: prompted on a terminal, read line by line from a pipe
+    (so a chat can be scripted)."""
+    interactive = sys.stdin.isatty()
+    if interactive:
+        log(greeting)
+    while True:
+        if interactive:
+            print("you> ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            return
+        if line.strip():
+            yield line.strip()
 
 
 def _collect_file(args):
@@ -157,24 +162,14 @@ def _chat_ab(args, model, tokenizer, switch, sampling, prefs) -> int:
 
     chat = ABChat(model, tokenizer, switch, sampling, args.ab_source, args.system,
                   seed=args.seed or 0, meta={"model": args.model, "adapter": args.adapter})
-    interactive = sys.stdin.isatty()
-    if interactive:
-        log("chat --ab: type a message, then pick the better answer with /a or /b; /help lists the commands")
     saved: list[dict] = []
 
     def show(turn):
         for side in ("A", "B"):
             print(f"{side}: {turn.texts[side]}", flush=True)
 
-    while True:
-        if interactive:
-            print("you> ", end="", flush=True)
-        line = sys.stdin.readline()
-        if not line:
-            break
-        text = line.strip()
-        if not text:
-            continue
+    for text in typed_lines("chat --ab: type a message, then pick the better answer with /a or /b; /help lists "
+                            "the commands"):
         word, _, rest = text.partition(" ")
         try:
             if not text.startswith("/"):
