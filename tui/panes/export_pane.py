@@ -53,7 +53,8 @@ class ExportPane(VerticalScroll):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "export":
-            return None if self.query_one("#export-go", Button).disabled else True
+            buttons = self.query("#export-go")
+            return None if not buttons or buttons.first().disabled else True
         return True
 
     def why_not(self, action: str) -> str:

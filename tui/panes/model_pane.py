@@ -59,7 +59,7 @@ class ModelPane(VerticalScroll):
     can_focus = False
     KEYS_EXTRA = [("enter", "in the model field: use it; in the list: use that model")]
     BINDINGS = [Binding("ctrl+l", "use", "Use model"), Binding("ctrl+t", "estimate", "Estimate memory"),
-                Binding("ctrl+o", "list", "Offline models")]
+                Binding("ctrl+o", "list", "Offline models", show=False)]
 
     def __init__(self, **kw):
         super().__init__(**kw)

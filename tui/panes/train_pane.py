@@ -216,7 +216,10 @@ class TrainPane(VerticalScroll):
         if action == "stop":
             return True if self.running else None
         if action == "resume":
-            return None if self.running or self.query_one("#train-resume", Button).disabled else True
+            try:
+                return None if self.running or self.query_one("#train-resume", Button).disabled else True
+            except NoMatches:  # asked before the pane is built
+                return None
         return True
 
     def why_not(self, action: str) -> str:
