@@ -44,6 +44,9 @@ _API = {
     # data
     "DataKeys": ("data.pairs", "DataKeys"),
     "load_pairs": ("data.pairs", "load_pairs"),
+    "PreferenceFile": ("data.preferences", "PreferenceFile"),
+    "pair_row": ("data.preferences", "pair_row"),
+    "unpaired_row": ("data.preferences", "unpaired_row"),
     "prepare": ("data.prepare", "prepare"),
     "inspect_data": ("data.preview", "inspect_data"),
     "token_table": ("data.preview", "token_table"),
@@ -57,6 +60,7 @@ _API = {
     "stream_answer": ("model.generate", "stream_answer"),
     "answer": ("model.generate", "answer"),
     "ChatSession": ("model.generate", "ChatSession"),
+    "ABChat": ("model.ab", "ABChat"),
     "MemoryEstimate": ("model.memory", "MemoryEstimate"),
     "estimate_memory": ("model.memory", "estimate"),
     "human_bytes": ("model.memory", "human"),

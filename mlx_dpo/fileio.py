@@ -81,3 +81,14 @@ def read_jsonl_tolerant(path: str | Path) -> list[dict]:
         if isinstance(row, dict):
             rows.append(row)
     return rows
+
+
+def cache_root(cache_dir: str | None = None) -> Path:
+    """Where the reference log-probs and tokenized data are cached: --cache-dir, $MLX_DPO_CACHE, or
+    $XDG_CACHE_HOME/mlx-dpo (~/.cache/mlx-dpo)."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("MLX_DPO_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlx-dpo"

@@ -183,6 +183,7 @@ def test_frontier_reuses_trained_runs_and_plots_or_explains(dpo_run, tmp_path):
     assert (tmp_path / "frontier.png").exists() or any("matplotlib is not installed" in m for m in messages)
 
 
+@pytest.mark.slow
 def test_readme_run_command_works_offline():
     """`./scripts/run.sh` without a terminal: validate, train and evaluate the bundled demo, hub offline."""
     import os

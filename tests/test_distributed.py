@@ -24,6 +24,8 @@ from tui.training import free_port_block
 
 from conftest import synthetic_pairs, write_jsonl
 
+pytestmark = pytest.mark.slow  # real processes / downloads: minutes on a 2-core machine
+
 LAUNCH = Path(sys.executable).parent / "mlx.launch"
 CRASH_POINTS = Path(__file__).with_name("crash_points.py")  # a kill (or a hang) patched in at a named point
 TRAIN = ["--batch-size", "4", "--learning-rate", "1e-3", "--max-length", "64", "--lr-schedule", "constant",
@@ -43,6 +45,7 @@ def run_ranks(n: int, args: list[str], env: dict, cwd: Path, timeout: float = 24
         out, err = proc.communicate()
         pytest.fail(f"timed out after {timeout}s:\n{out}\n{err}")
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,8 @@ from mlx_dpo.fileio import read_jsonl_tolerant
 
 from conftest import synthetic_pairs, write_jsonl
 
+pytestmark = pytest.mark.slow  # real processes / downloads: minutes on a 2-core machine
+
 ITERS = 6
 CRASH_POINTS = Path(__file__).with_name("crash_points.py")
 # (kill point, what it interrupts). Each entry is one trainer process; the order follows the run's
@@ -47,6 +49,7 @@ def _args(model, data, out):
     return ["train", "--model", model, "--data", data, "--output", str(out), "--iters", str(ITERS),
             "--batch-size", "4", "--save-every", "1", "--lr-schedule", "constant", "--learning-rate", "2e-3",
             "--lora-dropout", "0.1"]
+
 
 
 def _run(args, kill=None, timeout=120):

@@ -20,6 +20,8 @@ from mlx_dpo.data.pairs import PreferencePair, load_pairs
 from mlx_dpo.data.template import (chat_prompt_text, render_pairs, render_text, set_render_options,
                                    tokenize_pair)
 
+pytestmark = pytest.mark.slow  # real processes / downloads: minutes on a 2-core machine
+
 ROWS = {
     "single": {"prompt": [U("What is 7 x 8?")], "chosen": [A("The answer is 56.")],
                "rejected": [A("The answer is 54.")]},
@@ -30,6 +32,7 @@ ROWS = {
     "system-multi": {"prompt": [S("Answer in one word."), U("Hi!"), A("Hello!"), U("Capital of France?")],
                      "chosen": [A("Paris.")], "rejected": [A("Lyon.")]},
 }
+
 FAMILIES = list(real_material.FAMILIES)
 # Rules beyond the plain one that a family needs, per row kind (anything else must not appear).
 REASONING = {"deepseek-r1-qwen", "qwq"}  # the generation prompt opens <think>; history never shows it

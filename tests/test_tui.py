@@ -99,6 +99,7 @@ async def test_model_pane_memory_estimate(tiny_model, tmp_path, hf_home):
                 "weights as stored") in memory
 
 
+@pytest.mark.slow
 async def test_train_stop_runs_chat_export_end_to_end(tiny_model, pairs_file, valid_file, tmp_path, hf_home):
     runs = tmp_path / "runs"
     app = MlxDpoApp(model=tiny_model, data=pairs_file, valid=valid_file, runs_root=str(runs))
@@ -264,6 +265,7 @@ async def test_paths_with_brackets_are_text_not_markup(tiny_model, tmp_path, hf_
         assert "[/]x.jsonl" in text_of(app, "#data-errors")
 
 
+@pytest.mark.slow
 async def test_quit_while_training_waits_for_the_checkpoint(tiny_model, pairs_file, tmp_path, hf_home):
     runs = tmp_path / "runs"
     app = MlxDpoApp(model=tiny_model, data=pairs_file, runs_root=str(runs))

@@ -226,6 +226,7 @@ async def test_a_failed_rank_is_named_although_the_launcher_exits_0(as_event, ti
         assert len([line for line in log if line.startswith("error: rank 0: lost")]) == 1  # shown once
 
 
+@pytest.mark.slow
 async def test_two_processes_from_the_app_end_to_end(tiny_model, tmp_path, hf_home):
     runs = tmp_path / "runs"
     data = write_jsonl(tmp_path / "train.jsonl", synthetic_pairs(8, seed=1))

@@ -594,3 +594,231 @@ async def test_the_form_saves_and_loads_the_yaml_config_train_reads(tiny_model, 
         shown = [n.message for n in app._notifications if n.message.startswith("mlx-dpo train")]
         assert shown and f"--config {other}" in shown[-1] and "--iters 11" in shown[-1]
         assert "--loss hinge" in shown[-1] and f"--model {tiny_model}" in shown[-1]
+
+
+# ---------------------------------------------------------------------- 11. the preference loop (issue #16)
+class StandInSwitch:
+    """AdapterSwitch's interface: which adapter the stand-in model answers with."""
+
+    def __init__(self):
+        self.current = "on"
+
+    def set(self, enabled: bool) -> None:
+        self.current = "on" if enabled else "off"
+
+    def add(self, name, adapter_dir) -> None:
+        pass
+
+    def use(self, name) -> None:
+        self.current = name
+
+
+class ABEngine:
+    """The real engine thread and its A/B and preference-file jobs (the real ABChat), over a stand-in model
+    whose answers name the adapter state and the seed they were sampled with."""
+
+    def __new__(cls):
+        from tui.engine import Engine
+
+        class _Engine(Engine):
+            def __init__(self):
+                super().__init__()
+                self.loads: list[str | None] = []
+                self.switch = StandInSwitch()
+
+            def load_chat(self, reply_to, model, adapter):
+                self.loads.append(adapter)
+
+                def job(to):
+                    self._chat, self._ab = (None, None, self.switch if adapter else None, "stand-in"), None
+                    to.post_message(ChatLoaded("chat-load", f"{model} + {adapter} (stand-in)"))
+                self.submit("chat-load", job, reply_to)
+
+            def chat(self, reply_to, messages, sampling, variant="tuned"):
+                reply_to.post_message(ChatDone("chat", variant, f"single answer to {messages[-1]['content']}"))
+
+        return _Engine()
+
+
+def stand_in_stream(engine):
+    def stream(model, tokenizer, messages, sampling):
+        yield from [f"{engine.switch.current} ", f"says {messages[-1]['content']} ", f"#{sampling.seed}"]
+    return stream
+
+
+def rows_of(path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
+
+
+ARGV_TRAINER = '''
+import json
+os.makedirs(out, exist_ok=True)
+with open(os.path.join(os.path.dirname(out), "argv.json"), "w") as f:
+    json.dump(sys.argv[1:], f)
+with open(os.path.join(out, "config.yaml"), "w") as f:
+    f.write("iters: 2\\n")
+event(event="start", step=0, total_steps=2, pairs=2, trainable_parameters=1)
+event(event="done", step=2, loss=0.6, accuracy=1.0, output=out)
+'''
+
+
+async def test_the_preference_loop_chat_ab_pick_train_chat(tiny_model, tmp_path, monkeypatch):
+    import mlx_dpo.model.ab
+    from textual.widgets import TextArea
+
+    from mlx_dpo import load_pairs
+    from tui.confirm import EditAnswer
+
+    engine = ABEngine()
+    monkeypatch.setattr(mlx_dpo.model.ab, "stream_answer", stand_in_stream(engine))
+    use_stand_in_trainer(tmp_path, monkeypatch, ARGV_TRAINER)
+    runs = tmp_path / "runs"
+    adapter = runs / "r0"
+    adapter.mkdir(parents=True)
+    (adapter / "config.yaml").write_text(f"model: {tiny_model}\nloss: sigmoid\n")
+    app = MlxDpoApp(model=tiny_model, runs_root=str(runs), engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        app.run_dir = str(adapter)
+        await pilot.press("f5")
+        chat = app.query_one(ChatPane)
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: chat.loaded, timeout=10)
+        assert chat.chat_adapter == str(adapter)
+
+        async def say(text):
+            chat.query_one("#chat-input", Input).value = text
+            chat.query_one("#chat-input", Input).focus()
+            await pilot.press("enter")
+
+        # A/B on: the conversation goes on, answered twice, sides A and B.
+        await say("hello")
+        await wait_for(pilot, lambda: chat.last_single is not None, timeout=10)
+        assert "ctrl+b" in footer_keys(app) and "ctrl+g" in footer_keys(app)
+        await pilot.press("ctrl+b")
+        await wait_for(pilot, lambda: chat.ab_ready, timeout=10)
+        a, b = chat.query_one("#chat-tuned", Transcript), chat.query_one("#chat-base", Transcript)
+        assert (a.border_title, b.border_title) == ("A", "B") and b.display
+        prefs = tmp_path / "prefs" / chat.query_one("#chat-prefs", Input).value.rsplit("/", 1)[-1]
+        assert str(prefs) == chat.prefs_path() and prefs.name.startswith("chat-")
+        await say("which?")
+        await wait_for(pilot, lambda: chat.ab_choosing, timeout=10)
+        keys = footer_keys(app)
+        assert {"a", "b", "t", "x", "r", "e"} <= set(keys) and keys["a"] == "Pick A" and "ctrl+l" not in keys
+        texts = dict(chat.ab_texts)
+        assert {texts["A"].split()[0], texts["B"].split()[0]} == {"on", "off"}  # tuned vs base, shuffled
+        assert a.text == texts["A"] and b.text == texts["B"]
+        assert app.focused is a  # the letter keys pick, not type
+        # Pick A: one row at once, its prompt the conversation; the sides are revealed.
+        await pilot.press("a")
+        await wait_for(pilot, lambda: chat.prefs_rows == 1, timeout=10)
+        row = rows_of(prefs)[0]
+        assert row["prompt"] == [{"role": "user", "content": "hello"},
+                                 {"role": "assistant", "content": "single answer to hello"},
+                                 {"role": "user", "content": "which?"}]
+        assert row["chosen"][0]["content"] == texts["A"] and row["rejected"][0]["content"] == texts["B"]
+        assert row["picked"] == "A" and set(row["sides"].values()) == {"tuned", "base"}
+        assert "A was " in str(a.children[-1].render()) and "row(s)" in text_of(app, "#chat-prefs-count")
+        assert chat.history["tuned"][-1] == {"role": "assistant", "content": texts["A"]}
+        # Undo: the row goes, the two answers wait for a pick again; a tie saves nothing.
+        await pilot.press("ctrl+z")
+        await wait_for(pilot, lambda: chat.prefs_rows == 0 and chat.ab_choosing, timeout=10)
+        assert rows_of(prefs) == []
+        await pilot.press("t")
+        await wait_for(pilot, lambda: "tie: nothing saved" in str(a.children[-1].render()), timeout=10)
+        assert rows_of(prefs) == [] and chat.history["tuned"][-1]["content"] == texts["A"]
+        # Both bad: both answered again; r: only the focused side.
+        await say("again?")
+        await wait_for(pilot, lambda: chat.ab_choosing, timeout=10)
+        first = dict(chat.ab_texts)
+        await pilot.press("x")
+        await wait_for(pilot, lambda: chat.ab_choosing, timeout=10)
+        second = dict(chat.ab_texts)
+        assert second["A"] != first["A"] and second["B"] != first["B"]
+        b.focus()
+        await pilot.press("r")
+        await wait_for(pilot, lambda: chat.ab_choosing, timeout=10)
+        assert chat.ab_texts["A"] == second["A"] and chat.ab_texts["B"] != second["B"]
+        # Edit B: the edited text is chosen, A rejected.
+        b.focus()
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, EditAnswer), timeout=5)
+        area = app.screen.query_one("#edit-text", TextArea)
+        assert area.text == chat.ab_texts["B"]
+        area.text = "my better answer"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: chat.prefs_rows == 1, timeout=10)
+        row = rows_of(prefs)[-1]
+        assert row["chosen"][0]["content"] == "my better answer" and row["edited"] is True
+        assert row["rejected"][0]["content"] == chat.ab_texts["A"]
+        assert [m["content"] for m in row["prompt"]][-1] == "again?"
+        loaded = load_pairs(prefs)
+        assert not loaded.errors and len(loaded.pairs) == 1
+
+        # Train on it: the Train form continues from the chatted adapter (--init-adapter).
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.2)
+        assert app.query_one(TabbedContent).active == "tab-train"
+        train = app.query_one(TrainPane)
+        assert train.query_one("#train-init_adapter", Input).value == str(adapter)
+        assert "reference is then base + that adapter" in notes(app) and "clear" in notes(app)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: train.process is not None and not app.training_running, timeout=20)
+        import json
+        argv = json.loads((runs / "argv.json").read_text())
+        assert argv[argv.index("--init-adapter") + 1] == str(adapter)
+        assert argv[argv.index("--data") + 1] == str(prefs)
+        new_run = argv[argv.index("--output") + 1]
+        # Chat offers the new adapter: Load chats with it.
+        assert app.run_dir == new_run and new_run in text_of(app, "#chat-model")
+        await pilot.press("f5")
+        assert new_run in text_of(app, "#chat-model")
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: engine.loads[-1] == new_run and chat.loaded and chat.ab_ready, timeout=10)
+
+        # Thumbs outside A/B mode: unpaired rows in the same file; a file with them does not train.
+        await pilot.press("ctrl+b")
+        await pilot.pause(0.1)
+        await say("rate me")
+        await wait_for(pilot, lambda: chat.last_single is not None, timeout=10)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: chat.prefs_unpaired == 1, timeout=10)
+        thumb = rows_of(prefs)[-1]
+        assert thumb["label"] is False and thumb["completion"][0]["content"] == "single answer to rate me"
+        assert thumb["prompt"][-1] == {"role": "user", "content": "rate me"} and thumb["adapter"] == new_run
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.1)
+        assert "thumbs row(s) (unpaired)" in notes(app) and app.query_one(TabbedContent).active == "tab-chat"
+        # ctrl+o opens the file on Data.
+        await pilot.press("ctrl+o")
+        await pilot.pause(0.1)
+        assert app.query_one(TabbedContent).active == "tab-data"
+        assert app.query_one("#data-path", Input).value == str(prefs)
+
+
+async def test_a_preference_file_that_cannot_be_written_keeps_the_conversation(tiny_model, tmp_path, monkeypatch):
+    import mlx_dpo.model.ab
+
+    engine = ABEngine()
+    monkeypatch.setattr(mlx_dpo.model.ab, "stream_answer", stand_in_stream(engine))
+    app = MlxDpoApp(model=tiny_model, runs_root=str(tmp_path / "runs"), engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f5")
+        chat = app.query_one(ChatPane)
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: chat.loaded, timeout=10)
+        await pilot.press("ctrl+b")  # no adapter: A/B of two samples
+        await wait_for(pilot, lambda: chat.ab_ready, timeout=10)
+        assert chat.query_one("#chat-ab-source").value == "samples"
+        (tmp_path / "a-folder").mkdir()
+        chat.query_one("#chat-prefs", Input).value = str(tmp_path / "a-folder")
+        chat.query_one("#chat-input", Input).value = "hi"
+        chat.query_one("#chat-input", Input).focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: chat.ab_choosing, timeout=10)
+        picked = chat.ab_texts["B"]
+        await pilot.press("b")
+        await wait_for(pilot, lambda: "not saved" in notes(app), timeout=10)
+        assert "conversation is kept" in notes(app)
+        assert chat.history["tuned"][-1] == {"role": "assistant", "content": picked}

@@ -246,6 +246,25 @@ class MlxDpoApp(App):
         self.action_show("train")
         self.query_one(TrainPane).continue_from(path)
 
+    def open_data(self, path: str) -> None:
+        """Open `path` (the Chat tab's preference file) on the Data tab."""
+        self.action_show("data")
+        pane = self.query_one(DataPane)
+        pane.query_one("#data-path", Input).value = path
+        pane.load()
+
+    def train_on_prefs(self, path: str, adapter: str | None) -> None:
+        """Prepare a run on the Train form: the preference file as data, continuing from `adapter`."""
+        self.data_path = path
+        self.action_show("train")
+        self.query_one(TrainPane).prepare_from_chat(path, adapter)
+
+    def training_finished(self, run_dir: str, from_chat: bool) -> None:
+        """A run ended well; one that trained on Chat's picks becomes Chat's next adapter."""
+        if from_chat:
+            self.query_one(ChatPane).offer(run_dir)
+            self.notify(f"Chat (F5) now offers the new adapter {run_dir}: Load (ctrl+l) there", timeout=10)
+
     def use_run(self, path: str, tab: str) -> None:
         self.run_dir = path
         model = read_run(path).config.get("model")

@@ -80,3 +80,43 @@ class PathPrompt(ModalScreen[str | None]):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         value = self.query_one("#prompt-path", Input).value.strip()
         self.dismiss(value or None if event.button.id == "prompt-ok" else None)
+
+
+class EditAnswer(ModalScreen[str | None]):
+    """Edit one side's A/B answer before saving it: the edited text becomes chosen, the other side rejected.
+    Ctrl+S (or the button) saves, Escape cancels (nothing is saved, the answers wait for a pick)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save as chosen", priority=True)]
+
+    def __init__(self, side: str, text: str, **kw):
+        super().__init__(**kw)
+        self.side, self.text = side, text
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import TextArea
+
+        with Vertical(id="edit-box", classes="dialog"):
+            yield Label(f"Edit answer {self.side}: saved as chosen, the other answer as rejected (ctrl+s saves, "
+                        "escape cancels)", markup=False)
+            yield TextArea(self.text, id="edit-text", soft_wrap=True)
+            with Horizontal(classes="buttons"):
+                yield Button("Save as chosen", id="edit-save", variant="primary")
+                yield Button("Cancel", id="edit-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#edit-text").focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def action_save(self) -> None:
+        from textual.widgets import TextArea
+
+        text = self.query_one("#edit-text", TextArea).text.strip()
+        self.dismiss(text or None)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "edit-save":
+            self.action_save()
+        else:
+            self.dismiss(None)

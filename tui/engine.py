@@ -20,8 +20,8 @@ from textual.message_pump import MessagePump
 
 from mlx_dpo import DataError, TrainingStopped, UsageError
 
-from .messages import (ChatChunk, ChatDone, ChatLoaded, DataInspected, ExportDone, ExportLog, JobFailed,
-                       MemoryEstimated)
+from .messages import (ABAnswers, ABChunk, ABRevealed, ABStarted, ChatChunk, ChatDone, ChatLoaded, DataInspected,
+                       ExportDone, ExportLog, JobFailed, MemoryEstimated, PrefsUpdated)
 
 FLUSH_SECONDS = 0.05  # batch streamed tokens: one UI message per ~50 ms, not one per token
 
@@ -31,6 +31,8 @@ class Engine:
         self._jobs: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="mlx-engine", daemon=True)
         self._chat = None  # (model, tokenizer, switch, description)
+        self._ab = None  # the ABChat of A/B mode (it holds the chat model: it lives on this thread only)
+        self._saved: list[tuple] = []  # rows this app appended, newest last: (path, row, A/B state before it)
         self._cancel_chat = threading.Event()  # set by stop(): a streaming answer ends early
 
     # ---------------------------------------------------------------- lifecycle
@@ -88,7 +90,7 @@ class Engine:
     def load_chat(self, reply_to: MessagePump, model: str, adapter: str | None) -> None:
         def job(to):
             from mlx_dpo import load_for_generation
-            self._chat = None
+            self._chat, self._ab = None, None
             m, tok, switch = load_for_generation(model, adapter, log=lambda s: None)
             desc = f"{model}" + (f" + {adapter}" if adapter else " (no adapter)")
             self._chat = (m, tok, switch, desc)
@@ -123,7 +125,151 @@ class Engine:
     def export(self, reply_to: MessagePump, options: dict) -> None:
         def job(to):
             from mlx_dpo import ExportConfig, run_export
-            self._chat = None  # free the chat model's memory before loading another copy
+            self._chat, self._ab = None, None  # free the chat model's memory before loading another copy
             result = run_export(ExportConfig(**options), log=lambda line: to.post_message(ExportLog("export", line)))
             to.post_message(ExportDone("export", f"exported {options['format']} to {result.output}: {result.verdict()}"))
         self.submit("export", job, reply_to)
+
+    # ---------------------------------------------------------------- A/B answers and the preference file
+    def ab_start(self, reply_to: MessagePump, source: str, sampling: dict, system: str | None, history: list[dict],
+                 meta: dict, seed: int = 0) -> None:
+        """A/B mode on the loaded chat model: `source` is "base", "samples" or another adapter's folder; the
+        conversation goes on from `history`."""
+        def job(to):
+            from mlx_dpo import ABChat, Sampling
+            if self._chat is None:
+                raise UsageError("load a model first (ctrl+l)")
+            model, tok, switch, _ = self._chat
+            self._ab = None
+            ab = ABChat(model, tok, switch, Sampling(**sampling), source, system, seed=seed, meta=meta)
+            if history:
+                ab.messages = [dict(m) for m in history]
+            self._ab = ab
+            what = {"base": "tuned vs base", "samples": "two samples"}.get(source, f"tuned vs {source}")
+            to.post_message(ABStarted("ab-start", what))
+        self.submit("ab-start", job, reply_to)
+
+    def ab_stop(self) -> None:
+        def job(to):
+            self._ab = None
+        self.submit("ab-stop", job, None)
+
+    def _ab_chat(self):
+        if self._ab is None:
+            raise UsageError("A/B mode is off (ctrl+b turns it on)")
+        return self._ab
+
+    def _ab_answer(self, to, fn, sides) -> None:
+        """Run `fn(on_piece)` (ask or regenerate), streaming each side's pieces in ~50 ms batches."""
+        self._cancel_chat.clear()
+        pending, last = {"A": [], "B": []}, [time.monotonic()]
+
+        def flush():
+            for side, pieces in pending.items():
+                if pieces:
+                    to.post_message(ABChunk("ab", side, "".join(pieces)))
+                    pieces.clear()
+            last[0] = time.monotonic()
+
+        def on_piece(side, piece):
+            pending[side].append(piece)
+            if time.monotonic() - last[0] >= FLUSH_SECONDS:
+                flush()
+
+        turn = fn(on_piece)
+        flush()
+        to.post_message(ABAnswers("ab", turn.texts, sides))
+
+    def ab_ask(self, reply_to: MessagePump, text: str) -> None:
+        def job(to):
+            ab = self._ab_chat()
+            self._ab_answer(to, lambda on_piece: ab.ask(text, on_piece=on_piece), ("A", "B"))
+        self.submit("ab", job, reply_to)
+
+    def ab_regenerate(self, reply_to: MessagePump, side: str | None = None) -> None:
+        """Both answers again ("both bad"), or only `side`'s."""
+        def job(to):
+            ab = self._ab_chat()
+            self._ab_answer(to, lambda on_piece: ab.regenerate(side, on_piece=on_piece), (side,) if side else ("A", "B"))
+        self.submit("ab", job, reply_to)
+
+    def ab_pick(self, reply_to: MessagePump, side: str, path: str, edited: str | None = None) -> None:
+        """Pick `side` (its text replaced by `edited`): the pair is appended to `path` at once; the conversation
+        goes on with the chosen text whether or not the file could be written."""
+        def job(to):
+            from mlx_dpo import PreferenceFile, UsageError as Usage
+            ab = self._ab_chat()
+            before = ([dict(m) for m in ab.messages], ab.pending)
+            turn = ab.pending
+            row = ab.pick(side, edited)
+            to.post_message(ABRevealed("ab-pick", side, turn.sources, ab.messages[-1]["content"],
+                                       [dict(m) for m in ab.messages]))
+            try:
+                PreferenceFile(path).append(row)
+            except Usage as e:
+                self._post_counts(to, path, error=f"not saved: {e}")
+                return
+            self._saved.append((path, row, before))
+            self._post_counts(to, path, text=f"saved: {side} preferred")
+        self.submit("ab-pick", job, reply_to)
+
+    def ab_tie(self, reply_to: MessagePump) -> None:
+        """No preference: nothing is saved, the conversation goes on with answer A."""
+        def job(to):
+            ab = self._ab_chat()
+            turn = ab.tie()
+            to.post_message(ABRevealed("ab-tie", None, turn.sources, ab.messages[-1]["content"],
+                                       [dict(m) for m in ab.messages]))
+        self.submit("ab-tie", job, reply_to)
+
+    def save_thumb(self, reply_to: MessagePump, path: str, prompt: list[dict], answer: str, good: bool,
+                   meta: dict) -> None:
+        """A thumbs up/down on a single answer: an unpaired row appended to `path`."""
+        def job(to):
+            from mlx_dpo import PreferenceFile, UsageError as Usage, unpaired_row
+            row = unpaired_row(prompt, answer, good, **meta)
+            try:
+                PreferenceFile(path).append(row)
+            except Usage as e:
+                self._post_counts(to, path, error=f"not saved: {e}")
+                return
+            self._saved.append((path, row, None))
+            self._post_counts(to, path, text="saved: thumbs " + ("up" if good else "down"))
+        self.submit("prefs", job, reply_to)
+
+    def undo_last(self, reply_to: MessagePump) -> None:
+        """Remove the last row this app appended (if it is still its file's last line); an undone pick brings
+        its two answers back to be picked again."""
+        def job(to):
+            from mlx_dpo import PreferenceFile
+            if not self._saved:
+                raise UsageError("nothing to undo: no row saved in this session")
+            path, row, before = self._saved[-1]
+            if not PreferenceFile(path).undo(row):
+                self._saved.clear()
+                raise UsageError(f"cannot undo: the last row of {path} is no longer this chat's")
+            self._saved.pop()
+            if before is not None and self._ab is not None:
+                self._ab.messages, self._ab.pending = before
+                to.post_message(ABAnswers("ab-undo", before[1].texts, ("A", "B")))
+            self._post_counts(to, path, text="removed the last row")
+        self.submit("prefs", job, reply_to)
+
+    def count_prefs(self, reply_to: MessagePump, path: str) -> None:
+        self.submit("prefs", lambda to: self._post_counts(to, path), reply_to)
+
+    @staticmethod
+    def _post_counts(to, path: str, text: str = "", error: str = "") -> None:
+        """Count the file's rows (all, and unpaired thumbs rows) and post them (plain file reading, no MLX)."""
+        import json
+        from mlx_dpo import PreferenceFile, UsageError as Usage
+        try:
+            rows = PreferenceFile(path).count()
+            unpaired = 0
+            if rows:
+                with open(path, "rb") as fh:
+                    unpaired = sum(1 for raw in fh if raw.strip() and "label" in json.loads(raw))
+        except Usage as e:
+            to.post_message(PrefsUpdated("prefs", path, 0, 0, text, error or str(e)))
+            return
+        to.post_message(PrefsUpdated("prefs", path, rows, unpaired, text, error))

@@ -119,3 +119,44 @@ class TrainingEnded(Message):
     def __init__(self, returncode: int, message: str) -> None:
         super().__init__()
         self.returncode, self.message = returncode, message
+
+
+class ABStarted(EngineMessage):
+    """A/B mode is ready: every next message is answered twice (`description` names the two sources)."""
+
+    def __init__(self, job: str, description: str) -> None:
+        super().__init__(job)
+        self.description = description
+
+
+class ABChunk(EngineMessage):
+    """Streamed text of side A or B (batched like ChatChunk)."""
+
+    def __init__(self, job: str, side: str, text: str) -> None:
+        super().__init__(job)
+        self.side, self.text = side, text
+
+
+class ABAnswers(EngineMessage):
+    """Both answers to the last user message (or one side answered again); `sides` were (re)generated."""
+
+    def __init__(self, job: str, texts: dict, sides: tuple = ("A", "B")) -> None:
+        super().__init__(job)
+        self.texts, self.sides = dict(texts), tuple(sides)
+
+
+class ABRevealed(EngineMessage):
+    """A pick (side "A"/"B") or a tie (side None): which source each side was, and the conversation now."""
+
+    def __init__(self, job: str, side: str | None, sources: dict, chosen: str, messages: list[dict]) -> None:
+        super().__init__(job)
+        self.side, self.sources, self.chosen, self.messages = side, dict(sources), chosen, messages
+
+
+class PrefsUpdated(EngineMessage):
+    """The preference file after a write, an undo or a count: `rows` in all, `unpaired` of them thumbs rows;
+    `error` is a one-line message when the file could not be read or written (nothing else changed)."""
+
+    def __init__(self, job: str, path: str, rows: int, unpaired: int, text: str = "", error: str = "") -> None:
+        super().__init__(job)
+        self.path, self.rows, self.unpaired, self.text, self.error = path, rows, unpaired, text, error

@@ -14,4 +14,6 @@
                  DataError; --skip-invalid leaves bad rows out and lists them (RUN_DIR/skipped.jsonl)
     cache.py     the tokenized pairs of large sources, cached by content + tokenizer + limits
     preview.py   the same file as the app shows it: preview rows, one rendered pair, the token table
+    preferences.py  preference files written by people (chat picks and thumbs), appended under a lock
+    unpaired.py  unpaired rows (prompt, completion, label) and KTO examples (not yet wired into training)
 """

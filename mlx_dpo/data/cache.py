@@ -23,20 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fileio import cache_root
 from .template import RenderResult, TokenizedPair
 
 VERSION = 1
 MIN_PAIRS = 512
 
-
-def cache_root(cache_dir: str | None = None) -> Path:
-    """The same root as the reference cache: --cache-dir, $MLX_DPO_CACHE, or ~/.cache/mlx-dpo."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get("MLX_DPO_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlx-dpo"
 
 
 def _file_digest(path: Path, h) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ..errors import TrainingStopped
 from .card import model_card
-from .gguf import (GGUF_TOLERANCE, check_in_llama_cpp, llama_cpp_missing, modelfile, readable_check, run_readme,
-                   write_gguf)
+from .gguf import (check_in_llama_cpp, llama_cpp_missing, modelfile, readable_check, run_readme,
+                   tolerance, write_gguf)
 from .verify import verification_conversations
 
 
@@ -50,7 +50,7 @@ def export_gguf(cfg, model, tokenizer, base_path, base_config, adapter_cfg, run_
     stop_texts = [tokenizer.decode([i]) for i in stops]
     (tmp / "Modelfile").write_text(modelfile(name, tokenizer, stop_texts), encoding="utf-8")
 
-    tol = GGUF_TOLERANCE[cfg.gguf_type]
+    tol = tolerance(cfg.gguf_type, tuned)
     result = ExportResult(tmp, None, effect, None)
     if cfg.verify:
         readable_check(tmp / name, counts)

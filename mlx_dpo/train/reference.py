@@ -164,11 +164,3 @@ def reference_logps(model, pairs: list[TokenizedPair], *, model_key: str, cache_
         f"cached as {path.name}")
     return ref
 
-
-def cache_root(cache_dir: str | None = None) -> Path:
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get("MLX_DPO_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlx-dpo"

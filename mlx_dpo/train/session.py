@@ -26,7 +26,7 @@ from ..config import TrainConfig
 from ..data.prepare import prepare_strict
 from ..data.template import TokenizedPair, set_render_options, uses_date
 from ..errors import TrainingStopped, first_line
-from ..fileio import write_failure
+from ..fileio import cache_root, write_failure
 from ..model.adapters import AdapterSwitch, apply_lora, attach_adapter, new_adapter_config, read_adapter_config
 from ..model.cpu_matmul import compute_tag
 from ..model.load import load_base, resolve_model_path
@@ -36,7 +36,7 @@ from .evaluation import evaluate
 from .events import Reporter
 from .layout import UNSHARED, Layout, choose_layout
 from .losses import Loss
-from .reference import cache_root, model_fingerprint, reference_logps
+from .reference import model_fingerprint, reference_logps
 
 
 @dataclass

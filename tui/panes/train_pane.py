@@ -142,6 +142,8 @@ class TrainPane(VerticalScroll):
         self.clock = EtaClock()
         self.last_row: dict | None = None  # the last training metrics row of the current run
         self.config_file: str | None = None  # a loaded YAML config: passed as --config, the form's flags win
+        self.from_chat = False  # the form was prepared from Chat's preference file (its run goes back to Chat)
+        self.chat_run: str | None = None  # the run started from such a form
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="row buttons", id="train-top"):
@@ -368,6 +370,22 @@ class TrainPane(VerticalScroll):
                         timeout=10)
         self.focus_first()
 
+    def prepare_from_chat(self, data: str, adapter: str | None) -> None:
+        """Fill the form for a run on Chat's preference file that continues from the adapter chatted with."""
+        self.query_one("#train-init_adapter", Input).value = adapter or ""
+        self.query_one("#train-output", Input).value = self.fresh_output(f"chat-{datetime.now():%Y%m%d-%H%M%S}")
+        self.query_one("#train-settings", Collapsible).collapsed = False
+        self.from_chat = True
+        if adapter:
+            note = (f"a new run on {data} that continues from {adapter}: the reference is then base + that "
+                    "adapter; to start from (and compare against) the base model instead, clear \"from adapter\" "
+                    "— ctrl+s starts it")
+        else:
+            note = f"a new run on {data} from the base model (the chat had no adapter) — ctrl+s starts it"
+        self.query_one("#train-log", RichLog).write(note)
+        self.app.notify(note, timeout=15)
+        self.focus_first()
+
     def fresh_output(self, name: str) -> str:
         base = Path(self.app.runs_root) / name
         candidate, n = base, 2
@@ -408,6 +426,8 @@ class TrainPane(VerticalScroll):
         self.query_one("#train-log", RichLog).clear()
         self.query_one("#train-progress", ProgressBar).update(total=None, progress=0)
         self.process = TrainingProcess(self, run_dir, args, processes, hostfile)
+        # A run on Chat's picks: when it finishes, Chat offers its adapter.
+        self.chat_run, self.from_chat = (run_dir if self.from_chat and not resume else None), False
         ranks = self.query_one("#train-ranks", Static)
         ranks.update("")
         ranks.display = False  # shown once a data-parallel run reports per-rank figures
@@ -517,7 +537,10 @@ class TrainPane(VerticalScroll):
         if self.app.quit_after_training:
             self.app.exit()
             return
+        chat_run, self.chat_run = self.chat_run, None
         if message.returncode == 0:
+            if chat_run:
+                self.app.training_finished(chat_run, True)
             bar = self.query_one("#train-progress", ProgressBar)
             bar.update(progress=bar.total or 1, total=bar.total or 1)  # "done" comes without a last progress event
             self.query_one("#train-output", Input).value = self.default_output()  # ready for the next run
