@@ -17,7 +17,7 @@ import yaml
 
 from .errors import UsageError
 
-LOSSES = ("sigmoid", "ipo", "hinge", "simpo")
+LOSSES = ("sigmoid", "ipo", "hinge", "simpo", "kto")
 SCHEDULES = ("cosine", "constant")
 
 
@@ -54,10 +54,14 @@ class TrainConfig:
     dora: bool = _f(False, "Train DoRA (weight-decomposed LoRA) instead of LoRA.")
     init_adapter: Optional[str] = _f(None, "Start from an existing mlx-lm adapter folder; the reference is then base + this adapter.")
     # -- DPO
-    loss: str = _f("sigmoid", "DPO loss: sigmoid (DPO), ipo, hinge (SLiC), simpo (reference-free).", choices=LOSSES)
+    loss: str = _f("sigmoid", "DPO loss: sigmoid (DPO), ipo, hinge (SLiC), simpo (reference-free), kto (unpaired rows "
+                              "with a label, or pairs split into desirable and undesirable answers).", choices=LOSSES)
     beta: float = _f(0.1, "Strength of the KL penalty: higher beta keeps the policy closer to the reference.")
     label_smoothing: float = _f(0.0, "Conservative DPO (cDPO): assumed fraction of flipped labels, in [0, 0.5); used by the sigmoid and simpo losses, no effect with ipo or hinge.")
     simpo_gamma: float = _f(0.5, "Target reward margin of SimPO.")
+    desirable_weight: float = _f(1.0, "KTO: weight of the desirable examples' loss.")
+    undesirable_weight: float = _f(1.0, "KTO: weight of the undesirable examples' loss (the KTO paper advises weights "
+                                        "that make desirable x weight / undesirable x weight 1 to 4/3).")
     # -- schedule
     iters: Optional[int] = _f(None, "Optimizer steps to run (overrides --epochs).")
     epochs: Optional[int] = _f(None, "Passes over the data (default 1 when --iters is not given).")
@@ -98,7 +102,7 @@ class TrainConfig:
             v = getattr(self, key)
             if v is not None and v < 1:
                 bad(key, f"must be a positive integer, got {v}")
-        for key in ("learning_rate", "beta", "lora_scale"):
+        for key in ("learning_rate", "beta", "lora_scale", "desirable_weight", "undesirable_weight"):
             v = getattr(self, key)
             if not (math.isfinite(v) and v > 0):
                 bad(key, f"must be a positive number, got {v}")

@@ -12,7 +12,7 @@ from ..config import TrainConfig, config_fields
 DATA_KEYS = ("prompt_key", "chosen_key", "rejected_key", "system_key", "split", "data_config", "data_revision",
              "skip_invalid", "min_score_margin")
 LENGTHS = ("max_length", "max_prompt_length")
-LOSS_ARGS = ("loss", "beta", "label_smoothing", "simpo_gamma")
+LOSS_ARGS = ("loss", "beta", "label_smoothing", "simpo_gamma", "desirable_weight", "undesirable_weight")
 
 
 def _add_config_args(parser: argparse.ArgumentParser, names=None) -> None:

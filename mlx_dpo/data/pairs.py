@@ -38,7 +38,8 @@ class PreferencePair:
     chosen: list[dict]    # the preferred assistant message(s)
     rejected: list[dict]  # the dispreferred assistant message(s)
     source: str           # "FILE:LINE", for error messages downstream
-    format: str           # one of FORMATS
+    format: str           # one of FORMATS, or "unpaired"
+    label: bool | None = None  # unpaired rows (completion in chosen and rejected): desirable or not
 
 
 @dataclass
@@ -50,6 +51,7 @@ class LoadResult:
     source: object = None    # sources.Source: the files that were read
     schema: object = None    # schemas.Schema: the column mapping used (None: unknown)
     filtered: int = 0        # pairs left out by --min-score-margin (not errors)
+    first_of_kind: dict = field(default_factory=dict)  # unpaired? -> source of the first such row
     hints: list[str] = field(default_factory=list)  # e.g. an unknown schema: its columns and the flags to map them
 
 
@@ -414,6 +416,10 @@ def load_pairs(path, keys: DataKeys = DataKeys(), *, split: str = "train", subse
     order = {f.label: i for i, f in enumerate(source.files)}
     for f in source.files:
         _load_file(f, keys, result, min_score_margin)
+    if len(result.first_of_kind) == 2:  # paired and unpaired rows cannot train together
+        result.errors.append(f"{result.first_of_kind[True]}: row: an unpaired row (prompt, completion, label) in a "
+                             f"file of pairs (the first pair is {result.first_of_kind[False]}); keep each kind in "
+                             "its own file")
     result.errors.sort(key=lambda e: _error_order(e, order))
     if not result.errors and not result.pairs:
         where = source.files[0].label if len(source.files) == 1 else spec.path
@@ -470,17 +476,27 @@ def _load_file(f, keys: DataKeys, result: "LoadResult", min_score_margin) -> Non
             if min_score_margin is not None and schema is not None and _score_margin(row, schema) < min_score_margin:
                 result.filtered += 1
                 continue
-            pair = normalize_row(_map_row(row, schema), row_keys, repeated)
+            if _is_unpaired(row):
+                from .unpaired import as_pair, normalize_unpaired
+                pair = as_pair(normalize_unpaired(row, row_keys, f"{name}:{line}"))
+            else:
+                pair = normalize_row(_map_row(row, schema), row_keys, repeated)
         except _RowError as e:
             result.errors.append(f"{name}:{line}: {e.fieldname}: {e.message}")
             continue
         pair.source = f"{name}:{line}"
         result.pairs.append(pair)
         result.formats[pair.format] += 1
+        result.first_of_kind.setdefault(pair.format == "unpaired", pair.source)
     if not parquet:
         result.errors += json_errors
         # Rows that are not even valid JSON still count as rows of the file.
         result.rows += sum(": json: " in e for e in json_errors)
+
+
+def _is_unpaired(row) -> bool:
+    """TRL's unpaired format: one completion and a label (see unpaired.py)."""
+    return isinstance(row, dict) and "completion" in row and "label" in row and "chosen" not in row
 
 
 def _error_order(msg: str, order: dict) -> tuple[int, int]:

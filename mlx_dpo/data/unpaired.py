@@ -28,10 +28,6 @@ class UnpairedExample:
     source: str             # "FILE:LINE"
 
 
-def is_unpaired(row) -> bool:
-    return isinstance(row, dict) and COMPLETION_KEY in row and LABEL_KEY in row
-
-
 def normalize_unpaired(row: dict, keys: DataKeys, source: str) -> UnpairedExample:
     """Validate one unpaired row; _RowError(field, message) if it is bad."""
     label = row[LABEL_KEY]
@@ -55,18 +51,33 @@ def normalize_unpaired(row: dict, keys: DataKeys, source: str) -> UnpairedExampl
     return UnpairedExample(prompt, _completion(row[COMPLETION_KEY], COMPLETION_KEY), label, source)
 
 
-def from_pairs(pairs: list[PreferencePair]) -> list[UnpairedExample]:
-    """Paired data for KTO: each pair's chosen answer is desirable, its rejected answer undesirable."""
+def as_pair(e: UnpairedExample) -> PreferencePair:
+    """An example as the loader's pair, with the completion on both sides and the label beside."""
+    return PreferencePair(e.prompt, e.completion, e.completion, e.source, "unpaired", e.label)
+
+
+def kto_examples(pairs, loaded_pairs, seed: int, max_length: int):
+    """KTO examples of tokenized pairs: (TokenizedPair(prompt_i, completion_i, completion_j), labels).
+
+    `pairs` are the renderer's TokenizedPairs, `loaded_pairs` the loader's PreferencePairs (for the labels
+    of unpaired rows, by source). A pair gives two examples (chosen desirable, rejected undesirable); an
+    unpaired row one. The KL completion j is another example's (`mismatch`), cut to fit max_length."""
+    from .template import TokenizedPair
+
+    label_of = {p.source: p.label for p in loaded_pairs}
+    examples = []
+    for tp in pairs:
+        label = label_of.get(tp.source)
+        if label is None:  # a pair
+            examples += [(tp.prompt, tp.chosen, 1.0, tp.source), (tp.prompt, tp.rejected, 0.0, tp.source)]
+        else:
+            examples.append((tp.prompt, tp.chosen, 1.0 if label else 0.0, tp.source))
+    other = mismatch(len(examples), seed)
     out = []
-    for p in pairs:
-        out.append(UnpairedExample(p.prompt, p.chosen, True, p.source))
-        out.append(UnpairedExample(p.prompt, p.rejected, False, p.source))
-    return out
-
-
-def as_pairs(examples: list[UnpairedExample]) -> list[PreferencePair]:
-    """The examples as pairs with the completion on both sides, for tokenization by the pair renderer."""
-    return [PreferencePair(e.prompt, e.completion, e.completion, e.source, "unpaired") for e in examples]
+    for (prompt, completion, _, source), j in zip(examples, other):
+        kl = examples[j][1][: max(1, max_length - len(prompt))]
+        out.append(TokenizedPair(prompt, completion, kl, source))
+    return out, np.array([e[2] for e in examples], dtype=np.float32)
 
 
 def mismatch(n: int, seed: int) -> np.ndarray:

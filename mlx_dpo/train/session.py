@@ -25,7 +25,7 @@ import numpy as np
 from ..config import TrainConfig
 from ..data.prepare import prepare_strict
 from ..data.template import TokenizedPair, set_render_options, uses_date
-from ..errors import TrainingStopped, first_line
+from ..errors import TrainingStopped, UsageError, first_line
 from ..fileio import cache_root, write_failure
 from ..model.adapters import AdapterSwitch, apply_lora, attach_adapter, new_adapter_config, read_adapter_config
 from ..model.cpu_matmul import compute_tag
@@ -70,6 +70,9 @@ class Session:
         report = report or Reporter()
         _warn_if_too_big(cfg, report)
         s = cls._load(cfg, report, world, valid_data=cfg.valid_data or (cfg.data if cfg.valid_split else None))
+        s._check_unpaired_needs_kto()
+        if s.loss.unpaired:
+            s._as_kto_examples()
         mx.random.seed(cfg.seed)  # the LoRA A-factor init
         if cfg.init_adapter:
             s.adapter_cfg = attach_adapter(s.model, cfg.init_adapter)
@@ -94,6 +97,13 @@ class Session:
         if adapter_dir:
             read_adapter_config(adapter_dir)  # fail early, before any compute, on a bad adapter folder
         s = cls._load(cfg, report, SINGLE, valid_data=None)
+        s._check_unpaired_needs_kto()
+        if s.loss.unpaired and not s.unpaired_data:
+            # Pairs: the DPO-style implicit-reward metrics, so KTO and DPO adapters compare on the same pairs.
+            s.loss = Loss("sigmoid", cfg.beta)
+            report.log("eval: paired data, so DPO metrics (implicit-reward accuracy) with the same beta")
+        elif s.loss.unpaired:
+            s._as_kto_examples()
         s.adapter_cfg = attach_adapter(s.model, cfg.init_adapter) if cfg.init_adapter else {}
         if adapter_dir:
             if not cfg.init_adapter:
@@ -137,6 +147,34 @@ class Session:
                 report=report)
         s.data = prepared
         return s
+
+    @property
+    def unpaired_data(self) -> bool:
+        return any(p.load.formats.get("unpaired") for p in self.data)
+
+    def _as_kto_examples(self) -> None:
+        """KTO trains on examples: each pair gives a desirable and an undesirable one, an unpaired row one;
+        each carries a mismatched completion for the KL reference point (data/unpaired.py)."""
+        from ..data.unpaired import kto_examples
+        from .kto import class_balance_warning
+
+        cfg = self.cfg
+        self.train_pairs, self.train_labels = kto_examples(self.train_pairs, self.data[0].load.pairs, cfg.seed,
+                                                           cfg.max_length)
+        if self.valid_pairs is not None:
+            self.valid_pairs, self.valid_labels = kto_examples(self.valid_pairs, self.data[1].load.pairs, cfg.seed,
+                                                               cfg.max_length)
+        n_des = int(self.train_labels.sum())
+        warning = class_balance_warning(n_des, len(self.train_labels) - n_des, cfg.desirable_weight,
+                                        cfg.undesirable_weight)
+        self.report.log(f"KTO: {len(self.train_pairs)} examples ({n_des} desirable)")
+        if warning:
+            self.report.log(f"warning: {warning}")
+
+    def _check_unpaired_needs_kto(self) -> None:
+        if self.unpaired_data and not self.loss.unpaired:
+            raise UsageError(f"{self.cfg.data}: unpaired rows (prompt, completion, label) train with --loss kto; "
+                             f"--loss {self.loss.kind} needs pairs")
 
     def write_skipped(self, run_dir) -> None:
         """--skip-invalid: list the rows left out in RUN_DIR/skipped.jsonl (the main process only)."""
