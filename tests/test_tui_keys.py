@@ -802,6 +802,10 @@ async def test_a_preference_file_that_cannot_be_written_keeps_the_conversation(t
 
     engine = ABEngine()
     monkeypatch.setattr(mlx_dpo.model.ab, "stream_answer", stand_in_stream(engine))
+    other = tmp_path / "runs" / "other"
+    other.mkdir(parents=True)
+    (other / "config.yaml").write_text("loss: sigmoid\n")
+    (other / "adapters.safetensors").write_bytes(b"")
     app = MlxDpoApp(model=tiny_model, runs_root=str(tmp_path / "runs"), engine=engine)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f5")
@@ -810,7 +814,9 @@ async def test_a_preference_file_that_cannot_be_written_keeps_the_conversation(t
         await wait_for(pilot, lambda: chat.loaded, timeout=10)
         await pilot.press("ctrl+b")  # no adapter: A/B of two samples
         await wait_for(pilot, lambda: chat.ab_ready, timeout=10)
-        assert chat.query_one("#chat-ab-source").value == "samples"
+        source = chat.query_one("#chat-ab-source")
+        assert source.value == "samples"
+        assert str(other) in [value for _, value in source._options]  # another run's adapter, from the Runs list
         (tmp_path / "a-folder").mkdir()
         chat.query_one("#chat-prefs", Input).value = str(tmp_path / "a-folder")
         chat.query_one("#chat-input", Input).value = "hi"

@@ -2,10 +2,11 @@
 
 Since mlx 0.31.2 arrays belong to the thread that created them, and Textual's thread workers start a
 new thread per call, so all in-process MLX work (data statistics, chat, export) runs here, in order,
-taken from a queue. Results go back with `post_message`, which is thread-safe. Training does not run
-here: it is a child process (see training.py). This is the only tui module that imports MLX code, and
-only inside the jobs: `mlx_dpo`'s public names load their module on first use, so the UI thread never
-loads MLX.
+taken from a queue; the A/B chat (ABChat, which holds the chat model) lives here too, and the preference
+file's appends, undo and counts run here, in order with the picks that produce them. Results go back
+with `post_message`, which is thread-safe. Training does not run here: it is a child process (see
+training.py). This is the only tui module that imports MLX code, and only inside the jobs: `mlx_dpo`'s
+public names load their module on first use, so the UI thread never loads MLX.
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ class Engine:
         """Pick `side` (its text replaced by `edited`): the pair is appended to `path` at once; the conversation
         goes on with the chosen text whether or not the file could be written."""
         def job(to):
-            from mlx_dpo import PreferenceFile, UsageError as Usage
+            from mlx_dpo import PreferenceFile
             ab = self._ab_chat()
             before = ([dict(m) for m in ab.messages], ab.pending)
             turn = ab.pending
@@ -206,7 +207,7 @@ class Engine:
                                        [dict(m) for m in ab.messages]))
             try:
                 PreferenceFile(path).append(row)
-            except Usage as e:
+            except UsageError as e:
                 self._post_counts(to, path, error=f"not saved: {e}")
                 return
             self._saved.append((path, row, before))
@@ -226,11 +227,11 @@ class Engine:
                    meta: dict) -> None:
         """A thumbs up/down on a single answer: an unpaired row appended to `path`."""
         def job(to):
-            from mlx_dpo import PreferenceFile, UsageError as Usage, unpaired_row
+            from mlx_dpo import PreferenceFile, unpaired_row
             row = unpaired_row(prompt, answer, good, **meta)
             try:
                 PreferenceFile(path).append(row)
-            except Usage as e:
+            except UsageError as e:
                 self._post_counts(to, path, error=f"not saved: {e}")
                 return
             self._saved.append((path, row, None))
@@ -262,14 +263,14 @@ class Engine:
     def _post_counts(to, path: str, text: str = "", error: str = "") -> None:
         """Count the file's rows (all, and unpaired thumbs rows) and post them (plain file reading, no MLX)."""
         import json
-        from mlx_dpo import PreferenceFile, UsageError as Usage
+        from mlx_dpo import PreferenceFile
         try:
             rows = PreferenceFile(path).count()
             unpaired = 0
             if rows:
                 with open(path, "rb") as fh:
                     unpaired = sum(1 for raw in fh if raw.strip() and "label" in json.loads(raw))
-        except Usage as e:
+        except UsageError as e:
             to.post_message(PrefsUpdated("prefs", path, 0, 0, text, error or str(e)))
             return
         to.post_message(PrefsUpdated("prefs", path, rows, unpaired, text, error))

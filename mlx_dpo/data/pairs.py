@@ -477,7 +477,6 @@ def _load_file(f, keys: DataKeys, result: "LoadResult", min_score_margin) -> Non
                 result.filtered += 1
                 continue
             if _is_unpaired(row):
-                from .unpaired import as_pair, normalize_unpaired
                 pair = as_pair(normalize_unpaired(row, row_keys, f"{name}:{line}"))
             else:
                 pair = normalize_row(_map_row(row, schema), row_keys, repeated)
@@ -492,6 +491,47 @@ def _load_file(f, keys: DataKeys, result: "LoadResult", min_score_margin) -> Non
         result.errors += json_errors
         # Rows that are not even valid JSON still count as rows of the file.
         result.rows += sum(": json: " in e for e in json_errors)
+
+
+# ---------------------------------------------------------------- unpaired rows (KTO; see unpaired.py)
+
+LABEL_KEY, COMPLETION_KEY = "label", "completion"
+
+
+@dataclass
+class UnpairedExample:
+    prompt: list[dict]
+    completion: list[dict]  # assistant message(s)
+    label: bool             # True: desirable
+    source: str             # "FILE:LINE"
+
+
+def normalize_unpaired(row: dict, keys: DataKeys, source: str) -> UnpairedExample:
+    """Validate one unpaired row; _RowError(field, message) if it is bad."""
+    label = row[LABEL_KEY]
+    if not isinstance(label, bool):
+        raise _RowError(LABEL_KEY, f"expected true (desirable) or false (undesirable), got {label!r}")
+    p = row.get(keys.prompt)
+    if isinstance(p, str):
+        if not p.strip():
+            raise _RowError(keys.prompt, "empty prompt")
+        prompt = [{"role": "user", "content": p}]
+    elif isinstance(p, list):
+        prompt = _messages(p, keys.prompt)
+        if prompt[-1]["role"] == "assistant":
+            raise _RowError(f"{keys.prompt}[{len(prompt) - 1}].role",
+                            "the prompt ends with an assistant turn; the answer belongs in completion")
+    else:
+        raise _RowError(keys.prompt, "missing (expected a string or a list of messages)")
+    system = row.get(keys.system)
+    if isinstance(system, str) and system.strip() and prompt[0]["role"] != "system":
+        prompt = [{"role": "system", "content": system}] + prompt
+    return UnpairedExample(prompt, _completion(row[COMPLETION_KEY], COMPLETION_KEY), label, source)
+
+
+def as_pair(e: UnpairedExample) -> PreferencePair:
+    """An example as the loader's pair, with the completion on both sides and the label beside."""
+    return PreferencePair(e.prompt, e.completion, e.completion, e.source, "unpaired", e.label)
 
 
 def _is_unpaired(row) -> bool:

@@ -1,8 +1,9 @@
 """Unpaired preference rows (TRL's format) and KTO examples.
 
 A row is one completion with a label: `{"prompt": str | [messages], "completion": str | [assistant
-messages], "label": true | false}` — a thumbs up or down (see preferences.py). Paired rows can train KTO
-too: each pair gives one desirable (chosen) and one undesirable (rejected) example.
+messages], "label": true | false}` — a thumbs up or down (see preferences.py); pairs.py reads and checks
+such rows like pairs. Paired rows can train KTO too: each pair gives one desirable (chosen) and one
+undesirable (rejected) example.
 
 For KTO every example also needs a mismatched completion (another example's, for the KL reference
 point, see train/kto.py). Examples travel as TokenizedPair(prompt_i, completion_i, completion_j), so the
@@ -11,49 +12,8 @@ batch layouts, the log-prob code and the reference cache serve KTO unchanged; th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from .pairs import DataKeys, PreferencePair, _completion, _messages, _RowError
-
-LABEL_KEY, COMPLETION_KEY = "label", "completion"
-
-
-@dataclass
-class UnpairedExample:
-    prompt: list[dict]
-    completion: list[dict]  # assistant message(s)
-    label: bool             # True: desirable
-    source: str             # "FILE:LINE"
-
-
-def normalize_unpaired(row: dict, keys: DataKeys, source: str) -> UnpairedExample:
-    """Validate one unpaired row; _RowError(field, message) if it is bad."""
-    label = row[LABEL_KEY]
-    if not isinstance(label, bool):
-        raise _RowError(LABEL_KEY, f"expected true (desirable) or false (undesirable), got {label!r}")
-    p = row.get(keys.prompt)
-    if isinstance(p, str):
-        if not p.strip():
-            raise _RowError(keys.prompt, "empty prompt")
-        prompt = [{"role": "user", "content": p}]
-    elif isinstance(p, list):
-        prompt = _messages(p, keys.prompt)
-        if prompt[-1]["role"] == "assistant":
-            raise _RowError(f"{keys.prompt}[{len(prompt) - 1}].role",
-                            "the prompt ends with an assistant turn; the answer belongs in completion")
-    else:
-        raise _RowError(keys.prompt, "missing (expected a string or a list of messages)")
-    system = row.get(keys.system)
-    if isinstance(system, str) and system.strip() and prompt[0]["role"] != "system":
-        prompt = [{"role": "system", "content": system}] + prompt
-    return UnpairedExample(prompt, _completion(row[COMPLETION_KEY], COMPLETION_KEY), label, source)
-
-
-def as_pair(e: UnpairedExample) -> PreferencePair:
-    """An example as the loader's pair, with the completion on both sides and the label beside."""
-    return PreferencePair(e.prompt, e.completion, e.completion, e.source, "unpaired", e.label)
 
 
 def kto_examples(pairs, loaded_pairs, seed: int, max_length: int):

@@ -132,7 +132,7 @@ def run_export(cfg: ExportConfig, log=print) -> ExportResult:
         if cfg.format == "gguf":
             from .gguf_export import export_gguf
             result = export_gguf(cfg, model, tokenizer, base_path, base_config, adapter_cfg, run_cfg, dtype, plan,
-                                 tmp, inputs, tuned, effect, _write_hf, log)
+                                 tmp, inputs, tuned, effect, _write_hf, ExportResult, log)
         else:
             writer = {"hf": _write_hf, "peft": _write_peft, "mlx": _write_mlx}[cfg.format]
             writer(cfg, model, tokenizer, base_path, base_config, adapter_cfg, dtype, tmp)

@@ -31,9 +31,8 @@ def stop_tokens(tokenizer) -> list[int]:
 
 
 def export_gguf(cfg, model, tokenizer, base_path, base_config, adapter_cfg, run_cfg, dtype, plan, tmp: Path,
-                inputs, tuned, effect, write_hf, log):
-    from .formats import ExportResult
-
+                inputs, tuned, effect, write_hf, ExportResult, log):
+    """`write_hf` and `ExportResult` come from formats.py (passed in: formats imports this module)."""
     out = Path(cfg.output)
     hf = tmp.parent / f"{tmp.name}-hf"
     shutil.rmtree(hf, ignore_errors=True)

@@ -99,6 +99,8 @@ class Transcript(VerticalScroll):
 AB_SOURCES = [("A/B: tuned vs base", "base"), ("A/B: two samples", "samples"),
               ("A/B: vs adapter typed →", "other")]
 AB_KEYS = ("pick", "tie", "both_bad", "again", "edit")
+CLI_WORDS = {"--ab-source samples": "A/B of two samples", "--temperature": "a temperature",
+             "--adapter": "a loaded adapter (pick a run on Runs, then Load)"}
 
 
 def default_prefs(runs_root: str) -> str:
@@ -107,7 +109,9 @@ def default_prefs(runs_root: str) -> str:
 
 
 class ChatPane(Vertical):
-    KEYS_EXTRA = [("enter", "send the message"), ("/help", "the chat's commands (/reset, /system TEXT, /compare)")]
+    KEYS_EXTRA = [("enter", "send the message"), ("/help", "the chat's commands (/reset, /system TEXT, /compare)"),
+                  ("a b t x r e", "A/B mode, on the answers: pick A, pick B, tie, both bad (again), the focused "
+                   "side again, edit the focused side")]
     # The pick keys come first: while two answers wait for a pick they are what the footer shows.
     BINDINGS = [Binding("a", "pick('A')", "Pick A"), Binding("b", "pick('B')", "Pick B"),
                 Binding("t", "tie", "Tie", tooltip="tie / skip: nothing saved, the chat goes on with A"),
@@ -247,7 +251,7 @@ class ChatPane(Vertical):
         if event.value:
             if not self.loaded:
                 self.app.notify("Load a model first (ctrl+l), then turn A/B on", severity="warning")
-                event.toggle.value = False
+                event.control.value = False
                 return
             if self.compare_on:
                 self.query_one("#chat-compare", Toggle).value = False
@@ -631,6 +635,8 @@ class ChatPane(Vertical):
 
     def on_job_failed(self, message: JobFailed) -> None:
         first = message.error.splitlines()[0]
+        for flag, words in CLI_WORDS.items():  # ABChat's messages name the CLI's flags
+            first = first.replace(flag, words)
         if message.job.startswith("ab") or message.job == "prefs":
             self.app.notify(first, severity="error", timeout=10)
             if message.job == "ab-start" and self.ab_on:
