@@ -828,3 +828,27 @@ async def test_a_preference_file_that_cannot_be_written_keeps_the_conversation(t
         await wait_for(pilot, lambda: "not saved" in notes(app), timeout=10)
         assert "conversation is kept" in notes(app)
         assert chat.history["tuned"][-1] == {"role": "assistant", "content": picked}
+
+
+async def test_export_tab_offers_gguf_with_its_type(tiny_model, tmp_path):
+    """GGUF (f16, bf16, q8_0) is a format choice; the fused model's dtype and MLX quantization do not apply."""
+    from textual.widgets import Select
+
+    class Recording(FakeEngine):
+        def export(self, reply_to, options):
+            self.options = options
+            super().export(reply_to, options)
+
+    engine = Recording()
+    app = MlxDpoApp(model=tiny_model, runs_root=str(tmp_path / "runs"), engine=engine)
+    app.run_dir = str(tmp_path / "some-run")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f6")
+        app.query_one("#export-format", Select).value = "gguf:q8_0"
+        await pilot.pause()
+        assert app.query_one("#export-dtype").disabled and app.query_one("#export-quantize").disabled
+        assert app.query_one("#export-output").value.endswith("some-run-gguf-q8_0")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: "stand-in export failed" in text_of(app, "#export-result"), timeout=10)
+    assert engine.options["format"] == "gguf" and engine.options["gguf_type"] == "q8_0"
+    assert engine.options["dtype"] is None and engine.options["quantize"] is None

@@ -15,6 +15,9 @@ from ..messages import ExportDone, ExportLog, JobFailed
 from ..widgets.toggle import Toggle
 
 
+GGUF = ("gguf:f16", "gguf:bf16", "gguf:q8_0")
+
+
 class ExportPane(VerticalScroll):
     can_focus = False
     BINDINGS = [Binding("ctrl+s", "export", "Export")]
@@ -28,8 +31,9 @@ class ExportPane(VerticalScroll):
         yield LoadingIndicator(id="export-busy")
         with Grid(id="export-form"):
             yield Label("format", classes="form-label")
-            yield Select([("Hugging Face, fused (hf)", "hf"), ("PEFT adapter", "peft"), ("mlx-lm adapter", "mlx")],
-                         value="hf", allow_blank=False, id="export-format")
+            yield Select([("Hugging Face, fused (hf)", "hf"), ("PEFT adapter", "peft"), ("mlx-lm adapter", "mlx"),
+                          ("GGUF f16 (llama.cpp, Ollama)", "gguf:f16"), ("GGUF bf16", "gguf:bf16"),
+                          ("GGUF q8_0 (quantized)", "gguf:q8_0")], value="hf", allow_blank=False, id="export-format")
             yield Label("dtype", classes="form-label")
             yield Select([("as the base", "base"), ("float32", "float32"), ("float16", "float16"),
                           ("bfloat16", "bfloat16")], value="base", allow_blank=False, id="export-dtype")
@@ -74,10 +78,10 @@ class ExportPane(VerticalScroll):
         """A fresh `<run>-<format>` folder name, unless the user typed their own."""
         run, out = self.app.run_dir, self.query_one("#export-output", Input)
         fmt = self.query_one("#export-format", Select).value
-        for pane_id in ("#export-dtype", "#export-quantize"):
-            self.query_one(pane_id).disabled = fmt == "mlx" or (pane_id == "#export-quantize" and fmt != "hf")
+        for pane_id in ("#export-dtype", "#export-quantize"):  # a GGUF's type is part of its format choice
+            self.query_one(pane_id).disabled = fmt in ("mlx", *GGUF) or (pane_id == "#export-quantize" and fmt != "hf")
         if run and (not out.value or out.value == getattr(self, "_suggested", None)):
-            base = Path(run).parent / f"{Path(run).name}-{fmt}"
+            base = Path(run).parent / f"{Path(run).name}-{str(fmt).replace(':', '-')}"
             candidate, n = base, 2
             while candidate.exists():
                 candidate, n = Path(f"{base}-{n}"), n + 1
@@ -92,7 +96,11 @@ class ExportPane(VerticalScroll):
             return
         dtype = self.query_one("#export-dtype", Select).value
         quant = self.query_one("#export-quantize", Select).value
-        options = {"model": model, "adapter": run, "output": out, "format": self.query_one("#export-format", Select).value,
+        fmt, _, gguf_type = str(self.query_one("#export-format", Select).value).partition(":")
+        if fmt == "gguf":  # the fused model's tensors are the GGUF type: no dtype, no MLX re-quantization
+            dtype, quant = "base", "none"
+        options = {"model": model, "adapter": run, "output": out, "format": fmt,
+                   **({"gguf_type": gguf_type} if gguf_type else {}),
                    "dtype": None if dtype == "base" else dtype, "quantize": None if quant == "none" else int(quant),
                    "verify": self.query_one("#export-verify", Checkbox).value,
                    "push_to_hub": self.query_one("#export-push", Input).value.strip() or None}
