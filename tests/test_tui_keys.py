@@ -777,7 +777,7 @@ async def test_the_preference_loop_chat_ab_pick_train_chat(tiny_model, tmp_path,
         await pilot.press("ctrl+l")
         await wait_for(pilot, lambda: engine.loads[-1] == new_run and chat.loaded and chat.ab_ready, timeout=10)
 
-        # Thumbs outside A/B mode: unpaired rows in the same file; a file with them does not train.
+        # Thumbs outside A/B mode: unpaired rows in the same file; a file mixing both kinds does not train.
         await pilot.press("ctrl+b")
         await pilot.pause(0.1)
         await say("rate me")
@@ -789,7 +789,7 @@ async def test_the_preference_loop_chat_ab_pick_train_chat(tiny_model, tmp_path,
         assert thumb["prompt"][-1] == {"role": "user", "content": "rate me"} and thumb["adapter"] == new_run
         await pilot.press("ctrl+s")
         await pilot.pause(0.1)
-        assert "thumbs row(s) (unpaired)" in notes(app) and app.query_one(TabbedContent).active == "tab-chat"
+        assert "mixes A/B picks and 1 thumbs row(s)" in notes(app) and app.query_one(TabbedContent).active == "tab-chat"
         # ctrl+o opens the file on Data.
         await pilot.press("ctrl+o")
         await pilot.pause(0.1)
@@ -852,3 +852,20 @@ async def test_export_tab_offers_gguf_with_its_type(tiny_model, tmp_path):
         await wait_for(pilot, lambda: "stand-in export failed" in text_of(app, "#export-result"), timeout=10)
     assert engine.options["format"] == "gguf" and engine.options["gguf_type"] == "q8_0"
     assert engine.options["dtype"] is None and engine.options["quantize"] is None
+
+
+async def test_a_file_of_thumbs_trains_with_kto(tiny_model, tmp_path):
+    """Thumbs are unpaired rows: the run Chat prepares on a file of them uses the KTO loss."""
+    from textual.widgets import Select
+
+    from tui.panes.chat_pane import ChatPane
+
+    app = MlxDpoApp(model=tiny_model, runs_root=str(tmp_path / "runs"), engine=FakeEngine())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f5")
+        chat = app.query_one(ChatPane)
+        chat.prefs_rows, chat.prefs_unpaired = 3, 3
+        chat.action_train_prefs()
+        await wait_for(pilot, lambda: app.query_one(TabbedContent).active == "tab-train", timeout=10)
+        assert app.query_one("#train-loss", Select).value == "kto"
+        assert app.data_path == chat.prefs_path()

@@ -253,11 +253,11 @@ class MlxDpoApp(App):
         pane.query_one("#data-path", Input).value = path
         pane.load()
 
-    def train_on_prefs(self, path: str, adapter: str | None) -> None:
+    def train_on_prefs(self, path: str, adapter: str | None, loss: str | None = None) -> None:
         """Prepare a run on the Train form: the preference file as data, continuing from `adapter`."""
         self.data_path = path
         self.action_show("train")
-        self.query_one(TrainPane).prepare_from_chat(path, adapter)
+        self.query_one(TrainPane).prepare_from_chat(path, adapter, loss)
 
     def training_finished(self, run_dir: str, from_chat: bool) -> None:
         """A run ended well; one that trained on Chat's picks becomes Chat's next adapter."""

@@ -481,15 +481,16 @@ class ChatPane(Vertical):
 
     def action_train_prefs(self) -> None:
         path = self.prefs_path()
-        if self.prefs_unpaired:
-            self.app.notify(f"{path} holds {self.prefs_unpaired} thumbs row(s) (unpaired): training on those (KTO) "
-                            "is not available yet, so a run on this file would fail — collect A/B picks in a file "
-                            "of their own (change the file name) to train on them", severity="warning", timeout=12)
-            return
         if not self.prefs_rows:
             self.app.notify("the preference file holds no rows yet", severity="warning")
             return
-        self.app.train_on_prefs(path, self.chat_adapter)
+        if 0 < self.prefs_unpaired < self.prefs_rows:
+            self.app.notify(f"{path} mixes A/B picks and {self.prefs_unpaired} thumbs row(s): one run trains on one "
+                            "kind — collect each kind in a file of its own (change the file name)",
+                            severity="warning", timeout=12)
+            return
+        # Thumbs alone are unpaired rows: they train with KTO; A/B picks are pairs for DPO.
+        self.app.train_on_prefs(path, self.chat_adapter, loss="kto" if self.prefs_unpaired else None)
 
     def offer(self, run_dir: str) -> None:
         """A run trained on this chat's picks finished: its adapter is the next chat's target."""

@@ -370,9 +370,12 @@ class TrainPane(VerticalScroll):
                         timeout=10)
         self.focus_first()
 
-    def prepare_from_chat(self, data: str, adapter: str | None) -> None:
-        """Fill the form for a run on Chat's preference file that continues from the adapter chatted with."""
+    def prepare_from_chat(self, data: str, adapter: str | None, loss: str | None = None) -> None:
+        """Fill the form for a run on Chat's preference file that continues from the adapter chatted with
+        (`loss` "kto" for a file of thumbs, which are unpaired rows)."""
         self.query_one("#train-init_adapter", Input).value = adapter or ""
+        if loss:
+            self.query_one("#train-loss", Select).value = loss
         self.query_one("#train-output", Input).value = self.fresh_output(f"chat-{datetime.now():%Y%m%d-%H%M%S}")
         self.query_one("#train-settings", Collapsible).collapsed = False
         self.from_chat = True
