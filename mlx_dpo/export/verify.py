@@ -12,20 +12,25 @@ FALLBACK_PROMPTS = ("Hello! Can you help me plan a short trip?", "What is 17 tim
 MAX_TOKENS = 128
 
 
+def _first_pairs(data_path: str | None, n: int) -> list:
+    """Up to `n` valid pairs of the run's data file; none if it is gone or unreadable (the caller falls back)."""
+    if not (data_path and Path(data_path).is_file()):
+        return []
+    try:
+        return load_pairs(data_path).pairs[:n]
+    except Exception:
+        return []
+
+
 def verification_inputs(tokenizer, data_path: str | None, n: int = 3) -> list[list[int]]:
     """Token ids of up to `n` prompt + chosen sequences (or built-in prompts if the data is gone)."""
     seqs: list[list[int]] = []
-    if data_path and Path(data_path).is_file():
+    for pair in _first_pairs(data_path, n):
         try:
-            pairs = load_pairs(data_path).pairs[:n]
+            tp, _ = tokenize_pair(tokenizer, pair)
         except Exception:
-            pairs = []
-        for pair in pairs:
-            try:
-                tp, _ = tokenize_pair(tokenizer, pair)
-            except Exception:
-                continue
-            seqs.append((tp.prompt + tp.chosen)[-MAX_TOKENS:])
+            continue
+        seqs.append((tp.prompt + tp.chosen)[-MAX_TOKENS:])
     if not seqs:
         from ..model.generate import prompt_tokens
         seqs = [prompt_tokens(tokenizer, [{"role": "user", "content": p}])[-MAX_TOKENS:] for p in FALLBACK_PROMPTS]
@@ -38,16 +43,11 @@ def verification_conversations(tokenizer, data_path: str | None, n: int = 3) -> 
     from ..data.template import render_text
 
     convs: list[tuple[list[dict], str]] = []
-    if data_path and Path(data_path).is_file():
+    for pair in _first_pairs(data_path, n):
         try:
-            pairs = load_pairs(data_path).pairs[:n]
+            convs.append((pair.prompt, render_text(tokenizer, pair.prompt, pair.chosen)))
         except Exception:
-            pairs = []
-        for pair in pairs:
-            try:
-                convs.append((pair.prompt, render_text(tokenizer, pair.prompt, pair.chosen)))
-            except Exception:
-                continue
+            continue
     if not convs:
         for p in FALLBACK_PROMPTS:
             messages = [{"role": "user", "content": p}]
