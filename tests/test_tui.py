@@ -30,6 +30,13 @@ async def wait_for(pilot, predicate, timeout=120.0, step=0.2):
     raise AssertionError("timed out waiting for the app")
 
 
+async def focus_on(pilot, widget) -> None:
+    """Focus `widget` and wait until it has the focus: `focus()` is applied later, and a key pressed
+    before that goes to whatever held the focus (under load, an Enter that reloads the Data tab)."""
+    widget.focus()
+    await wait_for(pilot, lambda: pilot.app.focused is widget, timeout=30)
+
+
 def text_of(app, selector) -> str:
     return str(app.query_one(selector, Static).render())
 
@@ -56,8 +63,10 @@ async def test_data_pane_good_and_broken_file(tiny_model, pairs_file, tmp_path, 
         # Any row chosen in the preview is rendered, chosen and rejected both.
         table = app.query_one("#data-preview", DataTable)
         assert "training rows of" in str(table.border_title)
-        table.focus()
-        await pilot.press("down", "down", "enter")
+        await focus_on(pilot, table)
+        await pilot.press("down", "down")
+        await wait_for(pilot, lambda: table.cursor_row == 2, timeout=30)
+        await pilot.press("enter")
         await wait_for(pilot, lambda: text_of(app, "#data-example").startswith("row 3 ("))
         assert text_of(app, "#data-example").startswith(f"row 3 ({pairs_file}:3)")
         assert text_of(app, "#data-chosen").startswith("▌Sure!") and text_of(app, "#data-rejected") != "▌"
@@ -139,7 +148,7 @@ async def test_train_stop_runs_chat_export_end_to_end(tiny_model, pairs_file, va
         await pilot.press("f4")
         table = app.query_one("#runs-table", DataTable)
         await wait_for(pilot, lambda: table.row_count == 1)
-        table.focus()
+        await focus_on(pilot, table)
         await pilot.press("enter")
         await pilot.pause(0.2)
         assert app.run_dir == str(run_dir)
@@ -154,14 +163,14 @@ async def test_train_stop_runs_chat_export_end_to_end(tiny_model, pairs_file, va
         await wait_for(pilot, lambda: chat.loaded)
         for msg in ("hello", "tell me more"):
             chat.query_one("#chat-input", Input).value = msg
-            chat.query_one("#chat-input", Input).focus()
+            await focus_on(pilot, chat.query_one("#chat-input", Input))
             await pilot.press("enter")
             await wait_for(pilot, lambda: not chat.pending)
         assert [m["role"] for m in chat.history["tuned"]] == ["user", "assistant", "user", "assistant"]
         assert chat.history["tuned"][1]["content"]
         chat.query_one("#chat-compare").value = True
         chat.query_one("#chat-input", Input).value = "compare this"
-        chat.query_one("#chat-input", Input).focus()
+        await focus_on(pilot, chat.query_one("#chat-input", Input))
         await pilot.press("enter")
         await wait_for(pilot, lambda: not chat.pending)
         assert chat.history["base"][-1]["role"] == "assistant"
@@ -190,7 +199,7 @@ async def test_runs_overlay_and_resume_button(tiny_model, pairs_file, tmp_path, 
         await pilot.press("f4")
         table = app.query_one("#runs-table", DataTable)
         await wait_for(pilot, lambda: table.row_count == 2)
-        table.focus()
+        await focus_on(pilot, table)
         await pilot.press("enter")
         await pilot.press("down")
         await pilot.press("o")

@@ -22,7 +22,7 @@ from tui.panes.chat_pane import ChatPane, Transcript
 from tui.panes.train_pane import EtaClock, ProgressBox, TrainPane, friendly
 from tui.widgets.charts import MetricsCharts, TidyFormatter, memory_unit, tidy_label
 
-from test_tui import text_of, use_stand_in_trainer, wait_for
+from test_tui import focus_on, text_of, use_stand_in_trainer, wait_for
 
 SIZE = (120, 40)
 
@@ -152,7 +152,7 @@ async def test_each_tab_has_a_defined_visible_first_focus_never_the_tab_bar(tiny
         await pilot.press("f5")
         tuned = app.query_one("#chat-tuned", Transcript)
         before = tuned.styles.border_top
-        tuned.focus()
+        await focus_on(pilot, tuned)
         await pilot.pause()
         assert tuned.styles.border_top != before
         # Dialogs: the safe answer first, Left/Right between the buttons, Escape cancels.
@@ -689,7 +689,7 @@ async def test_the_preference_loop_chat_ab_pick_train_chat(tiny_model, tmp_path,
 
         async def say(text):
             chat.query_one("#chat-input", Input).value = text
-            chat.query_one("#chat-input", Input).focus()
+            await focus_on(pilot, chat.query_one("#chat-input", Input))
             await pilot.press("enter")
 
         # A/B on: the conversation goes on, answered twice, sides A and B.
@@ -736,12 +736,12 @@ async def test_the_preference_loop_chat_ab_pick_train_chat(tiny_model, tmp_path,
         await wait_for(pilot, lambda: chat.ab_choosing, timeout=10)
         second = dict(chat.ab_texts)
         assert second["A"] != first["A"] and second["B"] != first["B"]
-        b.focus()
+        await focus_on(pilot, b)
         await pilot.press("r")
         await wait_for(pilot, lambda: chat.ab_choosing, timeout=10)
         assert chat.ab_texts["A"] == second["A"] and chat.ab_texts["B"] != second["B"]
         # Edit B: the edited text is chosen, A rejected.
-        b.focus()
+        await focus_on(pilot, b)
         await pilot.press("e")
         await wait_for(pilot, lambda: isinstance(app.screen, EditAnswer), timeout=5)
         area = app.screen.query_one("#edit-text", TextArea)
@@ -820,7 +820,7 @@ async def test_a_preference_file_that_cannot_be_written_keeps_the_conversation(t
         (tmp_path / "a-folder").mkdir()
         chat.query_one("#chat-prefs", Input).value = str(tmp_path / "a-folder")
         chat.query_one("#chat-input", Input).value = "hi"
-        chat.query_one("#chat-input", Input).focus()
+        await focus_on(pilot, chat.query_one("#chat-input", Input))
         await pilot.press("enter")
         await wait_for(pilot, lambda: chat.ab_choosing, timeout=10)
         picked = chat.ab_texts["B"]
