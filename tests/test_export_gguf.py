@@ -18,8 +18,10 @@ from mlx_dpo.cli import main
 from mlx_dpo.config import TrainConfig
 from mlx_dpo.data.template import render_text
 from mlx_dpo.export.gguf import GGUF_TOLERANCE, tolerance
+from mlx_dpo.export.gguf_arch import FAMILIES
 from mlx_dpo.model.generate import load_for_generation
 from mlx_dpo.train.trainer import Trainer
+import real_material
 from tiny_models import build_tiny_model
 
 from conftest import synthetic_pairs, write_jsonl
@@ -57,6 +59,92 @@ def trained(tmp_path_factory):
         out[name] = (str(base), str(run), data)
     out["llama3-f32"] = (str(llama3_variant(out["llama-f32"][0], root / "m-llama3")), *out["llama-f32"][1:])
     return out
+
+
+def train(base, run, data, root):
+    cfg = TrainConfig(model=str(base), data=data, output=str(run), iters=4, batch_size=4, learning_rate=5e-3,
+                      lr_schedule="constant", cache_dir=str(root / "cache")).validate()
+    Trainer(cfg).setup().train()
+    return str(base), str(run), data
+
+
+# Gemma 3's sliding window made shorter than the test conversations (~45 tokens), on one of its two layers,
+# so that llama.cpp's window is exercised, not just declared.
+GEMMA3_SWA = {"sliding_window": 8, "sliding_window_pattern": 2}
+
+
+@pytest.fixture(scope="module")
+def families(tmp_path_factory):
+    """Tiny Mistral, Gemma 2, Gemma 3 (text) and Phi-3 models with the small trained BPE tokenizer, trained a
+    few steps: the architectures' tensors and hyper-parameters, apart from the SentencePiece vocabularies."""
+    root = tmp_path_factory.mktemp("gguf-families")
+    data = write_jsonl(root / "train.jsonl", synthetic_pairs(12, seed=7))
+    out = {}
+    for arch in ("mistral", "gemma2", "gemma3_text", "phi3"):
+        base = build_tiny_model(root / f"m-{arch}", arch=arch, tie_word_embeddings=arch.startswith("gemma"),
+                                config_overrides=GEMMA3_SWA if arch == "gemma3_text" else None)
+        out[arch] = train(base, root / f"run-{arch}", data, root)
+    return out
+
+
+# Phi-3/3.5's own tokenizer.json strips the whitespace after these special tokens (rstrip), which llama.cpp
+# reproduces for models named Phi-3; the vendored GGUF vocabulary has lost the flag, so the stand-in gets it back.
+PHI3_RSTRIP = {"</s>", "<|assistant|>", "<|system|>", "<|end|>", "<|user|>"}
+
+
+def _phi3_rstrip(folder):
+    for name, key in (("tokenizer.json", None), ("tokenizer_config.json", "added_tokens_decoder")):
+        path = folder / name
+        data = json.loads(path.read_text(encoding="utf-8"))
+        entries = data["added_tokens"] if key is None else data.get(key, {}).values()
+        for t in entries:
+            t["rstrip"] = t["content"] in PHI3_RSTRIP or t["content"].startswith("<|placeholder")
+        path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+
+def real_vocab_model(family, arch, path, **kw):
+    """A tiny `arch` model carrying family `family`'s real tokenizer and template (tests/real_material.py)."""
+    src, meta = real_material.tokenizer_dir(family), real_material._meta(family)
+    vocab = -(-meta["vocab_size"] // 64) * 64
+    path = build_tiny_model(path, arch=arch, vocab_size=vocab, tie_word_embeddings=True, corpus=["a b"],
+                            hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64, **kw)
+    for f in real_material.TOKENIZER_FILES:
+        (path / f).unlink(missing_ok=True)
+        if (src / f).exists():
+            shutil.copy(src / f, path / f)
+    if arch == "phi3":
+        _phi3_rstrip(path)
+    stop = meta["stop_ids"]
+    ids = {"bos_token_id": meta["bos_id"]}
+    for name, update in (("config.json", dict(ids, eos_token_id=stop[0] if len(stop) == 1 else stop)),
+                         ("generation_config.json", dict(ids, eos_token_id=stop, pad_token_id=meta["pad_id"]))):
+        cfg = json.loads((path / name).read_text())
+        cfg.update(update)
+        (path / name).write_text(json.dumps(cfg, indent=2))
+    return path
+
+
+@pytest.fixture(scope="module")
+def spm(tmp_path_factory):
+    """SentencePiece-style vocabularies, real (llama.cpp's ggml-vocab-llama-spm / -phi-3): a tiny Mistral with
+    Mistral Nemo's template (Metaspace pre-tokenizer) and a tiny Phi-3 with Phi-3.5's (Prepend normalizer)."""
+    try:
+        real_material.material_dir()
+    except real_material.Unavailable as e:
+        pytest.skip(f"real vocabularies unavailable (the package index cannot be reached): {e}")
+    root = tmp_path_factory.mktemp("gguf-spm")
+    data = write_jsonl(root / "train.jsonl", synthetic_pairs(12, seed=7))
+    return {f"{arch}-real": train(real_vocab_model(family, arch, root / f"m-{arch}"), root / f"run-{arch}", data, root)
+            for family, arch in (("mistral-nemo", "mistral"), ("phi-3.5", "phi3"))}
+
+
+def lookup(request, name):
+    """(base, run, data) of model `name`, building only the fixture that holds it."""
+    fixture = "spm" if name.endswith("-real") else "families" if name in ARCHS_NEW else "trained"
+    return request.getfixturevalue(fixture)[name]
+
+
+ARCHS_NEW = ("mistral", "gemma2", "gemma3_text", "phi3")
 
 
 def llama3_variant(base, folder):
@@ -169,8 +257,119 @@ def test_unsupported_architecture_is_refused_before_any_work(trained, tmp_path, 
     assert main(["export", "--model", str(other), "--adapter", run, "--output", str(tmp_path / "g"),
                  "--format", "gguf"]) == 2
     err = capsys.readouterr().err
-    assert "architecture 'gemma3' is not supported; supported: llama, mistral, qwen2" in err
+    assert "architecture 'gemma3' (a multimodal Gemma 3 checkpoint" in err
+    assert ("supported: Llama (2, 3.x) (llama), Mistral (mistral), Qwen2/2.5 (qwen2), Gemma 2 (gemma2), "
+            "Gemma 3 (text) (gemma3_text), Phi-3/3.5 (phi3)") in err
     assert not (tmp_path / "g").exists() and not list(tmp_path.glob(".g*"))
+
+
+def fields(path):
+    r = gguf.GGUFReader(str(path))
+    return {k: v.contents() for k, v in r.fields.items()}, {t.name: t for t in r.tensors}
+
+
+def test_family_metadata(families, tmp_path, monkeypatch):
+    """What llama.cpp needs per family, read back without llama.cpp: Gemma's norm factor (HF stores w - 1; the
+    tiny models' norm weights are 1, so llama.cpp's factor is 2), soft-capping, the sliding window and its layer
+    pattern; Phi-3's fused q/k/v and gate/up; Mistral's permuted Llama layout."""
+    import mlx_dpo.export.gguf_export as ge
+
+    monkeypatch.setattr(ge, "llama_cpp_missing", lambda: "test")
+    f, t = fields(export(*families["gemma2"][:2], tmp_path / "g2"))
+    assert f["general.architecture"] == "gemma2" and f["gemma2.attn_logit_softcapping"] == 50.0
+    assert f["gemma2.final_logit_softcapping"] == 30.0 and f["gemma2.attention.sliding_window"] == 4096
+    assert np.all(t["output_norm.weight"].data == 2.0) and np.all(t["blk.0.post_ffw_norm.weight"].data == 2.0)
+    assert "output.weight" not in t  # tied: llama.cpp reads token_embd twice
+    f, t = fields(export(*families["gemma3_text"][:2], tmp_path / "g3"))
+    assert f["gemma3.attention.sliding_window"] == 8 and f["gemma3.rope.freq_base_swa"] == 10000.0
+    assert list(f["gemma3.attention.sliding_window_pattern"]) == [True, False]
+    assert np.all(t["blk.1.attn_q_norm.weight"].data == 2.0)
+    f, t = fields(export(*families["phi3"][:2], tmp_path / "p3"))
+    assert "blk.0.attn_qkv.weight" in t and "blk.0.attn_q.weight" not in t
+    assert tuple(t["blk.0.ffn_up.weight"].shape) == (64, 256)  # gate and up side by side (2 x 128)
+    assert f["phi3.rope.scaling.original_context_length"] == 2048
+
+
+def test_spm_vocab_metadata(spm, tmp_path, monkeypatch):
+    """SentencePiece-style vocabularies: tokenizer model "llama", scores that order the merges, byte tokens,
+    the space prefix chosen from the tokenizer's normalizer / pre-tokenizer, Phi-3's name for llama.cpp."""
+    import mlx_dpo.export.gguf_export as ge
+
+    monkeypatch.setattr(ge, "llama_cpp_missing", lambda: "test")
+    f, _ = fields(export(*spm["mistral-real"][:2], tmp_path / "m"))
+    assert f["tokenizer.ggml.model"] == "llama" and "tokenizer.ggml.merges" not in f
+    tokens, scores, types = f["tokenizer.ggml.tokens"], f["tokenizer.ggml.scores"], f["tokenizer.ggml.token_type"]
+    assert tokens[:3] == ["<unk>", "<s>", "</s>"] and tokens[3] == "<0x00>" and types[3] == gguf.TokenType.BYTE
+    assert tokens[32000] == "[INST]" and types[32000] == gguf.TokenType.CONTROL
+    assert scores[tokens.index("▁t")] > scores[tokens.index("▁the")]  # "▁t" is merged before "▁the"
+    assert f["tokenizer.ggml.add_space_prefix"] is False  # Metaspace "first" + a template that starts with <s>
+    f, _ = fields(export(*spm["phi3-real"][:2], tmp_path / "p"))
+    assert f["tokenizer.ggml.add_space_prefix"] is True and f["general.name"] == "p (Phi-3)"
+
+
+@pytest.mark.parametrize("normalizer,pre,templated,expected", [
+    ({"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"},
+                                          {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]},
+     None, True, True),                                                    # Llama 2 / Mistral (legacy)
+    ({"type": "Replace", "pattern": {"String": " "}, "content": "▁"}, None, True, False),  # Gemma
+    (None, {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": False}, True, False),
+    (None, {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": False}, False, True),
+    (None, {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": True}, True, None),
+    ({"type": "Lowercase"}, None, True, None),
+])
+def test_space_prefix_follows_the_tokenizer(normalizer, pre, templated, expected):
+    from mlx_dpo.export.gguf_vocab import _space_prefix
+
+    assert _space_prefix({"normalizer": normalizer, "pre_tokenizer": pre}, templated) is expected
+
+
+def test_gemma_query_scale_llama_cpp_would_not_use_is_refused():
+    from mlx_dpo.errors import UsageError
+    from mlx_dpo.export.gguf_arch import family_for
+
+    cfg = {"model_type": "gemma2", "hidden_size": 64, "num_attention_heads": 4, "head_dim": 32,
+           "num_hidden_layers": 2, "query_pre_attn_scalar": 16}
+    with pytest.raises(UsageError, match="query_pre_attn_scalar 16 differs from the 32 llama.cpp assumes"):
+        family_for(cfg)
+    assert family_for(dict(cfg, query_pre_attn_scalar=32)).arch == "GEMMA2"
+
+
+@pytest.mark.slow
+@pytest.mark.llama_cpp
+def test_gemma_real_vocabulary_tokenizes_alike_in_llama_cpp(tmp_path):
+    """Gemma's 262k SentencePiece vocabulary (the vendored Gemma 4 one under Gemma 2/3's turn-token names),
+    written as the export writes it, tokenizes chat renders as transformers does. Vocabulary only: a full round
+    trip with this vocabulary measured f16 0.0082 (gemma2) and 0.0044 (gemma3_text) but takes minutes."""
+    llama_cpp = need_llama_cpp()
+    from transformers import AutoTokenizer
+
+    from mlx_dpo.export.gguf_vocab import add_vocab, vocab_plan
+
+    try:
+        folder = real_material.tokenizer_dir("gemma-2")
+    except real_material.Unavailable as e:
+        pytest.skip(f"real vocabularies unavailable: {e}")
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    plan = vocab_plan(folder, templated=True)
+    assert (plan.model, plan.space_prefix) == ("llama", False)
+    path = tmp_path / "vocab.gguf"
+    w = gguf.GGUFWriter(str(path), "gemma2")
+    for key, value in (("context_length", 256), ("embedding_length", 32), ("block_count", 1),
+                       ("feed_forward_length", 64), ("head_count", 2), ("head_count_kv", 1),
+                       ("layer_norm_rms_eps", 1e-6)):
+        getattr(w, f"add_{key}")(value)
+    add_vocab(w, plan, folder, len(tok), [tok.convert_tokens_to_ids("<end_of_turn>")])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    w.close()
+    llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    chat = [{"role": "user", "content": "Hello there, how are you?"},
+            {"role": "assistant", "content": "Fine,  thanks!\n\nAnd  you? 42 times, ünïcödé 日本語 🙂"},
+            {"role": "user", "content": "Why is the sky blue?"}]
+    for text in (tok.apply_chat_template(chat, tokenize=False),
+                 tok.apply_chat_template(chat[:1], tokenize=False, add_generation_prompt=True)):
+        assert llm.tokenize(text.encode(), add_bos=False, special=True) == tok.encode(text, add_special_tokens=False)
 
 
 def test_dtype_flag_is_refused_for_gguf(trained, tmp_path, capsys):
@@ -185,10 +384,12 @@ def test_dtype_flag_is_refused_for_gguf(trained, tmp_path, capsys):
 @pytest.mark.llama_cpp
 @pytest.mark.parametrize("name,gguf_type", [("llama-f32", "f16"), ("llama-4", "f16"), ("qwen2-f32", "f16"),
                                             ("qwen2-4", "f16"), ("llama-f32", "bf16"), ("qwen2-4", "bf16"),
-                                            ("llama3-f32", "f16")])
-def test_gguf_matches_mlx_in_llama_cpp(trained, tmp_path, name, gguf_type, capsys):
+                                            ("llama3-f32", "f16"), ("mistral", "f16"), ("gemma2", "f16"),
+                                            ("gemma3_text", "f16"), ("phi3", "f16"),
+                                            ("mistral-real", "f16"), ("phi3-real", "f16")])
+def test_gguf_matches_mlx_in_llama_cpp(request, tmp_path, name, gguf_type, capsys):
     need_llama_cpp()
-    base, run, _ = trained[name]
+    base, run, _ = lookup(request, name)
     path = export(base, run, tmp_path / "g", gguf_type)
     assert "verified: max |logit difference|" in capsys.readouterr().out
     texts, tok = conversations(base)
@@ -200,9 +401,10 @@ def test_gguf_matches_mlx_in_llama_cpp(trained, tmp_path, name, gguf_type, capsy
     got = [llama_logits(llm, x)[0] for x in ids]
     diff, effect = max_diff(got, tuned), max_diff(tuned, plain)
     print(f"{name} {gguf_type}: max |llama.cpp - mlx| {diff:.4g}, adapter effect {effect:.4g}")
-    assert diff <= tolerance(gguf_type, tuned)
+    scale = FAMILIES[json.loads(open(f"{base}/config.json").read())["model_type"]].tolerance_scale
+    assert diff <= tolerance(gguf_type, tuned, scale)
     assert effect > 10 * diff  # the adapter's effect is far above the export's noise
-    assert gguf_type != "f16" or effect > 10 * tolerance("f16", tuned)
+    assert gguf_type != "f16" or effect > 10 * tolerance("f16", tuned, scale)
 
 
 @pytest.mark.llama_cpp
@@ -238,14 +440,16 @@ def test_four_bit_base_keeps_the_dpo_update(trained, tmp_path):
 
 
 @pytest.mark.llama_cpp
-@pytest.mark.parametrize("name", ["llama-f32", "qwen2-f32"])
-def test_stop_token_ends_generation_in_llama_cpp(trained, tmp_path, name):
+@pytest.mark.parametrize("name", ["llama-f32", "qwen2-f32", "gemma2", "phi3-real", "mistral-real"])
+def test_stop_token_ends_generation_in_llama_cpp(request, tmp_path, name):
     llama_cpp = need_llama_cpp()
-    base, run, _ = trained[name]
+    base, run, _ = lookup(request, name)
     path = export(base, run, tmp_path / "g")
     texts, tok = conversations(base)
     llm = load_gguf(path)
-    for stop in (2, 0):  # <|im_end|> (eos) and <|endoftext|> (generation_config's second stop id)
+    # tiny: <|im_end|>, <|endoftext|>; Gemma: <end_of_turn>; Phi-3.5: <|end|>, <|assistant|>, <|endoftext|>
+    stops = json.loads(open(f"{base}/generation_config.json", encoding="utf-8").read())["eos_token_id"]
+    for stop in stops:
         steps = []
 
         def force(input_ids, scores, stop=stop):  # the third generated token is the stop token

@@ -23,6 +23,9 @@ import pathlib
 
 __all__ = ["build_tiny_model", "CHATML_TEMPLATE", "SPECIAL_TOKENS", "DEFAULT_CORPUS"]
 
+#: Architectures (config.json model_type) the builder writes.
+ARCHS = ("llama", "qwen2", "mistral", "gemma2", "gemma3_text", "phi3")
+
 #: Special tokens get ids 0, 1, 2 in this order.
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 PAD_TOKEN, BOS_TOKEN, EOS_TOKEN = "<|endoftext|>", "<|endoftext|>", "<|im_end|>"
@@ -92,10 +95,26 @@ def _config(arch, vocab_size, hidden_size, num_layers, num_heads, num_kv_heads,
         "use_cache": True,
         "vocab_size": vocab_size,
     }
+    head_dim = hidden_size // num_heads
     if arch == "llama":
         cfg.update(architectures=["LlamaForCausalLM"], attention_bias=False, mlp_bias=False,
-                   head_dim=hidden_size // num_heads, pretraining_tp=1, rope_theta=10000.0,
+                   head_dim=head_dim, pretraining_tp=1, rope_theta=10000.0,
                    rms_norm_eps=1e-5)
+    elif arch == "mistral":  # mlx-lm runs it as llama; HF's MistralForCausalLM has no biases either
+        cfg.update(architectures=["MistralForCausalLM"], head_dim=head_dim, rope_theta=1000000.0,
+                   rms_norm_eps=1e-5, sliding_window=None)
+    elif arch == "gemma2":  # query_pre_attn_scalar = head_dim, as Gemma 2 2B/9B (llama.cpp assumes it)
+        cfg.update(architectures=["Gemma2ForCausalLM"], head_dim=head_dim, query_pre_attn_scalar=head_dim,
+                   attn_logit_softcapping=50.0, final_logit_softcapping=30.0, sliding_window=4096,
+                   hidden_act="gelu_pytorch_tanh", hidden_activation="gelu_pytorch_tanh", rope_theta=10000.0)
+    elif arch == "gemma3_text":
+        cfg.update(architectures=["Gemma3ForCausalLM"], head_dim=head_dim, query_pre_attn_scalar=head_dim,
+                   sliding_window=512, sliding_window_pattern=6, rope_local_base_freq=10000.0,
+                   rope_theta=1000000.0, final_logit_softcapping=None, attn_logit_softcapping=None,
+                   hidden_act="gelu_pytorch_tanh", hidden_activation="gelu_pytorch_tanh")
+    elif arch == "phi3":
+        cfg.update(architectures=["Phi3ForCausalLM"], rope_theta=10000.0, rms_norm_eps=1e-5,
+                   original_max_position_embeddings=2048, partial_rotary_factor=1.0, sliding_window=None)
     else:  # qwen2
         cfg.update(architectures=["Qwen2ForCausalLM"], max_window_layers=num_layers,
                    rope_theta=1000000.0, sliding_window=2048, use_sliding_window=False)
@@ -184,12 +203,14 @@ def _dump_json(obj, path):
 def build_tiny_model(path, arch="llama", *, hidden_size=64, num_layers=2, num_heads=4,
                      num_kv_heads=2, intermediate_size=128, vocab_size=384, chat_template=True,
                      quantize_bits=None, tie_word_embeddings=False, seed=0,
-                     corpus=None) -> pathlib.Path:
+                     corpus=None, config_overrides=None) -> pathlib.Path:
     """Write a tiny random HF-format model + tokenizer to ``path`` and return it as a Path.
 
     Args:
         path: output folder (created; stale ``model*.safetensors*`` files are removed).
-        arch: ``"llama"`` or ``"qwen2"`` (qwen2 has q/k/v biases).
+        arch: ``"llama"`` or ``"qwen2"`` (qwen2 has q/k/v biases); also ``"mistral"``,
+            ``"gemma2"``, ``"gemma3_text"`` (Gemma's embeddings are always tied) and ``"phi3"``
+            (fused qkv / gate_up), float weights only.
         hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size: model shape.
         vocab_size: model vocab (``config.json``); the BPE tokenizer has at most this
             many tokens (fewer if the corpus is too small to learn enough merges).
@@ -202,6 +223,7 @@ def build_tiny_model(path, arch="llama", *, hidden_size=64, num_layers=2, num_he
         tie_word_embeddings: if True there is no ``lm_head.weight``.
         seed: numpy seed of the random weights.
         corpus: list of strings for tokenizer training (default: ``DEFAULT_CORPUS``).
+        config_overrides: keys to set in ``config.json`` (e.g. a Gemma 3 sliding window).
 
     Special tokens: ``<|endoftext|>`` = 0 (bos/pad), ``<|im_start|>`` = 1,
     ``<|im_end|>`` = 2 (eos). ``generation_config.json`` lists eos ids ``[2, 0]``.
@@ -209,8 +231,10 @@ def build_tiny_model(path, arch="llama", *, hidden_size=64, num_layers=2, num_he
     import mlx.core as mx
     from mlx_lm.utils import _get_classes, quantize_model, save_config, save_model
 
-    if arch not in ("llama", "qwen2"):
-        raise ValueError(f"arch must be 'llama' or 'qwen2', got {arch!r}")
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")
+    if arch not in ("llama", "qwen2") and quantize_bits is not None:
+        raise ValueError(f"quantize_bits is supported for llama and qwen2 only, not {arch!r}")
     if hidden_size % num_heads or num_heads % num_kv_heads:
         raise ValueError("need hidden_size % num_heads == 0 and num_heads % num_kv_heads == 0")
     if quantize_bits not in (None, 2, 3, 4, 5, 6, 8):
@@ -230,6 +254,7 @@ def build_tiny_model(path, arch="llama", *, hidden_size=64, num_layers=2, num_he
     # Config + generation config.
     config = _config(arch, vocab_size, hidden_size, num_layers, num_heads, num_kv_heads,
                      intermediate_size, tie_word_embeddings, bos_id, eos_id)
+    config = dict(sorted({**config, **(config_overrides or {})}.items()))
     _dump_json({"bos_token_id": bos_id, "eos_token_id": [eos_id, pad_id], "pad_token_id": pad_id,
                 "do_sample": False, "transformers_version": config["transformers_version"]},
                path / "generation_config.json")
@@ -238,6 +263,8 @@ def build_tiny_model(path, arch="llama", *, hidden_size=64, num_layers=2, num_he
     model_class, args_class = _get_classes(config)
     model = model_class(args_class.from_dict(config))
     weights = _random_weights(model, seed)
+    if tie_word_embeddings:  # gemma3_text builds an lm_head and drops it when the checkpoint has none
+        weights.pop("lm_head.weight", None)
 
     if quantize_bits is None:
         from safetensors.numpy import save_file

@@ -5,11 +5,12 @@ Why the `gguf` package and not `convert_hf_to_gguf.py`: the converter is a scrip
 it ships only inside llama.cpp's source tree (or llama-cpp-python's sdist), needs torch, and changes its
 command line and model registry often. `gguf` is a small pure-Python wheel from the same project with the
 format writer (`GGUFWriter`), the tensor-name maps (`TensorNameMap`, `MODEL_ARCH`), the quantizers
-(`gguf.quants`: BF16, Q8_0) and the vocabulary helpers (`SpecialVocab`). What this module
-adds is what the converter does per architecture, for the few we support: the hyper-parameter keys,
-Llama's q/k row permutation (llama.cpp's Llama RoPE rotates adjacent pairs; HF rotates halves), Llama 3's
-RoPE frequency factors, and the tokenizer's pre-tokenizer type. Nothing of the binary format is hand-written,
-and every export is checked against MLX in llama.cpp itself, so a mistake here cannot pass silently.
+(`gguf.quants`: BF16, Q8_0) and the vocabulary helpers (`SpecialVocab`). What this package
+adds is what the converter does per architecture, for the families we support: the hyper-parameter keys and
+tensor conventions (export/gguf_arch.py: Llama's q/k permutation, Gemma's norm +1, Phi-3's fused tensors,
+RoPE factors) and the vocabulary (export/gguf_vocab.py: byte-level BPE or SentencePiece-style). Nothing of
+the binary format is hand-written, and every export is checked against MLX in llama.cpp itself, so a
+mistake here cannot pass silently.
 
 Tensors are streamed: tensor infos are declared first, then each tensor is read, converted and written
 alone, so a 7B model never holds a second full copy in memory.
@@ -18,7 +19,6 @@ alone, so a 7B model never holds a second full copy in memory.
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,37 +26,29 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
+from .gguf_arch import (Family, family_for, generated_tensors, llama_cpp_name, rope_dims, rope_plan,
+                        supported_list, transform)
+from .gguf_vocab import _LLAMA3_SPLIT, VocabPlan, add_vocab, vocab_plan  # noqa: F401 (tests use _LLAMA3_SPLIT)
 
 GGUF_TYPES = ("f16", "bf16", "q8_0")
 # Which dtype the fused hf model is written in before conversion (None: the base's own dtype).
 HF_DTYPE = {"f16": "float16", "bf16": "bfloat16", "q8_0": None}
 # Largest |logit difference| accepted between llama.cpp and MLX (base + adapter), per GGUF type, for logits
-# up to 1 in size; scaled by the largest |logit| above that (`tolerance`). llama.cpp's CPU matmuls round
+# up to 1 in size; scaled by the largest |logit| above that (`tolerance`), and by the family's own factor
+# (Gemma: llama.cpp's CPU GELU reads an f16 lookup table, a third rounding). llama.cpp's CPU matmuls round
 # the activations to the weights' type too (f16: 11-bit mantissa, bf16: 8-bit), so the bound covers both
-# roundings. Measured on the tiny test models (max |logit| ~0.6): f16 0.0009-0.006, bf16 0.006-0.086, and
-# q8_0 0.007-0.20 (a quantization: its drift is reported, not enforced); float32 tensors give 8e-5-8e-4.
+# roundings. Measured on the tiny test models (max |logit| ~0.6-1.3): f16 0.0006-0.02 (Gemma up to 0.032),
+# bf16 0.006-0.086, and q8_0 0.007-0.20 (a quantization: its drift is reported, not enforced); float32
+# tensors give 8e-5-8e-4 (Gemma 2: 0.013, the GELU table).
 GGUF_TOLERANCE = {"f16": 2e-2, "bf16": 2.5e-1, "q8_0": None}
 
 
-def tolerance(gguf_type: str, tuned: list[np.ndarray]) -> float | None:
+def tolerance(gguf_type: str, tuned: list[np.ndarray], family_scale: float = 1.0) -> float | None:
     base = GGUF_TOLERANCE[gguf_type]
     if base is None:
         return None
-    return base * max(1.0, max(float(np.abs(t).max()) for t in tuned))
+    return base * family_scale * max(1.0, max(float(np.abs(t).max()) for t in tuned))
 
-# model_type -> (gguf architecture name, permute q/k for llama.cpp's Llama RoPE layout)
-ARCHITECTURES = {"llama": ("LLAMA", True), "mistral": ("LLAMA", True), "qwen2": ("QWEN2", False)}
-
-# Split regexes of byte-level BPE pre-tokenizers -> llama.cpp's `tokenizer.ggml.pre` names.
-_LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-_QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
-                r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-PRE_TOKENIZERS = {_LLAMA3_SPLIT: "llama-bpe", _QWEN2_SPLIT: "qwen2"}
-
-# Tokens llama.cpp itself treats as end-of-generation by their text (besides eos/eot/eom ids; llama-vocab.cpp).
-LLAMA_CPP_EOG_TEXTS = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>",
-                       "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>"}
 _VERIFY_HINT = ("pip install llama-cpp-python, or the mlx-dpo[gguf-verify] extra (it builds llama.cpp from source; "
                 "on a Mac with Metal)")
 
@@ -64,37 +56,20 @@ _VERIFY_HINT = ("pip install llama-cpp-python, or the mlx-dpo[gguf-verify] extra
 @dataclass
 class GgufPlan:
     """What the pre-flight check found: everything the conversion needs, decided before any work."""
-    arch: str                       # gguf.MODEL_ARCH member name
-    permute: bool
-    tokenizer_model: str            # "gpt2": byte-level BPE (the only kind supported so far)
-    pre: str                        # tokenizer.ggml.pre: llama.cpp's pre-tokenizer name
+    family: Family
+    vocab: VocabPlan
     rope: dict = field(default_factory=dict)
 
-
-def supported_list() -> str:
-    return ", ".join(sorted(ARCHITECTURES))
-
-
-def _pre_tokenizer(tok: dict) -> str | None:
-    """llama.cpp's pre-tokenizer name for a byte-level BPE tokenizer.json, or None when unknown."""
-    pre = tok.get("pre_tokenizer") or {}
-    parts = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
-    splits = [p.get("pattern", {}).get("Regex") for p in parts if p.get("type") == "Split"]
-    if not splits:
-        if any(p.get("type") == "ByteLevel" and p.get("use_regex", True) for p in parts):
-            return "gpt-2"
-        return None
-    return PRE_TOKENIZERS.get(splits[0]) if len(splits) == 1 else None
+    @property
+    def arch(self) -> str:
+        return self.family.arch
 
 
-def _rope(config: dict) -> dict:
-    scaling = config.get("rope_scaling") or {}
-    kind = (scaling.get("rope_type") or scaling.get("type") or "none").lower()
-    if kind in ("none", "default"):
-        return {}
-    if kind in ("llama3", "linear"):
-        return dict(scaling, kind=kind)
-    raise UsageError(f"--format gguf: rope scaling {kind!r} is not supported yet (supported: none, linear, llama3)")
+def _templated(base_path: Path) -> bool:
+    if (base_path / "chat_template.jinja").exists() or (base_path / "chat_template.json").exists():
+        return True
+    path = base_path / "tokenizer_config.json"
+    return path.exists() and bool(json.loads(path.read_text(encoding="utf-8")).get("chat_template"))
 
 
 def preflight(base_path: Path, config: dict, gguf_type: str) -> GgufPlan:
@@ -105,104 +80,11 @@ def preflight(base_path: Path, config: dict, gguf_type: str) -> GgufPlan:
         raise UsageError("--format gguf needs the `gguf` package (pip install gguf)") from None
     if gguf_type not in GGUF_TYPES:
         raise UsageError(f"--gguf-type: expected one of {', '.join(GGUF_TYPES)}, got {gguf_type!r}")
-    model_type = config.get("model_type")
-    if model_type not in ARCHITECTURES:
-        raise UsageError(f"--format gguf: architecture {model_type!r} is not supported; supported: "
-                         f"{supported_list()} (export --format hf and convert it with llama.cpp's "
-                         "convert_hf_to_gguf.py instead)")
-    arch, permute = ARCHITECTURES[model_type]
-    path = base_path / "tokenizer.json"
-    if not path.exists():
-        raise UsageError(f"--format gguf: {base_path} has no tokenizer.json (a fast tokenizer file is needed "
-                         "for the GGUF vocabulary)")
-    tok = json.loads(path.read_text(encoding="utf-8"))
-    model = tok.get("model", {})
-    if model.get("type") != "BPE":
-        raise UsageError(f"--format gguf: tokenizer model {model.get('type')!r} is not supported (BPE only)")
-    if model.get("byte_fallback"):
-        # SentencePiece-style vocabularies (Llama 2, Mistral v0.1-v0.3) need the real piece scores from
-        # tokenizer.model (the sentencepiece package); gguf's LlamaHfVocab fills placeholder scores that
-        # would make llama.cpp tokenize differently. Refused rather than exported wrong.
-        raise UsageError("--format gguf: SentencePiece-style (byte-fallback) tokenizers are not supported yet; "
-                         "byte-level BPE tokenizers are (Llama 3.x, Qwen2/2.5). Export --format hf and convert "
-                         "it with llama.cpp's convert_hf_to_gguf.py instead")
-    pre = _pre_tokenizer(tok)
-    if pre is None:
-        raise UsageError("--format gguf: the tokenizer's pre-tokenizer is not one llama.cpp is known to "
-                         f"reproduce (known: {', '.join(sorted(set(PRE_TOKENIZERS.values()) | {'gpt-2'}))})")
-    return GgufPlan(arch, permute, "gpt2", pre, _rope(config))
-
-
-# ---------------------------------------------------------------- vocabulary
-
-def _bpe_vocab(base: Path, n_vocab: int):
-    """(tokens, token types) in id order, padded to the embedding's rows, as convert_hf_to_gguf does."""
-    import gguf
-
-    tok = json.loads((base / "tokenizer.json").read_text(encoding="utf-8"))
-    by_id: dict[int, tuple[str, int]] = {i: (t, gguf.TokenType.NORMAL) for t, i in tok["model"]["vocab"].items()}
-    for added in tok.get("added_tokens", []):
-        kind = gguf.TokenType.CONTROL if added.get("special") else gguf.TokenType.USER_DEFINED
-        by_id[added["id"]] = (added["content"], kind)
-    if max(by_id) >= n_vocab:
-        raise UsageError(f"tokenizer has id {max(by_id)} but the embedding has only {n_vocab} rows")
-    tokens, types = [], []
-    for i in range(n_vocab):
-        text, kind = by_id.get(i, (f"[PAD{i}]", gguf.TokenType.UNUSED))
-        tokens.append(text)
-        types.append(kind)
-    return tokens, types
-
-
-def _add_vocab(w, plan: GgufPlan, folder: Path, n_vocab: int, stop_ids: list[int]) -> None:
-    import gguf
-
-    w.add_tokenizer_model(plan.tokenizer_model)
-    w.add_tokenizer_pre(plan.pre)
-    tokens, types = _bpe_vocab(folder, n_vocab)
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    special = gguf.SpecialVocab(folder, load_merges=True, n_vocab=n_vocab)
-    special.add_to_gguf(w, quiet=True)
-    eos = special.special_token_ids.get("eos")
-    extra = [i for i in stop_ids if i != eos]
-    if eos is None and stop_ids:
-        w.add_eos_token_id(stop_ids[0])
-        extra = stop_ids[1:]
-    # llama.cpp stops on eos, eot, eom and on the end-of-turn tokens it knows by their text; a further stop
-    # token of ours that it would not know becomes the eot token (the check in llama.cpp confirms all).
-    unknown = [i for i in extra if i < len(tokens) and tokens[i] not in LLAMA_CPP_EOG_TEXTS]
-    if unknown:
-        w.add_eot_token_id(unknown[0])
+    fam = family_for(config)
+    return GgufPlan(fam, vocab_plan(base_path, _templated(base_path)), rope_plan(config, fam))
 
 
 # ---------------------------------------------------------------- tensors
-
-def _permute(x: np.ndarray, n_head: int) -> np.ndarray:
-    """HF's rotate-half q/k rows -> llama.cpp's adjacent-pair layout (convert_hf_to_gguf's LlamaModel.permute)."""
-    return x.reshape(n_head, 2, x.shape[0] // n_head // 2, *x.shape[1:]).swapaxes(1, 2).reshape(x.shape)
-
-
-def _llama3_rope_factors(config: dict, scaling: dict) -> np.ndarray:
-    base = config.get("rope_theta", 10000.0)
-    dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
-    freqs = 1.0 / (base ** (np.arange(0, dim, 2, dtype=np.float32) / dim))
-    factor = scaling.get("factor", 8.0)
-    low, high = scaling.get("low_freq_factor", 1.0), scaling.get("high_freq_factor", 4.0)
-    old = scaling.get("original_max_position_embeddings", 8192)
-    low_wl, high_wl = old / low, old / high
-    out = []
-    for f in freqs:
-        wl = 2 * math.pi / f
-        if wl < high_wl:
-            out.append(1.0)
-        elif wl > low_wl:
-            out.append(factor)
-        else:
-            smooth = (old / wl - low) / (high - low)
-            out.append(1 / ((1 - smooth) / factor + smooth))
-    return np.array(out, dtype=np.float32)
-
 
 def _qtype(gguf_type: str, shape: tuple):
     import gguf
@@ -217,12 +99,11 @@ def _qtype(gguf_type: str, shape: tuple):
 
 
 def _encode(data: np.ndarray, qtype):
-    """(bytes-or-float array, shape for add_tensor_info, numpy dtype) for one tensor."""
+    """The tensor's data as GGUFWriter.write_tensor_data takes it (float array, or quantized bytes)."""
     import gguf
 
     if qtype in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
-        arr = data.astype(np.float32 if qtype == gguf.GGMLQuantizationType.F32 else np.float16)
-        return arr
+        return data.astype(np.float32 if qtype == gguf.GGMLQuantizationType.F32 else np.float16)
     return gguf.quants.quantize(data.astype(np.float32), qtype)
 
 
@@ -241,11 +122,10 @@ class _Tensors:
             with safe_open(str(f), framework="numpy") as s:
                 for k in s.keys():
                     self.where[k] = f
-        self.order = []  # (gguf name, hf name or None for generated tensors)
-        if plan.rope.get("kind") == "llama3":
-            self.order.append(("rope_freqs.weight", None))
+        self.generated = generated_tensors(config, plan.rope)
+        self.order = [(name, None) for name in self.generated]  # (gguf name, hf name or None: generated)
         for k in sorted(self.where, key=_natural):
-            if k.endswith("rotary_emb.inv_freq"):
+            if k.endswith("rotary_emb.inv_freq") or k in plan.family.drop:
                 continue
             name = self.names.get_name(k, try_suffixes=(".weight", ".bias"))
             if name is None:
@@ -254,7 +134,7 @@ class _Tensors:
 
     def load(self, gguf_name: str, key: str | None) -> np.ndarray:
         if key is None:
-            return _llama3_rope_factors(self.config, self.plan.rope)
+            return self.generated[gguf_name]
         import mlx.core as mx
 
         # mx.load reads every dtype the export holds (bfloat16 included, which numpy cannot) and is lazy:
@@ -263,17 +143,11 @@ class _Tensors:
         if f not in self.lazy:
             self.lazy[f] = mx.load(str(f))
         data = np.array(self.lazy[f].pop(key).astype(mx.float32))
-        if self.plan.permute:
-            c = self.config
-            if key.endswith(("q_proj.weight", "q_proj.bias")):
-                data = _permute(data, c["num_attention_heads"])
-            elif key.endswith(("k_proj.weight", "k_proj.bias")):
-                data = _permute(data, c.get("num_key_value_heads") or c["num_attention_heads"])
-        return data
+        return transform(self.plan.family, self.config, key, data)
 
-    def shape(self, key: str | None) -> tuple:
+    def shape(self, gguf_name: str, key: str | None) -> tuple:
         if key is None:
-            return (len(_llama3_rope_factors(self.config, self.plan.rope)),)
+            return self.generated[gguf_name].shape
         from safetensors import safe_open
 
         with safe_open(str(self.where[key]), framework="numpy") as s:
@@ -282,6 +156,36 @@ class _Tensors:
 
 def _natural(s: str):
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", s)]
+
+
+def _add_hparams(w, config: dict, plan: GgufPlan) -> None:
+    """The keys every family shares (as convert_hf_to_gguf's TextModel writes them), then the family's own."""
+    import gguf
+
+    n_head = config["num_attention_heads"]
+    head_dim = config.get("head_dim") or config["hidden_size"] // n_head
+    w.add_context_length(config.get("max_position_embeddings", 4096))
+    w.add_embedding_length(config["hidden_size"])
+    w.add_block_count(config["num_hidden_layers"])
+    w.add_feed_forward_length(config["intermediate_size"])
+    w.add_head_count(n_head)
+    w.add_head_count_kv(config.get("num_key_value_heads") or n_head)
+    w.add_layer_norm_rms_eps(config.get("rms_norm_eps", 1e-6))
+    w.add_rope_freq_base(config.get("rope_theta", 10000.0))
+    w.add_rope_dimension_count(rope_dims(config))
+    if head_dim != config["hidden_size"] // n_head:
+        w.add_key_length(head_dim)
+        w.add_value_length(head_dim)
+    if plan.rope.get("kind") == "linear":
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(plan.rope["factor"])
+    if plan.family.extra is not None:
+        plan.family.extra(w, config)
+
+
+def _special_rstrip(folder: Path) -> bool:
+    tok = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    return any(t.get("rstrip") for t in tok.get("added_tokens", []))
 
 
 def write_gguf(hf_dir: Path, out_file: Path, plan: GgufPlan, gguf_type: str, name: str,
@@ -293,37 +197,21 @@ def write_gguf(hf_dir: Path, out_file: Path, plan: GgufPlan, gguf_type: str, nam
     tensors = _Tensors(hf_dir, config, plan)
     arch = getattr(gguf.MODEL_ARCH, plan.arch)
     w = gguf.GGUFWriter(str(out_file), gguf.MODEL_ARCH_NAMES[arch])
-    n_head = config["num_attention_heads"]
-    head_dim = config.get("head_dim") or config["hidden_size"] // n_head
-    w.add_name(name)
+    w.add_name(llama_cpp_name(plan.family, name, _special_rstrip(hf_dir)))
     w.add_type(gguf.GGUFType.MODEL)
-    w.add_context_length(config.get("max_position_embeddings", 4096))
-    w.add_embedding_length(config["hidden_size"])
-    w.add_block_count(config["num_hidden_layers"])
-    w.add_feed_forward_length(config["intermediate_size"])
-    w.add_head_count(n_head)
-    w.add_head_count_kv(config.get("num_key_value_heads") or n_head)
-    w.add_layer_norm_rms_eps(config.get("rms_norm_eps", 1e-6))
-    w.add_rope_freq_base(config.get("rope_theta", 10000.0))
-    w.add_rope_dimension_count(head_dim)
-    if head_dim != config["hidden_size"] // n_head:
-        w.add_key_length(head_dim)
-        w.add_value_length(head_dim)
-    if plan.rope.get("kind") == "linear":
-        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
-        w.add_rope_scaling_factor(plan.rope["factor"])
-    embed = next(k for n, k in tensors.order if n == "token_embd.weight")
-    n_vocab = tensors.shape(embed)[0]
+    _add_hparams(w, config, plan)
+    embed = next((n, k) for n, k in tensors.order if n == "token_embd.weight")
+    n_vocab = tensors.shape(*embed)[0]
     w.add_vocab_size(n_vocab)
     w.add_file_type({"f16": gguf.LlamaFileType.MOSTLY_F16, "bf16": gguf.LlamaFileType.MOSTLY_BF16,
                      "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[gguf_type])
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    _add_vocab(w, plan, hf_dir, n_vocab, stop_ids)
+    add_vocab(w, plan.vocab, hf_dir, n_vocab, stop_ids)
 
     counts: dict[str, int] = {}
     plan_types = []
     for gname, key in tensors.order:
-        shape = tensors.shape(key)
+        shape = tensors.shape(gname, key)
         qtype = _qtype(gguf_type, shape)
         plan_types.append(qtype)
         counts[qtype.name] = counts.get(qtype.name, 0) + 1

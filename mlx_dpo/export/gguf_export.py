@@ -49,7 +49,7 @@ def export_gguf(cfg, model, tokenizer, base_path, base_config, adapter_cfg, run_
     stop_texts = [tokenizer.decode([i]) for i in stops]
     (tmp / "Modelfile").write_text(modelfile(name, tokenizer, stop_texts), encoding="utf-8")
 
-    tol = tolerance(cfg.gguf_type, tuned)
+    tol = tolerance(cfg.gguf_type, tuned, plan.family.tolerance_scale)
     result = ExportResult(tmp, None, effect, None)
     if cfg.verify:
         readable_check(tmp / name, counts)
