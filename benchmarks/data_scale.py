@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import random
 import resource
 import subprocess
@@ -72,8 +73,18 @@ def write_data(out: Path, n: int, fmt: str) -> Path:
     return path
 
 
+def _rss_mb() -> float:
+    """This process's resident memory now (Linux), in MB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def phase(path: str, tokenize: bool, model: str, max_length: int) -> dict:
-    """One measurement in this process (call it in a fresh one)."""
+    """One measurement in this process (call it in a fresh one).
+
+    `rss_before_mb` is the process before the data (Python, numpy, the tokenizer), so `peak_rss_mb` minus
+    it is what the data path needed at its peak, and `rss_after_mb` minus it what stays held for training
+    (`ids_mb` of it the token ids)."""
     from mlx_dpo.data.pairs import DataKeys
     from mlx_dpo.data.prepare import prepare
 
@@ -83,15 +94,19 @@ def phase(path: str, tokenize: bool, model: str, max_length: int) -> dict:
         from mlx_dpo.model.load import load_tokenizer_only
         tok = load_tokenizer_only(model)
     t1 = time.perf_counter()
+    before = _rss_mb()
     prepared = prepare(path, DataKeys(), tok, max_length, max_length // 2)
     t2 = time.perf_counter()
     rep = prepared.report()
+    ids = sum(getattr(getattr(p, k), "nbytes", 0) for p in prepared.pairs for k in ("prompt", "chosen", "rejected"))
     return {"phase": "tokenize" if tokenize else "structure", "rows": rep["rows"], "valid_pairs": rep["valid_pairs"],
             "errors": rep["errors"], "trainable_pairs": rep.get("trainable_pairs"),
             "seconds": round(t2 - t1, 2), "tokenizer_load_seconds": round(t1 - t0, 2),
             "rows_per_second": round(rep["rows"] / max(t2 - t1, 1e-9)),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),  # Linux: KiB
-            "tokens_p50_total": rep.get("tokens", {}).get("total", {}).get("p50")}
+            "rss_before_mb": round(before), "rss_after_mb": round(_rss_mb()), "ids_mb": round(ids / 2**20),
+            "tokens_p50_total": rep.get("tokens", {}).get("total", {}).get("p50"),
+            "load_average": round(os.getloadavg()[0], 1)}
 
 
 def main(argv=None) -> int:
@@ -112,7 +127,6 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     path = write_data(Path(a.out), a.rows, a.format)
     print(f"data: {path} ({path.stat().st_size / 1e6:.0f} MB, written in {time.perf_counter() - t:.0f} s)", file=sys.stderr)
-    import os
     import shutil
 
     cache = Path(a.cache or Path(a.out) / f"cache-{a.format}")

@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mlx_dpo.cli import main
@@ -210,6 +211,25 @@ def test_hub_revision_picks_the_snapshot(hf_cache, tmp_path, capsys):
     assert validate_json(capsys, UF, "--split", "train_prefs", "--data-revision", "1" * 40)[1]["rows"] == 2
     assert main(["validate", UF, "--split", "train_prefs", "--data-revision", "v9"]) == 2
     assert "not in the local Hugging Face cache" in capsys.readouterr().err
+
+
+def test_the_apps_inspection_reads_the_split_revision_and_skip_choice(hf_cache, tmp_path):
+    """data.preview.inspect_data (the Data tab's job) takes the CLI's source choices."""
+    from mlx_dpo.data.preview import inspect_data
+
+    hfd.add_to_hub_cache(hf_cache, UF, hfd.ultrafeedback_folder(tmp_path / "old", train=2), commit="1" * 40, ref=None)
+    hfd.add_to_hub_cache(hf_cache, UF, hfd.ultrafeedback_folder(tmp_path / "new", train=5), commit="2" * 40)
+    r = inspect_data(UF, split="test_prefs")
+    assert r["report"]["rows"] == 2 and r["report"]["source"]["split"] == "test_prefs" and r["fatal"] == 0
+    assert any("UltraFeedback" in line for line in r["mapping"]) and len(r["preview"]) == 2
+    assert inspect_data(UF, split="train_prefs", revision="1" * 40)["report"]["rows"] == 2
+    with pytest.raises(UsageError, match="not in the local Hugging Face cache"):
+        inspect_data(UF, split="train_prefs", revision="v9")
+    bad = hfd.write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "a", "chosen": "x", "rejected": "y"},
+                                                   {"prompt": "b", "chosen": "z", "rejected": "z"}])
+    r = inspect_data(str(bad), skip_invalid=True)
+    assert r["report"]["skipped"] == 1 and r["problems"][0]["line"] == 2 and r["report"]["valid_pairs"] == 1
+    assert "skipped" not in inspect_data(str(bad))["report"]
 
 
 def test_hub_id_not_cached_offline_is_one_line(hf_cache, capsys):
@@ -509,8 +529,8 @@ def test_tokenized_pairs_are_cached_by_content_tokenizer_and_limits(tmp_path, mo
     first = prepare(p, DataKeys(), tok, 64, 32, log=logs.append)
     again = prepare(p, DataKeys(), tok, 64, 32, log=logs.append)
     assert len(calls) == 1 and any("from the cache" in line for line in logs)
-    assert [(q.prompt, q.chosen, q.rejected, q.source) for q in again.pairs] == \
-           [(q.prompt, q.chosen, q.rejected, q.source) for q in first.pairs]
+    assert again.pairs == first.pairs  # TokenizedPair compares its id arrays element by element
+    assert all(q.prompt.dtype == np.int32 for q in again.pairs)
     assert again.report() == first.report()
     prepare(p, DataKeys(), tok, 48, 24)  # other limits: tokenized again
     assert len(calls) == 2

@@ -109,8 +109,8 @@ def test_boundary_and_end_token(real_tok, family, kind):
     prompt_text = tok.decode(tp.prompt)
     if "chat_prompt_differs" not in {k for k, _ in notes}:
         # Training's prompt is exactly what chat generates from.
-        assert tp.prompt == prompt_tokens(tok, pair.prompt)
-    for ids, answer in ((tp.chosen, pair.chosen), (tp.rejected, pair.rejected)):
+        assert tp.prompt.tolist() == prompt_tokens(tok, pair.prompt)
+    for ids, answer in ((tp.chosen.tolist(), pair.chosen), (tp.rejected.tolist(), pair.rejected)):
         text = tok.decode(ids)
         content = answer[-1]["content"]
         # The completion holds the whole answer and nothing of the prompt ...
@@ -125,11 +125,11 @@ def test_boundary_and_end_token(real_tok, family, kind):
         assert all(t in stops or not tok.decode([t]).strip() for t in ids[first + 1:])
         if templated and not notes:
             # Prompt + completion are exactly the tokens of the template's full render.
-            assert tp.prompt + ids == tok.encode(render_text(tok, pair.prompt, answer), add_special_tokens=False)
+            assert tp.prompt.tolist() + ids == tok.encode(render_text(tok, pair.prompt, answer), add_special_tokens=False)
     # Every message of the prompt is in the prompt (a system text folded or not, never dropped).
     for m in pair.prompt:
         assert m["content"] in prompt_text, (m, prompt_text)
-    assert tp.chosen != tp.rejected
+    assert tp.chosen.tolist() != tp.rejected.tolist()
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -261,7 +261,7 @@ def test_base_model_keeps_a_separator_and_the_transcripts_own_text(real_tok, tmp
     assert not tok.chat_template
     eos = tok.eos_token
     tp, _ = tokenize_pair(tok, as_pair(ROWS["single"]))
-    assert tok.decode(tp.prompt + tp.chosen) == "What is 7 x 8?\n\nThe answer is 56." + eos
+    assert tok.decode(tp.prompt.tolist() + tp.chosen.tolist()) == "What is 7 x 8?\n\nThe answer is 56." + eos
     # An Anthropic-HH row trains on exactly its own text, markers included.
     hh = "\n\nHuman: What is 7 x 8?\n\nAssistant: 56.\n\nHuman: And 7 x 9?\n\nAssistant:"
     f = tmp_path / "hh.jsonl"
@@ -289,7 +289,7 @@ def test_template_date_is_frozen_by_the_render_options(real_tok, options_reset):
     first = tokenize_pair(tok, as_pair(ROWS["single"]))[0]
     set_render_options(tok, date="2025-01-02")
     assert "Today Date: 02 Jan 2025\n" in chat_prompt_text(tok, prompt)
-    assert tokenize_pair(tok, as_pair(ROWS["single"]))[0].prompt != first.prompt
+    assert tokenize_pair(tok, as_pair(ROWS["single"]))[0].prompt.tolist() != first.prompt.tolist()
 
 
 def _rows_file(path, n=4):

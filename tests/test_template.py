@@ -75,9 +75,10 @@ CHAT_PAIRS = [
 def test_chat_prompt_ids_are_the_generation_prompt_tokens(chat_tok, p):
     tp, repaired = tokenize_pair(chat_tok, p)
     assert repaired is False
-    assert tp.prompt == list(chat_tok.apply_chat_template(p.prompt, add_generation_prompt=True))
-    assert tp.prompt + tp.chosen == list(chat_tok.apply_chat_template(p.prompt + p.chosen))
-    assert tp.prompt + tp.rejected == list(chat_tok.apply_chat_template(p.prompt + p.rejected))
+    # Token ids are int32 arrays (compact at dataset scale); compared as lists here.
+    assert tp.prompt.tolist() == list(chat_tok.apply_chat_template(p.prompt, add_generation_prompt=True))
+    assert tp.prompt.tolist() + tp.chosen.tolist() == list(chat_tok.apply_chat_template(p.prompt + p.chosen))
+    assert tp.prompt.tolist() + tp.rejected.tolist() == list(chat_tok.apply_chat_template(p.prompt + p.rejected))
     assert tp.source == p.source
 
 
@@ -86,7 +87,7 @@ def test_chat_completion_is_the_answer_and_ends_its_turn(chat_tok):
     tp, _ = tokenize_pair(chat_tok, p)
     im_end = chat_tok.convert_tokens_to_ids("<|im_end|>")
     assert im_end == chat_tok.eos_token_id
-    for ids, answer in ((tp.chosen, "Paris."), (tp.rejected, "I think it is Lyon.")):
+    for ids, answer in ((tp.chosen.tolist(), "Paris."), (tp.rejected.tolist(), "I think it is Lyon.")):
         assert chat_tok.decode(ids).startswith(answer + "<|im_end|>")
         last = len(ids) - 1 - ids[::-1].index(im_end)
         # Only the template's trailing newline may follow the end-of-turn token.
@@ -111,11 +112,11 @@ def test_plain_text_completion_is_concatenated_text_plus_eos(plain_tok):
     tp, repaired = tokenize_pair(plain_tok, p)
     assert repaired is False
     eos = plain_tok.eos_token_id
-    assert tp.prompt == plain_tok.encode("The weather is")
+    assert tp.prompt.tolist() == plain_tok.encode("The weather is")
     assert tp.chosen[-1] == eos and tp.rejected[-1] == eos
     assert plain_tok.decode(tp.chosen[:-1]) == " sunny and warm."
     assert plain_tok.decode(tp.rejected[:-1]) == " cold."
-    assert tp.prompt + tp.chosen[:-1] == plain_tok.encode("The weather is sunny and warm.")
+    assert tp.prompt.tolist() + tp.chosen[:-1].tolist() == plain_tok.encode("The weather is sunny and warm.")
 
 
 # ======================================================================= boundary repair
@@ -132,13 +133,13 @@ def test_merging_case_really_merges(plain_tok):
 def test_tokenize_pair_repairs_a_merged_boundary(plain_tok):
     tp, repaired = tokenize_pair(plain_tok, MERGING)
     assert repaired is True
-    assert tp.prompt == plain_tok.encode("Hello ")
+    assert tp.prompt.tolist() == plain_tok.encode("Hello ")
     assert plain_tok.decode(tp.prompt) == "Hello "
     # The completion is exactly the answer (+ EOS), never shifted into or out of the prompt.
     assert tp.chosen[-1] == plain_tok.eos_token_id
     assert plain_tok.decode(tp.chosen[:-1]) == "world"
     assert plain_tok.decode(tp.rejected[:-1]) == "brown fox"
-    assert tp.chosen[:-1] == plain_tok.encode("world", add_special_tokens=False)
+    assert tp.chosen[:-1].tolist() == plain_tok.encode("world", add_special_tokens=False)
 
 
 def test_render_pairs_counts_repairs_and_warns_once(plain_tok):
@@ -283,36 +284,36 @@ def test_prompt_is_cut_from_the_left_to_the_prompt_limit_first():
     tp = tp_(range(10, 20), [1, 2, 3], [4, 5])
     kept, truncated, reason = truncate_pair(tp, max_length=8, prompt_limit=4)
     assert truncated is True and reason == ""
-    assert kept.prompt == [16, 17, 18, 19]  # the end of the prompt (the latest turn) survives
-    assert kept.chosen == [1, 2, 3] and kept.rejected == [4, 5]  # completions fit after the prompt cut
+    assert kept.prompt.tolist() == [16, 17, 18, 19]  # the end of the prompt (the latest turn) survives
+    assert kept.chosen.tolist() == [1, 2, 3] and kept.rejected.tolist() == [4, 5]  # completions fit after the prompt cut
     assert kept.source == "s:1"
 
 
 def test_leading_bos_is_kept_when_the_prompt_is_cut():
     tp = tp_([0] + list(range(10, 20)), [1, 2, 3], [4, 5])
     kept, _, _ = truncate_pair(tp, max_length=8, prompt_limit=4, bos_id=0)
-    assert kept.prompt == [0, 17, 18, 19]
+    assert kept.prompt.tolist() == [0, 17, 18, 19]
     # Without a BOS id (or when the prompt does not start with it) the plain suffix is kept.
-    assert truncate_pair(tp, max_length=8, prompt_limit=4)[0].prompt == [16, 17, 18, 19]
-    assert truncate_pair(tp_(range(10, 20), [1], [2]), 8, 4, bos_id=0)[0].prompt == [16, 17, 18, 19]
+    assert truncate_pair(tp, max_length=8, prompt_limit=4)[0].prompt.tolist() == [16, 17, 18, 19]
+    assert truncate_pair(tp_(range(10, 20), [1], [2]), 8, 4, bos_id=0)[0].prompt.tolist() == [16, 17, 18, 19]
 
 
 def test_completions_are_cut_from_the_right_after_the_prompt():
     tp = tp_([1, 2], range(100, 110), range(200, 206))
     kept, truncated, _ = truncate_pair(tp, max_length=6, prompt_limit=3)
     assert truncated is True
-    assert kept.prompt == [1, 2]  # within its limit: untouched
-    assert kept.chosen == [100, 101, 102, 103]
-    assert kept.rejected == [200, 201, 202, 203]
+    assert kept.prompt.tolist() == [1, 2]  # within its limit: untouched
+    assert kept.chosen.tolist() == [100, 101, 102, 103]
+    assert kept.rejected.tolist() == [200, 201, 202, 203]
     assert kept.length == 6
 
 
 def test_both_prompt_and_completions_cut():
     tp = tp_(range(10, 20), range(100, 110), [200, 201])
     kept, _, _ = truncate_pair(tp, max_length=7, prompt_limit=3)
-    assert kept.prompt == [17, 18, 19]
-    assert kept.chosen == [100, 101, 102, 103]
-    assert kept.rejected == [200, 201]
+    assert kept.prompt.tolist() == [17, 18, 19]
+    assert kept.chosen.tolist() == [100, 101, 102, 103]
+    assert kept.rejected.tolist() == [200, 201]
 
 
 def test_pair_identical_after_truncation_is_dropped():
@@ -325,7 +326,7 @@ def test_pair_identical_after_truncation_is_dropped():
 def test_shorter_completion_that_is_a_prefix_still_differs():
     tp = tp_([1, 2], [5, 6, 7, 8], [5, 6])
     kept, _, _ = truncate_pair(tp, max_length=5, prompt_limit=2)
-    assert kept.chosen == [5, 6, 7] and kept.rejected == [5, 6]
+    assert kept.chosen.tolist() == [5, 6, 7] and kept.rejected.tolist() == [5, 6]
 
 
 def test_truncation_invariants_on_random_pairs():
@@ -347,11 +348,13 @@ def test_truncation_invariants_on_random_pairs():
             assert reason
             continue
         assert kept.length <= max_length
-        assert kept.chosen and kept.rejected and kept.chosen != kept.rejected
-        assert kept.chosen == chosen[:len(kept.chosen)] and kept.rejected == rejected[:len(kept.rejected)]
+        c, r = kept.chosen.tolist(), kept.rejected.tolist()
+        assert c and r and c != r
+        assert c == chosen[:len(c)] and r == rejected[:len(r)]
         if truncated:
             # The prompt keeps its end; it is cut only down to prompt_limit, never further.
-            body = kept.prompt[1:] if bos is not None and prompt[0] == bos and kept.prompt[0] == bos else kept.prompt
+            kp = kept.prompt.tolist()
+            body = kp[1:] if bos is not None and prompt[0] == bos and kp[0] == bos else kp
             assert prompt[len(prompt) - len(body):] == body
             assert len(kept.prompt) == min(len(prompt), prompt_limit)
             # Completions are cut only as far as needed to fit.
@@ -398,12 +401,12 @@ def test_render_pairs_truncates_and_drops_with_counts(chat_tok):
 
     short, story, poem = result.pairs
     assert short == full[0]
-    assert story.prompt == full[1].prompt  # prompt within its limit: untouched
-    assert story.chosen == full[1].chosen[:max_length - len(full[1].prompt)]
-    assert story.rejected == full[1].rejected
-    assert poem.prompt == full[3].prompt[-prompt_limit:]
+    assert story.prompt.tolist() == full[1].prompt.tolist()  # prompt within its limit: untouched
+    assert story.chosen.tolist() == full[1].chosen[:max_length - len(full[1].prompt)].tolist()
+    assert story.rejected.tolist() == full[1].rejected.tolist()
+    assert poem.prompt.tolist() == full[3].prompt[-prompt_limit:].tolist()
     assert chat_tok.decode(poem.prompt).endswith("<|im_start|>assistant\n")
-    assert poem.chosen == full[3].chosen
+    assert poem.chosen.tolist() == full[3].chosen.tolist()
     for t in result.pairs:
         assert t.length <= max_length
 
@@ -416,7 +419,7 @@ def test_prepare_report_uses_raw_lengths(chat_tok, tmp_path):
     f = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "hi", "chosen": "Paris.", "rejected": "No."},
                                               {"prompt": "Tell me a story.", "chosen": STORY, "rejected": "No."}])
     prepared = prepare(str(f), DataKeys(), chat_tok, max_length=30, prompt_limit=15)
-    full = [tokenize_pair(chat_tok, p)[0] for p in prepared.load.pairs]
+    full = [tokenize_pair(chat_tok, p)[0] for p in load_pairs(str(f)).pairs]  # prepared keeps no messages
     report = prepared.report()
     assert report["tokens"]["total"] == length_stats([t.length for t in full])
     assert report["tokens"]["chosen"] == length_stats([len(t.chosen) for t in full])

@@ -126,7 +126,7 @@ def test_chat_uses_the_same_system_fold_as_training(make_tok):
                    "{%- endif %}{%- for message in messages %}" + IM + "{%- endfor %}" + GEN)
     p = pair([S("sys"), U("q")], "yes", "no")
     tp, _ = tokenize_pair(tok, p)
-    assert prompt_tokens(tok, p.prompt) == tp.prompt
+    assert prompt_tokens(tok, p.prompt) == tp.prompt.tolist()
     assert tok.decode(tp.prompt) == "<|im_start|>user\nsys\n\nq<|im_end|>\n<|im_start|>assistant\n"
 
 

@@ -1,8 +1,9 @@
 """A cache of tokenized pairs, so a second run on the same data starts at once (like the reference cache).
 
 Tokenizing is the slow part of reading a large dataset (the chat template and the tokenizer run three
-times per pair: about 7 minutes for 60k UltraFeedback rows on two CPU cores). The result of
-`template.render_pairs` is stored under CACHE/data/<key>.npz, keyed by everything it depends on:
+times per pair: about 6.5 minutes for 60k UltraFeedback rows on two busy CPU cores, 19 s from the cache;
+BENCHMARKS.md, "Data at scale"). The result of `template.render_pairs` is stored under
+CACHE/data/<key>.npz (all ids as one flat int32 array with offsets), keyed by everything it depends on:
 
     the bytes of every source file, the split/subset/revision, the key flags and --min-score-margin,
     the tokenizer (its serialized vocabulary and merges, the chat template, special tokens),
@@ -15,9 +16,8 @@ read or written is ignored (the pairs are tokenized as before); it is never an e
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import os
+import zipfile
 from dataclasses import fields
 from pathlib import Path
 
@@ -26,9 +26,8 @@ import numpy as np
 from ..fileio import cache_root
 from .template import RenderResult, TokenizedPair
 
-VERSION = 1
+VERSION = 2  # 2: one flat int32 ids array with offsets
 MIN_PAIRS = 512
-
 
 
 def _file_digest(path: Path, h) -> None:
@@ -75,68 +74,108 @@ def cache_key(source, options: dict, tokenizer, max_length: int, prompt_limit: i
     return h.hexdigest()[:32]
 
 
-def _pack(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    flat = np.fromiter((t for x in lists for t in x), dtype=np.int32, count=int(offsets[-1]))
-    return flat, offsets
+PARTS = ("prompt", "chosen", "rejected")
 
 
-def _unpack(flat: np.ndarray, offsets: np.ndarray) -> list[list[int]]:
-    return [flat[offsets[i]:offsets[i + 1]].tolist() for i in range(len(offsets) - 1)]
+def _write_npy(zf: zipfile.ZipFile, name: str, arrays, n: int, dtype) -> None:
+    """One .npz member holding `arrays` back to back (n elements in all), written array by array so the
+    dataset's ids are never copied into one big array first."""
+    with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": np.dtype(dtype).str, "fortran_order": False,
+                                                 "shape": (n,)})
+        for a in arrays:
+            f.write(np.ascontiguousarray(a, dtype=dtype).tobytes())
 
 
 def save(path: Path, r: RenderResult) -> None:
+    """The pairs' ids as one flat int32 array, pair by pair (prompt, chosen, rejected), with 3n+1 offsets."""
     from ..fileio import atomic_write
 
-    arrays = {}
-    for part in ("prompt", "chosen", "rejected"):
-        arrays[f"{part}_ids"], arrays[f"{part}_off"] = _pack([getattr(p, part) for p in r.pairs])
-        arrays[f"raw_{part}"] = np.asarray(r.raw_lengths[part], dtype=np.int32)
+    lengths = np.fromiter((len(getattr(p, part)) for p in r.pairs for part in PARTS), dtype=np.int64,
+                          count=3 * len(r.pairs))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     # Every other field of RenderResult (errors, counts, notes, ...), so a new field is kept as well.
     meta = {f.name: getattr(r, f.name) for f in fields(r) if f.name not in ("pairs", "raw_lengths")}
     meta["sources"] = [p.source for p in r.pairs]
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    small = {"offsets": offsets, "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
+    small |= {f"raw_{part}": np.asarray(r.raw_lengths[part], dtype=np.int32) for part in PARTS}
 
     def write(tmp: Path):
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        tmp.write_bytes(buf.getvalue())
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            ids = (getattr(p, part) for p in r.pairs for part in PARTS)
+            _write_npy(zf, "ids", ids, int(offsets[-1]), np.int32)
+            for name, a in small.items():
+                _write_npy(zf, name, [a], len(a), a.dtype)
 
     atomic_write(path, write)
 
 
-def load(path: Path) -> RenderResult | None:
+def load(path: Path, expect: int | None = None, before_ids=None) -> RenderResult | None:
+    """The cached result, or None (missing, torn, from another version, or not `expect` rows).
+
+    `before_ids()` runs once the small parts have checked out, before the ids are read (the caller drops
+    the rows' messages there). The pairs are views into one flat array: no per-pair lists are built."""
     try:
         with np.load(path) as z:
             meta = json.loads(bytes(z["meta"]).decode())
-            parts = {k: _unpack(z[f"{k}_ids"], z[f"{k}_off"]) for k in ("prompt", "chosen", "rejected")}
-            raw = {k: z[f"raw_{k}"].tolist() for k in ("prompt", "chosen", "rejected")}
-    except Exception:  # missing, torn or from another version: tokenize again
+            raw = {k: z[f"raw_{k}"].tolist() for k in PARTS}
+            if expect is not None and len(raw["prompt"]) + len(meta["errors"]) != expect:
+                return None
+            if before_ids is not None:
+                before_ids()
+            flat, offsets = z["ids"], z["offsets"].tolist()
+    except Exception:
         return None
-    pairs = [TokenizedPair(p, c, j, s) for p, c, j, s in zip(parts["prompt"], parts["chosen"], parts["rejected"],
-                                                            meta.pop("sources"))]
+    sources = meta.pop("sources")
+    pairs = [TokenizedPair(flat[offsets[3 * i]:offsets[3 * i + 1]], flat[offsets[3 * i + 1]:offsets[3 * i + 2]],
+                           flat[offsets[3 * i + 2]:offsets[3 * i + 3]], s) for i, s in enumerate(sources)]
     known = {f.name for f in fields(RenderResult)}
     return RenderResult(pairs=pairs, raw_lengths=raw, **{k: v for k, v in meta.items() if k in known})
 
 
-def cached_render(render, source, options: dict, tokenizer, pairs, max_length: int, prompt_limit: int,
-                  progress=None, cache_dir: str | None = None, log=None) -> RenderResult:
-    """`render(tokenizer, pairs, max_length, prompt_limit, progress)` through the cache."""
-    if len(pairs) < MIN_PAIRS or source is None:
-        return render(tokenizer, pairs, max_length, prompt_limit, progress)
+def entry(source, options: dict, tokenizer, max_length: int, prompt_limit: int,
+          cache_dir: str | None = None) -> Path | None:
+    """The cache file of this input, whether or not it exists (None: not cacheable, e.g. a tokenizer
+    that cannot be fingerprinted)."""
+    if source is None:
+        return None
     try:
-        path = cache_root(cache_dir) / "data" / f"{cache_key(source, options, tokenizer, max_length, prompt_limit)}.npz"
-    except Exception:  # a tokenizer we cannot fingerprint: no cache
-        return render(tokenizer, pairs, max_length, prompt_limit, progress)
-    hit = load(path) if path.exists() else None
-    if hit is not None and len(hit.raw_lengths["prompt"]) + len(hit.errors) == len(pairs):
+        return cache_root(cache_dir) / "data" / f"{cache_key(source, options, tokenizer, max_length, prompt_limit)}.npz"
+    except Exception:
+        return None
+
+
+def cached_render(render, path: Path | None, tokenizer, pairs, max_length: int, prompt_limit: int, progress=None,
+                  log=None, release=None, reload=None, messages: bool = True) -> RenderResult:
+    """`render(tokenizer, pairs, max_length, prompt_limit, progress, release=release)` through the cache
+    file `path` (see entry(); None: no cache).
+
+    `messages=False`: `pairs` are PairRecords (read so because the file existed), so a miss renders
+    `reload()`'s pairs. `release(start, stop)` drops the messages of pairs[start:stop] once they are not
+    needed; on a hit that happens before the ids are read, so both are never held at once (and should the
+    ids then be unreadable, `reload()` gives the pairs again; without it the release waits)."""
+    def fresh(rows):
+        return render(tokenizer, rows, max_length, prompt_limit, progress, release=release)
+
+    if path is None or len(pairs) < MIN_PAIRS:
+        return fresh(pairs if messages else reload())
+    released = []
+
+    def before_ids():
+        if messages and release is not None and reload is not None:
+            release(0, len(pairs))
+            released.append(True)
+
+    hit = load(path, len(pairs), before_ids) if path.exists() else None
+    if hit is not None:
+        if messages and release is not None and not released:
+            release(0, len(pairs))
         if log:
             log(f"data: tokenized pairs from the cache ({path})")
         if progress is not None:
             progress(len(pairs), len(pairs))
         return hit
-    result = render(tokenizer, pairs, max_length, prompt_limit, progress)
+    result = fresh(reload() if released or not messages else pairs)
     try:
         save(path, result)
     except OSError:

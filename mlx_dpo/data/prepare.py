@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from ..errors import DataError
+from . import cache
 from .pairs import DataKeys, LoadResult, load_pairs
 from .template import RenderResult, length_stats, render_pairs
 
@@ -142,23 +143,40 @@ def problem_of(line: str, labels: list[str]) -> dict:
 def prepare(path, keys: DataKeys, tokenizer=None, max_length: int = 1024, prompt_limit: int = 512, progress=None,
             *, split: str = "train", subset: str | None = None, revision: str | None = None,
             min_score_margin: float | None = None, skip_invalid: bool = False, cache_dir: str | None = None,
-            log=None) -> PreparedData:
+            log=None, keep_messages: int = 0) -> PreparedData:
     """Load and validate rows; with a tokenizer, render and truncate them (`progress(done, total)` per
-    pair), through the tokenized-pairs cache (cache.py) for large inputs. Never raises for bad rows.
-    `path` is a file, dataset folder, hub id or sources.DataSpec."""
-    loaded = load_pairs(path, keys, split=split, subset=subset, revision=revision, min_score_margin=min_score_margin)
-    name = getattr(path, "path", path)
-    prepared = PreparedData(str(name), loaded, errors=list(loaded.errors), skip_invalid=skip_invalid)
+    chunk of pairs), through the tokenized-pairs cache (cache.py) for large inputs. Never raises for bad
+    rows. `path` is a file, dataset folder, hub id or sources.DataSpec.
+
+    Once tokenized, `load.pairs` keep only their source, format and label (pairs.PairRecord), except the
+    first `keep_messages` (a preview): the messages of a large dataset cost more memory than its ids."""
+    from .sources import DataSpec, resolve
+
+    spec = path if isinstance(path, DataSpec) else DataSpec(str(path), split, subset, revision)
+    source = resolve(spec)
+    options = {"keys": asdict(keys), "min_score_margin": min_score_margin}
+    entry = cache.entry(source, options, tokenizer, max_length, prompt_limit, cache_dir) if tokenizer else None
+    # With the tokenized pairs on disk, the rows are still read and checked, but their messages not kept.
+    warm = entry is not None and entry.exists()
+
+    def load(keep: int | None = None):
+        return load_pairs(source, keys, min_score_margin=min_score_margin, keep_messages=keep)
+
+    loaded = load(keep_messages if warm else None)
+    prepared = PreparedData(str(spec.path), loaded, errors=list(loaded.errors), skip_invalid=skip_invalid)
     if tokenizer is not None and loaded.pairs and not prepared.fatal:
-        from dataclasses import asdict
-
-        from .cache import cached_render
-
-        options = {"keys": asdict(keys), "min_score_margin": min_score_margin}
-        prepared.render = cached_render(render_pairs, loaded.source, options, tokenizer, loaded.pairs, max_length,
-                                        prompt_limit, progress, cache_dir, log)
+        prepared.render = cache.cached_render(render_pairs, entry, tokenizer, loaded.pairs, max_length, prompt_limit,
+                                              progress, log, release=lambda a, b: loaded.release(a, b, keep_messages),
+                                              reload=lambda: _fresh_pairs(loaded, load), messages=not warm)
         prepared.errors += prepared.render.errors
     return prepared
+
+
+def _fresh_pairs(loaded: LoadResult, load) -> list:
+    """The rows' pairs with their messages, read again (a cache entry that turned out unusable); they
+    replace the records in `loaded`, so releasing them later works as for a first read."""
+    loaded.pairs = load().pairs
+    return loaded.pairs
 
 
 def prepare_strict(path, keys: DataKeys, tokenizer, max_length: int, prompt_limit: int, log=print,

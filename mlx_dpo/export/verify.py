@@ -30,7 +30,7 @@ def verification_inputs(tokenizer, data_path: str | None, n: int = 3) -> list[li
             tp, _ = tokenize_pair(tokenizer, pair)
         except Exception:
             continue
-        seqs.append((tp.prompt + tp.chosen)[-MAX_TOKENS:])
+        seqs.append((tp.prompt.tolist() + tp.chosen.tolist())[-MAX_TOKENS:])  # ids are int32 arrays
     if not seqs:
         from ..model.generate import prompt_tokens
         seqs = [prompt_tokens(tokenizer, [{"role": "user", "content": p}])[-MAX_TOKENS:] for p in FALLBACK_PROMPTS]

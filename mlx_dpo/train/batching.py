@@ -60,7 +60,7 @@ def make_batch(pairs: list[TokenizedPair], indices: list[int], batch_size: int, 
     n_tokens = 0
     for r, (prompt, completion) in enumerate(rows):
         row = r if r < real else batch_size + (r - real)  # rejected rows start at batch_size
-        seq = prompt + completion
+        seq = np.concatenate([prompt, completion])  # ids are int32 arrays: `+` would add them
         inputs[row, : len(seq)] = seq
         P, c = len(prompt), len(completion)
         # The logits at position t predict token t+1, so completion token j (at P+j) is scored

@@ -1,4 +1,6 @@
-"""Data: open a pairs file, see its validation report, a preview, and any pair as the model sees it."""
+"""Data: open a pairs file, dataset folder or hub dataset, see its validation report (the schema mapping
+used, every problem), a preview, and any pair as the model sees it. The source options (split, subset,
+revision, skip invalid rows) are the app's `data_options`, which the Train tab passes to the trainer."""
 
 from __future__ import annotations
 
@@ -8,14 +10,20 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Button, DataTable, Label, Static
+from textual.widgets import Button, Collapsible, DataTable, Input, Label, OptionList, Static, Switch
+from textual.widgets.option_list import Option
 
-from mlx_dpo import token_table
+from mlx_dpo import cached_datasets, token_table
 
 from ..messages import DataInspected, JobFailed
 from ..widgets.path_input import PathInput
 
-SUFFIXES = (".jsonl", ".json")
+SUFFIXES = (".jsonl", ".json", ".parquet", ".gz")
+# The source options as the CLI names them (--split, --data-config, --data-revision, --skip-invalid).
+DEFAULT_OPTIONS = {"split": "train", "data_config": None, "data_revision": None, "skip_invalid": False}
+# (option, label, placeholder, widget id)
+OPTION_FIELDS = (("split", "Split", "train", "data-split"), ("data_config", "Subset", "all", "data-subset"),
+                 ("data_revision", "Revision", "main", "data-revision"))
 PROMPT_LINES = 8  # the rendered prompt's last lines shown above the two answers
 
 
@@ -42,6 +50,36 @@ def answer_text(ex: dict, key: str, style: str) -> Text:
     return t
 
 
+def source_title(options: dict) -> str:
+    """The collapsed Source options' title: what will be read, and what happens to invalid rows."""
+    parts = [f"split {options['split']}"]
+    if options["data_config"]:
+        parts.append(f"subset {options['data_config']}")
+    if options["data_revision"]:
+        parts.append(f"revision {options['data_revision']}")
+    parts.append("invalid rows skipped" if options["skip_invalid"] else "invalid rows refuse the data")
+    return "Source options: " + " · ".join(parts)
+
+
+def problems_text(r: dict) -> Text:
+    """Every problem, one per line (SOURCE:LINE: field: message), under a line saying what they mean."""
+    errors, rep = r["errors"], r["report"]
+    skip_invalid = "skipped" in rep  # the choice this inspection ran with
+    if not errors:
+        return Text("no errors", style="green")
+    n, valid = len(errors), rep["valid_pairs"]
+    if r.get("fatal"):
+        head = "the data cannot be read as a whole (skipping rows does not help):"
+    elif skip_invalid:
+        head = f"{n} invalid row(s) skipped (Skip invalid rows is on); training uses the {valid} valid pair(s):"
+    else:
+        head = (f"{n} problem(s): training refuses this data; turn on Skip invalid rows (Source options) to "
+                f"train on the {valid} valid pair(s):")
+    t = Text(head + "\n", style="bold red" if not skip_invalid or r.get("fatal") else "bold yellow")
+    t.append("\n".join(errors[:200]) + (f"\n… {n - 200} more" if n > 200 else ""), style="red")
+    return t
+
+
 def limits_line(rep: dict, max_length: int) -> str:
     """What the token limits did, naming the limit and where to change it."""
     return (f"limits: {rep['truncated']} pair(s) cut to max length {max_length} tokens (prompt kept to "
@@ -55,22 +93,39 @@ MAX_COLUMN_WIDTH = 60  # longer cells are cut; the rendered example below shows 
 
 class DataPane(VerticalScroll):
     can_focus = False
-    KEYS_EXTRA = [("enter", "in a path: load it; in the preview: render that row as the model sees it")]
-    BINDINGS = [Binding("ctrl+l", "load", "Load"), Binding("ctrl+t", "preview", "Preview table")]
+    KEYS_EXTRA = [("enter", "in a path or source field: load it; in the preview: render that row as the model "
+                            "sees it; in the cached datasets: use that dataset")]
+    BINDINGS = [Binding("ctrl+l", "load", "Load"), Binding("ctrl+t", "preview", "Preview table"),
+                Binding("ctrl+o", "source", "Source options", show=False,
+                        tooltip="Source options: split, subset, revision, skip invalid rows, cached datasets")]
 
     def __init__(self, **kw):
         super().__init__(**kw)
         self.example_row = 0
 
     def compose(self) -> ComposeResult:
+        options = self.app.data_options
         with Horizontal(classes="row"):
-            yield Label("Pairs file", classes="field-label")
-            yield PathInput(self.app.data_path or "", SUFFIXES, id="data-path", placeholder="path/to/pairs.jsonl")
+            yield Label("Data", classes="field-label")
+            yield PathInput(self.app.data_path or "", SUFFIXES, id="data-path",
+                            placeholder="file, dataset folder or hub id (ORG/NAME)")
             yield Button("Load", id="data-load", variant="primary")
         with Horizontal(classes="row"):
             yield Label("Held-out", classes="field-label")
             yield PathInput(self.app.valid_path or "", SUFFIXES, id="valid-path", placeholder="optional held-out file")
-        yield Static("Open a pairs file (JSONL or JSON list) and press Load (ctrl+l).", id="data-summary", markup=False)
+        with Collapsible(title=source_title(options), id="data-source", collapsed=True):
+            with Horizontal(id="data-source-form"):
+                for name, label, placeholder, wid in OPTION_FIELDS:
+                    yield Label(label, classes="source-label")
+                    yield Input(options[name] or "", id=wid, placeholder=placeholder, classes="source-input")
+            with Horizontal(id="data-skip-row"):
+                yield Switch(options["skip_invalid"], id="data-skip-invalid")
+                yield Label("Skip invalid rows: train on the valid ones and list the others (--skip-invalid)",
+                            id="data-skip-label")
+            yield Label("Datasets in the local Hugging Face cache (Enter uses one):", id="data-cached-label")
+            yield OptionList(id="data-cached")
+        yield Static("Open a pairs file (JSONL, JSON list or Parquet), a dataset folder or a hub dataset id, and press "
+                     "Load (ctrl+l).", id="data-summary", markup=False)
         yield Static("", id="data-errors")
         yield Static("", id="valid-summary", markup=False)
         yield DataTable(id="data-preview", zebra_stripes=True, cursor_type="row")
@@ -86,8 +141,46 @@ class DataPane(VerticalScroll):
         self.query_one("#data-chosen").border_title = "chosen"
         self.query_one("#data-rejected").border_title = "rejected"
         self.query_one("#data-answers").display = False
+        self.list_cached()
         if self.app.data_path:
             self.load()
+
+    def list_cached(self) -> None:
+        """The hub datasets with a snapshot in the local cache (a folder scan: no MLX, no network)."""
+        found = cached_datasets()
+        cached = self.query_one("#data-cached", OptionList)
+        cached.clear_options()
+        cached.add_options([Option(d, id=d) for d in found] or [Option("(none found)", disabled=True)])
+
+    @on(Collapsible.Expanded, "#data-source")
+    def source_shown(self) -> None:
+        self.list_cached()  # a dataset downloaded meanwhile shows up
+
+    @on(OptionList.OptionSelected, "#data-cached")
+    def use_cached(self, event: OptionList.OptionSelected) -> None:
+        self.query_one("#data-path", PathInput).value = event.option.id
+        self.load()
+
+    def source_options(self) -> dict:
+        """The Source options as the CLI names them; blank fields are the defaults."""
+        out = dict(DEFAULT_OPTIONS)
+        for name, _, _, wid in OPTION_FIELDS:
+            value = self.query_one(f"#{wid}", Input).value.strip()
+            out[name] = value or DEFAULT_OPTIONS[name]
+        out["skip_invalid"] = self.query_one("#data-skip-invalid", Switch).value
+        return out
+
+    @on(Input.Changed, ".source-input")
+    @on(Switch.Changed, "#data-skip-invalid")
+    def options_changed(self) -> None:
+        # What the form shows is what trains: the Train tab reads app.data_options when it starts a run.
+        self.app.data_options = self.source_options()
+        self.query_one("#data-source", Collapsible).title = source_title(self.app.data_options)
+
+    @on(Switch.Changed, "#data-skip-invalid")
+    def skip_changed(self) -> None:
+        if self.app.data_path:
+            self.load()  # the report says what the problems mean for training
 
     def focus_first(self) -> None:
         self.app.focus_if_shown(self.query_one("#data-path"))
@@ -98,16 +191,27 @@ class DataPane(VerticalScroll):
     def action_preview(self) -> None:
         self.app.focus_if_shown(self.query_one("#data-preview"))
 
+    def action_open(self) -> None:
+        self.app.focus_if_shown(self.query_one("#data-path"))
+
+    def action_source(self) -> None:
+        box = self.query_one("#data-source", Collapsible)
+        box.collapsed = not box.collapsed
+        if not box.collapsed:
+            self.call_after_refresh(self.app.focus_if_shown, self.query_one("#data-split"))
+
     @on(Button.Pressed, "#data-load")
     @on(PathInput.Submitted, "#data-path")
     @on(PathInput.Submitted, "#valid-path")
+    @on(Input.Submitted, ".source-input")
     def load(self) -> None:
         path = self.query_one("#data-path", PathInput).value.strip()
         valid = self.query_one("#valid-path", PathInput).value.strip()
         if not path:
-            self.app.notify("Enter the path of a pairs file first", severity="warning")
+            self.app.notify("Enter a pairs file, a dataset folder or a hub dataset id first", severity="warning")
             return
         self.app.data_path, self.app.valid_path = path, valid or None
+        self.app.data_options = self.source_options()
         self.example_row = 0
         self.query_one("#data-summary", Static).update(f"Checking {path} …")
         self.query_one("#valid-summary", Static).update(f"Checking held-out {valid} …" if valid else "")
@@ -136,18 +240,19 @@ class DataPane(VerticalScroll):
         fmts = ", ".join(f"{k} {v}" for k, v in sorted(rep["formats"].items())) or "none"
         lines = [f"{rep['file']}: {rep['rows']} rows · {rep['valid_pairs']} valid pairs ({fmts}) · "
                  f"{rep['errors']} error(s)"]
+        # Where the rows came from and how their columns were mapped (none for plain prompt/chosen/rejected).
+        lines += [line.removeprefix("data: ") for line in r.get("mapping", [])]
+        lines += rep.get("hints", [])
         if "tokens" in rep:
             lines += [*token_table(rep), limits_line(rep, self.app.train_settings().max_length)]
         else:
             lines.append("Choose a model on the Model tab to see token statistics and the rendered pair.")
         valid = self.app.valid_path
-        lines.append("split: train = this file" + (f"; held-out = {valid}" if valid else "; no held-out file"))
+        train = f"split {rep['source']['split']}" if "source" in rep else "this file"
+        lines.append(f"split: train = {train}" + (f"; held-out = {valid}" if valid else "; no held-out file"))
         lines += [f"warning: {w}" for w in r["warnings"]]
         self.query_one("#data-summary", Static).update("\n".join(lines))
-        errors = r["errors"]
-        err = Text("\n".join(errors[:200]) + (f"\n… {len(errors) - 200} more" if len(errors) > 200 else ""),
-                   style="red") if errors else Text("no errors", style="green")
-        self.query_one("#data-errors", Static).update(err)
+        self.query_one("#data-errors", Static).update(problems_text(r))
         self.fill_preview(r["preview"], rep["file"])
         self.show_example(r)
 
