@@ -4,14 +4,17 @@ One forward over the 2B stacked sequences (chosen and rejected together). The LM
 (hidden × vocab) matmul, the largest single cost for small models with big vocabularies — runs only
 at the completion positions, not over prompt tokens or padding, for architectures whose output is
 exactly `head(backbone(x))`; others fall back to the full forward and gather afterwards. Where the
-(rows x completion positions x vocab) logits would be large, the head runs a block of positions at a
-time and recomputes each block in the backward (`head_logps`).
+(rows x completion positions x vocab) logits would be large, the head runs over the vocabulary a
+chunk of rows at a time with an online logsumexp, recomputed in the backward (`lm_head.VocabHead`);
+a head layer it does not know runs a block of positions at a time instead (`head_logps`).
 """
 
 from __future__ import annotations
 
 import mlx.core as mx
 import mlx.nn as nn
+
+from .lm_head import VocabHead
 
 
 # Model types whose Model.__call__ is `out = self.model(x); return lm_head(out) or tied embedding(out)`
@@ -23,9 +26,10 @@ def split_head(model: nn.Module):
     """Return (backbone, head) callables if the head can be applied to selected positions only."""
     if getattr(model, "model_type", None) not in SPLIT_HEAD_TYPES or not hasattr(model, "model"):
         return None
-    if hasattr(model, "lm_head"):
-        return model.model, model.lm_head
-    return model.model, model.model.embed_tokens.as_linear
+    module, tied = (model.lm_head, False) if hasattr(model, "lm_head") else (model.model.embed_tokens, True)
+    if VocabHead.supports(module):
+        return model.model, VocabHead(module, tied)
+    return model.model, (module.as_linear if tied else module)
 
 
 def sequence_logps(model: nn.Module, inputs: mx.array, positions: mx.array, targets: mx.array,
@@ -45,11 +49,15 @@ def sequence_logps(model: nn.Module, inputs: mx.array, positions: mx.array, targ
 
 def completion_logps(logits: mx.array, targets: mx.array, mask: mx.array) -> tuple[mx.array, mx.array]:
     """(Σ log p(target) over real tokens, number of real tokens) per row, from (rows, C, V) logits."""
+    return token_logps(logits, targets, mask).sum(axis=-1), mask.sum(axis=-1)
+
+
+def token_logps(logits: mx.array, targets: mx.array, mask: mx.array) -> mx.array:
+    """(rows, C) log p(target) at each position (0 where mask is 0), from (rows, C, V) logits."""
     logits = logits.astype(mx.float32)
     # log softmax at the target id only: logit[target] - logsumexp(logits)
     target_logits = mx.take_along_axis(logits, targets[..., None], axis=-1).squeeze(-1)
-    token_logps = (target_logits - mx.logsumexp(logits, axis=-1)) * mask
-    return token_logps.sum(axis=-1), mask.sum(axis=-1)
+    return (target_logits - mx.logsumexp(logits, axis=-1)) * mask
 
 
 # Logits of more elements than this (64 MB in fp32) are computed a block of positions at a time, and
@@ -62,19 +70,26 @@ LOGITS_BLOCK_ELEMENTS = 1 << 24
 
 def head_logps(head, hidden: mx.array, targets: mx.array, mask: mx.array) -> tuple[mx.array, mx.array]:
     """completion_logps(head(hidden), targets, mask), never holding more than one block of logits."""
+    return head_token_logps(head, hidden, targets, mask).sum(axis=-1), mask.sum(axis=-1)
+
+
+def head_token_logps(head, hidden: mx.array, targets: mx.array, mask: mx.array) -> mx.array:
+    """token_logps(head(hidden), targets, mask), (rows, C), one block of positions' logits at a time."""
     rows, C, _ = hidden.shape
     vocab = head(hidden[:1, :1]).shape[-1]  # shape only: this lazy array is never evaluated
     block = max(1, LOGITS_BLOCK_ELEMENTS // (rows * vocab))
     if block >= C:
-        return completion_logps(head(hidden), targets, mask)
+        return token_logps(head(hidden), targets, mask)
+    if isinstance(head, VocabHead):  # vocabulary chunks: one pass over W, no position blocks
+        return head.token_logps(hidden, targets) * mask
 
-    total = 0
+    parts = []
     for start in range(0, C, block):
         sl = slice(start, start + block)
 
         # targets and mask are closed over: the checkpoint differentiates its arguments only
         def block_logps(h, t=targets[:, sl], m=mask[:, sl]):
-            return completion_logps(head(h), t, m)[0]
+            return token_logps(head(h), t, m)
 
-        total = total + mx.checkpoint(block_logps)(hidden[:, sl])
-    return total, mask.sum(axis=-1)
+        parts.append(mx.checkpoint(block_logps)(hidden[:, sl]))
+    return mx.concatenate(parts, axis=1)

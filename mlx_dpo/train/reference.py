@@ -19,7 +19,6 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
-from .batching import sequential_batches
 from .distributed import SINGLE, World
 from ..fileio import atomic_write, atomic_write_json
 from ..data.template import TokenizedPair
@@ -86,7 +85,7 @@ def score_pairs(model, pairs: list[TokenizedPair], batch_size: int, pad_multiple
     layout = layout or UNSHARED
     n = len(pairs)
     out = {k: np.zeros(n, dtype=np.float32) for k in REF_KEYS}
-    every = sequential_batches(pairs, batch_size, layout.sort_key)
+    every = layout.groups(pairs, batch_size)
     rounds = -(-len(every) // world.size)
     batches = world.shard(every)
     for r in range(rounds):
@@ -94,16 +93,17 @@ def score_pairs(model, pairs: list[TokenizedPair], batch_size: int, pad_multiple
             world.any(False, f"scoring batch round {r + 1}/{rounds} of the other ranks")
         if r >= len(batches):
             continue  # a round in which this rank has no batch left
-        idx = batches[r]
-        batch = layout.make(pairs, idx, batch_size, pad_multiple, pad_id)
-        logps, ntok = layout.logps(model, batch.to_mx())
-        mx.eval(logps, ntok)  # sync point: one batch at a time keeps memory flat
-        logps, ntok = np.array(logps), np.array(ntok)
-        k = len(idx)
-        out["chosen"][idx] = logps[:k]
-        out["rejected"][idx] = logps[batch_size: batch_size + k]
-        out["ntok_chosen"][idx] = ntok[:k]
-        out["ntok_rejected"][idx] = ntok[batch_size: batch_size + k]
+        for batch in layout.parts(pairs, batches[r], batch_size, pad_multiple, pad_id):
+            logps, ntok = layout.logps(model, batch.to_mx())
+            mx.eval(logps, ntok)  # sync point: one batch at a time keeps memory flat
+            logps, ntok = np.array(logps), np.array(ntok)
+            # Real pairs come first; rows [0, B) are chosen, [B, 2B) rejected (B = the batch's pair slots).
+            B, k = len(batch.pair_mask), batch.n_pairs
+            idx = batch.indices[:k]
+            out["chosen"][idx] = logps[:k]
+            out["rejected"][idx] = logps[B: B + k]
+            out["ntok_chosen"][idx] = ntok[:k]
+            out["ntok_rejected"][idx] = ntok[B: B + k]
         if progress:
             progress(r + 1, len(batches))
     if world.distributed:

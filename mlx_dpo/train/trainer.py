@@ -38,6 +38,7 @@ from .control import OOM_ADVICE, Interrupted, StopSignals, is_out_of_memory
 from .distributed import World, check_batch_split, init_world, is_peer_lost, local_batch, peer_lost
 from ..errors import TrainingStopped, UsageError, first_line
 from .events import Reporter
+from .layout import PackedLayout
 from ..fileio import write_failure
 from ..model.adapters import save_adapter
 from .session import Session
@@ -101,6 +102,8 @@ class Trainer:
         self.local_size = check_batch_split(cfg.batch_size, world)
         if world.is_main:
             self._check_run_dir()
+        if cfg.tokens_per_batch and world.distributed:
+            raise UsageError("--tokens-per-batch packs one process's batches; it does not run under mlx.launch yet")
         self.session = Session.for_training(cfg, self.report, world)
 
         self.steps_per_epoch = max(1, batches_per_epoch(len(self.session.train_pairs), cfg.batch_size) // cfg.grad_accum)
@@ -199,9 +202,12 @@ class Trainer:
         denom = sum(len(indices) for _, indices in picked) / self.world.size
         out = []
         for epoch, indices in picked:
-            batch = local_batch(s.train_pairs, indices, self.world, self.local_size, cfg.pad_multiple, s.pad_id,
-                                s.layout.make)
-            out.append(MicroBatch(epoch, self._loss_inputs(batch, denom), batch.n_tokens))
+            if isinstance(s.layout, PackedLayout):  # one micro-batch per packed row (one process: see _setup)
+                parts = s.layout.parts(s.train_pairs, indices, cfg.batch_size, cfg.pad_multiple, s.pad_id)
+            else:
+                parts = [local_batch(s.train_pairs, indices, self.world, self.local_size, cfg.pad_multiple,
+                                     s.pad_id, s.layout.make)]
+            out.extend(MicroBatch(epoch, self._loss_inputs(b, denom), b.n_tokens) for b in parts)
         return out
 
     def _loss_inputs(self, batch, denom: float) -> dict:
