@@ -9,6 +9,7 @@ The engine never imports the UI (`tui/`). Its stages, in the order data flows th
 - `train/`   batches and their layouts, completion log-probs, the cached reference, the loss family,
              the session that builds a run, the trainer, checkpoints, data-parallel ranks, events
 - `export/`  fused Hugging Face model, PEFT adapter or mlx-lm folder, each verified by reloading it
+- `iterate/` iterative DPO: prompts, judges, sampling, rounds and their reports
 - `demo/`    the bundled demo model and data, its tasks' ground-truth reward, behaviour eval, frontier
 - `cli/`     the `mlx-dpo` command: parser, one module per command family, exit codes
 
@@ -49,6 +50,8 @@ _API = {
     "unpaired_row": ("data.preferences", "unpaired_row"),
     "prepare": ("data.prepare", "prepare"),
     "inspect_data": ("data.preview", "inspect_data"),
+    "DataSpec": ("data.sources", "DataSpec"),
+    "cached_datasets": ("data.sources", "cached_datasets"),
     "token_table": ("data.preview", "token_table"),
     # models, adapters, generation
     "resolve_model_path": ("model.load", "resolve_model_path"),
@@ -75,6 +78,14 @@ _API = {
     "ExportConfig": ("export.formats", "ExportConfig"),
     "ExportResult": ("export.formats", "ExportResult"),
     "run_export": ("export.formats", "run_export"),
+    # iterative DPO
+    "IterateConfig": ("iterate.rounds", "IterateConfig"),
+    "read_rounds": ("runs", "read_rounds"),
+    "is_iteration": ("runs", "is_iteration"),
+    "run_iterate": ("iterate.rounds", "run_iterate"),
+    "make_judge": ("iterate.judges", "make_judge"),
+    "load_prompts": ("iterate.prompts", "load_prompts"),
+    "DEMO_JUDGE": ("iterate.judges", "DEMO_JUDGE"),
     # the demo
     "DEMO_MODEL": ("demo", "DEMO_MODEL"),
     "DEMO_PAIRS": ("demo", "DEMO_PAIRS"),

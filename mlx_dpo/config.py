@@ -19,6 +19,7 @@ from .errors import UsageError
 
 LOSSES = ("sigmoid", "ipo", "hinge", "simpo", "kto")
 SCHEDULES = ("cosine", "constant")
+REFERENCES = ("start", "base")  # what the reference log-probs are scored with
 
 
 def _f(default, help, **kw):
@@ -52,13 +53,15 @@ class TrainConfig:
     lora_layers: int = _f(-1, "Number of transformer blocks, counted from the last, that get LoRA (-1 = all).")
     lora_keys: Optional[list] = _f(None, "Module paths inside a block to adapt, e.g. self_attn.q_proj (default: every linear layer).", nargs="+")
     dora: bool = _f(False, "Train DoRA (weight-decomposed LoRA) instead of LoRA.")
-    init_adapter: Optional[str] = _f(None, "Start from an existing mlx-lm adapter folder; the reference is then base + this adapter.")
+    init_adapter: Optional[str] = _f(None, "Start from an existing mlx-lm adapter folder; the reference is then base + this adapter (see --reference).")
+    reference: str = _f("start", "Reference model of the DPO loss: start (the model training starts from: the base, or base + --init-adapter) or base (the base alone, also when training continues from --init-adapter).", choices=REFERENCES)
     # -- DPO
     loss: str = _f("sigmoid", "DPO loss: sigmoid (DPO), ipo, hinge (SLiC), simpo (reference-free), kto (unpaired rows "
                               "with a label, or pairs split into desirable and undesirable answers).", choices=LOSSES)
     beta: float = _f(0.1, "Strength of the KL penalty: higher beta keeps the policy closer to the reference.")
     label_smoothing: float = _f(0.0, "Conservative DPO (cDPO): assumed fraction of flipped labels, in [0, 0.5); used by the sigmoid and simpo losses, no effect with ipo or hinge.")
     simpo_gamma: float = _f(0.5, "Target reward margin of SimPO.")
+    rpo_alpha: float = _f(0.0, "RPO (TRL's rpo_alpha): add this weight times the chosen answers' mean token NLL to a paired loss, so the chosen answers stay likely (iterative DPO on the model's own samples needs it; 1.0 in the RPO paper). 0: off.")
     desirable_weight: float = _f(1.0, "KTO: weight of the desirable examples' loss.")
     undesirable_weight: float = _f(1.0, "KTO: weight of the undesirable examples' loss (the KTO paper advises weights "
                                         "that make desirable x weight / undesirable x weight 1 to 4/3).")
@@ -78,6 +81,7 @@ class TrainConfig:
     max_length: int = _f(1024, "Maximum prompt + completion tokens; longer pairs are truncated.")
     max_prompt_length: Optional[int] = _f(None, "Maximum prompt tokens kept (from the end) when a pair is too long (default: max_length // 2).")
     pad_multiple: int = _f(32, "Sequences are padded to a multiple of this, so the compiled step sees few shapes.")
+    tokens_per_batch: Optional[int] = _f(None, "Pack each batch's pairs end to end into rows of at most this many tokens, one row per micro-batch (no padding; same numbers). Off by default: see BENCHMARKS.md for where it pays.")
     share_prompt: bool = _f(True, "Run each prompt once for both answers (same numbers, less compute); models without support fall back.")
     grad_checkpoint: bool = _f(False, "Recompute block activations in the backward pass: less memory, ~30% slower.")
     # -- logging and checkpoints
@@ -98,7 +102,7 @@ class TrainConfig:
                     "log_every", "save_every"):
             if getattr(self, key) < 1:
                 bad(key, f"must be a positive integer, got {getattr(self, key)}")
-        for key in ("iters", "epochs", "eval_every", "max_prompt_length"):
+        for key in ("iters", "epochs", "eval_every", "max_prompt_length", "tokens_per_batch"):
             v = getattr(self, key)
             if v is not None and v < 1:
                 bad(key, f"must be a positive integer, got {v}")
@@ -112,6 +116,8 @@ class TrainConfig:
             bad("max_grad_norm", f"must be positive, got {self.max_grad_norm}")
         if not 0 <= self.lora_dropout < 1:
             bad("lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
+        if not (math.isfinite(self.rpo_alpha) and self.rpo_alpha >= 0):
+            bad("rpo_alpha", f"must be a non-negative number, got {self.rpo_alpha}")
         if not 0 <= self.label_smoothing < 0.5:
             bad("label_smoothing", f"must be in [0, 0.5), got {self.label_smoothing}")
         if self.weight_decay < 0 or self.warmup_steps < 0:
@@ -120,6 +126,8 @@ class TrainConfig:
             bad("lora_layers", f"must be -1 (all) or a positive count, got {self.lora_layers}")
         if self.loss not in LOSSES:
             bad("loss", f"unknown loss {self.loss!r} (expected one of {', '.join(LOSSES)})")
+        if self.reference not in REFERENCES:
+            bad("reference", f"unknown reference {self.reference!r} (expected one of {', '.join(REFERENCES)})")
         if self.lr_schedule not in SCHEDULES:
             bad("lr_schedule", f"unknown schedule {self.lr_schedule!r} (expected one of {', '.join(SCHEDULES)})")
         if self.quantize not in (None, 4, 8):
@@ -138,6 +146,11 @@ class TrainConfig:
         if self.max_prompt_length is not None and self.max_prompt_length >= self.max_length:
             bad("max_prompt_length", f"must be smaller than max_length ({self.max_length})")
         return self
+
+    @property
+    def reference_adapter(self) -> str | None:
+        """The adapter inside the reference model: the init adapter, unless the reference is the base."""
+        return self.init_adapter if self.reference == "start" else None
 
     @property
     def prompt_limit(self) -> int:
@@ -253,7 +266,7 @@ def _coerce(f: dataclasses.Field, value):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UsageError(f"config: {f.name}: expected a number, got {value!r}")
         return float(value)
-    if kind is int or f.name in ("iters", "epochs", "eval_every", "max_prompt_length", "quantize"):
+    if kind is int or f.name in ("iters", "epochs", "eval_every", "max_prompt_length", "quantize", "tokens_per_batch"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise UsageError(f"config: {f.name}: expected an integer, got {value!r}")
         return value

@@ -21,6 +21,9 @@ class RunInfo:
 
     @property
     def name(self) -> str:
+        """The folder's name; a round of an iteration (`mlx-dpo iterate`) is named ITERATION/round_N."""
+        if is_iteration(self.path.parent):
+            return f"{self.path.parent.name}/{self.path.name}"
         return self.path.name
 
     @property
@@ -57,13 +60,32 @@ def read_run(path: str | Path) -> RunInfo:
     return info
 
 
+def is_iteration(path: Path) -> bool:
+    """A folder of `mlx-dpo iterate` (its round_N are run dirs)."""
+    return (path / "iterate.yaml").is_file()
+
+
 def list_runs(root: str | Path) -> list[RunInfo]:
-    """Run dirs directly under `root` (folders with a config.yaml), newest first."""
+    """Run dirs directly under `root` (folders with a config.yaml), and the rounds of iterations there
+    (ROOT/ITERATION/round_N), newest first."""
     r = Path(root)
     if not r.is_dir():
         return []
-    runs = [read_run(d) for d in r.iterdir() if d.is_dir() and (d / "config.yaml").exists()]
+    folders = []
+    for d in r.iterdir():
+        if not d.is_dir():
+            continue
+        if is_iteration(d):
+            folders += [x for x in d.glob("round_*") if x.is_dir()]
+        else:
+            folders.append(d)
+    runs = [read_run(d) for d in folders if (d / "config.yaml").exists()]
     return sorted(runs, key=lambda i: (i.path / "config.yaml").stat().st_mtime, reverse=True)
+
+
+def read_rounds(iteration: str | Path) -> list[dict]:
+    """The round reports of an iteration (its rounds.jsonl), round 0 first."""
+    return read_jsonl_tolerant(Path(iteration) / "rounds.jsonl")
 
 
 class MetricsFollower:

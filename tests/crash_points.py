@@ -20,6 +20,7 @@ process):
 - checkpoint-saved:STEP — the checkpoint of STEP is in place, RUN_DIR's adapter copy not yet written
 - step:STEP          — right after optimizer step STEP, before it is logged or checkpointed
 - metrics-write:STEP — half of STEP's training row is appended to metrics.jsonl (a torn last line)
+- iterate-append:N   — half of the N-th line `iterate` appends (answers.jsonl, judged.jsonl) is written
 """
 
 from __future__ import annotations
@@ -135,6 +136,22 @@ def install(points: dict[str, set[int]], sig: signal.Signals = signal.SIGKILL) -
         metrics_write(self, row)
 
     checkpoint.MetricsLog.write = torn_write
+
+    from mlx_dpo.iterate import rounds
+
+    append_line = rounds.append_line
+
+    def torn_append(path, row):
+        if hits["iterate-append"] + 1 in points.get("iterate-append", ()):
+            line = (json.dumps(row) + "\n").encode()
+            with open(path, "ab") as fh:
+                fh.write(line[: len(line) // 2])
+                fh.flush()
+                os.fsync(fh.fileno())
+        reached("iterate-append")
+        return append_line(path, row)
+
+    rounds.append_line = torn_append
 
 
 def main(argv: list[str] | None = None) -> int:

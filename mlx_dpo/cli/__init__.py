@@ -3,6 +3,7 @@
     validate, train, eval   train.py     (the data, a training run, an adapter's DPO metrics)
     chat, generate          use.py       (answers from base + adapter)
     export                  export.py    (fused HF model, PEFT adapter, mlx-lm folder; verified)
+    iterate                 iterate.py   (iterative DPO: sample, judge, train, round after round)
     frontier, demo          demo.py      (the bundled demo: reward-vs-KL sweep, the scripted demo)
 
 Exit codes: bad input (flags, config, data, paths) 2 with one line per problem and nothing written;
@@ -24,7 +25,7 @@ from .parser import build_parser
 # command -> (module of this package, function)
 COMMANDS = {"validate": ("train", "cmd_validate"), "train": ("train", "cmd_train"), "eval": ("train", "cmd_eval"),
             "chat": ("use", "cmd_chat"), "generate": ("use", "cmd_generate"), "export": ("export", "cmd_export"),
-            "frontier": ("demo", "cmd_frontier"), "demo": ("demo", "cmd_demo"), "tui": ("demo", "cmd_tui")}
+            "iterate": ("iterate", "cmd_iterate"), "frontier": ("demo", "cmd_frontier"), "demo": ("demo", "cmd_demo"), "tui": ("demo", "cmd_tui")}
 
 
 def main(argv=None) -> int:
@@ -72,7 +73,15 @@ def _event(args):
 def _latest_checkpoint(args) -> str | None:
     if not getattr(args, "output", None):
         return None
+    from pathlib import Path
+
     from ..train.checkpoint import latest
 
-    path = latest(args.output)
+    folder = Path(args.output)
+    if args.command == "iterate":  # the round in progress (the newest one): its checkpoint, if it has one
+        rounds = [d for d in folder.glob("round_*") if d.name[6:].isdigit()]
+        if not rounds:
+            return None
+        folder = max(rounds, key=lambda d: int(d.name[6:]))
+    path = latest(folder)
     return str(path) if path else None

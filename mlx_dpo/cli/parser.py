@@ -12,7 +12,11 @@ from ..config import TrainConfig, config_fields
 DATA_KEYS = ("prompt_key", "chosen_key", "rejected_key", "system_key", "split", "data_config", "data_revision",
              "skip_invalid", "min_score_margin")
 LENGTHS = ("max_length", "max_prompt_length")
-LOSS_ARGS = ("loss", "beta", "label_smoothing", "simpo_gamma", "desirable_weight", "undesirable_weight")
+# TrainConfig fields `iterate` sets per round itself (or takes from its own flags of the same name)
+ITERATE_OWNS = ("model", "data", "output", "init_adapter", "resume", "valid_data", "valid_split", "reference", "seed",
+                "quantize", "prompt_key", "chosen_key", "rejected_key", "system_key", "split", "data_config",
+                "data_revision", "skip_invalid", "min_score_margin")
+LOSS_ARGS = ("loss", "beta", "label_smoothing", "simpo_gamma", "rpo_alpha", "desirable_weight", "undesirable_weight")
 
 
 def _add_config_args(parser: argparse.ArgumentParser, names=None) -> None:
@@ -71,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="sampling seed")
     g.add_argument("--show", type=int, default=3, help="example answers to print")
     _add_config_args(e, ("model", "data", "quantize", "trust_remote_code", "batch_size", "pad_multiple",
-                         "cache_dir", "init_adapter", "cpu_dequant_matmul") + DATA_KEYS + LENGTHS + LOSS_ARGS)
+                         "cache_dir", "init_adapter", "reference", "cpu_dequant_matmul",
+                         "tokens_per_batch") + DATA_KEYS + LENGTHS + LOSS_ARGS)
 
     f = sub.add_parser("frontier", help="train one adapter per beta and plot ground-truth reward against KL")
     f.add_argument("--model", help="base model (default: the bundled demo model)")
@@ -83,6 +88,45 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--learning-rate", type=float, default=5e-4)
     f.add_argument("--limit", type=int, default=30, help="held-out prompts to score")
     f.add_argument("--json", action="store_true")
+
+    it = sub.add_parser("iterate", help="iterative DPO: the model answers prompts, a judge ranks the answers, it trains "
+                                        "on best vs worst, round after round (each round a run dir)")
+    it.add_argument("--model", help="base model (default: the bundled demo model)")
+    it.add_argument("--prompts", required=True, help="JSONL of prompts (strings, {prompt, system} or {messages}), or a "
+                    "pairs file whose prompts are used")
+    it.add_argument("--judge", required=True, metavar="JUDGE",
+                    help="python:MODULE:FUNCTION or FILE.py:FUNCTION (f(messages, answer) -> number, higher is "
+                         "better; the demo's: python:mlx_dpo.demo.reward:judge), model:PATH_OR_ID (a judge LLM "
+                         "compares two answers, both orders) or human (you pick in the terminal)")
+    it.add_argument("--output", required=True, help="folder of the iteration: round_N run dirs and rounds.jsonl; "
+                    "run the same command again to continue it")
+    it.add_argument("--rounds", type=int, default=3, help="rounds to run (default 3; raise it to add rounds)")
+    it.add_argument("--samples", type=int, default=4, help="answers per prompt and round (default 4)")
+    it.add_argument("--valid-prompts", help="held-out prompts answered (greedy) and judged after every round")
+    it.add_argument("--reference", choices=("base", "previous"), default="base",
+                    help="reference model of each round's loss: the base (default) or the previous round's policy")
+    it.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
+    it.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (default 1: off)")
+    it.add_argument("--max-tokens", type=int, default=128, help="new tokens per answer (default 128)")
+    it.add_argument("--min-spread", type=float, default=0.0,
+                    help="skip a prompt whose best and worst scores differ by less than this (ties are always skipped)")
+    it.add_argument("--judge-prompt", metavar="FILE", help="a model judge's prompt: text with {prompt}, {answer_a} "
+                    "and {answer_b} (default: shown in the README)")
+    it.add_argument("--seed", type=int, default=0, help="seed of sampling, data order and LoRA init (default 0)")
+    it.add_argument("--limit", type=int, help="use only the first N prompts")
+    it.add_argument("--prompts-per-round", type=int, help="each round answers the next N prompts of the file "
+                    "(wrapping around; default: every round answers all of them)")
+    it.add_argument("--valid-limit", type=int, help="use only the first N held-out prompts")
+    it.add_argument("--init-adapter", help="round 1 starts from this adapter (default: a new one)")
+    it.add_argument("--kl-samples", type=int, default=1,
+                    help="answers sampled per held-out prompt for the KL-to-base estimate (default 1; 0: none)")
+    it.add_argument("--eval-temperature", type=float, default=0.0,
+                    help="held-out answers: greedy (0, the default) or sampled at this temperature (seeded)")
+    it.add_argument("--quantize", type=int, choices=(4, 8), help="quantize the base on load")
+    it.add_argument("--json", action="store_true", help="print the round reports as one JSON list on stdout")
+    it.add_argument("--events", action="store_true", help="report progress as JSON lines on stdout (for programs)")
+    tg = it.add_argument_group("training of each round (the flags of `mlx-dpo train`)")
+    _add_config_args(tg, [f.name for f in config_fields() if f.name not in ITERATE_OWNS])
 
     for name, help_ in (("chat", "chat with base + adapter in the terminal (/reset, /quit)"),
                         ("generate", "print one completion for --prompt")):

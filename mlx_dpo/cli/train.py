@@ -134,6 +134,7 @@ def eval_config(args) -> TrainConfig:
         saved = load_run_config(Path(args.adapter))
         if saved.get("init_adapter"):
             flags["init_adapter"] = saved["init_adapter"]
+            flags.setdefault("reference", saved.get("reference", "start"))
     cfg = build_config({}, flags)
     cfg.model = model_or_default(cfg.model)
     if not cfg.data:

@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass
 from .tasks import (ANIMAL_LEGS, CAPITALS, FRUIT_COLOURS, ITEMS, POLITE_OPENERS, RUDE_MARKERS, UNITS, WORDS,
                     Task, candidates, parse_prompt)
 
-__all__ = ["RewardBreakdown", "score", "reward", "WEIGHTS", "answers_the_question"]
+__all__ = ["RewardBreakdown", "score", "reward", "judge", "WEIGHTS", "answers_the_question"]
 
 WEIGHTS = {"correct": 0.5, "polite": 0.2, "concise": 0.2, "civil": 0.1}
 CONCISE_WORDS, RAMBLING_WORDS = 16, 40
@@ -212,3 +212,10 @@ def score(prompt: str, answer: str) -> RewardBreakdown:
 def reward(prompt: str, answer: str) -> float:
     """The total of `score` in [0, 1]."""
     return score(prompt, answer).total
+
+
+def judge(messages, answer: str) -> float:
+    """`reward` as a judge of `mlx-dpo iterate` (`--judge python:mlx_dpo.demo.reward:judge`): the prompt is
+    the conversation's last user message. A prompt that is not a demo task raises ValueError."""
+    text = messages if isinstance(messages, str) else [m for m in messages if m["role"] == "user"][-1]["content"]
+    return reward(text, answer)

@@ -8,7 +8,8 @@ The session and the trainer call a Reporter; where the reports go is the caller'
   trainer child process (`mlx-dpo train --events`), so it never has to parse human log text.
 
 Events (key "event"; other keys as in the methods below): log, phase, task, start, progress,
-metrics, checkpoint, done, stopped, error (a `note` travels as a log event).
+metrics, checkpoint, done, stopped, error; `iterate` adds round_start and round (a `note` travels as a
+log event).
 """
 
 from __future__ import annotations
@@ -68,6 +69,12 @@ class Reporter:
     def error(self, text: str, status: int) -> None:
         """The run failed with a message for the user; the process exits with `status`."""
 
+    def round_start(self, round_: int, rounds: int) -> None:
+        """`mlx-dpo iterate`: round `round_` of `rounds` begins (0: the start model's held-out answers)."""
+
+    def round(self, report: dict) -> None:
+        """`mlx-dpo iterate`: a round ended (or was found done); `report` is its line of DIR/rounds.jsonl."""
+
 
 class JsonEvents(Reporter):
     """Every report as a JSON line on `stream` (default stdout), flushed at once.
@@ -125,3 +132,9 @@ class JsonEvents(Reporter):
 
     def error(self, text, status) -> None:
         self.emit("error", text=text, status=status)
+
+    def round_start(self, round_, rounds) -> None:
+        self.emit("round_start", round=round_, rounds=rounds)
+
+    def round(self, report) -> None:
+        self.emit("round", report=report)

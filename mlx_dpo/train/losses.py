@@ -7,6 +7,9 @@ With h = (log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))
   hinge    max(0, 1 − β h)                         (SLiC)
   simpo    −log σ(β (ā_w − ā_l) − γ), ā = length-averaged policy log-prob, no reference (ε: as in cDPO)
 Label smoothing ε has no effect on the other losses; `Loss.ignored_settings` says so (logged once per run).
+RPO (TRL's `rpo_alpha`, Pang et al. 2024): + α · (the chosen answer's mean token NLL, −log π(y_w) / |y_w|),
+which keeps the chosen answers likely while the margin grows — DPO alone can lower both answers'
+likelihood, which on a model's own samples (iterative DPO) moves mass to answers nobody judged.
 Rewards follow TRL: β·(log π − log π_ref) summed over completion tokens (SimPO: β·ā).
 """
 
@@ -23,8 +26,16 @@ STAT_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "r
 
 
 def dpo_losses(policy_c, policy_r, ref_c, ref_r, ntok_c, ntok_r, *, loss: str, beta: float,
-               label_smoothing: float = 0.0, simpo_gamma: float = 0.5):
+               label_smoothing: float = 0.0, simpo_gamma: float = 0.5, rpo_alpha: float = 0.0):
     """Per-pair losses and rewards. All inputs have shape (B,); returns (losses, chosen_r, rejected_r)."""
+    losses, chosen_r, rejected_r = _pair_losses(policy_c, policy_r, ref_c, ref_r, ntok_c, ntok_r, loss=loss,
+                                                beta=beta, label_smoothing=label_smoothing, simpo_gamma=simpo_gamma)
+    if rpo_alpha:
+        losses = losses + rpo_alpha * (-policy_c / ntok_c)
+    return losses, chosen_r, rejected_r
+
+
+def _pair_losses(policy_c, policy_r, ref_c, ref_r, ntok_c, ntok_r, *, loss, beta, label_smoothing, simpo_gamma):
     if loss == "simpo":
         avg_c, avg_r = policy_c / ntok_c, policy_r / ntok_r
         logits = beta * (avg_c - avg_r) - simpo_gamma
@@ -67,17 +78,22 @@ class Loss:
     simpo_gamma: float = 0.5
     desirable_weight: float = 1.0    # KTO only
     undesirable_weight: float = 1.0  # KTO only
+    rpo_alpha: float = 0.0           # paired losses: weight of the chosen answers' NLL (RPO)
 
     @classmethod
     def from_config(cls, cfg) -> "Loss":
         return cls(cfg.loss, cfg.beta, cfg.label_smoothing, cfg.simpo_gamma,
-                   getattr(cfg, "desirable_weight", 1.0), getattr(cfg, "undesirable_weight", 1.0))
+                   getattr(cfg, "desirable_weight", 1.0), getattr(cfg, "undesirable_weight", 1.0),
+                   getattr(cfg, "rpo_alpha", 0.0))
 
     def ignored_settings(self) -> list[str]:
         """Warnings for settings this loss does not use although they are set (logged once per run)."""
         if self.label_smoothing and self.kind not in SMOOTHED:
             return [f"--label-smoothing {self.label_smoothing} has no effect with --loss {self.kind}: conservative "
                     f"DPO smoothing applies to {' and '.join(SMOOTHED)} only; it is ignored"]
+        if self.rpo_alpha and self.unpaired:
+            return [f"--rpo-alpha {self.rpo_alpha} has no effect with --loss kto (it weights the chosen answer of "
+                    "a pair); it is ignored"]
         return []
 
     @property
@@ -96,7 +112,8 @@ class Loss:
             return kto_losses(policy_c, ref_c, policy_r, ref_r, labels, mask, beta=self.beta,
                               desirable_weight=self.desirable_weight, undesirable_weight=self.undesirable_weight)
         return dpo_losses(policy_c, policy_r, ref_c, ref_r, ntok_c, ntok_r, loss=self.kind, beta=self.beta,
-                          label_smoothing=self.label_smoothing, simpo_gamma=self.simpo_gamma)
+                          label_smoothing=self.label_smoothing, simpo_gamma=self.simpo_gamma,
+                          rpo_alpha=self.rpo_alpha)
 
     def stats(self, losses, chosen_r, rejected_r, policy_c, policy_r, mask, labels=None) -> mx.array:
         """Summed stats of a batch (combinable across micro-batches and log windows)."""

@@ -74,7 +74,13 @@ class Session:
         if s.loss.unpaired:
             s._as_kto_examples()
         mx.random.seed(cfg.seed)  # the LoRA A-factor init
-        if cfg.init_adapter:
+        start = None  # with --reference base: the init adapter, switched off while the reference is scored
+        if cfg.init_adapter and cfg.reference == "base":
+            s.adapter_cfg = read_adapter_config(cfg.init_adapter)
+            apply_lora(s.model, s.adapter_cfg)  # fresh layers are the identity: "off" is exactly the base
+            start = AdapterSwitch.load(s.model, cfg.init_adapter)
+            report.log(f"starting from adapter {cfg.init_adapter} (its LoRA settings are used); reference: the base")
+        elif cfg.init_adapter:
             s.adapter_cfg = attach_adapter(s.model, cfg.init_adapter)
             report.log(f"starting from adapter {cfg.init_adapter} (its LoRA settings are used)")
         else:
@@ -83,9 +89,13 @@ class Session:
         if cfg.grad_checkpoint:  # before choose_layout: prompt sharing refuses checkpointed blocks
             from mlx_lm.tuner.trainer import grad_checkpoint
             grad_checkpoint(s.model.layers[0])
-        s.layout = choose_layout(s.model, [s.train_pairs, s.valid_pairs], cfg.share_prompt)
+        s.layout = choose_layout(s.model, [s.train_pairs, s.valid_pairs], cfg.share_prompt, cfg.tokens_per_batch)
         report.log(f"batch layout: {s.layout.name}")
-        s.ref_train, s.ref_valid = s._score_reference("train", "nothing was trained")
+        if start is not None:
+            with start.disabled():
+                s.ref_train, s.ref_valid = s._score_reference("train", "nothing was trained")
+        else:
+            s.ref_train, s.ref_valid = s._score_reference("train", "nothing was trained")
         if cfg.output:
             s.write_skipped(cfg.output)  # after the last step that can refuse the run
         return s
@@ -104,16 +114,17 @@ class Session:
             report.log("eval: paired data, so DPO metrics (implicit-reward accuracy) with the same beta")
         elif s.loss.unpaired:
             s._as_kto_examples()
-        s.adapter_cfg = attach_adapter(s.model, cfg.init_adapter) if cfg.init_adapter else {}
+        start = cfg.reference_adapter
+        s.adapter_cfg = attach_adapter(s.model, start) if start else {}
         if adapter_dir:
-            if not cfg.init_adapter:
+            if not start:
                 s.adapter_cfg = read_adapter_config(adapter_dir)
                 apply_lora(s.model, s.adapter_cfg)
             # Loading checks the adapter fits this model before any compute or cache write; the
             # starting values (B = 0, or the init adapter) are back in place for the reference.
             s.switch = AdapterSwitch.load(s.model, adapter_dir)
             s.switch.set(False)
-        s.layout = choose_layout(s.model, [s.train_pairs], cfg.share_prompt)
+        s.layout = choose_layout(s.model, [s.train_pairs], cfg.share_prompt, cfg.tokens_per_batch)
         s.ref_train, _ = s._score_reference("eval", "nothing was evaluated")
         if s.switch is not None:
             s.switch.set(True)
@@ -191,7 +202,7 @@ class Session:
             return None, None
         cfg = self.cfg
         cache = cache_root(cfg.cache_dir)
-        key = model_fingerprint(self.model_path, cfg.quantize, cfg.init_adapter, cache, compute_tag(self.model))
+        key = model_fingerprint(self.model_path, cfg.quantize, cfg.reference_adapter, cache, compute_tag(self.model))
         self.report.phase("reference", f"scoring the reference log-probs ({len(self.train_pairs)} pairs)")
         try:
             def score(pairs, name):
