@@ -86,6 +86,56 @@ async def test_data_pane_good_and_broken_file(tiny_model, pairs_file, tmp_path, 
         assert app.query_one(TabbedContent).active == "tab-model"
 
 
+async def test_data_pane_reads_a_hub_dataset_and_a_folder_with_its_split_and_skips_invalid_rows(tiny_model, tmp_path,
+                                                                                                  monkeypatch):
+    """The three source forms (issue #13): a hub id from the offline cache, a dataset folder, a file; the
+    schema mapping shown; the problems listed, and what Skip invalid rows does with them."""
+    import hf_datasets as hfd
+
+    uf = "HuggingFaceH4/ultrafeedback_binarized"
+    hub = tmp_path / "hf" / "hub"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = hfd.ultrafeedback_folder(tmp_path / "uf-repo")
+    hfd.add_to_hub_cache(hub, uf, folder)
+    bad = tmp_path / "mixed.jsonl"
+    bad.write_text('{"prompt": "a", "chosen": "x", "rejected": "y"}\n{"prompt": "b", "chosen": "z", "rejected": "z"}\n')
+    app = MlxDpoApp(model=tiny_model, runs_root=str(tmp_path / "runs"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+o")
+        app.query_one("#data-split", Input).value = "test_prefs"
+        app.query_one("#data-path", Input).value = uf
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: "valid pairs" in text_of(app, "#data-summary"))
+        summary = text_of(app, "#data-summary")
+        assert f"{uf}: 2 rows · 2 valid pairs" in summary and "(local cache), split test_prefs" in summary
+        assert "UltraFeedback" in summary and "prompt = the chosen/rejected conversation" in summary
+        assert "split: train = split test_prefs" in summary and text_of(app, "#data-errors") == "no errors"
+        # The same repository as a local folder.
+        app.query_one("#data-split", Input).value = "train_prefs"
+        app.query_one("#data-path", Input).value = str(folder)
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: f"{folder}: 4 rows" in text_of(app, "#data-summary"))
+        # A file with an invalid row: refused unless Skip invalid rows is on; the reason is listed either way.
+        app.query_one("#data-split", Input).value = ""
+        app.query_one("#data-path", Input).value = str(bad)
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: "1 error(s)" in text_of(app, "#data-summary"))
+        errors = text_of(app, "#data-errors")
+        assert "training refuses this data; turn on Skip invalid rows" in errors
+        assert f"{bad}:2: chosen,rejected: chosen and rejected are identical" in errors
+        app.query_one("#data-skip-invalid").value = True  # inspects again
+        await wait_for(pilot, lambda: "skipped" in text_of(app, "#data-errors"))
+        errors = text_of(app, "#data-errors")
+        assert "1 invalid row(s) skipped" in errors and "uses the 1 valid pair(s)" in errors
+        assert f"{bad}:2: chosen,rejected" in errors
+        # Bad input is an error on the tab, never a traceback.
+        app.query_one("#data-path", Input).value = "no-such-org/no-such-set"
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: "not in the local Hugging Face cache" in text_of(app, "#data-errors"))
+
+
 async def test_model_pane_memory_estimate(tiny_model, tmp_path, hf_home):
     app = MlxDpoApp(model=None, runs_root=str(tmp_path / "runs"))
     async with app.run_test(size=SIZE) as pilot:

@@ -32,6 +32,7 @@ class FakeEngine:
 
     def __init__(self):
         self.chats: list[tuple[list[dict], str]] = []
+        self.inspected: list[tuple[str, dict]] = []  # (path, source options) of each data inspection
 
     def start(self):
         pass
@@ -39,8 +40,8 @@ class FakeEngine:
     def stop(self):
         pass
 
-    def inspect_data(self, *a, **kw):
-        pass
+    def inspect_data(self, reply_to, path, *a, **kw):
+        self.inspected.append((path, kw.get("source")))
 
     def estimate_memory(self, *a, **kw):
         pass
@@ -594,6 +595,65 @@ async def test_the_form_saves_and_loads_the_yaml_config_train_reads(tiny_model, 
         shown = [n.message for n in app._notifications if n.message.startswith("mlx-dpo train")]
         assert shown and f"--config {other}" in shown[-1] and "--iters 11" in shown[-1]
         assert "--loss hinge" in shown[-1] and f"--model {tiny_model}" in shown[-1]
+
+
+# ---------------------------------------------------------------------- the Data tab's source options (issue #13)
+async def test_the_data_tabs_source_options_reach_the_inspection_and_the_training_command(tiny_model, pairs_file,
+                                                                                          tmp_path):
+    app = make_app(tiny_model, pairs_file, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        box = app.query_one("#data-source")
+        assert box.collapsed and "split train · invalid rows refuse the data" in box.title
+        await pilot.press("ctrl+o")  # from the path field: ctrl+o is not one of a text field's keys
+        await wait_for(pilot, lambda: app.focused is app.query_one("#data-split"), timeout=10)
+        await pilot.press("ctrl+u", *"train_prefs")
+        await focus_on(pilot, app.query_one("#data-subset"))
+        await pilot.press(*"harmless-base")
+        await focus_on(pilot, app.query_one("#data-skip-invalid"))
+        await pilot.press("enter")  # toggles the switch, which inspects the data again
+        await wait_for(pilot, lambda: app.data_options["skip_invalid"], timeout=10)
+        assert app.data_options == {"split": "train_prefs", "data_config": "harmless-base", "data_revision": None,
+                                    "skip_invalid": True}
+        assert "subset harmless-base · invalid rows skipped" in box.title
+        await wait_for(pilot, lambda: app.engine.inspected[-1][1]["skip_invalid"], timeout=10)
+        assert app.engine.inspected[-1] == (pairs_file, {"split": "train_prefs", "subset": "harmless-base",
+                                                         "revision": None, "skip_invalid": True})
+        # The Train tab passes the same choices to the trainer, as the CLI names them.
+        await pilot.press("f3")
+        pane = app.query_one(TrainPane)
+        pane.query_one("#train-output", Input).value = str(tmp_path / "runs" / "r")
+        args = pane.args_for(pane.checked_flags())  # the engine's own validation accepts them
+        assert args[args.index("--split") + 1] == "train_prefs" and "--skip-invalid" in args
+        assert args[args.index("--data-config") + 1] == "harmless-base" and "--data-revision" not in args
+        assert args[args.index("--skip-invalid") + 1].startswith("--")  # a switch: no value follows
+        # Back to the defaults: no data flags at all (a --config file's own values are not overridden).
+        await pilot.press("f1", "ctrl+o")
+        await pilot.pause()
+        for wid in ("#data-split", "#data-subset"):
+            app.query_one(wid, Input).value = ""
+        app.query_one("#data-skip-invalid").value = False
+        await wait_for(pilot, lambda: not app.data_options["skip_invalid"], timeout=10)
+        args = pane.args_for(pane.form_flags())
+        assert not {"--split", "--data-config", "--data-revision", "--skip-invalid"} & set(args)
+
+
+async def test_the_data_tab_lists_the_cached_hub_datasets_and_enter_uses_one(tiny_model, pairs_file, tmp_path,
+                                                                             monkeypatch):
+    import hf_datasets as hfd
+
+    hub = tmp_path / "hf" / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    hfd.add_to_hub_cache(hub, "HuggingFaceH4/ultrafeedback_binarized", hfd.ultrafeedback_folder(tmp_path / "uf"))
+    app = make_app(tiny_model, pairs_file, tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+o")
+        cached = app.query_one("#data-cached")
+        await wait_for(pilot, lambda: cached.option_count == 1, timeout=10)
+        await focus_on(pilot, cached)
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: app.engine.inspected[-1][0] == "HuggingFaceH4/ultrafeedback_binarized",
+                       timeout=10)
+        assert app.query_one("#data-path", Input).value == app.data_path == "HuggingFaceH4/ultrafeedback_binarized"
 
 
 # ---------------------------------------------------------------------- 11. the preference loop (issue #16)

@@ -25,7 +25,7 @@ from .confirm import ConfirmQuit
 from .engine import Engine
 from .help_screen import HelpScreen
 from .panes.chat_pane import ChatPane
-from .panes.data_pane import DataPane
+from .panes.data_pane import DEFAULT_OPTIONS, DataPane
 from .panes.export_pane import ExportPane
 from .panes.model_pane import ModelPane
 from .panes.runs_pane import RunsPane
@@ -56,6 +56,7 @@ class MlxDpoApp(App):
         super().__init__()
         self.model = model or default_model()
         self.data_path, self.valid_path = data, valid
+        self.data_options = dict(DEFAULT_OPTIONS)  # split, data_config, data_revision, skip_invalid (Data tab)
         self.quantize: int | None = None
         self.runs_root = runs_root
         self.training_running = False
@@ -174,12 +175,18 @@ class MlxDpoApp(App):
                             on("train", "load_config"))
         yield SystemCommand("Train: show the equivalent command", "the `mlx-dpo train …` line of the form (ctrl+g)",
                             on("train", "show_command"))
-        yield SystemCommand("Data: open a pairs file", "choose the training file (ctrl+l loads it)",
-                            on("data", "open"))
+        yield SystemCommand("Data: open a pairs file, dataset folder or hub id",
+                            "choose the training data (ctrl+l loads it)", on("data", "open"))
+        yield SystemCommand("Data: source options", "split, subset, revision, skip invalid rows, cached datasets "
+                            "(ctrl+o)", on("data", "source"))
         yield SystemCommand("Model: open a model", "a hub id or a local folder (ctrl+l uses it)", on("model", "open"))
         yield SystemCommand("Export: export the adapter", "fused HF model, PEFT or mlx-lm (ctrl+s)",
                             on("export", "export"))
         yield SystemCommand("Runs: refresh the list", "re-read the runs folder (ctrl+r)", on("runs", "refresh"))
+        yield SystemCommand("Runs: evaluate the highlighted run", "its adapter on held-out pairs (v)",
+                            on("runs", "evaluate"))
+        yield SystemCommand("Train: iterative DPO (iterate mode)", "the model writes its own pairs, a judge ranks "
+                            "them, it trains, round after round", on("train", "iterate_mode"))
         yield SystemCommand("Chat: load model + adapter", "chat with the current run's adapter (ctrl+l)",
                             on("chat", "load"))
         yield SystemCommand("Chat: new conversation", "clear both transcripts (ctrl+n)", on("chat", "new"))
@@ -217,7 +224,13 @@ class MlxDpoApp(App):
 
     def inspect_data(self, reply_to, path: str, job: str = "data", example: int = 0) -> None:
         length = self.train_settings().max_length
-        self.engine.inspect_data(reply_to, path, self.model, {}, length, length // 2, job_name=job, example=example)
+        o = self.data_options
+        # The held-out data is read with the same split; subset and revision belong to --data only (as the CLI).
+        same = path == self.data_path
+        source = {"split": o["split"], "subset": o["data_config"] if same else None,
+                  "revision": o["data_revision"] if same else None, "skip_invalid": o["skip_invalid"]}
+        self.engine.inspect_data(reply_to, path, self.model, {}, length, length // 2, job_name=job, example=example,
+                                 source=source)
 
     def memory_assumptions(self) -> str:
         s = self.train_settings()

@@ -22,7 +22,7 @@ from textual.message_pump import MessagePump
 from mlx_dpo import DataError, TrainingStopped, UsageError
 
 from .messages import (ABAnswers, ABChunk, ABRevealed, ABStarted, ChatChunk, ChatDone, ChatLoaded, DataInspected,
-                       ExportDone, ExportLog, JobFailed, MemoryEstimated, PrefsUpdated)
+                       EvalDone, EvalProgress, ExportDone, ExportLog, JobFailed, MemoryEstimated, PrefsUpdated)
 
 FLUSH_SECONDS = 0.05  # batch streamed tokens: one UI message per ~50 ms, not one per token
 
@@ -67,11 +67,13 @@ class Engine:
 
     # ---------------------------------------------------------------- jobs
     def inspect_data(self, reply_to: MessagePump, path: str, model: str | None, keys: dict, max_length: int,
-                     prompt_limit: int, job_name: str = "data", example: int = 0) -> None:
+                     prompt_limit: int, job_name: str = "data", example: int = 0, source: dict | None = None) -> None:
+        """`source`: split / subset / revision / skip_invalid, as data.preview.inspect_data takes them."""
         def job(to):
             from mlx_dpo import DataKeys, inspect_data, load_tokenizer_only
             tok = load_tokenizer_only(model) if model else None
-            result = inspect_data(path, DataKeys(**keys), tok, max_length, prompt_limit, example=example)
+            result = inspect_data(path, DataKeys(**keys), tok, max_length, prompt_limit, example=example,
+                                  **(source or {}))
             result["example_index"] = example
             to.post_message(DataInspected(job_name, result))
         self.submit(job_name, job, reply_to)
@@ -130,6 +132,48 @@ class Engine:
             result = run_export(ExportConfig(**options), log=lambda line: to.post_message(ExportLog("export", line)))
             to.post_message(ExportDone("export", f"exported {options['format']} to {result.output}: {result.verdict()}"))
         self.submit("export", job, reply_to)
+
+    def evaluate_run(self, reply_to: MessagePump, run_dir: str, data: str, model: str | None = None) -> None:
+        """`mlx-dpo eval` of a run's adapter on the held-out pairs `data`: its loss and reward metrics.
+
+        As the CLI's eval: the reference is the one the run trained against (base + its init adapter,
+        unless it trained against the base); the loss settings and lengths are the run's own."""
+        def job(to):
+            from mlx_dpo import Reporter, build_config, load_run_config, run_eval
+            from pathlib import Path
+
+            saved = load_run_config(Path(run_dir))
+            keep = ("model", "quantize", "trust_remote_code", "cpu_dequant_matmul", "loss", "beta", "label_smoothing",
+                    "simpo_gamma", "desirable_weight", "undesirable_weight", "max_length", "max_prompt_length",
+                    "batch_size", "template_date", "cache_dir", "share_prompt")
+            flags = {k: saved[k] for k in keep if saved.get(k) is not None}
+            if model and not flags.get("model"):
+                flags["model"] = model
+            if saved.get("init_adapter"):
+                flags["init_adapter"] = saved["init_adapter"]
+                flags["reference"] = saved.get("reference", "start")
+            if saved.get("valid_data") == data and saved.get("valid_split"):
+                flags["split"] = saved["valid_split"]
+            flags["data"] = data
+            if not flags.get("model"):
+                raise UsageError(f"{run_dir}: its config names no model")
+            cfg = build_config({}, flags)
+
+            class Progress(Reporter):  # the eval's phases and tasks, as one line for the Runs tab
+                def phase(self, phase, text):
+                    to.post_message(EvalProgress("eval", run_dir, text))
+
+                last = 0.0
+
+                def task(self, name, done, total, label=""):
+                    if done < total and time.monotonic() - self.last < 0.25:
+                        return  # a few updates a second, not one per batch
+                    self.last = time.monotonic()
+                    to.post_message(EvalProgress("eval", run_dir, f"{label or name} {done}/{total}"))
+
+            metrics = run_eval(cfg, run_dir, Progress())
+            to.post_message(EvalDone("eval", run_dir, data, metrics))
+        self.submit("eval", job, reply_to)
 
     # ---------------------------------------------------------------- A/B answers and the preference file
     def ab_start(self, reply_to: MessagePump, source: str, sampling: dict, system: str | None, history: list[dict],

@@ -160,3 +160,27 @@ class PrefsUpdated(EngineMessage):
     def __init__(self, job: str, path: str, rows: int, unpaired: int, text: str = "", error: str = "") -> None:
         super().__init__(job)
         self.path, self.rows, self.unpaired, self.text, self.error = path, rows, unpaired, text, error
+
+
+class IterationRound(Message):
+    """`mlx-dpo iterate`: a round ended; `report` is its line of DIR/rounds.jsonl (round 0: the start model)."""
+
+    def __init__(self, report: dict) -> None:
+        super().__init__()
+        self.report = dict(report)
+
+
+class EvalProgress(EngineMessage):
+    """What the Runs tab's evaluation of a run does now (loading, scoring the reference, evaluating)."""
+
+    def __init__(self, job: str, run: str, text: str) -> None:
+        super().__init__(job)
+        self.run, self.text = run, text
+
+
+class EvalDone(EngineMessage):
+    """A run's adapter evaluated on held-out pairs (`data`): the DPO metrics of `mlx-dpo eval`."""
+
+    def __init__(self, job: str, run: str, data: str, metrics: dict) -> None:
+        super().__init__(job)
+        self.run, self.data, self.metrics = run, data, dict(metrics)

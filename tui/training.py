@@ -45,10 +45,10 @@ from pathlib import Path
 
 from textual.message_pump import MessagePump
 
-from mlx_dpo import MetricsFollower, UsageError
+from mlx_dpo import MetricsFollower, UsageError, read_rounds
 
-from .messages import (TrainingEnded, TrainingLog, TrainingMetrics, TrainingPhase, TrainingProgress, TrainingStarted,
-                       TrainingTask)
+from .messages import (IterationRound, TrainingEnded, TrainingLog, TrainingMetrics, TrainingPhase, TrainingProgress,
+                       TrainingStarted, TrainingTask)
 
 POLL_SECONDS = 0.5
 REMOTE_GRACE = 0.25  # seconds between the Ctrl-C for remote ranks and the SIGINT to the launcher
@@ -57,6 +57,9 @@ LINE_LIMIT = 1 << 20  # longest output line read (asyncio's default of 64 KiB wo
 
 # The trainer: `mlx-dpo train` reporting in JSON events (tests put a stand-in here).
 TRAINER = [sys.executable, "-m", "mlx_dpo", "train", "--events"]
+# Iterative DPO (`mlx-dpo iterate --events`): the same events per round's training, plus "round" after each
+# round and a final "done" naming the rounds; each round is a run dir DIR/round_N.
+ITERATOR = [sys.executable, "-m", "mlx_dpo", "iterate", "--events"]
 RANK_EXIT_RE = re.compile(r"Node with rank (\d+) (?:exited with code (-?\d+)|was killed)")
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 STOPPED_CODES = {130, 143, -signal.SIGINT, -signal.SIGTERM}  # a stop that checkpoints, or the launcher's SIGTERM
@@ -230,9 +233,15 @@ def launch_outcome(lines: list[str], tail: list[str], launcher_code: int, stop_s
 # ---------------------------------------------------------------------- the process
 class TrainingProcess:
     def __init__(self, target: MessagePump, run_dir: str | Path, args: list[str], processes: int = 1,
-                 hostfile: str | None = None):
+                 hostfile: str | None = None, iterate: bool = False, first_round: int = 1):
+        """`iterate`: run `mlx-dpo iterate` on the iteration folder `run_dir` (one process); its first
+        round is 0 when it answers held-out prompts with the start model, else 1."""
         self.target, self.run_dir, self.args = target, Path(run_dir), args
         self.processes, self.hostfile = processes, hostfile
+        self.iterate = iterate
+        self.first_round = first_round
+        # The reports of the rounds done (an iteration that continues has some), then each "round" event's.
+        self.rounds: list[dict] = read_rounds(self.run_dir) if iterate else []
         self.proc: asyncio.subprocess.Process | None = None
         self.follower = MetricsFollower(self.run_dir / "metrics.jsonl")
         self.tail: deque[str] = deque(maxlen=20)
@@ -243,6 +252,16 @@ class TrainingProcess:
         self.phases: list[str] = []  # the phases the trainer reported, in order
         self._launcher_signalled = False
         self._held: list[str] = []  # the launcher's own KeyboardInterrupt traceback after a stop, withheld
+
+    @property
+    def current_round(self) -> int:
+        """The round an iteration works on now: the one after the last reported."""
+        return max((int(r["round"]) for r in self.rounds), default=self.first_round - 1) + 1
+
+    @property
+    def live_dir(self) -> Path:
+        """The run dir being trained: the run's, or the current round's of an iteration."""
+        return self.run_dir / f"round_{self.current_round}" if self.iterate else self.run_dir
 
     @property
     def launched(self) -> bool:
@@ -258,7 +277,11 @@ class TrainingProcess:
 
     async def run(self) -> None:
         """Start the trainer and report until it exits (run this as an async worker)."""
-        if not self.launched:
+        if self.iterate:
+            self.proc = await asyncio.create_subprocess_exec(
+                *ITERATOR, *self.args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL, limit=LINE_LIMIT)
+        elif not self.launched:
             self.proc = await asyncio.create_subprocess_exec(
                 *train_command(self.args), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL, limit=LINE_LIMIT)
@@ -338,9 +361,17 @@ class TrainingProcess:
             self.target.post_message(TrainingTask(str(event["name"]), int(event["done"]), int(event["total"]),
                                                   str(event.get("label") or event["name"])))
         elif kind == "start":
+            if self.iterate:  # a round's training begins: follow its run dir's metrics from the start
+                self._flush_metrics()
+                self.follower = MetricsFollower(self.live_dir / "metrics.jsonl")
             self.target.post_message(TrainingStarted(int(event["total_steps"]), int(event["step"])))
         elif kind == "progress":
             self.target.post_message(TrainingProgress(int(event["step"]), int(event["total_steps"])))
+        elif kind == "round":
+            report = dict(event["report"])
+            self._flush_metrics()  # the round's last rows before its report
+            self.rounds = [r for r in self.rounds if r.get("round") != report["round"]] + [report]
+            self.target.post_message(IterationRound(report))
         elif kind == "done":
             self.finished = True
         elif kind == "stopped":
@@ -368,17 +399,26 @@ class TrainingProcess:
             self._flush_metrics()
             await asyncio.sleep(POLL_SECONDS)
 
+    @property
+    def what(self) -> str:
+        return "iteration" if self.iterate else "training"
+
     def _describe(self, code: int) -> str:
+        if code == 0 and self.iterate:
+            done = [r for r in self.rounds if r.get("round", 0) > 0]
+            last = done[-1].get("adapter") if done else None
+            return f"iteration finished: {len(done)} round(s) in {self.run_dir}" + (
+                f"; the last adapter is {last}" if last else "")
         if code == 0:
             return f"training finished: adapter in {self.run_dir}"
         if code == 130 or (code == -signal.SIGINT and self.stop_sent):  # -2: stopped before its handler was set
             return self.stopped_text()
         if code in (-signal.SIGKILL, 137):
-            return ("training was killed (out of memory?); the last checkpoint is intact — "
+            return (f"{self.what} was killed (out of memory?); the last checkpoint is intact — "
                     "try a smaller batch size or --max-length, then Resume")
         errors = [line for line in self.notes if line.startswith("error")]
         last = errors[-1] if errors else (self.tail[-1] if self.tail else "")
-        return f"training failed (exit status {code}): {last}"
+        return f"{self.what} failed (exit status {code}): {last}"
 
     @property
     def reference_cached(self) -> bool:
@@ -387,6 +427,12 @@ class TrainingProcess:
 
     def stopped_text(self) -> str:
         """What a stop really left behind: the checkpoint the "stopped" event names, or nothing."""
+        if self.iterate:  # every finished stage of a round is kept; a round's training resumes at its checkpoint
+            checkpoint = self.stopped.get("checkpoint") if self.stopped is not None else None
+            saved = f" (the round's training checkpoint: {checkpoint})" if (
+                checkpoint and Path(checkpoint).parent.parent == self.live_dir) else ""
+            return (f"iteration stopped in round {self.current_round}{saved}: what it finished is kept; "
+                    "Resume (ctrl+r) continues it")
         checkpoint = self.stopped.get("checkpoint") if self.stopped is not None else None
         if checkpoint is None and self.stopped is None:  # no event (an older trainer): look on disk
             saved = sorted((self.run_dir / "checkpoints").glob("step_*"))

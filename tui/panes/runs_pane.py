@@ -1,6 +1,8 @@
 """Runs: past runs with their config and final metrics; view curves, overlay two, resume, continue from
-one's adapter, chat, export, delete. The list refreshes itself (on the trainer's events, and every few
-seconds while the tab is shown, for runs started elsewhere)."""
+one's adapter, evaluate it on held-out pairs, chat, export, delete. The list refreshes itself (on the
+trainer's events, and every few seconds while the tab is shown, for runs started elsewhere). The rounds
+of an iteration (`mlx-dpo iterate`) are runs named ITERATION/round_N; showing one also shows the
+iteration's round reports."""
 
 from __future__ import annotations
 
@@ -14,13 +16,18 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from mlx_dpo import RunInfo, list_runs, read_run
+from mlx_dpo import RunInfo, is_iteration, list_runs, read_rounds, read_run
 
 from ..confirm import Confirm
+from ..messages import EvalDone, EvalProgress, JobFailed
 from ..widgets.charts import MetricsCharts
+from ..widgets.rounds import RoundsTable
 
 HELP = ("Enter shows a run's curves · o overlays the highlighted run on the shown one · r resumes · "
-        "n starts a new run from its adapter · c chats · e exports · d deletes · ? all keys")
+        "n starts a new run from its adapter · v evaluates it on held-out pairs · c chats · e exports · "
+        "d deletes · ? all keys")
+EVAL_METRICS = (("loss", "loss", 4), ("rewards/accuracies", "accuracy", 2), ("rewards/margins", "margin", 3),
+                ("rewards/chosen", "chosen", 3), ("rewards/rejected", "rejected", 3))
 COLUMNS = ("run", "status", "started", "duration", "loss kind", "β", "lr", "steps", "loss", "acc", "eval acc",
            "model", "data")
 AUTO_REFRESH_SECONDS = 3.0
@@ -67,7 +74,9 @@ class RunsPane(VerticalScroll):
     can_focus = False
     KEYS_EXTRA = [("enter", "show the highlighted run's curves"), ("↑ ↓", "highlight a run")]
     BINDINGS = [Binding("o", "overlay", "Overlay"), Binding("r", "resume", "Resume"),
-                Binding("n", "continue", "New from it"), Binding("c", "chat", "Chat", show=False),
+                Binding("n", "continue", "New from it"),
+                Binding("v", "evaluate", "Evaluate", tooltip="Evaluate the highlighted run's adapter on held-out pairs"),
+                Binding("c", "chat", "Chat", show=False),
                 Binding("e", "export", "Export", show=False), Binding("d", "delete", "Delete"),
                 Binding("ctrl+r", "refresh", "Refresh", show=False)]
 
@@ -75,14 +84,19 @@ class RunsPane(VerticalScroll):
         super().__init__(**kw)
         self.paths: list[str] = []
         self.shown: str | None = None
+        self.evaluating: str | None = None  # the run the engine evaluates now
 
     def compose(self) -> ComposeResult:
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield Static(HELP, id="runs-help", markup=False)
+        yield Static("", id="runs-eval", markup=False)
+        yield RoundsTable(id="runs-rounds")
         yield MetricsCharts(id="runs-charts")
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns(*COLUMNS)
+        self.query_one("#runs-table", DataTable).add_columns(*COLUMNS)
+        self.query_one("#runs-eval").display = False
+        self.query_one(RoundsTable).display = False
         self.action_refresh()
         self.set_interval(AUTO_REFRESH_SECONDS, self.auto_refresh)
 
@@ -95,10 +109,10 @@ class RunsPane(VerticalScroll):
 
     def live_run(self) -> str | None:
         train = self.app.query_one("#pane-train")
-        return str(train.process.run_dir) if train.running else None
+        return str(train.process.live_dir) if train.running else None
 
     def action_refresh(self) -> None:
-        table = self.query_one(DataTable)
+        table = self.query_one("#runs-table", DataTable)
         keep = self.highlighted()
         runs = list_runs(self.app.runs_root)
         live = self.live_run()
@@ -114,7 +128,7 @@ class RunsPane(VerticalScroll):
             self.query_one("#runs-help", Static).update(HELP)
 
     def highlighted(self) -> str | None:
-        row = self.query_one(DataTable).cursor_row
+        row = self.query_one("#runs-table", DataTable).cursor_row
         return self.paths[row] if 0 <= row < len(self.paths) else None
 
     def select(self, path: str) -> None:
@@ -122,7 +136,7 @@ class RunsPane(VerticalScroll):
         self.action_refresh()
         paths = [str(Path(p)) for p in self.paths]
         if str(Path(path)) in paths:
-            self.query_one(DataTable).move_cursor(row=paths.index(str(Path(path))), animate=False)
+            self.query_one("#runs-table", DataTable).move_cursor(row=paths.index(str(Path(path))), animate=False)
             self.show()
 
     @on(DataTable.RowSelected, "#runs-table")
@@ -137,6 +151,69 @@ class RunsPane(VerticalScroll):
                                                         f"beta {info.config.get('beta', '?')}, "
                                                         f"lr {info.config.get('learning_rate', '?')}, "
                                                         f"{info.last_step} steps, checkpoints {info.checkpoints}")
+            self.show_rounds(info)
+
+    def show_rounds(self, info: RunInfo) -> None:
+        """A round of an iteration: the iteration's round reports under the run's line."""
+        rounds = self.query_one(RoundsTable)
+        iteration = info.path.parent
+        if is_iteration(iteration):
+            rounds.border_title = f"rounds of {iteration.name} (this is {info.path.name})"
+            rounds.show(read_rounds(iteration))
+            rounds.display = True
+        else:
+            rounds.display = False
+
+    # ------------------------------------------------------------------ evaluate
+    def eval_data(self, info: RunInfo) -> str | None:
+        """The held-out pairs to evaluate on: the run's own valid_data, else the Data tab's held-out file."""
+        return info.config.get("valid_data") or self.app.valid_path
+
+    def action_evaluate(self) -> None:
+        path = self.highlighted()
+        if not path:
+            self.app.notify("no run to evaluate: highlight one", severity="warning")
+            return
+        if self.evaluating:
+            self.app.notify(f"already evaluating {Path(self.evaluating).name}", severity="warning")
+            return
+        info = read_run(path)
+        if not (info.path / "adapters.safetensors").exists():
+            self.app.notify(f"{info.name} has no adapter yet (adapters.safetensors): nothing to evaluate",
+                            severity="error")
+            return
+        data = self.eval_data(info)
+        if not data:
+            self.app.notify(f"{info.name}: no held-out pairs to evaluate on — its config has no valid_data and the "
+                            "Data tab has no held-out file (open one there, F1)", severity="error", timeout=10)
+            return
+        self.evaluating = path
+        self.say_eval(f"evaluating {info.name} on {data} …")
+        self.app.engine.evaluate_run(self, path, data, self.app.model)
+
+    def say_eval(self, text: str) -> None:
+        line = self.query_one("#runs-eval", Static)
+        line.update(text)
+        line.display = True
+
+    def on_eval_progress(self, message: EvalProgress) -> None:
+        self.say_eval(f"evaluating {read_run(message.run).name}: {message.text} …")
+
+    def on_eval_done(self, message: EvalDone) -> None:
+        self.evaluating = None
+        m = message.metrics
+        figures = " · ".join(f"{label} {m[key]:.{digits}f}" for key, label, digits in EVAL_METRICS
+                             if isinstance(m.get(key), (int, float)))
+        name = read_run(message.run).name
+        self.say_eval(f"eval of {name} on {message.data}: {figures}")
+        self.app.notify(f"evaluated {name}: {figures}", timeout=8)
+
+    def on_job_failed(self, message: JobFailed) -> None:
+        if message.job != "eval":
+            return
+        self.evaluating = None
+        self.say_eval(f"evaluation failed: {message.error.splitlines()[0] if message.error else '?'}")
+        self.app.notify(f"evaluation failed: {message.error}", severity="error", timeout=10)
 
     def action_overlay(self) -> None:
         other = self.highlighted()

@@ -24,14 +24,17 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.widgets import Button, Collapsible, Input, Label, ProgressBar, RichLog, Select, Static
 
-from mlx_dpo import (DEMO_SETTINGS, LOSSES, TrainConfig, UsageError, build_config, is_demo_model,
-                     load_config_file, read_run)
+from mlx_dpo import (DEMO_SETTINGS, LOSSES, TrainConfig, UsageError, build_config, is_demo_model, is_iteration,
+                     load_config_file, read_rounds, read_run)
 
 from ..confirm import PathPrompt
-from ..messages import (TrainingEnded, TrainingLog, TrainingMetrics, TrainingPhase, TrainingProgress,
+from ..messages import (IterationRound, TrainingEnded, TrainingLog, TrainingMetrics, TrainingPhase, TrainingProgress,
                         TrainingStarted, TrainingTask)
 from ..training import TrainingProcess, check_distribution
-from ..widgets.charts import MetricsCharts
+from ..widgets.charts import MetricsCharts, RoundCharts
+from ..widgets.rounds import RoundsTable
+from .data_pane import DEFAULT_OPTIONS
+from .iterate_form import LABELS as ITERATE_LABELS, IterateForm, flag_args, iteration_settings, resume_args, rounds_done
 
 # (field, label, default) — None: the engine's own default (TrainConfig's); steps default to a short run.
 FIELDS = [("iters", "steps", "100"), ("batch_size", "batch size", None), ("grad_accum", "grad accum", None),
@@ -43,7 +46,17 @@ FLOAT_FIELDS = ("learning_rate", "beta")
 LABELS = {name: label for name, label, _ in FIELDS} | {
     "loss": "loss", "output": "run dir", "init_adapter": "start from adapter", "model": "model (Model tab)",
     "data": "pairs file (Data tab)", "valid_data": "held-out file (Data tab)", "quantize": "quantize (Model tab)"}
+LABELS |= ITERATE_LABELS
 ETA_SMOOTHING = 0.3  # weight of the newest seconds-per-step figure in the ETA's moving average
+MODES = [("train: DPO on the pairs file", "train"),
+         ("iterate: the model writes its own pairs, a judge ranks them", "iterate")]
+TRAIN_ONLY = ("eval_every", "processes")  # fields iterate mode hides (rounds train on one process, no eval data)
+# Iterate mode: the stages of a round, and the stage each reported phase belongs to.
+STAGES = ("generate", "judge", "train", "evaluate")
+STAGE_OF = {"generate": "generate", "judge": "judge", "load": "train", "data": "train", "reference": "train",
+            "train": "train", "evaluate": "evaluate"}
+# The data-source flags of the Data tab belong to `train`'s pairs file, not to iterate's prompts.
+DATA_FLAGS = ("data", "valid_data", *DEFAULT_OPTIONS)
 
 
 @dataclass
@@ -144,6 +157,8 @@ class TrainPane(VerticalScroll):
         self.config_file: str | None = None  # a loaded YAML config: passed as --config, the form's flags win
         self.from_chat = False  # the form was prepared from Chat's preference file (its run goes back to Chat)
         self.chat_run: str | None = None  # the run started from such a form
+        self.in_loop = False  # iterate mode: a round's training loop is going (else a stage before or after it)
+        self.stage = ""  # iterate mode: the stage of the round now (generate, judge, train, evaluate)
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="row buttons", id="train-top"):
@@ -156,30 +171,90 @@ class TrainPane(VerticalScroll):
             yield ProgressBar(total=1, id="train-progress", show_eta=False)  # determinate until a run starts
             yield Static("idle", id="train-status", markup=False)
             yield Static("", id="train-ranks", markup=False)
+            yield Static("", id="train-stage", classes="iterate-only")
+        yield RoundsTable(id="train-round-table", classes="iterate-only")
         defaults = self.field_defaults()
         with Collapsible(title="Hyper-parameters", id="train-settings", collapsed=False):
+            with Horizontal(classes="train-wide-row", id="train-mode-row"):
+                yield Label("mode", classes="form-label")
+                yield Select(MODES, value="train", allow_blank=False, id="train-mode")
+            yield IterateForm(id="train-iterate", classes="iterate-only")
             with Grid(id="train-form"):
                 for name, label, _ in FIELDS:
-                    yield Label(label, classes="form-label")
-                    yield Input(defaults[name], id=f"train-{name}", classes="form-input",
+                    only = " train-only" if name in TRAIN_ONLY else ""
+                    yield Label(label, classes="form-label" + only)
+                    yield Input(defaults[name], id=f"train-{name}", classes="form-input" + only,
                                 placeholder="10 per run" if name == "eval_every" else "")
                 yield Label("loss", classes="form-label")
                 yield Select([(l, l) for l in LOSSES], value="sigmoid", allow_blank=False, id="train-loss")
-                yield Label("processes", classes="form-label")
-                yield Input("1", id="train-processes", classes="form-input")
+                yield Label("processes", classes="form-label train-only")
+                yield Input("1", id="train-processes", classes="form-input train-only")
             with Horizontal(classes="train-wide-row"):
                 yield Label("from adapter", classes="form-label")
                 yield Input(id="train-init_adapter", classes="train-wide",
                             placeholder="optional: a run dir to continue from (reference = base + it)")
-            with Horizontal(classes="train-wide-row"):
+            with Horizontal(classes="train-wide-row train-only"):
                 yield Label("hosts file", classes="form-label")
                 yield Input(id="train-hostfile", classes="train-wide", placeholder="optional: mlx.launch JSON hostfile")
         yield MetricsCharts(id="train-charts")
+        yield RoundCharts(id="train-round-charts", classes="iterate-only")
         yield RichLog(id="train-log", max_lines=2000, wrap=True)
 
     def on_mount(self) -> None:
         self.query_one("#train-log", RichLog).border_title = "log"
+        self.query_one("#train-round-table", RoundsTable).border_title = "rounds"
         self.update_resume()
+        self.watch(self.app, "model", lambda _: self._refresh_iterate_form(), init=False)
+
+    # ------------------------------------------------------------------ train or iterate
+    @property
+    def mode(self) -> str:
+        try:
+            return str(self.query_one("#train-mode", Select).value)
+        except NoMatches:
+            return "train"
+
+    def set_mode(self, mode: str) -> None:
+        self.query_one("#train-mode", Select).value = mode
+        self.set_class(mode == "iterate", "-iterate")
+
+    @on(Select.Changed, "#train-mode")
+    def _mode_changed(self, event: Select.Changed) -> None:
+        self.set_class(event.value == "iterate", "-iterate")
+        if event.value == "iterate":
+            self._refresh_iterate_form()
+            self.show_rounds()
+        self.update_resume()
+
+    def _refresh_iterate_form(self) -> None:
+        if self.mode == "iterate":
+            self.query_one(IterateForm).refresh_defaults()
+
+    def show_rounds(self, reports: list[dict] | None = None) -> None:
+        """The round table and charts: the running iteration's reports, else those of the run dir's iteration."""
+        if reports is None:
+            folder = self.query_one("#train-output", Input).value.strip()
+            reports = read_rounds(folder) if folder else []
+        self.query_one(RoundsTable).show(reports)
+        self.query_one(RoundCharts).reset(reports)
+        self.show_stage()
+
+    def show_stage(self) -> None:
+        """Iterate mode: "round 2/3 · generate › judge › train › evaluate", the current stage highlighted."""
+        from rich.text import Text
+
+        line = Text()
+        process = self.process if self.process and self.process.iterate else None
+        if process is None or not self.running:
+            self.query_one("#train-stage", Static).update("")
+            return
+        total = next((int(v) for k, v in zip(process.args, process.args[1:]) if k == "--rounds"), 0)
+        line.append(f"round {process.current_round}/{total} · " if process.current_round else "round 0 (start) · ")
+        for i, stage in enumerate(STAGES):
+            if i:
+                line.append(" › ", style="dim")
+            line.append(stage, style="bold reverse" if stage == self.stage else "dim")
+        self.query_one("#train-stage", Static).update(line)
 
     def field_defaults(self) -> dict:
         """The engine's defaults, or the demo's settings when the model is the bundled demo model."""
@@ -213,7 +288,7 @@ class TrainPane(VerticalScroll):
         self.app.focus_if_shown(start if not start.disabled else self.query_one(ProgressBox))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("start", "load_config"):
+        if action in ("start", "load_config", "iterate_mode"):
             return None if self.running else True
         if action == "stop":
             return True if self.running else None
@@ -240,6 +315,12 @@ class TrainPane(VerticalScroll):
     def action_resume(self) -> None:
         self._resume_pressed()
 
+    def action_iterate_mode(self) -> None:
+        """The palette's "iterative DPO": the form in iterate mode, opened."""
+        self.set_mode("iterate")
+        self.query_one("#train-settings", Collapsible).collapsed = False
+        self.app.focus_if_shown(self.query_one("#train-mode", Select))
+
     # ------------------------------------------------------------------ form
     def form_flags(self) -> dict:
         flags: dict = {"model": self.app.model, "data": self.app.data_path,
@@ -247,6 +328,10 @@ class TrainPane(VerticalScroll):
                        "loss": self.query_one("#train-loss", Select).value}
         if self.app.valid_path:
             flags["valid_data"] = self.app.valid_path
+        # The Data tab's source options; only those off their default, so a loaded --config keeps its own.
+        for key, value in self.app.data_options.items():
+            if value != DEFAULT_OPTIONS[key]:
+                flags[key] = value
         if self.app.quantize:
             flags["quantize"] = self.app.quantize
         if init := self.query_one("#train-init_adapter", Input).value.strip():
@@ -264,7 +349,9 @@ class TrainPane(VerticalScroll):
     def args_for(self, flags: dict, resume: bool = False) -> list[str]:
         args = ["--config", self.config_file] if self.config_file and not resume else []
         for k, v in flags.items():
-            if v is not None:
+            if v is True:  # a switch (--skip-invalid): the flag alone
+                args.append("--" + k.replace("_", "-"))
+            elif v is not None and v is not False:
                 args += ["--" + k.replace("_", "-"), str(v)]
         return args + (["--resume"] if resume else [])
 
@@ -303,19 +390,40 @@ class TrainPane(VerticalScroll):
         event.input.remove_class("-invalid-field")
         if event.input.id == "train-output":
             self.update_resume()
+            if self.mode == "iterate" and not self.running:
+                self.show_rounds()  # the rounds of the iteration there, if it is one
+        elif event.input.id == "train-rounds":
+            self.update_resume()  # more rounds than an iteration has: Resume adds them
 
     def update_resume(self) -> None:
         """Resume is possible when the run dir holds an unfinished run with a checkpoint."""
         run = self.query_one("#train-output", Input).value.strip()
-        info = read_run(run) if run else None
-        resumable = bool(info and info.checkpoints and not info.finished)
+        if self.mode == "iterate":
+            resumable = self.iteration_unfinished(run)
+        else:
+            info = read_run(run) if run else None
+            resumable = bool(info and info.checkpoints and not info.finished)
         self.query_one("#train-resume", Button).disabled = self.running or not resumable
         self.refresh_bindings()
+
+    def iteration_unfinished(self, folder: str) -> bool:
+        """An iteration in `folder` that has rounds left: its own number, or more when the form asks for more."""
+        saved = iteration_settings(folder)
+        if not saved:
+            return False
+        try:
+            wanted = int(self.query_one("#train-rounds", Input).value)
+        except ValueError:
+            wanted = 0
+        return rounds_done(folder) < max(int(saved.get("rounds") or 1), wanted)
 
     @on(Button.Pressed, "#train-start")
     def start(self) -> None:
         if self.running:
             self.app.notify("a training run is already going", severity="warning")
+            return
+        if self.mode == "iterate":
+            self.start_iteration()
             return
         try:
             flags = self.checked_flags()
@@ -335,11 +443,77 @@ class TrainPane(VerticalScroll):
             self.mark_invalid("hostfile" if str(e).startswith("hosts file") else "processes")
             raise
 
+    # ------------------------------------------------------------------ iterate
+    def iterate_flags(self) -> dict:
+        """`mlx-dpo iterate`'s flags: the iterate fields, and the Train form's settings for every round's
+        training (checked by the engine's validation as a round would be). A UsageError names the field."""
+        try:
+            flags = {k: v for k, v in self.form_flags().items() if k not in DATA_FLAGS and k != "eval_every"}
+            flags.update(self.query_one(IterateForm).flags())
+            for key, what in (("model", "a model on the Model tab"), ("output", "a run dir (the iteration's folder)")):
+                if not flags.get(key):
+                    raise UsageError(f"choose {what} first")
+            own = ("model", "output", "init_adapter", "quantize", "seed", "prompts", "valid_prompts", "judge",
+                   "rounds", "samples", "prompts_per_round", "temperature", "max_tokens", "reference")
+            train = {k: v for k, v in flags.items() if k not in own}
+            build_config({}, {**train, "model": flags["model"], "data": "pairs.jsonl",
+                              "output": str(Path(flags["output"]) / "round_1")}).validate()
+        except UsageError as e:
+            text, key = friendly(str(e))
+            self.mark_invalid(key)
+            raise UsageError(text) from None
+        return flags
+
+    def start_iteration(self) -> None:
+        try:
+            flags = self.iterate_flags()
+        except UsageError as e:
+            self.app.notify(str(e), severity="error", timeout=8)
+            return
+        folder = flags["output"]
+        if is_iteration(Path(folder)):
+            self.update_resume()
+            self.app.notify(f"{folder} holds an iteration: Resume (ctrl+r) continues it (raise rounds to add "
+                            "rounds); to start a new one, change the run dir", severity="warning", timeout=10)
+            return
+        if (Path(folder) / "config.yaml").exists():
+            self.refuse_used_run_dir(folder)
+            return
+        self.launch(folder, flag_args(flags), flags.get("iters", 0), iterate=True,
+                    first_round=0 if flags.get("valid_prompts") else 1)
+
+    def resume_iteration(self, folder: str) -> None:
+        """Run the iteration's command again (its own settings from iterate.yaml): it continues where it stopped."""
+        try:
+            wanted = int(self.query_one("#train-rounds", Input).value) if self.mode == "iterate" else 0
+        except ValueError:
+            wanted = 0
+        try:
+            args, first = resume_args(folder, wanted)
+        except UsageError as e:
+            self.app.notify(str(e), severity="error", timeout=8)
+            return
+        saved = iteration_settings(folder)
+        self.set_mode("iterate")
+        self.query_one("#train-output", Input).value = folder
+        self.query_one(IterateForm).show_settings(saved)
+        self.show_config(saved.get("train") or {})
+        self.launch(folder, args, (saved.get("train") or {}).get("iters") or 0, resume=True, iterate=True,
+                    first_round=first)
+
     @on(Button.Pressed, "#train-resume")
     def _resume_pressed(self) -> None:
         self.resume(self.query_one("#train-output", Input).value.strip())
 
     def resume(self, run: str) -> None:
+        if self.mode == "iterate" and is_iteration(Path(run)):
+            self.resume_iteration(run)
+            return
+        parent = str(Path(run).parent)
+        saved = iteration_settings(parent)
+        if saved and rounds_done(parent) < int(saved.get("rounds") or 1):
+            self.resume_iteration(parent)  # a round of an unfinished iteration: the iteration continues
+            return
         info = read_run(run)
         if info.finished:
             self.continue_from(run, why=f"{Path(run).name} already finished ({info.last_step} steps)")
@@ -361,6 +535,7 @@ class TrainPane(VerticalScroll):
     def continue_from(self, run: str, why: str = "") -> None:
         """Fill the form for a new run that starts from `run`'s adapter (the one way on from a finished run)."""
         info = read_run(run)
+        self.set_mode("train")
         self.show_config(info.config)
         self.query_one("#train-init_adapter", Input).value = str(run)
         self.query_one("#train-output", Input).value = self.fresh_output(f"{Path(run).name}-cont")
@@ -373,6 +548,7 @@ class TrainPane(VerticalScroll):
     def prepare_from_chat(self, data: str, adapter: str | None, loss: str | None = None) -> None:
         """Fill the form for a run on Chat's preference file that continues from the adapter chatted with
         (`loss` "kto" for a file of thumbs, which are unpaired rows)."""
+        self.set_mode("train")
         self.query_one("#train-init_adapter", Input).value = adapter or ""
         if loss:
             self.query_one("#train-loss", Select).value = loss
@@ -414,21 +590,27 @@ class TrainPane(VerticalScroll):
             self.query_one("#train-status", Static).update("stopping after this step (saving a checkpoint) …")
 
     def launch(self, run_dir: str, args: list[str], total: int, resume: bool = False, processes: int = 1,
-               hostfile: str | None = None) -> None:
-        """Start the trainer on `run_dir`; `total` is the form's step count until the trainer says its own."""
+               hostfile: str | None = None, iterate: bool = False, first_round: int = 1) -> None:
+        """Start the trainer on `run_dir`; `total` is the form's step count until the trainer says its own.
+        `iterate`: `mlx-dpo iterate` on the iteration folder `run_dir` instead (see TrainingProcess)."""
         if self.running:
             self.app.notify("a training run is already going", severity="warning")
             return
-        if not resume and (Path(run_dir) / "config.yaml").exists():
+        if not resume and not iterate and (Path(run_dir) / "config.yaml").exists():
             self.refuse_used_run_dir(run_dir)
             return
         self.total_steps = int(total or 0)
         self.first_step, self.clock, self.last_row = None, EtaClock(), None
-        self.app.run_dir = run_dir
+        self.in_loop, self.stage = False, ""
+        if not iterate:
+            self.app.run_dir = run_dir  # an iteration's folder is no run: each round's adapter becomes it
         self.query_one(MetricsCharts).reset()  # fresh axes; a resumed run's earlier rows come from its file
         self.query_one("#train-log", RichLog).clear()
         self.query_one("#train-progress", ProgressBar).update(total=None, progress=0)
-        self.process = TrainingProcess(self, run_dir, args, processes, hostfile)
+        self.process = TrainingProcess(self, run_dir, args, processes, hostfile, iterate=iterate,
+                                       first_round=first_round)
+        if iterate:
+            self.show_rounds(self.process.rounds)
         # A run on Chat's picks: when it finishes, Chat offers its adapter.
         self.chat_run, self.from_chat = (run_dir if self.from_chat and not resume else None), False
         ranks = self.query_one("#train-ranks", Static)
@@ -436,7 +618,9 @@ class TrainPane(VerticalScroll):
         ranks.display = False  # shown once a data-parallel run reports per-rank figures
         self.set_running(True)
         self.query_one("#train-settings", Collapsible).collapsed = True  # room for the charts (stays so)
-        self.query_one("#train-status", Static).update("starting: loading the model and computing reference log-probs …")
+        self.scroll_home(animate=False, immediate=True)  # the progress line, the rounds and the curves, from wherever the form was
+        self.query_one("#train-status", Static).update(
+            "starting the iteration …" if iterate else "starting: loading the model and computing reference log-probs …")
         self.run_process()
         self.app.refresh_runs()
 
@@ -480,22 +664,50 @@ class TrainPane(VerticalScroll):
     def on_training_log(self, message: TrainingLog) -> None:
         self.query_one("#train-log", RichLog).write(message.line)
 
+    @property
+    def iterating(self) -> bool:
+        return bool(self.process and self.process.iterate)
+
     def starting(self) -> bool:
-        """Before the first step is reported and no stop was asked for: the status line says what the run does."""
-        return self.first_step is None and not (self.process and self.process.stop_sent)
+        """Before the first step is reported and no stop was asked for: the status line says what the run does.
+        An iteration: outside a round's training loop (generating, judging, loading, evaluating)."""
+        if self.process and self.process.stop_sent:
+            return False
+        return not self.in_loop if self.iterating else self.first_step is None
 
     def on_training_phase(self, message: TrainingPhase) -> None:
+        if self.iterating:
+            self.in_loop = False  # a phase is a stage of the round, or the round's trainer getting ready
+            self.stage = STAGE_OF.get(message.phase, self.stage)
+            self.show_stage()
         if self.starting():
-            text = message.text if message.phase == "train" else f"starting: {message.text}"
+            text = message.text if message.phase == "train" or self.iterating else f"starting: {message.text}"
             self.query_one("#train-status", Static).update(f"{text} …")
 
     def on_training_task(self, message: TrainingTask) -> None:
         if self.starting():  # tokenizing, the reference pass (an eval during training keeps the step line)
             self.query_one("#train-progress", ProgressBar).update(total=max(1, message.total), progress=message.done)
+            lead = "" if self.iterating else "starting: "
             self.query_one("#train-status", Static).update(
-                f"starting: {message.label} {message.done}/{message.total} …")
+                f"{lead}{message.label} {message.done}/{message.total} …")
+
+    def on_iteration_round(self, message: IterationRound) -> None:
+        """A round ended: its row in the table and its point on the round charts; its adapter is the app's run."""
+        reports = self.process.rounds if self.process else [message.report]
+        self.query_one(RoundsTable).show(reports)
+        self.query_one(RoundCharts).reset(reports)
+        adapter = message.report.get("adapter")
+        if message.report.get("round", 0) > 0 and adapter and (Path(adapter) / "adapters.safetensors").exists():
+            self.app.run_dir = str(adapter)
+        self.show_stage()
+        self.app.refresh_runs()
 
     def on_training_started(self, message: TrainingStarted) -> None:
+        if self.iterating:  # a round's training: its own curves, from its first step (or its checkpoint)
+            self.in_loop = True
+            self.first_step, self.clock, self.last_row = None, EtaClock(), None
+            self.query_one(MetricsCharts).reset()
+            self.show_stage()
         self.total_steps = message.total_steps
         self.query_one("#train-progress", ProgressBar).update(total=self.total_steps, progress=message.step)
         self.update_status()
@@ -546,8 +758,10 @@ class TrainPane(VerticalScroll):
                 self.app.training_finished(chat_run, True)
             bar = self.query_one("#train-progress", ProgressBar)
             bar.update(progress=bar.total or 1, total=bar.total or 1)  # "done" comes without a last progress event
-            self.query_one("#train-output", Input).value = self.default_output()  # ready for the next run
+            if not self.iterating:  # an iteration's folder stays: raising rounds and Resume adds rounds
+                self.query_one("#train-output", Input).value = self.default_output()  # ready for the next run
         self.set_running(False)
+        self.show_stage()
         self.query_one("#train-status", Static).update(message.message)
         self.query_one("#train-log", RichLog).write(message.message)
         severity = "information" if message.returncode in (0, 130) else "error"
@@ -556,13 +770,17 @@ class TrainPane(VerticalScroll):
 
     # ------------------------------------------------------------------ config file and command
     def action_show_command(self) -> None:
-        """The `mlx-dpo train …` line this form would run (written to the log, and to the clipboard)."""
+        """The `mlx-dpo train …` line this form would run (written to the log, and to the clipboard);
+        in iterate mode the `mlx-dpo iterate …` line."""
         try:
-            flags = self.form_flags()
+            flags = self.iterate_flags() if self.mode == "iterate" else self.form_flags()
         except UsageError as e:
             self.app.notify(friendly(str(e))[0], severity="error")
             return
-        line = shlex.join(["mlx-dpo", "train", *self.args_for({k: v for k, v in flags.items() if v})])
+        if self.mode == "iterate":
+            line = shlex.join(["mlx-dpo", "iterate", *flag_args(flags)])
+        else:
+            line = shlex.join(["mlx-dpo", "train", *self.args_for({k: v for k, v in flags.items() if v})])
         self.query_one("#train-log", RichLog).write(line)
         self.app.copy_to_clipboard(line)
         self.app.notify(f"{line}\n(in the log below, and copied)", timeout=15)

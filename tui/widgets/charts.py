@@ -78,8 +78,12 @@ def memory_unit(rows: list[dict]) -> tuple[str, float]:
     return ("GB", 1.0) if peak >= 1 else ("MB", 1024.0)
 
 
-class MetricsCharts(Grid):
-    """A grid of PlotWidgets fed with metrics rows; `overlay` draws a second run dimmed."""
+class ChartGrid(Grid):
+    """A grid of PlotWidgets fed with rows (CHARTS: which keys, X_KEY: the x value); `overlay` draws a
+    second run dimmed."""
+
+    CHARTS = CHARTS
+    X_KEY = "step"
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -87,7 +91,7 @@ class MetricsCharts(Grid):
         self.overlay_rows: list[dict] = []
 
     def compose(self) -> ComposeResult:
-        for chart_id, title, _ in CHARTS:
+        for chart_id, title, _ in self.CHARTS:
             plot = PlotWidget(id=f"chart-{chart_id}", classes="chart")
             plot.border_title = title
             plot.can_focus = False  # keep keys (r, arrows) for the panes, not zoom/pan
@@ -117,7 +121,7 @@ class MetricsCharts(Grid):
         if key == "loss~":
             xs, ys = self.points("loss", rows)
             return xs, smooth(ys)
-        pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+        pts = [(r[self.X_KEY], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and self.X_KEY in r]
         return [p[0] for p in pts], [p[1] for p in pts]
 
     def legend(self, chart_id: str, drawn: list[tuple[str, str, bool]]) -> str:
@@ -131,7 +135,7 @@ class MetricsCharts(Grid):
         if not self.is_mounted:
             return
         unit, scale = memory_unit(self.rows + self.overlay_rows)
-        for chart_id, title, series in CHARTS:
+        for chart_id, title, series in self.CHARTS:
             plot = self.query_one(f"#chart-{chart_id}", PlotWidget)
             plot.clear()
             drawn = []
@@ -154,3 +158,23 @@ class MetricsCharts(Grid):
                     plot.plot(xs, ys, line_style=colour, hires_mode=HiResMode.BRAILLE)
                 drawn.append((label, colour, dots))
             plot.border_subtitle = self.legend(chart_id, drawn)
+
+
+# Iterative DPO, one point per round (its DIR/rounds.jsonl reports; round 0 is the start model).
+ROUND_CHARTS = [
+    ("score", "held-out judge score", [("heldout/score_mean", "mean", "bright_white"),
+                                       ("heldout/score_median", "median", "grey50")]),
+    ("win", "held-out win rate", [("heldout/win_rate_vs_start", "vs start", "green"),
+                                  ("heldout/win_rate_vs_previous", "vs previous", "cyan")]),
+]
+
+
+class MetricsCharts(ChartGrid):
+    """The training curves of a run, by step."""
+
+
+class RoundCharts(ChartGrid):
+    """The per-round curves of an iteration: the held-out score and the win rates, by round."""
+
+    CHARTS = ROUND_CHARTS
+    X_KEY = "round"
