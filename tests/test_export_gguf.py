@@ -75,12 +75,12 @@ GEMMA3_SWA = {"sliding_window": 8, "sliding_window_pattern": 2}
 
 @pytest.fixture(scope="module")
 def families(tmp_path_factory):
-    """Tiny Mistral, Gemma 2, Gemma 3 (text) and Phi-3 models with the small trained BPE tokenizer, trained a
+    """Tiny Mistral, Qwen3, Gemma 2, Gemma 3 (text) and Phi-3 models with the small trained BPE tokenizer, trained a
     few steps: the architectures' tensors and hyper-parameters, apart from the SentencePiece vocabularies."""
     root = tmp_path_factory.mktemp("gguf-families")
     data = write_jsonl(root / "train.jsonl", synthetic_pairs(12, seed=7))
     out = {}
-    for arch in ("mistral", "gemma2", "gemma3_text", "phi3"):
+    for arch in ARCHS_NEW:
         base = build_tiny_model(root / f"m-{arch}", arch=arch, tie_word_embeddings=arch.startswith("gemma"),
                                 config_overrides=GEMMA3_SWA if arch == "gemma3_text" else None)
         out[arch] = train(base, root / f"run-{arch}", data, root)
@@ -144,7 +144,7 @@ def lookup(request, name):
     return request.getfixturevalue(fixture)[name]
 
 
-ARCHS_NEW = ("mistral", "gemma2", "gemma3_text", "phi3")
+ARCHS_NEW = ("mistral", "qwen3", "gemma2", "gemma3_text", "phi3")
 
 
 def llama3_variant(base, folder):
@@ -258,8 +258,8 @@ def test_unsupported_architecture_is_refused_before_any_work(trained, tmp_path, 
                  "--format", "gguf"]) == 2
     err = capsys.readouterr().err
     assert "architecture 'gemma3' (a multimodal Gemma 3 checkpoint" in err
-    assert ("supported: Llama (2, 3.x) (llama), Mistral (mistral), Qwen2/2.5 (qwen2), Gemma 2 (gemma2), "
-            "Gemma 3 (text) (gemma3_text), Phi-3/3.5 (phi3)") in err
+    assert ("supported: Llama (2, 3.x) (llama), Mistral (mistral), Qwen2/2.5 (qwen2), Qwen3 (qwen3), "
+            "Gemma 2 (gemma2), Gemma 3 (text) (gemma3_text), Phi-3/3.5 (phi3)") in err
     assert not (tmp_path / "g").exists() and not list(tmp_path.glob(".g*"))
 
 
@@ -384,7 +384,7 @@ def test_dtype_flag_is_refused_for_gguf(trained, tmp_path, capsys):
 @pytest.mark.llama_cpp
 @pytest.mark.parametrize("name,gguf_type", [("llama-f32", "f16"), ("llama-4", "f16"), ("qwen2-f32", "f16"),
                                             ("qwen2-4", "f16"), ("llama-f32", "bf16"), ("qwen2-4", "bf16"),
-                                            ("llama3-f32", "f16"), ("mistral", "f16"), ("gemma2", "f16"),
+                                            ("llama3-f32", "f16"), ("mistral", "f16"), ("qwen3", "f16"), ("gemma2", "f16"),
                                             ("gemma3_text", "f16"), ("phi3", "f16"),
                                             ("mistral-real", "f16"), ("phi3-real", "f16")])
 def test_gguf_matches_mlx_in_llama_cpp(request, tmp_path, name, gguf_type, capsys):

@@ -24,7 +24,7 @@ import pathlib
 __all__ = ["build_tiny_model", "CHATML_TEMPLATE", "SPECIAL_TOKENS", "DEFAULT_CORPUS"]
 
 #: Architectures (config.json model_type) the builder writes.
-ARCHS = ("llama", "qwen2", "mistral", "gemma2", "gemma3_text", "phi3")
+ARCHS = ("llama", "qwen2", "qwen3", "mistral", "gemma2", "gemma3_text", "phi3")
 
 #: Special tokens get ids 0, 1, 2 in this order.
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -115,6 +115,9 @@ def _config(arch, vocab_size, hidden_size, num_layers, num_heads, num_kv_heads,
     elif arch == "phi3":
         cfg.update(architectures=["Phi3ForCausalLM"], rope_theta=10000.0, rms_norm_eps=1e-5,
                    original_max_position_embeddings=2048, partial_rotary_factor=1.0, sliding_window=None)
+    elif arch == "qwen3":  # Qwen2's layout without q/k/v biases, plus RMSNorms of the queries and keys
+        cfg.update(architectures=["Qwen3ForCausalLM"], head_dim=head_dim, attention_bias=False,
+                   max_window_layers=num_layers, rope_theta=1000000.0, sliding_window=None, use_sliding_window=False)
     else:  # qwen2
         cfg.update(architectures=["Qwen2ForCausalLM"], max_window_layers=num_layers,
                    rope_theta=1000000.0, sliding_window=2048, use_sliding_window=False)
@@ -209,7 +212,7 @@ def build_tiny_model(path, arch="llama", *, hidden_size=64, num_layers=2, num_he
     Args:
         path: output folder (created; stale ``model*.safetensors*`` files are removed).
         arch: ``"llama"`` or ``"qwen2"`` (qwen2 has q/k/v biases); also ``"mistral"``,
-            ``"gemma2"``, ``"gemma3_text"`` (Gemma's embeddings are always tied) and ``"phi3"``
+            ``"qwen3"``, ``"gemma2"``, ``"gemma3_text"`` (Gemma's embeddings are always tied) and ``"phi3"``
             (fused qkv / gate_up), float weights only.
         hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size: model shape.
         vocab_size: model vocab (``config.json``); the BPE tokenizer has at most this

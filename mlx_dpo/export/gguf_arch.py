@@ -3,7 +3,8 @@ convert_hf_to_gguf.py (conversion/llama.py, gemma.py, phi.py) writes it, and wha
 
 - Llama / Mistral: q/k rows permuted (llama.cpp's Llama RoPE rotates adjacent pairs; HF rotates halves),
   Llama 3's RoPE frequency factors as a tensor.
-- Qwen2: as Llama, without the permutation (NEOX RoPE, like HF).
+- Qwen2: as Llama, without the permutation (NEOX RoPE, like HF). Qwen3: the same, plus the queries' and
+  keys' RMSNorms (attn_q_norm, attn_k_norm), which gguf's tensor map names.
 - Gemma 2 / Gemma 3 (text): HF stores RMSNorm weights as w - 1 (the model computes x * (1 + w)), llama.cpp
   wants the factor itself: +1 on every "norm.weight". The embedding scaling by sqrt(hidden) is llama.cpp's
   own; soft-capping, the sliding window and its layer pattern, and Gemma 3's local RoPE base are keys.
@@ -94,6 +95,7 @@ FAMILIES = {
     "llama": Family("LLAMA", permute=True, rope_kinds=("none", "linear", "llama3")),
     "mistral": Family("LLAMA", permute=True, rope_kinds=("none", "linear")),
     "qwen2": Family("QWEN2", rope_kinds=("none", "linear")),
+    "qwen3": Family("QWEN3", rope_kinds=("none", "linear")),
     "gemma2": Family("GEMMA2", norm_shift=1.0, drop=("lm_head.weight",), extra=_gemma2_extra,
                      tolerance_scale=2.0, checks=(lambda c: _gemma_scale_check(c, 46),)),
     "gemma3_text": Family("GEMMA3", norm_shift=1.0, rope_kinds=("none", "linear"), extra=_gemma3_extra,
@@ -101,12 +103,12 @@ FAMILIES = {
     "phi3": Family("PHI3", rope_kinds=("none", "longrope", "su"), extra=_phi3_extra),
 }
 # What people call them, for messages (model_type in config.json -> family name).
-FAMILY_NAMES = {"llama": "Llama (2, 3.x)", "mistral": "Mistral", "qwen2": "Qwen2/2.5", "gemma2": "Gemma 2",
+FAMILY_NAMES = {"llama": "Llama (2, 3.x)", "mistral": "Mistral", "qwen2": "Qwen2/2.5", "qwen3": "Qwen3",
+                "gemma2": "Gemma 2",
                 "gemma3_text": "Gemma 3 (text)", "phi3": "Phi-3/3.5"}
 # Related model types that are not converted, with the reason, so the refusal can say why.
 NOT_YET = {
     "gemma3": "a multimodal Gemma 3 checkpoint (only the text-only gemma3_text layout is converted)",
-    "qwen3": "Qwen3 (llama.cpp's qwen3 architecture adds q/k norms; not mapped here yet)",
     "gemma": "Gemma 1", "phi": "Phi-2", "phimoe": "Phi-3.5-MoE", "mixtral": "Mixtral (mixture of experts)",
 }
 
