@@ -131,6 +131,66 @@ def run_mlx_dpo(spec: dict) -> dict:
     return out
 
 
+def gemm_peak(shapes: list[tuple[int, int, int]], reps: int = 2) -> dict:
+    """fp32 GFLOP/s of (m x k) @ (k x n) for the model's own GEMM shapes, measured here and now:
+    the MFU denominator is the best of them (an MFU above 100% then means a failed measurement)."""
+    import mlx.core as mx
+
+    rates = {}
+    for m, k, n in shapes:
+        a, b = mx.random.normal((m, k)), mx.random.normal((k, n))
+        mx.eval(a, b)
+        mx.eval(a @ b)
+        t = time.perf_counter()
+        for _ in range(reps):
+            mx.eval(a @ b)
+        rates[f"{m}x{k}x{n}"] = 2 * m * k * n * reps / (time.perf_counter() - t) / 1e9
+    return {"gemm_gflops": rates, "peak_gflops": max(rates.values())}
+
+
+def run_mlx_dpo_phases(spec: dict) -> dict:
+    """mlx-dpo with the wall time of every phase (load, tokenize, reference, first step, steady, save)."""
+    import mlx.core as mx
+
+    from mlx_dpo.config import TrainConfig
+    from mlx_dpo.train.events import Reporter
+    from mlx_dpo.train.trainer import Trainer
+
+    peak = gemm_peak([tuple(x) for x in spec["gemm_shapes"]]) if spec.get("gemm_shapes") else {}
+    marks, steps = {}, []
+
+    class Phases(Reporter):
+        def phase(self, phase, text):
+            marks.setdefault(phase, time.perf_counter())
+
+        def metrics(self, row):
+            if "loss" in row:
+                steps.append(time.perf_counter())
+
+    hp = spec["hp"]
+    cfg = TrainConfig(model=spec["model"], data=spec["train"], output=spec["run_dir"], cache_dir=spec["cache_dir"],
+                      lora_rank=hp["rank"], lora_scale=hp["scale"], lora_layers=hp["layers"], learning_rate=hp["lr"],
+                      iters=hp["iters"], batch_size=hp["batch_size"], max_length=hp["max_length"], seed=hp["seed"],
+                      beta=hp["beta"], lr_schedule="constant", max_grad_norm=None, weight_decay=0.0,
+                      save_every=10 ** 9, log_every=1, **spec.get("extra", {})).validate()
+    logs = []
+    mx.reset_peak_memory()
+    t0 = time.perf_counter()
+    tr = Trainer(cfg, Phases(logs.append)).setup()
+    t_setup = time.perf_counter()
+    tr.train()
+    t_end = time.perf_counter()
+    ph = {"load": marks["data"] - marks["load"],
+          "tokenize": marks.get("reference", t_setup) - marks["data"],
+          "reference": t_setup - marks["reference"] if "reference" in marks else 0.0,
+          "first_step": steps[0] - marks["train"],
+          "steady": steps[-1] - steps[0], "save": t_end - steps[-1]}
+    return {"phases_s": ph, "e2e_s": t_end - t0, "steps": len(steps), "pairs": len(tr.session.train_pairs),
+            "steady_s_per_step": ph["steady"] / max(len(steps) - 1, 1), "layout": tr.session.layout.name,
+            "adapter_dir": spec["run_dir"],
+            "reference_cached": any("reused from cache" in line for line in logs), **peak}
+
+
 # ----------------------------------------------------------------------------- mlx-lm-lora
 
 def _patch_device_info():
@@ -159,6 +219,7 @@ def run_mlx_lm_lora(spec: dict) -> dict:
 
     hp = spec["hp"]
     step_times = []
+    peak = gemm_peak([tuple(x) for x in spec["gemm_shapes"]]) if spec.get("gemm_shapes") else {}
 
     class CB(TrainingCallback):
         def on_train_loss_report(self, info):
@@ -194,7 +255,7 @@ def run_mlx_lm_lora(spec: dict) -> dict:
     lt.run(ns, training_callback=CB())
     t_end = time.perf_counter()
     out = step_summary(step_times, t0, t_end, marks["setup_end"] - t0, hp["batch_size"], hp["iters"])
-    out.update(reference_s=None, adapter_dir=spec["run_dir"])
+    out.update(reference_s=None, adapter_dir=spec["run_dir"], **peak)
     return out
 
 
@@ -303,7 +364,7 @@ def _lora_only(adapter_dir):
     return str(tmp), extra
 
 
-KINDS = {"machine": run_machine, "mlx_dpo": run_mlx_dpo, "mlx_lm_lora": run_mlx_lm_lora, "trl": run_trl,
+KINDS = {"machine": run_machine, "mlx_dpo": run_mlx_dpo, "mlx_dpo_phases": run_mlx_dpo_phases, "mlx_lm_lora": run_mlx_lm_lora, "trl": run_trl,
          "eval": run_eval}
 
 

@@ -21,6 +21,20 @@ MODELS = {
                   intermediate_size=384, vocab_size=4096),
     "large": dict(arch="qwen2", hidden_size=512, num_layers=4, num_heads=8, num_kv_heads=2,
                   intermediate_size=1024, vocab_size=40960),
+    # Qwen2.5-0.5B's shapes (hidden 896, 14 heads, 2 KV heads, MLP 4864, tied 151,936-token vocabulary)
+    # with 2 of its 24 blocks: the head is what a real vocabulary costs. The tokenizer trains on a smaller
+    # corpus and learns 43,343 tokens (a full 151,936-token BPE takes too long here); the head still
+    # computes all 151,936 logits, which is the cost that matters.
+    "realvocab": dict(arch="qwen2", hidden_size=896, num_layers=2, num_heads=14, num_kv_heads=2,
+                      intermediate_size=4864, vocab_size=151936, tie_word_embeddings=True,
+                      tokenizer_vocab=8192),
+    # A Llama-2/Mistral-sized vocabulary (32,000, untied head) on a 2-block, 512-wide Llama with GQA 4:1: small
+    # enough that mlx-lm-lora (full-vocabulary logits over every position, on the quantized_matmul kernel)
+    # finishes the realistic workload here. The blocks and the embedding are 4-bit; the LM head stays float32
+    # (`float_head`): MLX-CPU's 4-bit kernel runs at ~2 GFLOP/s, and a 4-bit 32,000 x 512 head over every
+    # position of mlx-lm-lora's 4 forwards per step would take hours on this box.
+    "vocab32k": dict(arch="llama", hidden_size=512, num_layers=2, num_heads=8, num_kv_heads=2,
+                     intermediate_size=1408, vocab_size=32000, tokenizer_vocab=8192, float_head=True),
 }
 
 _CONS = list("bcdfghjklmnprstvwz") + ["ch", "sh", "th", "qu"]
@@ -75,9 +89,40 @@ def build_model(root: pathlib.Path, size: str, quantize_bits, seed=0) -> pathlib
         return path
     s = dict(spec)
     arch = s.pop("arch")
-    build_tiny_model(path, arch, corpus=tokenizer_corpus(s["vocab_size"], seed), **s)
+    corpus = tokenizer_corpus(s.pop("tokenizer_vocab", s["vocab_size"]), seed)
+    float_head = s.pop("float_head", False)
+    if float_head and quantize_bits:
+        _build_float_head(path, arch, corpus, s)
+    else:
+        build_tiny_model(path, arch, corpus=corpus, **s)
     (path / ".stamp").write_text(stamp)
     return path
+
+
+def _build_float_head(path: pathlib.Path, arch: str, corpus, s: dict):
+    """A 4-bit checkpoint (mlx-lm's quantize_model) whose lm_head is left in float32 (per-layer config)."""
+    import contextlib
+    import io
+    import shutil
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+    from mlx_lm.utils import load, quantize_model, save_config, save_model
+    from tiny_models import build_tiny_model
+
+    bits = s.pop("quantize_bits")
+    tmp = path.with_name(path.name + "-float")
+    build_tiny_model(tmp, arch, corpus=corpus, **s)
+    model, _tok, config = load(str(tmp), return_config=True)
+    with contextlib.redirect_stdout(io.StringIO()):
+        model, qconfig = quantize_model(model, config, 64, bits,
+                                        quant_predicate=lambda p, m: not p.endswith("lm_head"))
+    path.mkdir(parents=True, exist_ok=True)
+    for f in tmp.iterdir():
+        if f.name not in ("model.safetensors", "config.json"):
+            shutil.copy(f, path / f.name)
+    save_model(path, model)
+    save_config(qconfig, path / "config.json")
 
 
 def model_stats(path: pathlib.Path) -> dict:
@@ -150,3 +195,26 @@ def length_summary(model_path: pathlib.Path, data_path: pathlib.Path, max_length
             "completion_mean": float(np.concatenate([c, r]).mean()),
             "completion_min": int(min(c.min(), r.min())), "completion_max": int(max(c.max(), r.max())),
             "prompt_share": float((2 * p).sum() / tokens), "tokens": tokens, "tokens_per_pair": tokens / len(pairs)}
+
+
+def make_longtail_pairs(tokenizer_path: pathlib.Path, n_pairs: int, seed: int, lo=16, hi=1024, median=48,
+                        sigma=1.0):
+    """Pairs with UltraFeedback-like lengths: prompts and answers log-normal around `median` tokens,
+    clipped to [lo, hi] — most short, a long tail up to `hi` (sigma 1.0: ~5% above 4.9x the median)."""
+    mean = median * math.exp(sigma ** 2 / 2)
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_path / "tokenizer.json"))
+    rng = np.random.default_rng([seed, 3])
+    words = _lexicon(np.random.default_rng([0, 1]), 4000)
+    half = len(words) // 2
+    pools = {"prompt": words, "chosen": words[:half], "rejected": words[half:]}
+
+    def text_of(pool, n_tok):
+        s = _sentence_stream(rng, pools[pool], n_tok)
+        enc = tok.encode(s)
+        return s[: enc.offsets[min(n_tok, len(enc.offsets)) - 1][1]]
+
+    P, C, R = (_clipped_lognormal(rng, mean, lo, hi, n_pairs, sigma) for _ in range(3))
+    return [{"prompt": text_of("prompt", p), "chosen": text_of("chosen", c), "rejected": text_of("rejected", r)}
+            for p, c, r in zip(P, C, R)]
