@@ -180,3 +180,20 @@ def test_every_help_renders(capsys):
         assert text.startswith("usage: mlx-dpo") and "option_strings" not in text and "%(" not in text, argv
     assert "tui" in parser.format_help()
     assert "30%" in commands["train"].format_help()  # the doubled %% renders as one
+
+
+def test_eval_of_a_run_uses_its_base_and_loss_settings(tiny_model, pairs_file, valid_file, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--model", tiny_model, "--data", pairs_file, "--output", str(run), "--iters", "3",
+                 "--batch-size", "4", "--learning-rate", "2e-3", "--beta", "0.5", "--max-length", "256"]) == 0
+    capsys.readouterr()
+
+    def evaluate(*extra):
+        assert main(["eval", "--adapter", str(run), "--data", valid_file, "--json", *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    inherited = evaluate()  # no --model: the run's base, not the demo model; its beta and lengths
+    explicit = evaluate("--model", tiny_model, "--beta", "0.5", "--max-length", "256")
+    assert inherited == explicit
+    other = evaluate("--beta", "0.1")  # a flag still wins: rewards scale with beta
+    assert other["rewards/margins"] == pytest.approx(inherited["rewards/margins"] / 5, rel=1e-4)
