@@ -242,20 +242,13 @@ class Engine:
         """Pick `side` (its text replaced by `edited`): the pair is appended to `path` at once; the conversation
         goes on with the chosen text whether or not the file could be written."""
         def job(to):
-            from mlx_dpo import PreferenceFile
             ab = self._ab_chat()
             before = ([dict(m) for m in ab.messages], ab.pending)
             turn = ab.pending
             row = ab.pick(side, edited)
             to.post_message(ABRevealed("ab-pick", side, turn.sources, ab.messages[-1]["content"],
                                        [dict(m) for m in ab.messages]))
-            try:
-                PreferenceFile(path).append(row)
-            except UsageError as e:
-                self._post_counts(to, path, error=f"not saved: {e}")
-                return
-            self._saved.append((path, row, before))
-            self._post_counts(to, path, text=f"saved: {side} preferred")
+            self._save_row(to, path, row, before, f"saved: {side} preferred")
         self.submit("ab-pick", job, reply_to)
 
     def ab_tie(self, reply_to: MessagePump) -> None:
@@ -271,16 +264,21 @@ class Engine:
                    meta: dict) -> None:
         """A thumbs up/down on a single answer: an unpaired row appended to `path`."""
         def job(to):
-            from mlx_dpo import PreferenceFile, unpaired_row
+            from mlx_dpo import unpaired_row
             row = unpaired_row(prompt, answer, good, **meta)
-            try:
-                PreferenceFile(path).append(row)
-            except UsageError as e:
-                self._post_counts(to, path, error=f"not saved: {e}")
-                return
-            self._saved.append((path, row, None))
-            self._post_counts(to, path, text="saved: thumbs " + ("up" if good else "down"))
+            self._save_row(to, path, row, None, "saved: thumbs " + ("up" if good else "down"))
         self.submit("prefs", job, reply_to)
+
+    def _save_row(self, to, path: str, row: dict, before, text: str) -> None:
+        """Append `row` to the preference file; remember it for undo (with the A/B state `before` it, if any)."""
+        from mlx_dpo import PreferenceFile
+        try:
+            PreferenceFile(path).append(row)
+        except UsageError as e:
+            self._post_counts(to, path, error=f"not saved: {e}")
+            return
+        self._saved.append((path, row, before))
+        self._post_counts(to, path, text=text)
 
     def undo_last(self, reply_to: MessagePump) -> None:
         """Remove the last row this app appended (if it is still its file's last line); an undone pick brings
