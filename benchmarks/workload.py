@@ -154,10 +154,19 @@ def make_pairs(tokenizer_path: pathlib.Path, n_pairs: int, seed: int, prompt_mea
     chosen answers draw from one half of the lexicon, rejected ones from the other, so the preference
     is learnable and held-out accuracy means something.
     """
+    rng = np.random.default_rng([seed, 2])
+    P = _clipped_lognormal(rng, prompt_mean, lo, hi, n_pairs)
+    C = _clipped_lognormal(rng, completion_mean, lo, hi, n_pairs)
+    R = _clipped_lognormal(rng, completion_mean, lo, hi, n_pairs)
+    return _pairs_of_lengths(tokenizer_path, rng, P, C, R)
+
+
+def _pairs_of_lengths(tokenizer_path: pathlib.Path, rng, P, C, R) -> list[dict]:
+    """Pairs whose prompt / chosen / rejected texts are P[i] / C[i] / R[i] tokens long (cut at a token
+    boundary by the model's own tokenizer); chosen and rejected draw from the two halves of the lexicon."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokenizer_path / "tokenizer.json"))
-    rng = np.random.default_rng([seed, 2])
     words = _lexicon(np.random.default_rng([0, 1]), 4000)
     half = len(words) // 2
     pools = {"prompt": words, "chosen": words[:half], "rejected": words[half:]}
@@ -165,11 +174,8 @@ def make_pairs(tokenizer_path: pathlib.Path, n_pairs: int, seed: int, prompt_mea
     def text_of(pool, n_tok):
         s = _sentence_stream(rng, pools[pool], n_tok)  # >= 1 token per word: long enough
         enc = tok.encode(s)
-        return s[: enc.offsets[n_tok - 1][1]]
+        return s[: enc.offsets[min(n_tok, len(enc.offsets)) - 1][1]]
 
-    P = _clipped_lognormal(rng, prompt_mean, lo, hi, n_pairs)
-    C = _clipped_lognormal(rng, completion_mean, lo, hi, n_pairs)
-    R = _clipped_lognormal(rng, completion_mean, lo, hi, n_pairs)
     return [{"prompt": text_of("prompt", p), "chosen": text_of("chosen", c), "rejected": text_of("rejected", r)}
             for p, c, r in zip(P, C, R)]
 
@@ -202,19 +208,6 @@ def make_longtail_pairs(tokenizer_path: pathlib.Path, n_pairs: int, seed: int, l
     """Pairs with UltraFeedback-like lengths: prompts and answers log-normal around `median` tokens,
     clipped to [lo, hi] — most short, a long tail up to `hi` (sigma 1.0: ~5% above 4.9x the median)."""
     mean = median * math.exp(sigma ** 2 / 2)
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(tokenizer_path / "tokenizer.json"))
     rng = np.random.default_rng([seed, 3])
-    words = _lexicon(np.random.default_rng([0, 1]), 4000)
-    half = len(words) // 2
-    pools = {"prompt": words, "chosen": words[:half], "rejected": words[half:]}
-
-    def text_of(pool, n_tok):
-        s = _sentence_stream(rng, pools[pool], n_tok)
-        enc = tok.encode(s)
-        return s[: enc.offsets[min(n_tok, len(enc.offsets)) - 1][1]]
-
     P, C, R = (_clipped_lognormal(rng, mean, lo, hi, n_pairs, sigma) for _ in range(3))
-    return [{"prompt": text_of("prompt", p), "chosen": text_of("chosen", c), "rejected": text_of("rejected", r)}
-            for p, c, r in zip(P, C, R)]
+    return _pairs_of_lengths(tokenizer_path, rng, P, C, R)
