@@ -38,8 +38,7 @@ def heldout_reward(adapter: str | None, valid: str, max_tokens: int) -> dict:
     from mlx_dpo.demo import DEMO_MODEL
     from mlx_dpo.demo.reward import judge
     from mlx_dpo.iterate.prompts import load_prompts
-    from mlx_dpo.iterate.rounds import heldout_answers
-    from mlx_dpo.iterate.sampling import Policy
+    from mlx_dpo.iterate.sampling import Policy, heldout_answers
 
     prompts = load_prompts(valid)
     policy = Policy.load(str(DEMO_MODEL), adapter)

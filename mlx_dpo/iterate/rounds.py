@@ -392,7 +392,7 @@ class Iteration:
 
     def _evaluate(self, rd: Path, r: int, adapter: str | None) -> dict:
         """Answers to the held-out prompts (greedy by default), judged; win rates against round 0 and round r-1."""
-        from .sampling import answer_tokens, kl_to_base, prompt_seed
+        from .sampling import answer_tokens, heldout_answers, kl_to_base, prompt_seed
 
         rd.mkdir(parents=True, exist_ok=True)
         path = rd / "heldout.jsonl"
@@ -438,26 +438,6 @@ class Iteration:
                     else:
                         row[key] = 0.5 if row["answer"] == other[i]["answer"] else \
                             self.judge.compare(p, row["answer"], other[i]["answer"])
-
-
-def heldout_answers(policy, prompts: list[Prompt], max_tokens: int, temperature: float = 0.0, seed: int = 0,
-                    batch: int = 8) -> list[str]:
-    """One answer per prompt (greedy, or sampled at `temperature` with a seed per batch), `batch` prompts
-    per batch of mlx-lm's batch generator."""
-    import mlx.core as mx
-    from mlx_lm.generate import batch_generate
-    from mlx_lm.sample_utils import make_sampler
-
-    from ..model.generate import prompt_tokens
-
-    texts = []
-    for start in range(0, len(prompts), batch):
-        ids = [prompt_tokens(policy.tokenizer, p.messages) for p in prompts[start: start + batch]]
-        mx.random.seed((seed + start) % (2 ** 32))
-        out = batch_generate(policy.model, policy.tokenizer, ids, max_tokens=max_tokens,
-                             sampler=make_sampler(temp=temperature))
-        texts += [t.strip() for t in out.texts]
-    return texts
 
 
 def _free_memory() -> None:

@@ -48,6 +48,23 @@ def sample_answers(policy: Policy, prompt: Prompt, k: int, sampling: Sampling, s
     return [t.strip() for t in out.texts]
 
 
+def heldout_answers(policy, prompts: list[Prompt], max_tokens: int, temperature: float = 0.0, seed: int = 0,
+                    batch: int = 8) -> list[str]:
+    """One answer per prompt (greedy, or sampled at `temperature` with a seed per batch), `batch` prompts
+    per batch of mlx-lm's batch generator."""
+    from mlx_lm.generate import batch_generate
+    from mlx_lm.sample_utils import make_sampler
+
+    texts = []
+    for start in range(0, len(prompts), batch):
+        ids = [prompt_tokens(policy.tokenizer, p.messages) for p in prompts[start: start + batch]]
+        mx.random.seed((seed + start) % (2 ** 32))
+        out = batch_generate(policy.model, policy.tokenizer, ids, max_tokens=max_tokens,
+                             sampler=make_sampler(temp=temperature))
+        texts += [t.strip() for t in out.texts]
+    return texts
+
+
 def answer_tokens(policy: Policy, text: str) -> int:
     return len(policy.tokenizer.encode(text, add_special_tokens=False)) if text else 0
 
