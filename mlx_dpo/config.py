@@ -102,10 +102,12 @@ class TrainConfig:
                     "log_every", "save_every"):
             if getattr(self, key) < 1:
                 bad(key, f"must be a positive integer, got {getattr(self, key)}")
-        for key in ("iters", "epochs", "eval_every", "max_prompt_length", "tokens_per_batch"):
+        for key in ("iters", "epochs", "eval_every", "max_prompt_length"):
             v = getattr(self, key)
             if v is not None and v < 1:
                 bad(key, f"must be a positive integer, got {v}")
+        if self.tokens_per_batch is not None and self.tokens_per_batch < 0:
+            bad("tokens_per_batch", f"must be a positive number of tokens, or 0 for no packing, got {self.tokens_per_batch}")
         for key in ("learning_rate", "beta", "lora_scale", "desirable_weight", "undesirable_weight"):
             v = getattr(self, key)
             if not (math.isfinite(v) and v > 0):

@@ -107,6 +107,35 @@ def test_two_ranks_train_like_one_and_write_one_run_dir(setup):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-3, abs=1e-4)
 
 
+def test_two_ranks_pack_like_one_process(setup):
+    """Packing (--tokens-per-batch) under mlx.launch: each rank packs its own pairs into rows (the ranks may
+    get different row counts); the adapter equals one process's, packed or padded, and the sharded packed
+    reference equals the one-process padded one. 22 pairs: the last global batch has 2 (one per rank)."""
+    root, env, common = setup
+    args = [*common, "--iters", "6", "--valid-data", "valid.jsonl", "--eval-every", "6"]
+    env = {**env, "MLX_DPO_CACHE": str(root / "cache-pack1")}
+    padded = run_ranks(1, [*args, "--tokens-per-batch", "0", "--output", "runs/pad1"], env, root)
+    assert padded.returncode == 0, padded.stderr
+    one = run_ranks(1, [*args, "--tokens-per-batch", "48", "--output", "runs/pack1"],
+                    {**env, "MLX_DPO_CACHE": str(root / "cache-pack2")}, root)
+    assert one.returncode == 0, one.stderr
+    two = run_ranks(2, [*args, "--tokens-per-batch", "48", "--output", "runs/pack2"],
+                    {**env, "MLX_DPO_CACHE": str(root / "cache-pack3")}, root)
+    assert two.returncode == 0 and "Traceback" not in two.stderr, two.stdout + two.stderr
+    assert_same_adapter(root / "runs/pack1", root / "runs/pack2")
+    assert_same_adapter(root / "runs/pad1", root / "runs/pack2")
+    assert "packed, 48 tokens per row" in two.stdout + two.stderr
+    ref_padded, ref_two = reference_files(root / "cache-pack1"), reference_files(root / "cache-pack3")
+    assert len(ref_two) == 2
+    by_size = lambda refs: sorted(refs.values(), key=lambda r: len(r["chosen"]))  # valid (6), then train (22)
+    for a, b in zip(by_size(ref_padded), by_size(ref_two)):
+        for k in a:
+            np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-4)
+    rows = [json.loads(line) for line in (root / "runs/pack2/metrics.jsonl").read_text().splitlines()]
+    assert sorted(r["n_pairs"] for r in rows if "loss" in r) == [2, 4, 4, 4, 4, 4]
+    assert [r["eval/n_pairs"] for r in rows if "eval/loss" in r] == [6]
+
+
 def test_resume_a_one_process_run_on_two(setup):
     """A checkpoint written by one process continues on two (same global batch) as if never split."""
     root, env, common = setup
@@ -183,3 +212,19 @@ def test_a_rank_without_pairs_in_a_short_batch_contributes_nothing(tiny_model):
     assert batch.n_pairs == 0 and batch.n_tokens == 0 and batch.inputs.shape == (4, 8)
     mine = local_batch(pairs, [0], World(rank=0, size=2), 2, 8)
     assert mine.n_pairs == 1 and mine.n_tokens == 7  # (2 + 2) + (2 + 1)
+
+
+def test_ranks_pack_their_own_pairs_and_an_empty_rank_gets_a_weightless_row():
+    from types import SimpleNamespace
+
+    from mlx_dpo.train.distributed import local_rows
+    from mlx_dpo.train.layout import packed
+
+    pairs = [SimpleNamespace(prompt=[1, 2], chosen=[3, 4, 5], rejected=[6, 7]) for _ in range(3)]
+    layout = packed(12)  # a pair takes 2 + 2 + 1 = 5 positions: two pairs per row
+    rank0 = local_rows(layout, pairs, [0, 1, 2], World(rank=0, size=2), 8)
+    rank1 = local_rows(layout, pairs, [0, 1, 2], World(rank=1, size=2), 8)
+    assert [list(r.indices[r.pair_mask > 0]) for r in rank0] == [[0, 2]]  # pairs 0 and 2, one row
+    assert [list(r.indices[r.pair_mask > 0]) for r in rank1] == [[1]]
+    empty = local_rows(layout, pairs, [0], World(rank=1, size=2), 8)  # one pair, two ranks
+    assert len(empty) == 1 and empty[0].n_pairs == 0 and empty[0].n_tokens == 0

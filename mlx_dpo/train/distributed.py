@@ -194,3 +194,18 @@ def local_batch(pairs, global_indices: list[int], world: World, local_size: int,
     batch.pair_mask[:] = 0.0
     batch.n_tokens = 0
     return batch
+
+
+def local_rows(layout, pairs, global_indices: list[int], world: World, pad_multiple: int, pad_id: int = 0) -> list:
+    """This rank's packed rows (`--tokens-per-batch`) of one global batch: its share of the pairs, packed.
+
+    Ranks may end up with different numbers of rows. That is fine: a rank sums its rows' gradients
+    locally and joins the ranks' average once, on the step's last micro-batch, like every rank."""
+    mine = world.shard(global_indices)
+    if mine:
+        return layout.parts(pairs, mine, len(mine), pad_multiple, pad_id)
+    # Fewer pairs than ranks in a short last batch: one row that carries no weight (pair_mask 0).
+    row = layout.parts(pairs, global_indices[:1], 1, pad_multiple, pad_id)[0]
+    row.pair_mask[:] = 0.0
+    row.n_tokens = 0
+    return [row]

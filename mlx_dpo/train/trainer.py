@@ -35,7 +35,7 @@ from . import checkpoint as ckpt
 from .batching import batches_per_epoch, epoch_order
 from ..config import TrainConfig, save_config
 from .control import OOM_ADVICE, Interrupted, StopSignals, is_out_of_memory
-from .distributed import World, check_batch_split, init_world, is_peer_lost, local_batch, peer_lost
+from .distributed import World, check_batch_split, init_world, is_peer_lost, local_batch, local_rows, peer_lost
 from ..errors import TrainingStopped, UsageError, first_line
 from .events import Reporter
 from .layout import PackedLayout
@@ -102,8 +102,6 @@ class Trainer:
         self.local_size = check_batch_split(cfg.batch_size, world)
         if world.is_main:
             self._check_run_dir()
-        if cfg.tokens_per_batch and world.distributed:
-            raise UsageError("--tokens-per-batch packs one process's batches; it does not run under mlx.launch yet")
         self.session = Session.for_training(cfg, self.report, world)
 
         self.steps_per_epoch = max(1, batches_per_epoch(len(self.session.train_pairs), cfg.batch_size) // cfg.grad_accum)
@@ -202,8 +200,8 @@ class Trainer:
         denom = sum(len(indices) for _, indices in picked) / self.world.size
         out = []
         for epoch, indices in picked:
-            if isinstance(s.layout, PackedLayout):  # one micro-batch per packed row (one process: see _setup)
-                parts = s.layout.parts(s.train_pairs, indices, cfg.batch_size, cfg.pad_multiple, s.pad_id)
+            if isinstance(s.layout, PackedLayout):  # one micro-batch per packed row of this rank's pairs
+                parts = local_rows(s.layout, s.train_pairs, indices, self.world, cfg.pad_multiple, s.pad_id)
             else:
                 parts = [local_batch(s.train_pairs, indices, self.world, self.local_size, cfg.pad_multiple,
                                      s.pad_id, s.layout.make)]
