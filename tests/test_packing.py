@@ -154,6 +154,21 @@ def test_choose_layout(tiny_model):
         make_packed_row(empty, [0], 8)
 
 
+def test_packing_is_the_default_and_0_or_none_turns_it_off(tiny_model, pairs_file, tmp_path):
+    from mlx_dpo.config import TrainConfig
+    from mlx_dpo.errors import UsageError
+
+    assert TrainConfig(model="m", data="d").validate().tokens_per_batch == 1024
+    model = lora_model(tiny_model)
+    assert choose_layout(model, [PAIRS], True, 0) is SHARED
+    with pytest.raises(UsageError, match="tokens_per_batch: must be a positive number of tokens, or 0"):
+        TrainConfig(model="m", data="d", tokens_per_batch=-1).validate()
+    default = make_trainer(tiny_model, pairs_file, tmp_path / "on", iters=1)
+    assert default.session.layout.name == "packed, 1024 tokens per row, shared prompt"
+    off = make_trainer(tiny_model, pairs_file, tmp_path / "off", iters=1, tokens_per_batch=0)
+    assert off.session.layout is SHARED
+
+
 def test_reference_scores_equal_unpacked(tiny_model):
     model = lora_model(tiny_model)
     want = score_pairs(model, PAIRS, 2, 8, layout=UNSHARED)
