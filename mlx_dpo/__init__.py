@@ -33,6 +33,7 @@ _API = {
     "LOSSES": ("config", "LOSSES"),
     "build_config": ("config", "build_config"),
     "load_run_config": ("config", "load_run_config"),
+    "eval_flags_for_run": ("config", "eval_flags_for_run"),
     "load_config_file": ("config", "load_yaml"),
     "UsageError": ("errors", "UsageError"),
     "DataError": ("errors", "DataError"),

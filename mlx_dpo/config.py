@@ -290,3 +290,31 @@ def load_run_config(run_dir: Path) -> dict:
     if not p.exists():
         return {}
     return load_yaml(p)
+
+
+# What a run's held-out metrics depend on besides its adapter: how the base was loaded (model, quantization,
+# matmul path), the loss settings, the lengths and the template date. `eval --adapter RUN_DIR` and the
+# app's Evaluate take them from the run's config.yaml, so their numbers compare with the run's own.
+EVAL_FROM_RUN = ("model", "quantize", "trust_remote_code", "cpu_dequant_matmul", "template_date",
+                 "loss", "beta", "label_smoothing", "simpo_gamma", "rpo_alpha", "desirable_weight",
+                 "undesirable_weight", "max_length", "max_prompt_length")
+
+
+def eval_flags_for_run(run_dir: Path, flags: dict, also: tuple[str, ...] = ()) -> dict:
+    """`flags` (what the user gave now, which wins) completed with the run's settings for an evaluation.
+
+    Adds EVAL_FROM_RUN and `also` from RUN_DIR/config.yaml, the reference the run trained against (base +
+    its init adapter, or the base alone), and the run's held-out split when `flags["data"]` is the run's
+    held-out file."""
+    saved = load_run_config(Path(run_dir))
+    out = dict(flags)
+    if "init_adapter" not in out and saved.get("init_adapter"):
+        out["init_adapter"] = saved["init_adapter"]
+        out.setdefault("reference", saved.get("reference", "start"))
+    for key in EVAL_FROM_RUN + tuple(also):
+        if key not in out and saved.get(key) is not None:
+            out[key] = saved[key]
+    if ("split" not in out and out.get("data") and saved.get("valid_split")
+            and saved.get("valid_data") == out["data"]):
+        out["split"] = saved["valid_split"]
+    return out

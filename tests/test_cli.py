@@ -197,3 +197,23 @@ def test_eval_of_a_run_uses_its_base_and_loss_settings(tiny_model, pairs_file, v
     assert inherited == explicit
     other = evaluate("--beta", "0.1")  # a flag still wins: rewards scale with beta
     assert other["rewards/margins"] == pytest.approx(inherited["rewards/margins"] / 5, rel=1e-4)
+
+
+def test_eval_flags_for_run_are_the_runs_settings_under_the_flags_given(tmp_path):
+    """One function gives `eval --adapter RUN_DIR` and the app's Evaluate the run's settings."""
+    from mlx_dpo.cli.parser import LENGTHS, LOSS_ARGS
+    from mlx_dpo.config import EVAL_FROM_RUN, TrainConfig, eval_flags_for_run, save_config
+
+    assert set(LOSS_ARGS + LENGTHS) <= set(EVAL_FROM_RUN)  # every setting the metrics depend on
+    run = tmp_path / "run"
+    run.mkdir()
+    save_config(TrainConfig(model="base", data="train.jsonl", valid_data="pairs.jsonl", valid_split="test",
+                            beta=0.5, loss="ipo", max_length=256, init_adapter="start", reference="base",
+                            batch_size=8), run / "config.yaml")
+    got = eval_flags_for_run(run, {"data": "pairs.jsonl", "beta": 0.2})
+    assert got["beta"] == 0.2 and got["loss"] == "ipo" and got["max_length"] == 256 and got["model"] == "base"
+    assert got["init_adapter"] == "start" and got["reference"] == "base" and got["split"] == "test"
+    assert "batch_size" not in got and eval_flags_for_run(run, {}, also=("batch_size",))["batch_size"] == 8
+    other = eval_flags_for_run(run, {"data": "other.jsonl", "reference": "start"})
+    assert "split" not in other and other["reference"] == "start"
+    assert eval_flags_for_run(tmp_path / "missing", {"beta": 0.3}) == {"beta": 0.3}

@@ -139,22 +139,12 @@ class Engine:
         As the CLI's eval: the reference is the one the run trained against (base + its init adapter,
         unless it trained against the base); the loss settings and lengths are the run's own."""
         def job(to):
-            from mlx_dpo import Reporter, build_config, load_run_config, run_eval
-            from pathlib import Path
+            from mlx_dpo import Reporter, build_config, eval_flags_for_run, run_eval
 
-            saved = load_run_config(Path(run_dir))
-            keep = ("model", "quantize", "trust_remote_code", "cpu_dequant_matmul", "loss", "beta", "label_smoothing",
-                    "simpo_gamma", "desirable_weight", "undesirable_weight", "max_length", "max_prompt_length",
-                    "batch_size", "template_date", "cache_dir", "share_prompt")
-            flags = {k: saved[k] for k in keep if saved.get(k) is not None}
+            flags = eval_flags_for_run(run_dir, {"data": data},
+                                       also=("batch_size", "cache_dir", "share_prompt", "tokens_per_batch"))
             if model and not flags.get("model"):
                 flags["model"] = model
-            if saved.get("init_adapter"):
-                flags["init_adapter"] = saved["init_adapter"]
-                flags["reference"] = saved.get("reference", "start")
-            if saved.get("valid_data") == data and saved.get("valid_split"):
-                flags["split"] = saved["valid_split"]
-            flags["data"] = data
             if not flags.get("model"):
                 raise UsageError(f"{run_dir}: its config names no model")
             cfg = build_config({}, flags)

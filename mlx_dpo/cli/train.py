@@ -7,11 +7,10 @@ import signal
 import sys
 from pathlib import Path
 
-from ..config import TrainConfig, build_config, load_run_config, load_yaml
+from ..config import TrainConfig, build_config, eval_flags_for_run, load_run_config, load_yaml
 from ..demo import model_or_default
 from ..errors import UsageError
 from .output import ConsoleReporter, log
-from .parser import LENGTHS, LOSS_ARGS
 
 
 def config_flags(args) -> dict:
@@ -128,23 +127,10 @@ class terminate_as_interrupt:
             signal.signal(signal.SIGTERM, self.old)
 
 
-# What a run's metrics depend on besides its adapter: `eval --adapter RUN_DIR` takes them from the run's
-# config.yaml (the base it trained on, its quantization, loss settings, lengths and template date), so the
-# numbers are comparable with the run's own; a flag given now still wins.
-EVAL_FROM_RUN = ("model", "quantize", "template_date") + LOSS_ARGS + LENGTHS
-
-
 def eval_config(args) -> TrainConfig:
     flags = config_flags(args)
-    if args.adapter:
-        saved = load_run_config(Path(args.adapter))
-        if "init_adapter" not in flags and saved.get("init_adapter"):
-            # The same reference the run trained with (base + its init adapter, or the base alone).
-            flags["init_adapter"] = saved["init_adapter"]
-            flags.setdefault("reference", saved.get("reference", "start"))
-        for key in EVAL_FROM_RUN:
-            if key not in flags and saved.get(key) is not None:
-                flags[key] = saved[key]
+    if args.adapter:  # the run's own base, loss settings, lengths and reference (flags still win)
+        flags = eval_flags_for_run(Path(args.adapter), flags)
     cfg = build_config({}, flags)
     cfg.model = model_or_default(cfg.model)
     if not cfg.data:
