@@ -42,6 +42,7 @@ _API = {
     "RunInfo": ("runs", "RunInfo"),
     "read_run": ("runs", "read_run"),
     "list_runs": ("runs", "list_runs"),
+    "read_iteration_settings": ("runs", "read_iteration_settings"),
     "MetricsFollower": ("runs", "MetricsFollower"),
     # data
     "DataKeys": ("data.pairs", "DataKeys"),

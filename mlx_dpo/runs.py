@@ -65,6 +65,19 @@ def is_iteration(path: Path) -> bool:
     return (path / "iterate.yaml").is_file()
 
 
+def read_iteration_settings(folder: str | Path) -> dict:
+    """The settings an iteration folder started with (its iterate.yaml: iterate's own keys, `rounds`, and
+    `train` with the training flags of every round); {} for a folder that is not one or cannot be read."""
+    path = Path(folder) / "iterate.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
 def list_runs(root: str | Path) -> list[RunInfo]:
     """Run dirs directly under `root` (folders with a config.yaml), and the rounds of iterations there
     (ROOT/ITERATION/round_N), newest first."""

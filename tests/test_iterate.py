@@ -418,3 +418,14 @@ def test_readme_shows_the_model_judges_prompt():
     block = readme.split("```text\n", 1)[1].split("  ```", 1)[0]
     shown = "\n".join(line[2:] if line.startswith("  ") else line for line in block.splitlines())
     assert shown == DEFAULT_JUDGE_PROMPT
+
+
+def test_read_iteration_settings(tmp_path):
+    from mlx_dpo import read_iteration_settings
+
+    (tmp_path / "it").mkdir()
+    (tmp_path / "it" / "iterate.yaml").write_text("judge: human\nrounds: 3\ntrain:\n  beta: 0.2\n")
+    assert read_iteration_settings(tmp_path / "it") == {"judge": "human", "rounds": 3, "train": {"beta": 0.2}}
+    assert read_iteration_settings(tmp_path) == {}  # not an iteration
+    (tmp_path / "it" / "iterate.yaml").write_text("judge: [unclosed\n")
+    assert read_iteration_settings(tmp_path / "it") == {}  # unreadable: nothing, never a traceback

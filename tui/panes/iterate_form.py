@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Input, Label, Select, Static
 
-from mlx_dpo import DEMO_JUDGE, UsageError, is_demo_model, is_iteration, read_rounds
+from mlx_dpo import DEMO_JUDGE, UsageError, is_demo_model, read_iteration_settings, read_rounds
 
 CUSTOM = "custom"  # the judge Select's value when the judge is the text field's
 # (flag, label, default): the iteration's own numbers
@@ -54,14 +53,7 @@ def flag_args(values: dict) -> list[str]:
 
 def iteration_settings(folder: str | Path) -> dict:
     """What the iteration in `folder` started with (its iterate.yaml), {} for a folder that is not one."""
-    if not folder or not is_iteration(Path(folder)):
-        return {}
-    # Plain YAML of the iteration's settings (not a TrainConfig file: the engine has no reader of it for us).
-    try:
-        saved = yaml.safe_load((Path(folder) / "iterate.yaml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return {}
-    return saved if isinstance(saved, dict) else {}
+    return read_iteration_settings(folder) if folder else {}
 
 
 def rounds_done(folder: str | Path) -> int:
