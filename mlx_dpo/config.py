@@ -81,7 +81,7 @@ class TrainConfig:
     max_length: int = _f(1024, "Maximum prompt + completion tokens; longer pairs are truncated.")
     max_prompt_length: Optional[int] = _f(None, "Maximum prompt tokens kept (from the end) when a pair is too long (default: max_length // 2).")
     pad_multiple: int = _f(32, "Sequences are padded to a multiple of this, so the compiled step sees few shapes.")
-    tokens_per_batch: Optional[int] = _f(1024, "Pack each batch's pairs end to end into rows of at most this many tokens, one row per micro-batch: no padding, same numbers, 1.7-2.2x faster and ~4x less memory on the benchmarks (BENCHMARKS.md). 0 (or none) turns packing off: every sequence padded to its batch's longest.")
+    tokens_per_batch: Optional[int] = _f(1024, "Pack each batch's pairs end to end into rows of at most this many tokens, one row per micro-batch: no padding, same numbers, faster and lighter on every workload measured (BENCHMARKS.md). 0 turns packing off: every sequence padded to its batch's longest.")
     share_prompt: bool = _f(True, "Run each prompt once for both answers (same numbers, less compute); models without support fall back.")
     grad_checkpoint: bool = _f(False, "Recompute block activations in the backward pass: less memory, ~30% slower.")
     # -- logging and checkpoints

@@ -53,8 +53,12 @@ def trained(tmp_path_factory):
         base = build_tiny_model(root / f"m-{name}", arch=arch, quantize_bits=bits,
                                 tie_word_embeddings=arch == "qwen2")
         run = root / f"run-{name}"
+        # The padded layout (tokens_per_batch=0): the f16 tolerances below were calibrated on these adapters.
+        # A packed-trained one is the same run up to rounding (losses within 4e-5), but Adam turns rounding in
+        # near-zero gradients into ~lr-sized weight differences, and on the random 4-bit qwen2 one of those
+        # adapters puts a few positions 0.02-0.05 off in llama.cpp's f16 run (median 3e-4, like this one's).
         cfg = TrainConfig(model=str(base), data=data, output=str(run), iters=4, batch_size=4, learning_rate=5e-3,
-                          lr_schedule="constant", cache_dir=str(root / "cache")).validate()
+                          lr_schedule="constant", cache_dir=str(root / "cache"), tokens_per_batch=0).validate()
         Trainer(cfg).setup().train()
         out[name] = (str(base), str(run), data)
     out["llama3-f32"] = (str(llama3_variant(out["llama-f32"][0], root / "m-llama3")), *out["llama-f32"][1:])

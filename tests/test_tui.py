@@ -34,7 +34,7 @@ async def focus_on(pilot, widget) -> None:
     """Focus `widget` and wait until it has the focus: `focus()` is applied later, and a key pressed
     before that goes to whatever held the focus (under load, an Enter that reloads the Data tab)."""
     widget.focus()
-    await wait_for(pilot, lambda: pilot.app.focused is widget, timeout=30)
+    await wait_for(pilot, lambda: pilot.app.focused is widget)
 
 
 def text_of(app, selector) -> str:
@@ -65,7 +65,7 @@ async def test_data_pane_good_and_broken_file(tiny_model, pairs_file, tmp_path, 
         assert "training rows of" in str(table.border_title)
         await focus_on(pilot, table)
         await pilot.press("down", "down")
-        await wait_for(pilot, lambda: table.cursor_row == 2, timeout=30)
+        await wait_for(pilot, lambda: table.cursor_row == 2)
         await pilot.press("enter")
         await wait_for(pilot, lambda: text_of(app, "#data-example").startswith("row 3 ("))
         assert text_of(app, "#data-example").startswith(f"row 3 ({pairs_file}:3)")
@@ -189,7 +189,7 @@ async def test_train_stop_runs_chat_export_end_to_end(tiny_model, pairs_file, va
         await pilot.pause(0.2)
         # Stop: the trainer checkpoints and exits 130.
         await pilot.click("#train-stop")
-        await wait_for(pilot, lambda: not app.training_running, timeout=60)
+        await wait_for(pilot, lambda: not app.training_running)
         assert "checkpoint saved" in text_of(app, "#train-status")
         assert list((run_dir / "checkpoints").iterdir())
         assert pane.query_one("#train-resume", Button).disabled is False
@@ -341,7 +341,7 @@ async def test_quit_while_training_waits_for_the_checkpoint(tiny_model, pairs_fi
         await pilot.pause(0.2)
         await pilot.click("#confirm-yes")
         assert app.is_running  # still up: it quits only after the trainer has checkpointed
-        await wait_for(pilot, lambda: pane.process.proc.returncode is not None, timeout=60)
+        await wait_for(pilot, lambda: pane.process.proc.returncode is not None)
         await pilot.pause(0.5)
     assert pane.process.proc.returncode == 130
     assert list((runs / "q" / "checkpoints").glob("step_*/state.json"))
@@ -399,7 +399,7 @@ event(event="done", step=24, loss=0.3, accuracy=1.0, output=out)
         pane = app.query_one(TrainPane)
         pane.query_one("#train-output", Input).value = str(run_dir)
         await pilot.click("#train-start")
-        await wait_for(pilot, lambda: text_of(app, "#train-status") == "starting: loading the model …", timeout=20)
+        await wait_for(pilot, lambda: text_of(app, "#train-status") == "starting: loading the model …")
         (runs / "go").touch()
         await wait_for(pilot, lambda: text_of(app, "#train-status") == "starting: reference log-probs (train) 3/16 …",
                        timeout=20)
@@ -409,7 +409,7 @@ event(event="done", step=24, loss=0.3, accuracy=1.0, output=out)
                        timeout=20)
         assert text_of(app, "#train-status").startswith("step 5/24 · ETA")  # the start event's total, not the form's
         (runs / "finish").touch()
-        await wait_for(pilot, lambda: not app.training_running, timeout=20)
+        await wait_for(pilot, lambda: not app.training_running)
         assert text_of(app, "#train-status") == f"training finished: adapter in {run_dir}"
         log = list(pane.process.tail)
         assert "16 training pairs, 24 steps" in log and "a line of a library, on stderr" in log
@@ -432,7 +432,7 @@ async def test_how_a_run_ended_comes_from_its_events(ending, status, tiny_model,
         pane = app.query_one(TrainPane)
         pane.query_one("#train-output", Input).value = str(tmp_path / "runs" / "x")
         await pilot.click("#train-start")
-        await wait_for(pilot, lambda: pane.process is not None and not app.training_running, timeout=20)
+        await wait_for(pilot, lambda: pane.process is not None and not app.training_running)
         assert text_of(app, "#train-status") == status
         errors = [line for line in pane.process.tail if line.startswith("error")]
         assert len(errors) <= 1  # printed on stderr and sent as an event: shown once

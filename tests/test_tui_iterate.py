@@ -81,7 +81,7 @@ async def choose_iterate(pilot, pane) -> None:
     mode = pane.query_one("#train-mode", Select)
     await focus_on(pilot, mode)
     await pilot.press("enter", "down", "enter")
-    await wait_for(pilot, lambda: pane.mode == "iterate" and pane.has_class("-iterate"), timeout=20)
+    await wait_for(pilot, lambda: pane.mode == "iterate" and pane.has_class("-iterate"))
 
 
 # ---------------------------------------------------------------------- the form and the child's events
@@ -121,7 +121,7 @@ async def test_iterate_mode_follows_the_rounds_of_the_iteration(tiny_model, pair
         # Round 0's report, then round 1's generate stage with its task progress.
         table = pane.query_one("#train-round-table", RoundsTable)
         bar = pane.query_one("#train-progress")
-        await wait_for(pilot, lambda: table.row_count == 1 and bar.total == 4 and bar.progress == 2, timeout=20)
+        await wait_for(pilot, lambda: table.row_count == 1 and bar.total == 4 and bar.progress == 2)
         assert text_of(app, "#train-status") == "round 1: sampling answers 2/4 …"
         stage = text_of(app, "#train-stage")
         assert stage.startswith("round 1/1 · ") and "generate › judge › train › evaluate" in stage
@@ -132,11 +132,11 @@ async def test_iterate_mode_follows_the_rounds_of_the_iteration(tiny_model, pair
         # The round's training: its own curves, from its run dir's metrics.
         (runs / "go").touch()
         charts = pane.query_one(MetricsCharts)
-        await wait_for(pilot, lambda: charts.rows and pane.stage == "train", timeout=20)
+        await wait_for(pilot, lambda: charts.rows and pane.stage == "train")
         assert charts.rows[0]["step"] == 1
-        await wait_for(pilot, lambda: text_of(app, "#train-status").startswith("step 1/4 · ETA"), timeout=20)
+        await wait_for(pilot, lambda: text_of(app, "#train-status").startswith("step 1/4 · ETA"))
         (runs / "go2").touch()
-        await wait_for(pilot, lambda: not app.training_running, timeout=20)
+        await wait_for(pilot, lambda: not app.training_running)
         assert text_of(app, "#train-status").startswith(f"iteration finished: 1 round(s) in {folder}")
         rows = table_rows(table)
         assert [r[0] for r in rows] == ["0 (start)", "1"]
@@ -170,7 +170,7 @@ async def test_an_iteration_folder_is_resumed_not_started_again(tiny_model, pair
         # Resume runs the iteration's own command again (from iterate.yaml), the training flags after.
         pane.query_one("#train-rounds", Input).value = "1"
         pane.resume_iteration(str(folder))
-        await wait_for(pilot, lambda: pane.process is not None, timeout=10)
+        await wait_for(pilot, lambda: pane.process is not None)
         args = pane.process.args
         assert args[:args.index("--output")] == ["--model", "m", "--prompts", "p.jsonl", "--judge", "python:x:y",
                                                  "--samples", "2", "--seed", "0"]
@@ -178,7 +178,7 @@ async def test_an_iteration_folder_is_resumed_not_started_again(tiny_model, pair
                                                  "--no-share-prompt"]
         assert pane.process.first_round == 1 and pane.process.current_round == 2
         await pilot.press("ctrl+b")
-        await wait_for(pilot, lambda: not app.training_running, timeout=20)
+        await wait_for(pilot, lambda: not app.training_running)
         assert "iteration stopped in round" in text_of(app, "#train-status")
 
 
@@ -195,12 +195,12 @@ async def test_runs_evaluate_needs_held_out_pairs_and_shows_an_iterations_rounds
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("f4")
         table = app.query_one("#runs-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 1, timeout=20)
+        await wait_for(pilot, lambda: table.row_count == 1)
         assert table.get_row_at(0)[0] == "it/round_1"
         await focus_on(pilot, table)
         await pilot.press("enter")
         rounds = app.query_one("#runs-rounds", RoundsTable)
-        await wait_for(pilot, lambda: rounds.display and rounds.row_count == 2, timeout=10)
+        await wait_for(pilot, lambda: rounds.display and rounds.row_count == 2)
         await pilot.press("v")  # no valid_data in its config, no held-out file on Data
         await pilot.pause(0.2)
         assert "no held-out pairs to evaluate on" in notes(app)
@@ -209,7 +209,7 @@ async def test_runs_evaluate_needs_held_out_pairs_and_shows_an_iterations_rounds
         assert footer_keys(app).get("v") == "Evaluate"
         assert all(key.region.right <= 80 for key in app.screen.query(FooterKey))
         await pilot.press("?")
-        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), timeout=10)
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
         rows = table_rows(app.screen.query_one(DataTable))
         assert ("Runs", "v", "Evaluate the highlighted run's adapter on held-out pairs") in rows
 
@@ -248,7 +248,7 @@ async def test_iterate_on_the_demo_model_stop_resume_and_evaluate_a_round(tmp_pa
             assert status.startswith("iteration stopped in round 2") and "Resume (ctrl+r) continues it" in status
             assert pane.query_one("#train-resume", Button).disabled is False
             await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: pane.process.proc is not None, timeout=30)
+            await wait_for(pilot, lambda: pane.process.proc is not None)
             await wait_for(pilot, lambda: not app.training_running, timeout=300)
         assert text_of(app, "#train-status").startswith(f"iteration finished: 2 round(s) in {folder}")
         rows = table_rows(table)
@@ -261,14 +261,14 @@ async def test_iterate_on_the_demo_model_stop_resume_and_evaluate_a_round(tmp_pa
         # Runs: the rounds are listed; Evaluate one on the Data tab's held-out pairs.
         await pilot.press("f4")
         runs_table = app.query_one("#runs-table", DataTable)
-        await wait_for(pilot, lambda: runs_table.row_count >= 1, timeout=20)
+        await wait_for(pilot, lambda: runs_table.row_count >= 1)
         names = [str(runs_table.get_row_at(i)[0]) for i in range(runs_table.row_count)]
         assert "it/round_1" in names
         await focus_on(pilot, runs_table)
         runs_table.move_cursor(row=names.index("it/round_1"), animate=False)
         await pilot.press("enter")
         rounds = app.query_one("#runs-rounds", RoundsTable)
-        await wait_for(pilot, lambda: rounds.display and rounds.row_count == 3, timeout=20)
+        await wait_for(pilot, lambda: rounds.display and rounds.row_count == 3)
         await pilot.press("v")
         await wait_for(pilot, lambda: text_of(app, "#runs-eval").startswith("eval of it/round_1"), timeout=180)
         line = text_of(app, "#runs-eval")
