@@ -24,6 +24,7 @@ import shutil
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -44,7 +45,11 @@ def parse():
     ap.add_argument("--pairs", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--budget", type=int, default=1024, help="--tokens-per-batch of the packed rows")
+    ap.add_argument("--budget", default="1024", help="--tokens-per-batch of the packed rows; a comma list runs "
+                    "one packed row per budget")
+    ap.add_argument("--lengths", default="longtail", choices=("longtail", "long"),
+                    help="longtail: UltraFeedback-like (most short); long: prompts and answers ~350 tokens each")
+    ap.add_argument("--no-warm", action="store_true", help="skip the warm-cache rows")
     ap.add_argument("--kernel", action="store_true", help="also the quantized_matmul kernel rows")
     ap.add_argument("--peer", action="store_true", help="also mlx-lm-lora (kernel path: it has no other)")
     ap.add_argument("--timeout", type=float, default=1800)
@@ -155,13 +160,21 @@ def main():
     q4 = workload.build_model(work / "models", a.model, 4)
     mtag = "" if a.model == "realvocab" else f"{a.model}-"
     ddir = work / "data" / f"realistic-{mtag}{a.pairs}"
-    workload.write_jsonl(workload.make_longtail_pairs(q4, a.pairs, seed=0), ddir / "train.jsonl")
+    if a.lengths == "long":  # every pair ~1,000 tokens: where packing's dense T^2 attention costs most
+        mtag += "long-"
+        ddir = work / "data" / f"realistic-{mtag}{a.pairs}"
+    make_pairs = (workload.make_longtail_pairs if a.lengths == "longtail" else
+                  partial(workload.make_longtail_pairs, lo=128, hi=1024, median=330, sigma=0.35))
+    workload.write_jsonl(make_pairs(q4, a.pairs, seed=0), ddir / "train.jsonl")
     valid = None
     if a.eval:  # held-out pairs, outside the peer's data dir (it would evaluate them)
         valid = work / "data" / f"realistic-{mtag}heldout-{a.eval}" / "valid.jsonl"
-        workload.write_jsonl(workload.make_longtail_pairs(q4, a.eval, seed=1), valid)
+        workload.write_jsonl(make_pairs(q4, a.eval, seed=1), valid)
     stats = workload.model_stats(q4)
-    waste = layout_waste(q4, ddir / "train.jsonl", a.batch_size, a.budget)
+    budgets = [int(b) for b in str(a.budget).split(",")]
+    waste = layout_waste(q4, ddir / "train.jsonl", a.batch_size, budgets[0])
+    for b in budgets[1:]:
+        waste[f"packed_{b}"] = layout_waste(q4, ddir / "train.jsonl", a.batch_size, b)["packed"]
     iters = -(-a.pairs // a.batch_size)
     hp = dict(HP, batch_size=a.batch_size, iters=iters, layers=stats["layers"])
     flops = model_flops(stats, waste)
@@ -169,16 +182,19 @@ def main():
     h, inter = stats["hidden"], json.loads((q4 / "config.json").read_text())["intermediate_size"]
     shapes = [(512, h, h), (512, h, inter), (512, inter, h), (512, h, 16384)]
     base = dict(kind="mlx_dpo_phases", model=str(q4), hp=hp, train=str(ddir / "train.jsonl"), gemm_shapes=shapes)
-    cpu_plans = [("packed", {"tokens_per_batch": a.budget}), ("padded, shared prompt", {})]
+    # The padded rows turn packing off explicitly (0), whatever the default is.
+    cpu_plans = [("packed" if len(budgets) == 1 else f"packed {b}", {"tokens_per_batch": b}) for b in budgets]
+    cpu_plans += [("padded, shared prompt", {"tokens_per_batch": 0})]
     kernel_plans = [(f"{name}, quantized_matmul kernel", dict(extra, cpu_dequant_matmul=False))
                     for name, extra in cpu_plans]
     # Order: CPU rows (cold, warm), then the peer, then the kernel rows: the slowest last.
-    order = [] if a.no_cpu else [(c, p) for c in ("cold", "warm") for p in cpu_plans]
+    states = ("cold",) if a.no_warm else ("cold", "warm")
+    order = [] if a.no_cpu else [(c, p) for c in states for p in cpu_plans]
     order += [("peer", None)] if a.peer else []
-    order += [(c, p) for c in ("cold", "warm") for p in kernel_plans] if a.kernel else []
+    order += [(c, p) for c in states for p in kernel_plans] if a.kernel else []
     wanted = set(a.rows.split(";")) if a.rows else None
     results = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "hp": hp, "model": stats, "waste": waste,
-               "flops": flops, "budget": a.budget, "blas": env.get("LD_PRELOAD", "bundled"),
+               "flops": flops, "budget": budgets[0], "budgets": budgets, "lengths": a.lengths, "blas": env.get("LD_PRELOAD", "bundled"),
                "load_avg_before": os.getloadavg(), "rows": {}}
     done = json.loads(Path(a.out).read_text())["rows"] if a.resume and Path(a.out).exists() else {}
     # Cold rows of every layout first: the packed-vs-padded comparison is complete soonest.
@@ -194,43 +210,51 @@ def main():
         r["heldout"] = ev.get("heldout") if ev.get("ok") else {"error": ev.get("error")}
         Path(a.out).write_text(json.dumps(results, indent=1, default=str))
 
+    # Repeats are interleaved (repeat r runs every row once, in `order`), so a change in the machine's
+    # load during the run is spread over all contenders instead of landing on one row's repeats.
+    rows = []  # (row name, spec builder for repeat rep, summariser)
     for cache_state, plan in order:
         if cache_state == "peer":
-            if wanted and "mlx-lm-lora" not in wanted:
-                continue
-            if done.get("mlx-lm-lora", {}).get("ok"):
-                results["rows"]["mlx-lm-lora"] = done["mlx-lm-lora"]
-                continue
-            runs = [run_child(dict(kind="mlx_lm_lora", model=str(q4), quantize=False, hp=hp, data_dir=str(ddir),
-                                   gemm_shapes=shapes, run_dir=str(work / "runs" / f"real-{mtag}peer-{rep}")),
-                              env, work, f"real-{mtag}peer-{rep}", a.timeout) for rep in range(a.repeats)]
-            results["rows"]["mlx-lm-lora"] = {"runs": runs, **summarise_peer(runs, flops, a.pairs)}
-            Path(a.out).write_text(json.dumps(results, indent=1, default=str))
-            heldout("mlx-lm-lora")
+            def peer_spec(rep):
+                return dict(kind="mlx_lm_lora", model=str(q4), quantize=False, hp=hp, data_dir=str(ddir),
+                            gemm_shapes=shapes, run_dir=str(work / "runs" / f"real-{mtag}peer-{rep}")), \
+                    f"real-{mtag}peer-{rep}"
+            rows.append(("mlx-lm-lora", peer_spec, lambda runs: summarise_peer(runs, flops, a.pairs)))
             continue
         name, extra = plan
         slug = mtag + name.replace(", ", "-").replace(" ", "_")
-        row = f"mlx-dpo ({name}, {cache_state})"
-        if wanted and row not in wanted:
-            if row in done:
-                results["rows"][row] = done[row]
-            continue
-        if done.get(row, {}).get("ok"):
-            results["rows"][row] = done[row]  # --resume: measured by an earlier invocation
-            continue
-        runs = []
-        for rep in range(a.repeats):
+
+        def dpo_spec(rep, slug=slug, cache_state=cache_state, extra=extra):
             tag = f"real-{slug}-{cache_state}-{rep}"
             cache = work / "runs" / f"real-{slug}-cache-{rep}"
             if cache_state == "cold":
                 shutil.rmtree(cache, ignore_errors=True)
             run_dir = work / "runs" / tag
             shutil.rmtree(run_dir, ignore_errors=True)
-            runs.append(run_child(dict(base, run_dir=str(run_dir), cache_dir=str(cache), extra=extra), env, work,
-                                  tag, a.timeout))
-        results["rows"][row] = {"runs": runs, **summarise(runs, flops, cache_state == "cold")}
-        Path(a.out).write_text(json.dumps(results, indent=1, default=str))
-        heldout(row)
+            return dict(base, run_dir=str(run_dir), cache_dir=str(cache), extra=extra), tag
+        rows.append((f"mlx-dpo ({name}, {cache_state})", dpo_spec,
+                     lambda runs, cold=cache_state == "cold": summarise(runs, flops, cold)))
+    todo = []
+    for row, spec, summary in rows:
+        if wanted and row not in wanted:
+            if row in done:
+                results["rows"][row] = done[row]
+            continue
+        if done.get(row, {}).get("ok") and done[row].get("n", 0) >= a.repeats:
+            results["rows"][row] = done[row]  # --resume: measured by an earlier invocation
+            continue
+        todo.append((row, spec, summary))
+    runs_of = {row: [] for row, _, _ in todo}
+    for rep in range(a.repeats):
+        print(f"[realistic] repeat {rep + 1}/{a.repeats}", flush=True)
+        for row, spec, summary in todo:
+            child, tag = spec(rep)
+            runs_of[row].append(run_child(child, env, work, tag, a.timeout))
+            held = results["rows"].get(row, {}).get("heldout")  # scored after repeat 0: keep it
+            results["rows"][row] = {"runs": runs_of[row], **summary(runs_of[row]), **({"heldout": held} if held else {})}
+            Path(a.out).write_text(json.dumps(results, indent=1, default=str))
+            if rep == 0:
+                heldout(row)
     results["total_s"] = time.perf_counter() - t_all
     Path(a.out).write_text(json.dumps(results, indent=1, default=str))
     print(f"done in {results['total_s'] / 60:.1f} min -> {a.out}", flush=True)

@@ -36,8 +36,10 @@ def main(path):
     w, hp, rows = d["waste"], d["hp"], d["rows"]
     print("| layout | positions the blocks run | real tokens / positions | head positions | answer tokens / head positions |")
     print("|---|---:|---:|---:|---:|")
-    for name, key in (("padded, unshared (mlx-lm-lora's layout)", "unshared"), ("padded, shared prompt (today's default)", "shared"),
-                      (f"packed, {d['budget']} tokens per row", "packed")):
+    layouts = [("padded, unshared (mlx-lm-lora's layout)", "unshared"), ("padded, shared prompt (`--tokens-per-batch 0`)", "shared"),
+               (f"packed, {d['budget']} tokens per row" + (" (the default)" if d["budget"] == 1024 else ""), "packed")]
+    layouts += [(f"packed, {b} tokens per row", f"packed_{b}") for b in d.get("budgets", [])[1:]]
+    for name, key in layouts:
         x = w[key]
         print(f"| {name} | {x['backbone_positions']:,} | {x['real_over_positions']:.0%} | {x['head_positions']:,} | "
               f"{x['answers_over_head']:.0%} |")
@@ -63,20 +65,33 @@ def main(path):
     if not (peer and peer.get("ok")):
         return
     print()
+    print("Each ratio is taken within one repeat (repeat r of the row against repeat r of mlx-lm-lora, run in the "
+          "same round) and shown as the median [min–max] over the repeats.")
+    print()
     print("| mlx-dpo row | pairs/s e2e | pairs/s steady | 3 epochs e2e (projected) | MLX peak | RSS |")
     print("|---|---:|---:|---:|---:|---:|")
-    p_e2e, p_sp = peer["pairs_per_s"]["median"], steady_pairs_per_s(peer, hp["batch_size"])
-    n = peer["runs"][0]["pairs"]
-    p3 = 3 * n / (peer["e2e_s"]["median"] + 2 * n / p_sp)  # epochs 2-3 at the steady rate
+    batch = hp["batch_size"]
     for name, r in rows.items():
         if name == "mlx-lm-lora" or not r.get("ok"):
             continue
-        sp = steady_pairs_per_s(r, hp["batch_size"])
-        # 3 epochs: this row's first epoch, then two more at its steady rate with the reference cached.
-        e3 = 3 * n / (r["e2e_s"]["median"] + 2 * n / sp)
-        print(f"| {name} | {r['pairs_per_s']['median'] / p_e2e:.2f}× | {sp / p_sp:.2f}× | {e3 / p3:.2f}× | "
-              f"{r['mlx_peak_gb']['median'] / peer['mlx_peak_gb']['median']:.2f}× | "
-              f"{r['rss_peak_gb']['median'] / peer['rss_peak_gb']['median']:.2f}× |")
+        ratios = {k: [] for k in ("e2e", "steady", "e3", "peak", "rss")}
+        for mine, theirs in zip(r["runs"], peer["runs"]):
+            if not (mine.get("ok") and theirs.get("ok")):
+                continue
+            n = theirs["pairs"]
+            sp, p_sp = (batch * (x["steps"] - 1) / x["phases_s"]["steady"] for x in (mine, theirs))
+            ratios["e2e"].append(theirs["e2e_s"] / mine["e2e_s"])
+            ratios["steady"].append(sp / p_sp)
+            # 3 epochs: the first epoch as measured, then two more at the steady rate (reference cached).
+            ratios["e3"].append((theirs["e2e_s"] + 2 * n / p_sp) / (mine["e2e_s"] + 2 * n / sp))
+            ratios["peak"].append(mine["mlx_peak_bytes"] / theirs["mlx_peak_bytes"])
+            ratios["rss"].append(mine["rss_peak_bytes"] / theirs["rss_peak_bytes"])
+        cells = []
+        for v in ratios.values():
+            v = sorted(v)
+            cells.append(med({"median": v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2,
+                              "min": v[0], "max": v[-1]}, "{:.2f}×") if v else "—")
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
