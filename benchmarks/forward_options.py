@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,7 +32,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
-from run import OPENBLAS  # noqa: E402
+from run import OPENBLAS, reexec_with_openblas, spread  # noqa: E402
 
 
 def parse():
@@ -50,9 +48,8 @@ def parse():
 
 def main():
     a = parse()
-    if a.openblas and os.environ.get("LD_PRELOAD") != OPENBLAS:
-        env = dict(os.environ, LD_PRELOAD=OPENBLAS)
-        sys.exit(subprocess.call([sys.executable, *sys.argv], env=env))
+    if a.openblas:
+        reexec_with_openblas()
     import mlx.core as mx
 
     import workload
@@ -116,13 +113,10 @@ def main():
                   flush=True)
             assert diff < 1e-2 * max(1.0, float(abs(base["chosen"]).max())), (name, diff)
 
-    def stat(v):
-        return {"median": statistics.median(v), "min": min(v), "max": max(v)}
-
     res = {"path": "quantized_matmul kernel" if a.kernel else "CPU dequantize path", "pairs": len(pairs),
            "blas": os.environ.get("LD_PRELOAD", "bundled"), "repeats": a.repeats,
-           "variants": {n: {"first_s": stat(t["first"]), "second_s": stat(t["second"]),
-                            "mlx_peak_gb": stat(peaks[n])} for n, t in times.items()}}
+           "variants": {n: {"first_s": spread(t["first"]), "second_s": spread(t["second"]),
+                            "mlx_peak_gb": spread(peaks[n])} for n, t in times.items()}}
     out = Path(a.out or HERE / f"results-forward-{'kernel' if a.kernel else 'cpu'}.json")
     out.write_text(json.dumps(res, indent=1))
     ref = res["variants"]["packed 1024"]

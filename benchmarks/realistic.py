@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
 import workload  # noqa: E402
-from run import OPENBLAS, run_child  # noqa: E402
+from run import OPENBLAS, run_child, spread  # noqa: E402
 
 HP = dict(rank=8, scale=20.0, lr=1e-4, beta=0.1, max_length=2048, seed=0)
 
@@ -113,22 +113,19 @@ def summarise(runs: list[dict], flops: dict, cold: bool) -> dict:
     if not ok:
         return {"ok": False, "error": runs[-1].get("error") if runs else "not run"}
 
-    def stat(values):
-        return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
     e2e = [r["e2e_s"] for r in ok]
-    out = {"ok": True, "n": len(ok), "e2e_s": stat(e2e), "pairs_per_s": stat([r["pairs"] / x for r, x in zip(ok, e2e)]),
-           "phases_s": {k: stat([r["phases_s"][k] for r in ok]) for k in ok[0]["phases_s"]},
-           "mlx_peak_gb": stat([r["mlx_peak_bytes"] / 1e9 for r in ok]),
-           "rss_peak_gb": stat([r["rss_peak_bytes"] / 1e9 for r in ok]), "layout": ok[0].get("layout")}
+    out = {"ok": True, "n": len(ok), "e2e_s": spread(e2e), "pairs_per_s": spread([r["pairs"] / x for r, x in zip(ok, e2e)]),
+           "phases_s": {k: spread([r["phases_s"][k] for r in ok]) for k in ok[0]["phases_s"]},
+           "mlx_peak_gb": spread([r["mlx_peak_bytes"] / 1e9 for r in ok]),
+           "rss_peak_gb": spread([r["rss_peak_bytes"] / 1e9 for r in ok]), "layout": ok[0].get("layout")}
     mfus = []
     for r in ok:
         work = flops["train"] + (flops["reference"] if cold else 0.0)
         busy = r["phases_s"]["first_step"] + r["phases_s"]["steady"] + (r["phases_s"]["reference"] if cold else 0)
         mfus.append(work / busy / (r["peak_gflops"] * 1e9))
-    out["mfu"] = stat(mfus)
+    out["mfu"] = spread(mfus)
     out["mfu_failed"] = any(m > 1.0 for m in mfus)
-    out["peak_gflops"] = stat([r["peak_gflops"] for r in ok])
+    out["peak_gflops"] = spread([r["peak_gflops"] for r in ok])
     return out
 
 
@@ -158,11 +155,9 @@ def main():
     t_all = time.perf_counter()
     print("[realistic] building the model and the data", flush=True)
     q4 = workload.build_model(work / "models", a.model, 4)
-    mtag = "" if a.model == "realvocab" else f"{a.model}-"
+    mtag = ("" if a.model == "realvocab" else f"{a.model}-") + ("long-" if a.lengths == "long" else "")
     ddir = work / "data" / f"realistic-{mtag}{a.pairs}"
-    if a.lengths == "long":  # every pair ~1,000 tokens: where packing's dense T^2 attention costs most
-        mtag += "long-"
-        ddir = work / "data" / f"realistic-{mtag}{a.pairs}"
+    # long: every pair ~1,000 tokens, where packing's dense T^2 attention costs most
     make_pairs = (workload.make_longtail_pairs if a.lengths == "longtail" else
                   partial(workload.make_longtail_pairs, lo=128, hi=1024, median=330, sigma=0.35))
     workload.write_jsonl(make_pairs(q4, a.pairs, seed=0), ddir / "train.jsonl")

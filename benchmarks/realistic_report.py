@@ -8,6 +8,7 @@ ran), and the ratios vs mlx-lm-lora measured in the same run.
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 
 
@@ -88,9 +89,7 @@ def main(path):
             ratios["rss"].append(mine["rss_peak_bytes"] / theirs["rss_peak_bytes"])
         cells = []
         for v in ratios.values():
-            v = sorted(v)
-            cells.append(med({"median": v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2,
-                              "min": v[0], "max": v[-1]}, "{:.2f}×") if v else "—")
+            cells.append(med({"median": statistics.median(v), "min": min(v), "max": max(v)}, "{:.2f}×") if v else "—")
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 

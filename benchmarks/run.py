@@ -36,6 +36,20 @@ import workload  # noqa: E402
 OPENBLAS = "/usr/lib/x86_64-linux-gnu/libopenblas.so.0"
 
 
+def spread(values) -> dict:
+    """Median and min-max of repeated measurements (the form every table here shows)."""
+    import statistics
+
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def reexec_with_openblas() -> None:
+    """Run this script again with OpenBLAS preloaded (MLX reads the BLAS at import, so it must be set
+    before the process starts); returns only in the re-executed process."""
+    if os.environ.get("LD_PRELOAD") != OPENBLAS:
+        sys.exit(subprocess.call([sys.executable, *sys.argv], env=dict(os.environ, LD_PRELOAD=OPENBLAS)))
+
+
 def parse():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small model only, few steps")

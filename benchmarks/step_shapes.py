@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from run import OPENBLAS  # noqa: E402
+from run import reexec_with_openblas, spread  # noqa: E402
 
 
 def main():
@@ -44,8 +43,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
-    if a.openblas and os.environ.get("LD_PRELOAD") != OPENBLAS:
-        sys.exit(subprocess.call([sys.executable, *sys.argv], env=dict(os.environ, LD_PRELOAD=OPENBLAS)))
+    if a.openblas:
+        reexec_with_openblas()
     import mlx.core as mx
 
     import workload
@@ -104,7 +103,7 @@ def main():
               flush=True)
 
     def stat(v):
-        return {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
+        return {**spread(v), "n": len(v)}
 
     res = {"path": "quantized_matmul kernel" if a.kernel else "CPU dequantize path",
            "blas": os.environ.get("LD_PRELOAD", "bundled"), "shapes_per_epoch": shapes,
