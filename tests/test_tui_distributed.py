@@ -279,7 +279,7 @@ while True:
 """.replace("REMOTE", str(remote))
 interrupted = threading.Event()
 def on_int(*_):
-    print("launcher: got SIGINT", flush=True)
+    os.write(1, b"launcher: got SIGINT\n")  # one write, as the ranks do: print() may split off the newline
     interrupted.set()
 signal.signal(signal.SIGINT, on_int)
 ranks = [subprocess.Popen([sys.executable, "-c", RANK, str(i)], stdin=subprocess.PIPE) for i in range(2)]
@@ -292,7 +292,7 @@ threading.Thread(target=forward, daemon=True).start()
 for i, r in enumerate(ranks):
     while r.poll() is None:
         time.sleep(0.05)
-    print(f"\x1b[33m[WARN] Node with rank {i} exited with code {r.returncode} \x1b[0m", flush=True)
+    os.write(1, f"\x1b[33m[WARN] Node with rank {i} exited with code {r.returncode} \x1b[0m\n".encode())
 interrupted.wait(2)
 '''
 
