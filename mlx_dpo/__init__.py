@@ -37,6 +37,8 @@ _API = {
     "load_config_file": ("config", "load_yaml"),
     "UsageError": ("errors", "UsageError"),
     "DataError": ("errors", "DataError"),
+    "Problem": ("errors", "Problem"),
+    "config_error": ("errors", "config_error"),
     "TrainingStopped": ("errors", "TrainingStopped"),
     # run dirs
     "RunInfo": ("runs", "RunInfo"),

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import yaml
 
-from .errors import UsageError
+from .errors import Problem, UsageError, config_error
 
 LOSSES = ("sigmoid", "ipo", "hinge", "simpo", "kto")
 SCHEDULES = ("cosine", "constant")
@@ -96,7 +96,7 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         """Check values a user may get wrong; raise UsageError naming the key."""
         def bad(key, msg):
-            raise UsageError(f"config: {key}: {msg}")
+            raise config_error(key, msg)
 
         for key in ("lora_rank", "batch_size", "grad_accum", "max_length", "pad_multiple",
                     "log_every", "save_every"):
@@ -212,7 +212,7 @@ def load_yaml(path: str | Path) -> dict:
     for key, value in data.items():
         name = str(key).replace("-", "_")
         if name not in known:
-            raise UsageError(f"{p}: {key}: unknown config key")
+            raise UsageError(Problem(str(p), "unknown config key", None, str(key)), key=name)
         out[name] = value
     return out
 
@@ -236,14 +236,13 @@ def build_config(yaml_values: dict, flag_values: dict, sources: dict | None = No
     try:
         return TrainConfig(**values).validate()
     except UsageError as e:
-        key = str(e).split(": ")[1] if str(e).startswith("config: ") else None
-        raise _from_file(e, origin.get(key)) from None
+        raise _from_file(e, origin.get(e.key)) from None
 
 
 def _from_file(e: UsageError, source) -> UsageError:
-    msg = str(e)
-    if source and msg.startswith("config: "):
-        return UsageError(f"{source}: {msg[len('config: '):]}")
+    """The error of a value that came from the config file `source`, named by that file instead of "config"."""
+    if source and e.problem is not None and e.problem.source == "config":
+        return config_error(e.key, e.problem.message, source=str(source), fix=e.problem.fix)
     return e
 
 
@@ -252,30 +251,30 @@ def _coerce(f: dataclasses.Field, value):
     kind = type(default) if default is not None else None
     if value is None:
         if not str(f.type).startswith("Optional"):  # only optional settings may be null
-            raise UsageError(f"config: {f.name}: expected a value, got null")
+            raise config_error(f.name, "expected a value, got null")
         return None
     if f.name == "lora_keys":
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise UsageError(f"config: {f.name}: expected a list of strings")
+            raise config_error(f.name, "expected a list of strings")
         return value
     if kind is bool or f.name in ("dora", "resume", "grad_checkpoint", "trust_remote_code", "share_prompt"):
         if not isinstance(value, bool):
-            raise UsageError(f"config: {f.name}: expected true or false, got {value!r}")
+            raise config_error(f.name, f"expected true or false, got {value!r}")
         return value
     if kind is float or f.name in ("max_grad_norm", "min_score_margin"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UsageError(f"config: {f.name}: expected a number, got {value!r}")
+            raise config_error(f.name, f"expected a number, got {value!r}")
         return float(value)
     if kind is int or f.name in ("iters", "epochs", "eval_every", "max_prompt_length", "quantize", "tokens_per_batch"):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise UsageError(f"config: {f.name}: expected an integer, got {value!r}")
+            raise config_error(f.name, f"expected an integer, got {value!r}")
         return value
     if f.name == "template_date" and isinstance(value, datetime.date):
         return value.isoformat()  # YAML reads an unquoted 2026-12-01 as a date
     if not isinstance(value, str):
-        raise UsageError(f"config: {f.name}: expected a string, got {value!r}")
+        raise config_error(f.name, f"expected a string, got {value!r}")
     return value
 
 

@@ -39,7 +39,7 @@ def only_pair(path, keys=DataKeys()):
 def errors_of(path, keys=DataKeys()):
     result = load_pairs(path, keys)
     assert result.pairs == [] or result.errors
-    return result.errors
+    return [str(e) for e in result.errors]  # as printed
 
 
 # ======================================================================= formats
@@ -212,7 +212,7 @@ def test_utf8_bom_and_crlf_in_json_list(tmp_path):
     p.write_bytes(b"\xef\xbb\xbf" + text.encode())
     result = load_pairs(p)
     assert [q.prompt for q in result.pairs] == [[U("a")]]
-    assert result.errors == [f"{p}:3: chosen,rejected: chosen and rejected are identical"]
+    assert [str(e) for e in result.errors] == [f"{p}:3: chosen,rejected: chosen and rejected are identical"]
 
 
 def test_unicode_line_separators_inside_strings_are_not_line_breaks(tmp_path):
@@ -311,7 +311,7 @@ def test_row_error_is_reported_with_file_line_and_field(tmp_path, row, expected)
     # The bad row sits on line 3, after a good row and a blank line.
     p.write_text(json.dumps(ok) + "\n\n" + json.dumps(row) + "\n" + json.dumps(ok) + "\n", encoding="utf-8")
     result = load_pairs(p)
-    assert result.errors == [f"{p}:3: {expected}"]
+    assert [str(e) for e in result.errors] == [f"{p}:3: {expected}"]
     assert [q.source for q in result.pairs] == [f"{p}:1", f"{p}:4"]
     assert result.rows == 3
 
@@ -328,12 +328,12 @@ def test_every_bad_row_is_reported_not_just_the_first(tmp_path):
     ])
     result = load_pairs(p)
     # Reported in line order, file-level JSON errors interleaved with row errors.
-    assert [e.split(": ")[0] for e in result.errors] == [f"{p}:{n}" for n in (2, 3, 4, 5, 7)]
-    assert result.errors[0].startswith(f"{p}:2: json: invalid JSON: ")
-    assert result.errors[4].startswith(f"{p}:7: json: invalid JSON: ")
-    assert result.errors[1] == f"{p}:3: rejected: missing (expected a string or a list of messages)"
-    assert result.errors[2] == f"{p}:4: chosen,rejected: chosen and rejected are identical"
-    assert result.errors[3].startswith(f"{p}:5: prompt[0].role: unknown role 'robot'")
+    assert [(e.source, e.line) for e in result.errors] == [(str(p), n) for n in (2, 3, 4, 5, 7)]
+    assert str(result.errors[0]).startswith(f"{p}:2: json: invalid JSON: ")
+    assert str(result.errors[4]).startswith(f"{p}:7: json: invalid JSON: ")
+    assert str(result.errors[1]) == f"{p}:3: rejected: missing (expected a string or a list of messages)"
+    assert str(result.errors[2]) == f"{p}:4: chosen,rejected: chosen and rejected are identical"
+    assert str(result.errors[3]).startswith(f"{p}:5: prompt[0].role: unknown role 'robot'")
     assert [q.source for q in result.pairs] == [f"{p}:1", f"{p}:6"]
 
 
@@ -358,7 +358,7 @@ def test_json_list_row_errors_use_the_line_each_element_starts_on(tmp_path):
         '  {"prompt": "c", "chosen": "x", "rejected": "z"}\n'   # 11
         ']\n', encoding="utf-8")
     result = load_pairs(p)
-    assert result.errors == [
+    assert [str(e) for e in result.errors] == [
         f"{p}:3: chosen,rejected: chosen and rejected are identical",
         f"{p}:8: prompt: expected a string or a list of messages, got a number",
         f"{p}:10: row: expected a JSON object, got a string",
@@ -374,7 +374,7 @@ def test_json_list_syntax_error_reports_its_line(tmp_path):
                  '  {"prompt": "c", "chosen": "x", "rejected": "y"}\n]\n', encoding="utf-8")
     result = load_pairs(p)
     assert len(result.errors) == 1
-    assert result.errors[0].startswith(f"{p}:4: json: invalid JSON: expected ',' or ']' after a list element")
+    assert str(result.errors[0]).startswith(f"{p}:4: json: invalid JSON: expected ',' or ']' after a list element")
 
 
 @pytest.mark.parametrize("text, line, message", [
@@ -387,13 +387,13 @@ def test_json_list_structural_errors(tmp_path, text, line, message):
     p.write_text(text, encoding="utf-8")
     errors = load_pairs(p).errors
     assert len(errors) == 1
-    assert errors[0].startswith(f"{p}:{line}: json: invalid JSON: {message}")
+    assert str(errors[0]).startswith(f"{p}:{line}: json: invalid JSON: {message}")
 
 
 def test_empty_json_list(tmp_path):
     p = tmp_path / "d.json"
     p.write_text("[ ]\n", encoding="utf-8")
-    assert load_pairs(p).errors == [f"{p}:1: file: no preference pairs found"]
+    assert [str(e) for e in load_pairs(p).errors] == [f"{p}:1: file: no preference pairs found"]
 
 
 def test_non_utf8_bytes_report_line_and_byte(tmp_path):
@@ -401,20 +401,20 @@ def test_non_utf8_bytes_report_line_and_byte(tmp_path):
     good = b'{"prompt": "a", "chosen": "x", "rejected": "y"}\n'
     p.write_bytes(good + good + b'{"prompt": "caf\xe9", "chosen": "x", "rejected": "y"}\n')
     offset = 2 * len(good) + len(b'{"prompt": "caf')
-    assert load_pairs(p).errors == [f"{p}:3: file: not UTF-8 text (bad byte 0xe9 at offset {offset})"]
+    assert [str(e) for e in load_pairs(p).errors] == [f"{p}:3: file: not UTF-8 text (bad byte 0xe9 at offset {offset})"]
 
 
 def test_utf16_file_is_reported_as_not_utf8(tmp_path):
     p = tmp_path / "d.jsonl"
     p.write_bytes('{"prompt": "a", "chosen": "x", "rejected": "y"}\n'.encode("utf-16"))
     errors = load_pairs(p).errors
-    assert len(errors) == 1 and errors[0].startswith(f"{p}:1: file: not UTF-8 text (bad byte 0xff")
+    assert len(errors) == 1 and str(errors[0]).startswith(f"{p}:1: file: not UTF-8 text (bad byte 0xff")
 
 
 def test_binary_nul_data_is_rejected(tmp_path):
     p = tmp_path / "d.jsonl"
     p.write_bytes(b'{"prompt": "a", "chosen": "x", "rejected": "y"}\n\x00\x01\x02\x00garbage\n')
-    assert load_pairs(p).errors == [f"{p}:2: file: binary data (NUL byte), expected JSON text"]
+    assert [str(e) for e in load_pairs(p).errors] == [f"{p}:2: file: binary data (NUL byte), expected JSON text"]
 
 
 @pytest.mark.parametrize("content", [b"", b"   \n\n\t\n", b"\xef\xbb\xbf"])
@@ -422,7 +422,7 @@ def test_empty_file(tmp_path, content):
     p = tmp_path / "d.jsonl"
     p.write_bytes(content)
     result = load_pairs(p)
-    assert result.errors == [f"{p}:1: file: empty, expected preference pairs as JSONL or a JSON list"]
+    assert [str(e) for e in result.errors] == [f"{p}:1: file: empty, expected preference pairs as JSONL or a JSON list"]
     assert result.pairs == []
 
 
@@ -443,7 +443,7 @@ def test_deeply_nested_json_is_an_error_not_a_crash(tmp_path):
                  encoding="utf-8")
     result = load_pairs(p)
     assert len(result.pairs) == 1
-    assert len(result.errors) == 1 and result.errors[0].startswith(f"{p}:2: ")
+    assert len(result.errors) == 1 and str(result.errors[0]).startswith(f"{p}:2: ")
 
 
 # ======================================================================= `mlx-dpo validate`
@@ -480,7 +480,7 @@ def test_validate_good_file_prints_counts_and_exits_0(tmp_path, capsys):
 
 def test_validate_bad_file_lists_every_error_on_stderr_and_exits_2(tmp_path, capsys):
     p = write_jsonl(tmp_path / "bad.jsonl", BAD_ROWS)
-    expected = load_pairs(p).errors
+    expected = [str(e) for e in load_pairs(p).errors]
     assert len(expected) == 4
     assert main(["validate", str(p)]) == 2
     out, err = capsys.readouterr()
@@ -621,7 +621,7 @@ def test_validate_subprocess_bad_file(tmp_path):
     proc = _run_cli(str(p))
     assert proc.returncode == 2
     for line in load_pairs(p).errors:
-        assert line in proc.stderr.splitlines()
+        assert str(line) in proc.stderr.splitlines()
     assert "Traceback" not in proc.stdout + proc.stderr
 
 

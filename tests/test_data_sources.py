@@ -13,7 +13,7 @@ import pytest
 
 from mlx_dpo.cli import main
 from mlx_dpo.data.pairs import DataKeys, load_pairs
-from mlx_dpo.data.prepare import prepare, problem_of
+from mlx_dpo.data.prepare import prepare
 from mlx_dpo.data.sources import DataSpec, cached_datasets, resolve, select_files
 from mlx_dpo.errors import UsageError
 
@@ -64,7 +64,7 @@ def test_parquet_row_errors_name_file_and_row_index(tmp_path):
     rows = [{"prompt": "q", "chosen": "a", "rejected": "b"}] * 3
     rows[1] = {"prompt": "q", "chosen": "same", "rejected": "same"}
     p = hfd.write_parquet(tmp_path / "d.parquet", rows)
-    assert load_pairs(p).errors == [f"{p}:1: chosen,rejected: chosen and rejected are identical"]
+    assert [str(e) for e in load_pairs(p).errors] == [f"{p}:1: chosen,rejected: chosen and rejected are identical"]
 
 
 def test_parquet_without_suffix_is_sniffed(tmp_path):
@@ -76,7 +76,8 @@ def test_corrupt_parquet_is_one_file_error_and_nothing_is_written(tmp_path, caps
     p = hfd.write_parquet(tmp_path / "d.parquet", [{"prompt": "q", "chosen": "a", "rejected": "b"}] * 50)
     p.write_bytes(p.read_bytes()[:-40])  # the footer is gone
     errors = load_pairs(p).errors
-    assert len(errors) == 1 and errors[0].startswith(f"{p}: file: not a readable Parquet file")
+    assert len(errors) == 1 and str(errors[0]).startswith(f"{p}: file: not a readable Parquet file")
+    assert (errors[0].source, errors[0].line, errors[0].field) == (str(p), None, "file")
     assert main(["train", "--model", tiny_model, "--data", str(p), "--output", str(tmp_path / "run"),
                  "--iters", "1", "--skip-invalid"]) == 2  # a broken file is not a bad row
     out, err = capsys.readouterr()
@@ -199,7 +200,8 @@ def test_hub_row_errors_name_the_repo_file_and_row(hf_cache, tmp_path, capsys):
     line = f"{UF}/data/train_prefs-00000-of-00001.parquet:2: chosen,rejected: chosen and rejected are identical"
     assert err.splitlines() == [line]
     assert rep["problems"] == [{"file": f"{UF}/data/train_prefs-00000-of-00001.parquet", "line": 2,
-                                "field": "chosen,rejected", "message": "chosen and rejected are identical"}]
+                                "field": "chosen,rejected", "message": "chosen and rejected are identical",
+                                "fix": None}]
 
 
 def test_hub_revision_picks_the_snapshot(hf_cache, tmp_path, capsys):
@@ -328,19 +330,20 @@ def test_ultrafeedback_bad_row_is_reported_as_the_conversation_problem(tmp_path)
     rows = hfd.ultrafeedback_rows(2)
     rows[1]["rejected"] = [U("q")]  # no answer at all
     p = hfd.write_jsonl(tmp_path / "uf.jsonl", rows)
-    assert load_pairs(p).errors == [f"{p}:2: rejected: missing assistant turn: the conversation must end with the answer"]
+    assert [str(e) for e in load_pairs(p).errors] == [
+        f"{p}:2: rejected: missing assistant turn: the conversation must end with the answer"]
 
 
 def test_unknown_schema_lists_columns_and_the_flags(tmp_path, capsys):
     p = hfd.write_jsonl(tmp_path / "x.jsonl", [{"query": "q", "response_good": "a", "response_bad": "b", "sys": "s"}])
     result = load_pairs(p)
-    assert result.errors == [f"{p}:1: chosen: missing (expected a string or a list of messages)"]  # one per row
-    assert result.hints[0] == (f"{p}:1: columns: unknown schema: no chosen/rejected columns; columns found: query, "
+    assert [str(e) for e in result.errors] == [f"{p}:1: chosen: missing (expected a string or a list of messages)"]  # one per row
+    assert str(result.hints[0]) == (f"{p}:1: columns: unknown schema: no chosen/rejected columns; columns found: query, "
                          "response_good, response_bad, sys; map them with --prompt-key query --chosen-key "
                          "response_good --rejected-key response_bad --system-key sys (--prompt-key, --chosen-key, "
                          "--rejected-key, --system-key)")
     assert main(["validate", str(p)]) == 2
-    assert capsys.readouterr().err.splitlines()[-1] == result.hints[0]
+    assert capsys.readouterr().err.splitlines()[-1] == str(result.hints[0])
     code = main(["validate", str(p), "--prompt-key", "query", "--chosen-key", "response_good",
                  "--rejected-key", "response_bad", "--system-key", "sys"])
     out = capsys.readouterr().out
@@ -459,13 +462,18 @@ def test_validate_counts_agree_when_rendering_fails(tmp_path, capsys, tiny_model
     assert f"{p}: 4 rows, 1 valid pairs (explicit 1), 3 error(s)" in out
 
 
-def test_problem_of_parses_every_error_shape():
-    labels = ["/d/x.jsonl", "ORG/NAME/data/t.parquet"]
-    assert problem_of("/d/x.jsonl:3: chosen[0].role: missing", labels) == {
-        "file": "/d/x.jsonl", "line": 3, "field": "chosen[0].role", "message": "missing"}
-    assert problem_of("ORG/NAME/data/t.parquet: file: not a readable Parquet file (x: y)", labels) == {
-        "file": "ORG/NAME/data/t.parquet", "line": None, "field": "file", "message": "not a readable Parquet file (x: y)"}
-    assert problem_of("/d/x.jsonl:2: template: rendering failed: System role", labels)["field"] == "template"
+def test_problems_are_records_with_source_line_field_message_and_print_as_before(tmp_path):
+    from mlx_dpo.errors import Problem
+
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"prompt": "q", "chosen": [{"content": "a"}], "rejected": "b"}\nnot json\n', encoding="utf-8")
+    result = load_pairs(p)
+    assert [(e.source, e.line, e.field) for e in result.errors] == [(str(p), 1, "chosen[0].role"), (str(p), 2, "json")]
+    assert str(result.errors[0]) == f"{p}:1: chosen[0].role: missing"
+    assert Problem.from_dict(result.errors[1].as_dict()) == result.errors[1]
+    fixed = Problem("f.jsonl", "all rows are invalid", None, None, fix="pass --skip-invalid")
+    assert str(fixed) == "f.jsonl: all rows are invalid; pass --skip-invalid"
+    assert Problem.at_row("ORG/NAME/t.parquet:7", "template", "x") == Problem("ORG/NAME/t.parquet", "x", 7, "template")
 
 
 # ======================================================================= found on the way

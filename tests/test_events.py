@@ -99,3 +99,17 @@ def test_reporters_default_to_silence_and_survive_a_closed_reader(tmp_path):
             pass
 
     JsonEvents(Closed()).progress(1, 2)  # the app went away: training must go on
+
+
+def test_a_lost_peer_sends_its_error_event_at_once_under_events(capsys, monkeypatch):
+    """mlx.launch ends the other ranks as soon as one dies: the event must be out before the CLI's own."""
+    from mlx_dpo.train import distributed, events
+
+    monkeypatch.setattr(events, "_announce", False)
+    distributed.peer_lost(1, "while step 2", RuntimeError("[ring] Connection to a peer was lost"))
+    assert capsys.readouterr().out == ""  # no --events: nothing on stdout
+    events.announce_errors()
+    err = distributed.peer_lost(1, "while step 2", RuntimeError("[ring] Connection to a peer was lost"))
+    out, stderr = capsys.readouterr()
+    assert json.loads(out) == {"event": "error", "text": str(err), "status": 1}
+    assert stderr == f"error: {err}\n" and err.reported

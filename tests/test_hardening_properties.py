@@ -31,7 +31,8 @@ SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 
 def _check(path: Path, result, n_lines: int | None = None) -> None:
     line_re = re.compile(rf"^{re.escape(str(path))}:(\d+): ([\w\[\].,]+): (\S.*)$")
-    for e in result.errors:
+    for problem in result.errors:
+        e = str(problem)
         assert "\n" not in e and "\r" not in e, e
         m = line_re.match(e)
         assert m, f"not FILE:LINE: field: message: {e!r}"

@@ -222,11 +222,11 @@ def test_undefined_boundary_is_a_row_error_never_a_shift(tmp_path):
     assert result.pairs == []
     assert len(result.errors) == 2
     for line, err in zip((1, 2), result.errors):
-        assert err.startswith(f"{f}:{line}: template: ")
-        assert "prompt differently" in err and "fix the model's chat_template or rewrite this row" in err
+        assert (err.source, err.line, err.field) == (str(f), line, "template")
+        assert "prompt differently" in err.message and "fix the model's chat_template or rewrite this row" in err.message
     with pytest.raises(DataError) as exc:
         prepare_strict(str(f), DataKeys(), tok, 100, 50)
-    assert exc.value.errors == result.errors
+    assert exc.value.problems == result.errors and exc.value.errors == [str(e) for e in result.errors]
 
 
 def test_template_that_refuses_a_system_message_gets_it_in_the_first_user_turn(tmp_path):
@@ -249,8 +249,8 @@ def test_template_that_raises_is_a_row_error(tmp_path):
     result = render_pairs(tok, load_pairs(f).pairs, max_length=1000, prompt_limit=500)
     assert len(result.pairs) == 1 and result.pairs[0].source == f"{f}:1"
     assert len(result.errors) == 1
-    assert result.errors[0].startswith(f"{f}:2: template: rendering failed: ")
-    assert "System role not supported" in result.errors[0]
+    assert str(result.errors[0]).startswith(f"{f}:2: template: rendering failed: ")
+    assert "System role not supported" in result.errors[0].message
 
 
 def test_validate_cli_reports_template_errors(tmp_path, capsys):

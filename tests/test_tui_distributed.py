@@ -152,26 +152,27 @@ def test_verdicts_on_launched_runs(tmp_path):
     killed = "[WARN] Node with rank 1 was killed"
     assert rank_exits([WARN.format(1, 1), killed.replace("1", "0", 1)]) == {1: 1, 0: None}
 
-    code, text = launch_outcome([lost, "[WARN] Node with rank 0 exited with code 1", killed], [], 0, False, False,
+    code, text = launch_outcome([lost], ["[WARN] Node with rank 0 exited with code 1", killed], [], 0, False, False,
                                 tmp_path, 2)
     assert code == 1 and "training failed" in text and lost in text and "rank 1 was killed" in text
-    code, text = launch_outcome([hung, "[WARN] Node with rank 0 exited with code 75"], [], 0, False, False, tmp_path, 2)
+    code, text = launch_outcome([hung], ["[WARN] Node with rank 0 exited with code 75"], [], 0, False, False, tmp_path,
+                                2)
     assert code == 1 and "no answer from the other ranks" in text and "exited with code 75" in text
-    code, text = launch_outcome([killed], [], 0, False, False, tmp_path, 2)
+    code, text = launch_outcome([], [killed], [], 0, False, False, tmp_path, 2)
     assert code == 137 and "killed" in text
     # Stopped: every rank exited 130 (or was ended by the launcher); a checkpoint is named if there is one.
     stopped = ["[WARN] Node with rank 1 exited with code 130", "[WARN] Node with rank 0 exited with code 130"]
-    assert launch_outcome(stopped, [], -2, True, False, tmp_path, 2) == (
+    assert launch_outcome([], stopped, [], -2, True, False, tmp_path, 2) == (
         130, "training stopped before its first checkpoint")
     (tmp_path / "checkpoints" / "step_0000004").mkdir(parents=True)
-    code, text = launch_outcome(stopped, [], -2, True, False, tmp_path, 2)
+    code, text = launch_outcome([], stopped, [], -2, True, False, tmp_path, 2)
     assert code == 130 and f"checkpoint saved in {tmp_path / 'checkpoints'}" in text
     # mlx.launch exits 0 whatever the ranks did: success needs rank 0's "done" event.
-    assert launch_outcome(["done: step 4, loss 0.6"], [], 0, False, True, tmp_path, 2)[0] == 0
-    code, text = launch_outcome([], ["loading"], 0, False, False, tmp_path, 2)
+    assert launch_outcome([], ["done: step 4, loss 0.6"], [], 0, False, True, tmp_path, 2)[0] == 0
+    code, text = launch_outcome([], [], ["loading"], 0, False, False, tmp_path, 2)
     assert code != 0 and "training failed" in text
     unreachable = [WARN.format(1, 255), WARN.format(0, 143)]
-    code, text = launch_outcome(unreachable, ["Permission denied (publickey).", *unreachable], 0, False, False,
+    code, text = launch_outcome([], unreachable, ["Permission denied (publickey).", *unreachable], 0, False, False,
                                 tmp_path, 2)
     assert code == 1 and "rank 1 exited with code 255" in text and text.endswith("Permission denied (publickey).")
 
@@ -184,8 +185,11 @@ event(event="log", text="data-parallel over 2 processes: global batch 4, 2 pairs
 time.sleep(0.5)
 LOST = ("rank 0: lost the connection to another rank while step 2 ([ring] Connection to a peer was lost); "
         "a process of this run died or its machine went away. The run stopped; resume it with --resume.")
+# The CLI's error event besides its stderr line, in either order (a lost peer sends its event at once).
+if {event_first}:
+    event(event="error", text=LOST, status=1)
 print("error: " + LOST, file=sys.stderr, flush=True)
-if {as_event}:  # the CLI's error event besides its stderr line; a lost peer may leave only the raw line
+if not {event_first}:
     event(event="error", text=LOST, status=1)
 print("\\x1b[33m[WARN] Node with rank 1 was killed \\x1b[0m", file=sys.stderr, flush=True)
 print("\\x1b[33m[WARN] Node with rank 0 exited with code 1 \\x1b[0m", file=sys.stderr, flush=True)
@@ -201,10 +205,10 @@ def use_stand_in_launcher(tmp_path, monkeypatch, script: str) -> None:
     monkeypatch.setattr(tui.training, "find_launcher", lambda: str(fake))
 
 
-@pytest.mark.parametrize("as_event", [True, False], ids=["error-event", "raw-error-line"])
-async def test_a_failed_rank_is_named_although_the_launcher_exits_0(as_event, tiny_model, pairs_file, tmp_path,
+@pytest.mark.parametrize("event_first", [True, False], ids=["event-then-line", "line-then-event"])
+async def test_a_failed_rank_is_named_although_the_launcher_exits_0(event_first, tiny_model, pairs_file, tmp_path,
                                                                    hf_home, monkeypatch):
-    use_stand_in_launcher(tmp_path, monkeypatch, FAKE_LAUNCHER.format(python=sys.executable, as_event=as_event))
+    use_stand_in_launcher(tmp_path, monkeypatch, FAKE_LAUNCHER.format(python=sys.executable, event_first=event_first))
     app = MlxDpoApp(model=tiny_model, data=pairs_file, runs_root=str(tmp_path / "runs"))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f3")

@@ -59,7 +59,7 @@ class Engine:
                     text = str(e)
                 else:
                     text = f"{type(e).__name__}: {e}\n" + "".join(traceback.format_exc(limit=3))
-                reply_to.post_message(JobFailed(job, text))
+                reply_to.post_message(JobFailed(job, text, getattr(e, "key", None)))
 
     def submit(self, job: str, fn: Callable[[MessagePump], None], reply_to: MessagePump) -> None:
         """Queue `fn(reply_to)`; its results and any failure are posted to `reply_to`."""
@@ -265,10 +265,10 @@ class Engine:
         try:
             PreferenceFile(path).append(row)
         except UsageError as e:
-            self._post_counts(to, path, error=f"not saved: {e}")
+            self._post_counts(to, path, error=f"not saved: {e}", unsaved=True)
             return
         self._saved.append((path, row, before))
-        self._post_counts(to, path, text=text)
+        self._post_counts(to, path, text=text, change=1)
 
     def undo_last(self, reply_to: MessagePump) -> None:
         """Remove the last row this app appended (if it is still its file's last line); an undone pick brings
@@ -285,14 +285,14 @@ class Engine:
             if before is not None and self._ab is not None:
                 self._ab.messages, self._ab.pending = before
                 to.post_message(ABAnswers("ab-undo", before[1].texts, ("A", "B")))
-            self._post_counts(to, path, text="removed the last row")
+            self._post_counts(to, path, text="removed the last row", change=-1)
         self.submit("prefs", job, reply_to)
 
     def count_prefs(self, reply_to: MessagePump, path: str) -> None:
         self.submit("prefs", lambda to: self._post_counts(to, path), reply_to)
 
     @staticmethod
-    def _post_counts(to, path: str, text: str = "", error: str = "") -> None:
+    def _post_counts(to, path: str, text: str = "", error: str = "", change: int = 0, unsaved: bool = False) -> None:
         """Count the file's rows (all, and unpaired thumbs rows) and post them (plain file reading, no MLX)."""
         import json
         from mlx_dpo import PreferenceFile
@@ -303,6 +303,6 @@ class Engine:
                 with open(path, "rb") as fh:
                     unpaired = sum(1 for raw in fh if raw.strip() and "label" in json.loads(raw))
         except UsageError as e:
-            to.post_message(PrefsUpdated("prefs", path, 0, 0, text, error or str(e)))
+            to.post_message(PrefsUpdated("prefs", path, 0, 0, text, error or str(e), unsaved=unsaved))
             return
-        to.post_message(PrefsUpdated("prefs", path, rows, unpaired, text, error))
+        to.post_message(PrefsUpdated("prefs", path, rows, unpaired, text, error, change, unsaved))

@@ -16,9 +16,11 @@ class EngineMessage(Message):
 
 
 class JobFailed(EngineMessage):
-    def __init__(self, job: str, error: str) -> None:
+    """A job failed: `error` is its message; `key` the setting a usage error concerns (None: none named)."""
+
+    def __init__(self, job: str, error: str, key: str | None = None) -> None:
         super().__init__(job)
-        self.error = error
+        self.error, self.key = error, key
 
 
 class DataInspected(EngineMessage):
@@ -155,11 +157,14 @@ class ABRevealed(EngineMessage):
 
 class PrefsUpdated(EngineMessage):
     """The preference file after a write, an undo or a count: `rows` in all, `unpaired` of them thumbs rows;
-    `error` is a one-line message when the file could not be read or written (nothing else changed)."""
+    `error` is a one-line message when the file could not be read or written (nothing else changed);
+    `change`: +1 a row was saved, -1 the last one removed, 0 a count; `unsaved`: a row could not be written."""
 
-    def __init__(self, job: str, path: str, rows: int, unpaired: int, text: str = "", error: str = "") -> None:
+    def __init__(self, job: str, path: str, rows: int, unpaired: int, text: str = "", error: str = "",
+                 change: int = 0, unsaved: bool = False) -> None:
         super().__init__(job)
         self.path, self.rows, self.unpaired, self.text, self.error = path, rows, unpaired, text, error
+        self.change, self.unsaved = change, unsaved
 
 
 class IterationRound(Message):

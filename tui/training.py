@@ -108,7 +108,7 @@ def parse_processes(raw: str) -> int:
     except ValueError:
         n = 0
     if n < 1:
-        raise UsageError(f"processes: expected a positive whole number, got {raw!r}")
+        raise UsageError(f"processes: expected a positive whole number, got {raw!r}", key="processes")
     return n
 
 
@@ -116,22 +116,22 @@ def read_hostfile(path: str) -> list[dict]:
     """The hosts of an mlx.launch hostfile ({"hosts": [...]} or a plain list), checked enough to launch."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise UsageError(f"hosts file {path}: not found")
+        raise UsageError(f"hosts file {path}: not found", key="hostfile")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UsageError(f"hosts file {path}: not valid JSON ({e})") from None
+        raise UsageError(f"hosts file {path}: not valid JSON ({e})", key="hostfile") from None
     backend = data.get("backend", "") if isinstance(data, dict) else ""
     hosts = data.get("hosts") if isinstance(data, dict) else data
     if not isinstance(hosts, list) or not hosts:
         raise UsageError(f'hosts file {path}: lists no hosts (expected {{"hosts": [{{"ssh": ..., "ips": [...]}}, '
-                         '...]} or a list of such hosts)')
+                         '...]} or a list of such hosts)', key="hostfile")
     for i, h in enumerate(hosts, 1):
         if not isinstance(h, dict) or not h.get("ssh"):
-            raise UsageError(f'hosts file {path}: host {i} has no "ssh" name')
+            raise UsageError(f'hosts file {path}: host {i} has no "ssh" name', key="hostfile")
         if backend in ("", "ring") and not h.get("ips"):
             raise UsageError(f'hosts file {path}: host {i} ({h["ssh"]}) has no "ips" (the ring backend connects '
-                             "over IP addresses)")
+                             "over IP addresses)", key="hostfile")
     return hosts
 
 
@@ -143,13 +143,13 @@ def check_distribution(processes_raw: str, hostfile_raw: str, batch_size: int) -
         hosts = len(read_hostfile(hostfile))
         if processes not in (1, hosts):
             raise UsageError(f"processes: the hosts file lists {hosts} host(s), one process each; set processes "
-                             f"to 1 or {hosts}")
+                             f"to 1 or {hosts}", key="processes")
         processes = hosts
     if batch_size % processes:
         raise UsageError(f"batch size {batch_size} cannot be split evenly over {processes} processes: use a "
-                         f"multiple of {processes}")
+                         f"multiple of {processes}", key="processes")
     if (processes > 1 or hostfile) and not find_launcher():
-        raise UsageError(LAUNCHER_MISSING)
+        raise UsageError(LAUNCHER_MISSING, key="processes")
     return processes, hostfile
 
 
@@ -196,14 +196,14 @@ def rank_exits(lines: list[str]) -> dict[int, int | None]:
     return out
 
 
-def launch_outcome(lines: list[str], tail: list[str], launcher_code: int, stop_sent: bool, finished: bool,
-                   run_dir: Path, processes: int) -> tuple[int, str]:
+def launch_outcome(errors: list[str], lines: list[str], tail: list[str], launcher_code: int, stop_sent: bool,
+                   finished: bool, run_dir: Path, processes: int) -> tuple[int, str]:
     """(status, message) of a run under mlx.launch, whose own exit status says little (0 when a rank failed).
 
-    `lines`: the run's error and rank-exit lines; `tail`: its last lines; `finished`: rank 0 sent "done".
+    `errors`: the ranks' error events (as "error: TEXT"); `lines`: the launcher's rank-exit lines; `tail`:
+    the run's last lines; `finished`: rank 0 sent "done".
     """
     exits = rank_exits(lines)
-    errors = [line for line in lines if line.startswith("error")]
     ranks = "; ".join(f"rank {r} " + ("was killed" if c is None else f"exited with code {c}")
                       for r, c in sorted(exits.items()))
     if errors:
@@ -245,7 +245,9 @@ class TrainingProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.follower = MetricsFollower(self.run_dir / "metrics.jsonl")
         self.tail: deque[str] = deque(maxlen=20)
-        self.notes: list[str] = []  # the run's "error: ..." lines and the launcher's rank exits, for its verdict
+        self.notes: list[str] = []  # the launcher's rank-exit lines, for a launched run's verdict
+        self.errors: list[str] = []  # the trainer's error events ("error: TEXT"), each once
+        self.error_events: list[dict] = []  # the same events whole: status, the setting (key), data problems
         self.finished = False  # the trainer sent its "done" event
         self.stopped: dict | None = None  # its "stopped" event
         self.stop_sent = False
@@ -315,7 +317,7 @@ class TrainingProcess:
             self._show(line)
         self._flush_metrics()
         if self.launched:
-            code, text = launch_outcome(self.notes, list(self.tail), code, self.stop_sent, self.finished,
+            code, text = launch_outcome(self.errors, self.notes, list(self.tail), code, self.stop_sent, self.finished,
                                         self.run_dir, self.processes)
             if code == 130 and (self.stopped is not None or text.startswith("training stopped before")):
                 text = self.stopped_text()  # rank 0's "stopped" event says what was saved
@@ -345,9 +347,7 @@ class TrainingProcess:
                 return
             if RANK_EXIT_RE.search(line):
                 self.notes.append(line)
-        if line.startswith("error"):
-            self._error(line)  # e.g. a rank that lost its peers, which may say so only on stderr
-        else:
+        if line not in self.errors:  # the CLI prints an error on stderr as well as sending its event
             self._show(line)
 
     def _event(self, event: dict) -> None:
@@ -377,13 +377,16 @@ class TrainingProcess:
         elif kind == "stopped":
             self.stopped = event
         elif kind == "error":
-            self._error(f"error: {event['text']}")
+            self._error(event)
         # "metrics" rows come from metrics.jsonl; "checkpoint" is also a log line; newer kinds are skipped.
 
-    def _error(self, line: str) -> None:
-        if line not in self.notes:  # the CLI prints the message on stderr and sends it as an event
-            self.notes.append(line)
-            self._show(line)
+    def _error(self, event: dict) -> None:
+        line = f"error: {event['text']}"
+        if line not in self.errors:  # one error may come as two events (a lost rank says so at once, then exits)
+            self.errors.append(line)
+            self.error_events.append(event)
+            if line not in self.tail:
+                self._show(line)
 
     def _show(self, line: str) -> None:
         self.tail.append(line)
@@ -416,8 +419,7 @@ class TrainingProcess:
         if code in (-signal.SIGKILL, 137):
             return (f"{self.what} was killed (out of memory?); the last checkpoint is intact — "
                     "try a smaller batch size or --max-length, then Resume")
-        errors = [line for line in self.notes if line.startswith("error")]
-        last = errors[-1] if errors else (self.tail[-1] if self.tail else "")
+        last = self.errors[-1] if self.errors else (self.tail[-1] if self.tail else "")
         return f"{self.what} failed (exit status {code}): {last}"
 
     @property

@@ -35,14 +35,19 @@ def main(argv=None) -> int:
         parser.print_help()
         return 0
     module, name = COMMANDS[args.command]
+    if getattr(args, "events", False):
+        from ..train.events import announce_errors
+
+        announce_errors()
     try:
         return getattr(import_module(f".{module}", __name__), name)(args)
     except DataError as e:
         for line in e.errors:
             print(line, file=sys.stderr)
-        return _fail(args, f"{len(e.errors)} problem(s) in the data; nothing was written", 2, str(e))
+        return _fail(args, f"{len(e.errors)} problem(s) in the data; nothing was written", 2, str(e),
+                     problems=[p.as_dict() for p in e.problems])
     except UsageError as e:
-        return _fail(args, str(e), 2)
+        return _fail(args, str(e), 2, key=e.key)
     except TrainingStopped as e:
         return _fail(args, str(e), 1, printed=e.reported)
     except KeyboardInterrupt as e:
@@ -56,10 +61,11 @@ def main(argv=None) -> int:
         return _fail(args, f"{e.filename + ': ' if e.filename else ''}{write_failure(e)}", 1)
 
 
-def _fail(args, text: str, status: int, event_text: str | None = None, printed: bool = False) -> int:
+def _fail(args, text: str, status: int, event_text: str | None = None, printed: bool = False, key=None,
+          problems=None) -> int:
     if not printed:
         log(f"error: {text}")
-    _event(args).error(event_text or text, status)
+    _event(args).error(event_text or text, status, key=key, problems=problems)
     return status
 
 

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import Problem
 from ..fileio import cache_root
 from .template import RenderResult, TokenizedPair
 
-VERSION = 2  # 2: one flat int32 ids array with offsets
+VERSION = 3  # 2: one flat int32 ids array with offsets; 3: errors as Problem records
 MIN_PAIRS = 512
 
 
@@ -97,6 +98,7 @@ def save(path: Path, r: RenderResult) -> None:
     # Every other field of RenderResult (errors, counts, notes, ...), so a new field is kept as well.
     meta = {f.name: getattr(r, f.name) for f in fields(r) if f.name not in ("pairs", "raw_lengths")}
     meta["sources"] = [p.source for p in r.pairs]
+    meta["errors"] = [e.as_dict() for e in r.errors]
     small = {"offsets": offsets, "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
     small |= {f"raw_{part}": np.asarray(r.raw_lengths[part], dtype=np.int32) for part in PARTS}
 
@@ -127,6 +129,10 @@ def load(path: Path, expect: int | None = None, before_ids=None) -> RenderResult
     except Exception:
         return None
     sources = meta.pop("sources")
+    try:
+        meta["errors"] = [Problem.from_dict(e) for e in meta["errors"]]
+    except (TypeError, KeyError):  # not this version's records
+        return None
     pairs = [TokenizedPair(flat[offsets[3 * i]:offsets[3 * i + 1]], flat[offsets[3 * i + 1]:offsets[3 * i + 2]],
                            flat[offsets[3 * i + 2]:offsets[3 * i + 3]], s) for i, s in enumerate(sources)]
     known = {f.name for f in fields(RenderResult)}

@@ -22,7 +22,7 @@ from itertools import chain, islice
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DataError, UsageError, first_line
+from ..errors import DataError, Problem, UsageError, first_line
 from .schemas import CHOSEN_NAMES, REJECTED_NAMES, DataKeys, detect, unknown_schema_message
 
 ROLES = ("system", "user", "assistant")
@@ -57,14 +57,14 @@ class PairRecord:
 @dataclass
 class LoadResult:
     pairs: list[PreferencePair] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    errors: list[Problem] = field(default_factory=list)
     formats: Counter = field(default_factory=Counter)
     rows: int = 0
     source: object = None    # sources.Source: the files that were read
     schema: object = None    # schemas.Schema: the column mapping used (None: unknown)
     filtered: int = 0        # pairs left out by --min-score-margin (not errors)
     first_of_kind: dict = field(default_factory=dict)  # unpaired? -> source of the first such row
-    hints: list[str] = field(default_factory=list)  # e.g. an unknown schema: its columns and the flags to map them
+    hints: list[Problem] = field(default_factory=list)  # e.g. an unknown schema: its columns and the flags to map them
 
     def release(self, start: int, stop: int, keep: int = 0) -> None:
         """Replace pairs[start:stop] by PairRecords (their messages are tokenized and no longer needed),
@@ -82,7 +82,7 @@ class _RowError(Exception):
 
 # ---------------------------------------------------------------- file level
 
-def read_rows(path: Path, name: str | None = None) -> tuple[list[tuple[int, object]], list[str]]:
+def read_rows(path: Path, name: str | None = None) -> tuple[list[tuple[int, object]], list[Problem]]:
     """Return [(line_number, parsed_value)] and file-level errors; JSON list or JSONL is sniffed.
 
     `name` is how messages name the file (default: the path); a .gz file is decompressed first."""
@@ -112,7 +112,7 @@ def iter_rows(path: Path, name: str | None = None):
             return _rows_of_bytes(name, path.read_bytes())
     except OSError as e:
         raise UsageError(f"{name}: cannot read: {e.strerror or e}") from None
-    errors: list[str] = []
+    errors: list[Problem] = []
     return _iter_jsonl_file(name, path, errors), errors
 
 
@@ -138,12 +138,12 @@ def _decode(offset: int, piece: bytes) -> str:
     return piece.decode("utf-8-sig" if offset == 0 else "utf-8")  # a UTF-8 byte-order mark is fine
 
 
-def _scan(name: str, f) -> tuple[str, list[str]]:
+def _scan(name: str, f) -> tuple[str, list[Problem]]:
     """Check a whole JSONL/JSON file before any row is parsed, block by block: (its first character that is
     not whitespace, "" if none; the file-level errors, which refuse it whole)."""
     head = f.read(4)
     if head == b"PAR1":
-        return "", [f"{name}:1: file: starts like a Parquet file but is not a readable one (expected JSON text)"]
+        return "", [Problem(name, "starts like a Parquet file but is not a readable one (expected JSON text)", 1, "file")]
     f.seek(0)
     first, lines, nul = "", 0, None
     for offset, piece in _pieces(f):
@@ -151,21 +151,21 @@ def _scan(name: str, f) -> tuple[str, list[str]]:
             text = _decode(offset, piece)
         except UnicodeDecodeError as e:
             line = lines + piece.count(b"\n", 0, e.start) + 1
-            return "", [f"{name}:{line}: file: not UTF-8 text (bad byte 0x{piece[e.start]:02x} at offset "
-                        f"{offset + e.start})"]
+            return "", [Problem(name, f"not UTF-8 text (bad byte 0x{piece[e.start]:02x} at offset "
+                                      f"{offset + e.start})", line, "file")]
         if nul is None and "\x00" in text:
             nul = lines + text.count("\n", 0, text.index("\x00")) + 1
         if not first:
             first = text.lstrip()[:1]
         lines += piece.count(b"\n")
     if nul is not None:  # after the UTF-8 check: a bad byte anywhere is reported first, as for a whole read
-        return "", [f"{name}:{nul}: file: binary data (NUL byte), expected JSON text"]
+        return "", [Problem(name, "binary data (NUL byte), expected JSON text", nul, "file")]
     if not first:
-        return "", [f"{name}:1: file: empty, expected preference pairs as JSONL or a JSON list"]
+        return "", [Problem(name, "empty, expected preference pairs as JSONL or a JSON list", 1, "file")]
     return first, []
 
 
-def _iter_jsonl_file(name: str, path: Path, errors: list[str]):
+def _iter_jsonl_file(name: str, path: Path, errors: list[Problem]):
     """The rows of a checked JSONL file (see _scan), block by block, numbered by line."""
     i = 1
     with open(path, "rb") as f:
@@ -195,25 +195,25 @@ def _rows_of_bytes(name: str, raw: bytes, gz: bool = False):
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as e:
-            return iter(()), [f"{name}:1: file: not a readable gzip file ({first_line(e)})"]
+            return iter(()), [Problem(name, f"not a readable gzip file ({first_line(e)})", 1, "file")]
     if raw[:4] == b"PAR1":
-        return iter(()), [f"{name}:1: file: starts like a Parquet file but is not a readable one (expected JSON text)"]
+        return iter(()), [Problem(name, "starts like a Parquet file but is not a readable one (expected JSON text)", 1, "file")]
     try:
         text = raw.decode("utf-8-sig")  # a UTF-8 byte-order mark is fine
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
-        return iter(()), [f"{name}:{line}: file: not UTF-8 text (bad byte 0x{raw[e.start]:02x} at offset {e.start})"]
+        return iter(()), [Problem(name, f"not UTF-8 text (bad byte 0x{raw[e.start]:02x} at offset {e.start})", line, "file")]
     del raw
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
-        return iter(()), [f"{name}:{line}: file: binary data (NUL byte), expected JSON text"]
+        return iter(()), [Problem(name, "binary data (NUL byte), expected JSON text", line, "file")]
     stripped = text.lstrip()
     if not stripped:
-        return iter(()), [f"{name}:1: file: empty, expected preference pairs as JSONL or a JSON list"]
+        return iter(()), [Problem(name, "empty, expected preference pairs as JSONL or a JSON list", 1, "file")]
     if stripped[0] == "[":
         rows, errors = _read_json_list(name, text)
         return iter(rows), errors
-    errors: list[str] = []
+    errors: list[Problem] = []
     return _iter_jsonl(name, text, errors), errors
 
 
@@ -221,7 +221,7 @@ def _rows_of_bytes(name: str, raw: bytes, gz: bool = False):
 _LINE_END = re.compile(r"\r\n?|\n")
 
 
-def _iter_jsonl(name: str, text: str, errors: list[str]):
+def _iter_jsonl(name: str, text: str, errors: list[Problem]):
     pos, i, end = 0, 1, len(text)
     while pos <= end:
         m = _LINE_END.search(text, pos)
@@ -236,24 +236,24 @@ def _iter_jsonl(name: str, text: str, errors: list[str]):
         pos, i = m.end(), i + 1
 
 
-def _parse_line(name: str, i: int, line: str, errors: list[str]):
+def _parse_line(name: str, i: int, line: str, errors: list[Problem]):
     if len(line) > MAX_ROW_CHARS:
         errors.append(_too_long(name, i, len(line)))
         return None
     try:
         return i, json.loads(line)
     except json.JSONDecodeError as e:
-        errors.append(f"{name}:{i}: json: invalid JSON: {e.msg} (column {e.colno})")
+        errors.append(Problem(name, f"invalid JSON: {e.msg} (column {e.colno})", i, "json"))
     except RecursionError:
-        errors.append(f"{name}:{i}: json: nested too deeply")
+        errors.append(Problem(name, "nested too deeply", i, "json"))
     except ValueError as e:  # e.g. an integer literal longer than Python's digit limit
-        errors.append(f"{name}:{i}: json: invalid JSON: {first_line(e)}")
+        errors.append(Problem(name, f"invalid JSON: {first_line(e)}", i, "json"))
     return None
 
 
-def _too_long(name: str, line: int, chars: int) -> str:
-    return (f"{name}:{line}: row: {chars / 1e6:.1f} million characters, over the limit of "
-            f"{MAX_ROW_CHARS / 1e6:.0f} million per row")
+def _too_long(name: str, line: int, chars: int) -> Problem:
+    return Problem(name, f"{chars / 1e6:.1f} million characters, over the limit of "
+                         f"{MAX_ROW_CHARS / 1e6:.0f} million per row", line, "row")
 
 
 def _read_json_list(name: str, text: str):
@@ -288,11 +288,11 @@ def _read_json_list(name: str, text: str):
         if i != len(text):
             raise json.JSONDecodeError("extra data after the JSON list", text, i)
     except json.JSONDecodeError as e:
-        return rows, [f"{name}:{e.lineno}: json: invalid JSON: {e.msg} (column {e.colno})"]
+        return rows, [Problem(name, f"invalid JSON: {e.msg} (column {e.colno})", e.lineno, "json")]
     except RecursionError:
-        return rows, [f"{name}:{line_of(i)}: json: nested too deeply"]
+        return rows, [Problem(name, "nested too deeply", line_of(i), "json")]
     except ValueError as e:  # not a JSONDecodeError: e.g. an integer literal over the digit limit
-        return rows, [f"{name}:{line_of(i)}: json: invalid JSON: {first_line(e)}"]
+        return rows, [Problem(name, f"invalid JSON: {first_line(e)}", line_of(i), "json")]
     return rows, []
 
 
@@ -435,7 +435,7 @@ def _kind(v) -> str:
 
 # ---------------------------------------------------------------- Parquet
 
-def parquet_columns(path: Path, name: str) -> tuple[list[str], list[str]]:
+def parquet_columns(path: Path, name: str) -> tuple[list[str], list[Problem]]:
     """(column names, file-level errors) of a Parquet file."""
     try:
         import pyarrow.parquet as pq
@@ -444,7 +444,7 @@ def parquet_columns(path: Path, name: str) -> tuple[list[str], list[str]]:
     try:
         return list(pq.ParquetFile(path).schema_arrow.names), []
     except Exception as e:  # ArrowInvalid, OSError: not Parquet, truncated, corrupt footer
-        return [], [f"{name}: file: not a readable Parquet file ({first_line(e)})"]
+        return [], [Problem(name, f"not a readable Parquet file ({first_line(e)})", None, "file")]
 
 
 def read_parquet_rows(path: Path, name: str, columns: list[str] | None = None, batch_rows: int = 2048):
@@ -462,7 +462,7 @@ def read_parquet_rows(path: Path, name: str, columns: list[str] | None = None, b
                 yield i, row
                 i += 1
     except Exception as e:  # a corrupt page part-way through
-        yield None, f"{name}: file: cannot read Parquet data ({first_line(e)})"
+        yield None, Problem(name, f"cannot read Parquet data ({first_line(e)})", None, "file")
 
 
 def is_parquet(path: Path) -> bool:
@@ -529,16 +529,17 @@ def load_pairs(path, keys: DataKeys = DataKeys(), *, split: str = "train", subse
     for f in source.files:
         _load_file(f, keys, result, min_score_margin, keep_messages)
     if len(result.first_of_kind) == 2:  # paired and unpaired rows cannot train together
-        result.errors.append(f"{result.first_of_kind[True]}: row: an unpaired row (prompt, completion, label) in a "
-                             f"file of pairs (the first pair is {result.first_of_kind[False]}); keep each kind in "
-                             "its own file")
-    result.errors.sort(key=lambda e: _error_order(e, order))
+        result.errors.append(Problem.at_row(
+            result.first_of_kind[True], "row", "an unpaired row (prompt, completion, label) in a file of pairs (the "
+            f"first pair is {result.first_of_kind[False]})", fix="keep each kind in its own file"))
+    result.errors.sort(key=lambda e: (order.get(e.source, len(order)), e.line or 0))  # by file, then line
     if not result.errors and not result.pairs:
         where = source.files[0].label if len(source.files) == 1 else spec.path
         if result.filtered:
-            result.errors.append(f"{where}: scores: every pair is below --min-score-margin {min_score_margin}")
+            result.errors.append(Problem(where, f"every pair is below --min-score-margin {min_score_margin}", None,
+                                         "scores"))
         else:
-            result.errors.append(f"{where}:1: file: no preference pairs found")
+            result.errors.append(Problem(where, "no preference pairs found", 1, "file"))
     return result
 
 
@@ -568,7 +569,7 @@ def _load_file(f, keys: DataKeys, result: "LoadResult", min_score_margin, keep_m
         # Unknown: neither answer column. (With one of them, each row's error names the missing one.)
         if schema is None and (parquet or head) and not (set(columns) & {*CHOSEN_NAMES, *REJECTED_NAMES}):
             # A hint, not an error: every row still gets its own error (one per bad row).
-            result.hints.append(f"{name}:{first_line_no}: columns: {unknown_schema_message(columns, keys)}")
+            result.hints.append(Problem(name, unknown_schema_message(columns, keys), first_line_no, "columns"))
         result.schema = schema
     schema = result.schema
     if min_score_margin is not None and schema is not None and schema.scores is None:
@@ -593,7 +594,7 @@ def _load_file(f, keys: DataKeys, result: "LoadResult", min_score_margin, keep_m
             else:
                 pair = normalize_row(_map_row(row, schema), row_keys, repeated)
         except _RowError as e:
-            result.errors.append(f"{name}:{line}: {e.fieldname}: {e.message}")
+            result.errors.append(Problem(name, e.message, line, e.fieldname))
             continue
         pair.source = f"{name}:{line}"
         if keep_messages is not None and len(result.pairs) >= keep_messages:
@@ -604,7 +605,7 @@ def _load_file(f, keys: DataKeys, result: "LoadResult", min_score_margin, keep_m
     if not parquet:
         result.errors += json_errors
         # Rows that are not even valid JSON still count as rows of the file.
-        result.rows += sum(": json: " in e for e in json_errors)
+        result.rows += sum(e.field == "json" for e in json_errors)
 
 
 # ---------------------------------------------------------------- unpaired rows (KTO; see unpaired.py)
@@ -651,20 +652,6 @@ def as_pair(e: UnpairedExample) -> PreferencePair:
 def _is_unpaired(row) -> bool:
     """TRL's unpaired format: one completion and a label (see unpaired.py)."""
     return isinstance(row, dict) and "completion" in row and "label" in row and "chosen" not in row
-
-
-def _error_order(msg: str, order: dict) -> tuple[int, int]:
-    """Errors sort by file (in source order), then line."""
-    for label, i in order.items():
-        if msg.startswith(label + ":"):
-            m = re.match(r":(\d+): ", msg[len(label):])
-            return i, int(m.group(1)) if m else 0
-    return len(order), _line_of_error(msg)
-
-
-def _line_of_error(msg: str) -> int:
-    m = re.match(r".*?:(\d+): ", msg)
-    return int(m.group(1)) if m else 0
 
 
 def load_pairs_strict(path, keys: DataKeys = DataKeys(), **kw) -> list[PreferencePair]:

@@ -2,17 +2,16 @@
 
 A source is a file, a dataset folder or a hub dataset id (sources.py); its rows are mapped by the schema
 recognised (schemas.py), validated (pairs.py) and rendered (template.py). Problems are kept as
-`SOURCE:LINE: field: message` lines and, for programs, as dicts (`problems`). By default any problem
+errors.Problem records (printed `SOURCE:LINE: field: message`; as dicts in `problems` for JSON). By default any problem
 refuses the source; with `skip_invalid` the invalid rows are left out, counted and listed (`skipped`).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field
 
-from ..errors import DataError
+from ..errors import DataError, Problem
 from . import cache
 from .pairs import DataKeys, LoadResult, load_pairs
 from .template import RenderResult, length_stats, render_pairs
@@ -27,7 +26,7 @@ class PreparedData:
     path: str
     load: LoadResult
     render: RenderResult | None = None
-    errors: list[str] = field(default_factory=list)
+    errors: list[Problem] = field(default_factory=list)
     skip_invalid: bool = False
 
     @property
@@ -41,13 +40,13 @@ class PreparedData:
 
     @property
     def problems(self) -> list[dict]:
-        """Every error as {file, line, field, message} (line None where the problem has no line)."""
-        return [problem_of(e, self.labels) for e in self.errors]
+        """Every error as {file, line, field, message, fix} (line None where the problem has no line)."""
+        return [e.as_dict() for e in self.errors]
 
     @property
-    def fatal(self) -> list[str]:
+    def fatal(self) -> list[Problem]:
         """Errors --skip-invalid cannot skip (the file or its schema, not one row)."""
-        return [e for e, p in zip(self.errors, self.problems) if p["field"] in FATAL_FIELDS]
+        return [e for e in self.errors if e.field in FATAL_FIELDS]
 
     @property
     def valid_pairs(self) -> int:
@@ -58,7 +57,7 @@ class PreparedData:
         """Row formats of the valid pairs."""
         counts = dict(self.load.formats)
         if self.render:
-            failed = {e.partition(": template: ")[0] for e in self.render.errors}
+            failed = {e.row for e in self.render.errors}
             for p in self.load.pairs:
                 if p.source in failed:
                     counts[p.format] -= 1
@@ -75,7 +74,7 @@ class PreparedData:
         if self.errors:
             out["problems"] = self.problems
         if self.load.hints:
-            out["hints"] = list(self.load.hints)
+            out["hints"] = [str(h) for h in self.load.hints]
         schema, src = self.load.schema, self.load.source
         if schema is not None and schema.named:
             out["schema"] = {"name": schema.name, "mapping": schema.describe(), "ignored": list(schema.ignored)}
@@ -120,24 +119,6 @@ class PreparedData:
         if n > SHOWN_REASONS:
             out.append(f"  ... and {n - SHOWN_REASONS} more")
         return out
-
-
-def problem_of(line: str, labels: list[str]) -> dict:
-    """`SOURCE:LINE: field: message` -> {file, line, field, message} (the source matched against `labels`)."""
-    for label in sorted(labels, key=len, reverse=True):
-        if line.startswith(label + ":"):
-            rest = line[len(label) + 1:]
-            m = re.match(r"(\d+): ", rest)
-            num = int(m.group(1)) if m else None
-            rest = rest[m.end():] if m else rest.lstrip()
-            break
-    else:
-        m = re.match(r"(.*?):(\d+): (.*)$", line)
-        label, num, rest = (m.group(1), int(m.group(2)), m.group(3)) if m else ("", None, line)
-    fieldname, sep, message = rest.partition(": ")
-    if not sep or " " in fieldname:
-        fieldname, message = "", rest
-    return {"file": label, "line": num, "field": fieldname, "message": message}
 
 
 def prepare(path, keys: DataKeys, tokenizer=None, max_length: int = 1024, prompt_limit: int = 512, progress=None,
@@ -188,8 +169,8 @@ def prepare_strict(path, keys: DataKeys, tokenizer, max_length: int, prompt_limi
     prepared = prepare(path, keys, tokenizer, max_length, prompt_limit, progress, log=log, **source)
     for line in prepared.summary_lines():
         log(line)
-    for line in prepared.load.hints:
-        log(line)
+    for hint in prepared.load.hints:
+        log(str(hint))
     if prepared.errors and (not prepared.skip_invalid or prepared.fatal):
         usable = prepared.valid_pairs
         if not prepared.fatal and usable > 0:
@@ -199,13 +180,13 @@ def prepare_strict(path, keys: DataKeys, tokenizer, max_length: int, prompt_limi
     for line in prepared.skipped_lines():
         log(line)
     if prepared.render is None:  # --skip-invalid and not one row was valid
-        raise DataError(prepared.errors + [f"{prepared.path}: no valid pairs: all {prepared.load.rows} row(s) "
-                                           "are invalid"])
+        raise DataError(prepared.errors + [Problem(prepared.path, f"no valid pairs: all {prepared.load.rows} "
+                                                   "row(s) are invalid")])
     for w in prepared.render.warnings():
         log(f"warning: {prepared.path}: {w}")
     if not prepared.pairs:
-        raise DataError([f"{prepared.path}: no pairs left after the length limits (max_length={max_length}); "
-                         "raise --max-length or --max-prompt-length"])
+        raise DataError([Problem(prepared.path, f"no pairs left after the length limits (max_length={max_length})",
+                                 fix="raise --max-length or --max-prompt-length")])
     return prepared
 
 

@@ -25,7 +25,7 @@ def inspect_data(path, keys: DataKeys = DataKeys(), tokenizer=None, max_length: 
     pairs = prepared.load.pairs
     out = {
         "report": prepared.report(),
-        "errors": prepared.errors,
+        "errors": [str(e) for e in prepared.errors],
         "problems": prepared.problems,
         "fatal": len(prepared.fatal),  # problems of the whole source, which skipping rows cannot fix
         "mapping": prepared.summary_lines(),

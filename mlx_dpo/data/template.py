@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import Problem
 from .pairs import PreferencePair
 
 SEP = "\n\n"  # between messages (and before an answer) when the tokenizer has no chat template
@@ -126,7 +127,7 @@ NOTES = {
 @dataclass
 class RenderResult:
     pairs: list[TokenizedPair] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    errors: list[Problem] = field(default_factory=list)
     repaired: int = 0    # rows whose boundary needed two-part tokenization
     truncated: int = 0   # rows shortened by the length limits
     dropped: list[str] = field(default_factory=list)  # "source: reason" for rows not fed to the loss
@@ -464,9 +465,9 @@ def _tokenize_chunk(tokenizer, chunk: list[PreferencePair], result: RenderResult
         try:
             rendered.append((pair, _pair_texts(tokenizer, pair)))
         except BoundaryError as e:
-            result.errors.append(f"{pair.source}: template: {e}")
+            result.errors.append(Problem.at_row(pair.source, "template", str(e)))
         except Exception as e:  # a template that raises (e.g. on a role order it rejects)
-            result.errors.append(f"{pair.source}: template: rendering failed: {e}")
+            result.errors.append(Problem.at_row(pair.source, "template", f"rendering failed: {e}"))
     out = []
     for special in (True, False):  # plain text adds special tokens, templates do not: one batch call each
         group = [(p, t) for p, t in rendered if t.special == special]
@@ -483,7 +484,7 @@ def _tokenize_chunk(tokenizer, chunk: list[PreferencePair], result: RenderResult
                 else:
                     tp, repaired = _split_ids(tokenizer, pair, texts, ids[3 * k], ids[3 * k + 1: 3 * k + 3])
             except Exception as e:
-                result.errors.append(f"{pair.source}: template: rendering failed: {e}")
+                result.errors.append(Problem.at_row(pair.source, "template", f"rendering failed: {e}"))
                 continue
             out.append((pair, tp, repaired, texts.found))
     order = {id(p): i for i, p in enumerate(chunk)}

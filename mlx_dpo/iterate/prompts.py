@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, Problem, UsageError
 
 
 @dataclass
@@ -27,22 +27,30 @@ class Prompt:
         return {"prompt": self.messages, "source": self.source}
 
 
+class _BadPrompt(ValueError):
+    """A row that is not a prompt: the field at fault (None: the row itself) and what is wrong."""
+
+    def __init__(self, fieldname: str | None, message: str):
+        super().__init__(f"{fieldname}: {message}" if fieldname else message)
+        self.fieldname, self.message = fieldname, message
+
+
 def _messages(value, where: str) -> list[dict]:
     if isinstance(value, str):
         if not value.strip():
-            raise ValueError(f"{where}: empty prompt")
+            raise _BadPrompt(where, "empty prompt")
         return [{"role": "user", "content": value}]
     if not isinstance(value, list) or not value:
-        raise ValueError(f"{where}: expected a string or a non-empty list of messages")
+        raise _BadPrompt(where, "expected a string or a non-empty list of messages")
     out = []
     for j, m in enumerate(value):
         if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
-            raise ValueError(f"{where}[{j}]: expected a message object with string role and content")
+            raise _BadPrompt(f"{where}[{j}]", "expected a message object with string role and content")
         if m["role"] not in ("system", "user", "assistant"):
-            raise ValueError(f"{where}[{j}].role: unknown role {m['role']!r} (expected system, user or assistant)")
+            raise _BadPrompt(f"{where}[{j}].role", f"unknown role {m['role']!r} (expected system, user or assistant)")
         out.append({"role": m["role"], "content": m["content"]})
     if out[-1]["role"] != "user":
-        raise ValueError(f"{where}: the conversation must end with a user message (the turn to answer)")
+        raise _BadPrompt(where, "the conversation must end with a user message (the turn to answer)")
     return out
 
 
@@ -50,16 +58,16 @@ def _row_prompt(row) -> list[dict]:
     if isinstance(row, str):
         return _messages(row, "prompt")
     if not isinstance(row, dict):
-        raise ValueError("expected a string or an object with a prompt")
+        raise _BadPrompt(None, "expected a string or an object with a prompt")
     if "messages" in row and "prompt" not in row:
         return _messages(row["messages"], "messages")
     if "prompt" not in row:
-        raise ValueError("prompt: missing (expected a prompt string or message list, or messages)")
+        raise _BadPrompt("prompt", "missing (expected a prompt string or message list, or messages)")
     msgs = _messages(row["prompt"], "prompt")
     system = row.get("system")
     if system is not None:
         if not isinstance(system, str):
-            raise ValueError("system: expected a string")
+            raise _BadPrompt("system", "expected a string")
         if system.strip() and msgs[0]["role"] != "system":
             msgs = [{"role": "system", "content": system}] + msgs
     return msgs
@@ -87,8 +95,8 @@ def load_prompts(path: str | Path, limit: int | None = None, what: str = "--prom
     for line, row in rows:
         try:
             prompts.append(Prompt(_row_prompt(row), f"{path}:{line}"))
-        except ValueError as e:
-            problems.append(f"{path}:{line}: {e}")
+        except _BadPrompt as e:
+            problems.append(Problem(str(path), e.message, line, e.fieldname))
     if problems:
         raise DataError(problems)
     if not prompts:

@@ -52,15 +52,16 @@ class ABChat:
         sw = self.switch
         if source == "base":
             if sw is None:
-                raise UsageError("A/B against the base needs --adapter (it answers with and without it)")
+                raise UsageError("A/B against the base needs --adapter (it answers with and without it)", key="adapter")
             return {"tuned": lambda: sw.set(True), "base": lambda: sw.set(False)}
         if source == "samples":
             if self.sampling.temperature <= 0:
-                raise UsageError("--ab-source samples needs --temperature > 0 (greedy answers would be the same)")
+                raise UsageError("--ab-source samples needs --temperature > 0 (greedy answers would be the same)",
+                                 key="temperature")
             keep = (lambda: sw.set(True)) if sw is not None else (lambda: None)
             return {"sample 1": keep, "sample 2": keep}
         if sw is None:
-            raise UsageError("A/B against another adapter needs --adapter for the first one")
+            raise UsageError("A/B against another adapter needs --adapter for the first one", key="adapter")
         read_adapter_config(source)  # a clear error for a folder that is not an adapter
         sw.add(source, source)
         self.meta.setdefault("other_adapter", str(Path(source)))

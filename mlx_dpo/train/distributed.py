@@ -28,6 +28,7 @@ from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
 from .batching import make_batch
 from ..errors import TrainingStopped, UsageError
+from .events import announce_error
 
 WATCHDOG_EXIT = 75  # distinct from the trainer's 1 / 130 / 143, so scripts can tell a timeout apart
 LAUNCH_ENV = ("MLX_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
@@ -149,6 +150,7 @@ def peer_lost(rank: int, when: str, e: BaseException) -> TrainingStopped:
                           "away. The run stopped; resume it with --resume.")
     try:
         print(f"error: {err}", file=sys.stderr, flush=True)
+        announce_error(str(err), 1)
         err.reported = True
     except (OSError, ValueError):
         pass

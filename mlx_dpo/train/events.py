@@ -22,6 +22,20 @@ from typing import Callable, TextIO
 
 PHASES = ("load", "data", "reference", "train")  # what a run does before and while it trains
 
+# Set by the CLI under `--events`: an error that must be out before the process may be killed (a rank that
+# lost its peers: mlx.launch ends the others at once) sends its event where it arises (announce_error).
+_announce = False
+
+
+def announce_errors() -> None:
+    global _announce
+    _announce = True
+
+
+def announce_error(text: str, status: int) -> None:
+    if _announce:
+        JsonEvents().error(text, status)
+
 
 class Reporter:
     """The callbacks of a run. Every method but `log` and `note` does nothing here; subclasses pick."""
@@ -66,8 +80,9 @@ class Reporter:
     def stopped(self, signum: int, checkpoint: str | None) -> None:
         """The run stopped on a signal; `checkpoint` is what it saved (None: nothing yet)."""
 
-    def error(self, text: str, status: int) -> None:
-        """The run failed with a message for the user; the process exits with `status`."""
+    def error(self, text: str, status: int, key: str | None = None, problems: list[dict] | None = None) -> None:
+        """The run failed with a message for the user; the process exits with `status`. `key`: the setting a
+        usage error concerns; `problems`: a data error's problems (errors.Problem.as_dict())."""
 
     def round_start(self, round_: int, rounds: int) -> None:
         """`mlx-dpo iterate`: round `round_` of `rounds` begins (0: the start model's held-out answers)."""
@@ -130,8 +145,13 @@ class JsonEvents(Reporter):
         self.emit("stopped", signal=signal.Signals(signum).name, status=128 + int(signum),
                   checkpoint=str(checkpoint) if checkpoint else None)
 
-    def error(self, text, status) -> None:
-        self.emit("error", text=text, status=status)
+    def error(self, text, status, key=None, problems=None) -> None:
+        fields = {"text": text, "status": status}
+        if key is not None:
+            fields["key"] = key  # the setting a usage error concerns (the app marks that field)
+        if problems:
+            fields["problems"] = problems  # a data error's problems: {file, line, field, message, fix}
+        self.emit("error", **fields)
 
     def round_start(self, round_, rounds) -> None:
         self.emit("round_start", round=round_, rounds=rounds)

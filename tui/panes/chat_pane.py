@@ -99,8 +99,10 @@ class Transcript(VerticalScroll):
 AB_SOURCES = [("A/B: tuned vs base", "base"), ("A/B: two samples", "samples"),
               ("A/B: vs adapter typed →", "other")]
 AB_KEYS = ("pick", "tie", "both_bad", "again", "edit")
-CLI_WORDS = {"--ab-source samples": "A/B of two samples", "--temperature": "a temperature",
-             "--adapter": "a loaded adapter (pick a run on Runs, then Load)"}
+# What the app says where the engine's message names a command-line flag (the error's key) the app has no field for.
+APP_WORDS = {"temperature": "A/B of two samples needs a temperature > 0 (greedy answers would be the same)",
+             "adapter": "A/B needs a loaded adapter first (pick a run on Runs, then Load)"}
+JOBS_SHOWN_HERE = ("ab", "ab-start", "ab-stop", "ab-pick", "ab-tie", "prefs")  # failures this tab reports
 
 
 def default_prefs(runs_root: str) -> str:
@@ -428,17 +430,14 @@ class ChatPane(Vertical):
         count = self.query_one("#chat-prefs-count", Static)
         self.query_one("#chat-ab-row").display = True
         if message.error:
-            count.update(Text("file not writable" if "not saved" in message.error else "bad file", style="red"))
+            count.update(Text("file not writable" if message.unsaved else "bad file", style="red"))
             self.app.notify(message.error.splitlines()[0] + " — the conversation is kept; change the file name",
                             severity="error", timeout=10)
-            if "not saved" in message.error:
+            if message.unsaved:
                 self.rows_known(message)
             return
         self.rows_known(message)
-        if message.text.startswith("saved"):
-            self.undoable += 1
-        elif message.text.startswith("removed"):
-            self.undoable = max(0, self.undoable - 1)
+        self.undoable = max(0, self.undoable + message.change)
         if message.text:
             self.app.notify(f"{message.text} — {message.rows} row(s) in {message.path}")
         self.refresh_bindings()
@@ -636,9 +635,9 @@ class ChatPane(Vertical):
 
     def on_job_failed(self, message: JobFailed) -> None:
         first = message.error.splitlines()[0]
-        for flag, words in CLI_WORDS.items():  # ABChat's messages name the CLI's flags
-            first = first.replace(flag, words)
-        if message.job.startswith("ab") or message.job == "prefs":
+        if message.job == "ab-start" and message.key in APP_WORDS:  # the engine's message names CLI flags
+            first = APP_WORDS[message.key]
+        if message.job in JOBS_SHOWN_HERE:
             self.app.notify(first, severity="error", timeout=10)
             if message.job == "ab-start" and self.ab_on:
                 self.query_one("#chat-ab", Toggle).value = False

@@ -24,8 +24,8 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.widgets import Button, Collapsible, Input, Label, ProgressBar, RichLog, Select, Static
 
-from mlx_dpo import (DEMO_SETTINGS, LOSSES, TrainConfig, UsageError, build_config, is_demo_model, is_iteration,
-                     load_config_file, read_rounds, read_run)
+from mlx_dpo import (DEMO_SETTINGS, LOSSES, TrainConfig, UsageError, build_config, config_error, is_demo_model,
+                     is_iteration, load_config_file, read_rounds, read_run)
 
 from ..confirm import PathPrompt
 from ..messages import (IterationRound, TrainingEnded, TrainingLog, TrainingMetrics, TrainingPhase, TrainingProgress,
@@ -101,15 +101,14 @@ def fmt_eta(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-def friendly(error: str) -> tuple[str, str | None]:
-    """An engine validation message with the form's label for the key it names, and that key.
+def friendly(e: UsageError) -> tuple[str, str | None]:
+    """An engine error as the form shows it: the form's label for the setting it concerns, and that setting.
 
-    "config: iters: must be a positive integer, got 0" -> ("steps: must be a positive integer, got 0", "iters")."""
-    text = error.removeprefix("config: ")
-    key, sep, rest = text.partition(": ")
-    if sep and key in LABELS:
-        return f"{LABELS[key]}: {rest}", key
-    return error, None
+    A config error on `iters` ("config: iters: must be a positive integer, got 0") reads
+    "steps: must be a positive integer, got 0"."""
+    if e.key in LABELS:
+        return f"{LABELS[e.key]}: {e.detail}", e.key
+    return str(e), e.key
 
 
 class EtaClock:
@@ -343,7 +342,7 @@ class TrainPane(VerticalScroll):
             try:
                 flags[name] = float(raw) if name in FLOAT_FIELDS else int(raw)
             except ValueError:
-                raise UsageError(f"config: {name}: expected a number, got {raw!r}") from None
+                raise config_error(name, f"expected a number, got {raw!r}") from None
         return flags
 
     def args_for(self, flags: dict, resume: bool = False) -> list[str]:
@@ -367,9 +366,9 @@ class TrainPane(VerticalScroll):
             yaml_values = load_config_file(self.config_file) if self.config_file else {}
             build_config(yaml_values, flags, {k: self.config_file for k in yaml_values})
         except UsageError as e:
-            text, key = friendly(str(e))
+            text, key = friendly(e)
             self.mark_invalid(key)
-            raise UsageError(text) from None
+            raise UsageError(text, key=key) from None
         return flags
 
     def mark_invalid(self, key: str | None) -> None:
@@ -440,7 +439,7 @@ class TrainPane(VerticalScroll):
             return check_distribution(self.query_one("#train-processes", Input).value,
                                       self.query_one("#train-hostfile", Input).value, batch_size)
         except UsageError as e:
-            self.mark_invalid("hostfile" if str(e).startswith("hosts file") else "processes")
+            self.mark_invalid(e.key or "processes")
             raise
 
     # ------------------------------------------------------------------ iterate
@@ -459,9 +458,9 @@ class TrainPane(VerticalScroll):
             build_config({}, {**train, "model": flags["model"], "data": "pairs.jsonl",
                               "output": str(Path(flags["output"]) / "round_1")}).validate()
         except UsageError as e:
-            text, key = friendly(str(e))
+            text, key = friendly(e)
             self.mark_invalid(key)
-            raise UsageError(text) from None
+            raise UsageError(text, key=key) from None
         return flags
 
     def start_iteration(self) -> None:
@@ -775,7 +774,7 @@ class TrainPane(VerticalScroll):
         try:
             flags = self.iterate_flags() if self.mode == "iterate" else self.form_flags()
         except UsageError as e:
-            self.app.notify(friendly(str(e))[0], severity="error")
+            self.app.notify(friendly(e)[0], severity="error")
             return
         if self.mode == "iterate":
             line = shlex.join(["mlx-dpo", "iterate", *flag_args(flags)])
@@ -796,7 +795,7 @@ class TrainPane(VerticalScroll):
         try:
             flags = self.form_flags()
         except UsageError as e:
-            self.app.notify(friendly(str(e))[0], severity="error")
+            self.app.notify(friendly(e)[0], severity="error")
             return
         values = load_config_file(self.config_file) if self.config_file else {}
         values.update({k: v for k, v in flags.items() if v is not None and k != "output"})
