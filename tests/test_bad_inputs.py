@@ -304,7 +304,8 @@ BAD_INPUTS = [
     Bad("model-tokenizer-corrupt", MODEL_CMDS, lambda c: (_model_copy(c) / "tokenizer.json").write_text('{"version": '),
         lambda c: f"error: {c.model}: cannot load model"),
     Bad("model-custom-code-untrusted", MODEL_CMDS, lambda c: _edit_json(_model_copy(c) / "config.json", model_file="x.py"),
-        lambda c: "trust_remote_code"),
+        lambda c: f"error: {c.model}: the model folder wants to run its own Python code: x.py (config.json "
+                  "model_file); refused: pass --trust-remote-code"),
     # ---- adapters
     Bad("adapter-for-another-model", ADAPTER_CMDS, lambda c: setattr(c, "adapter", str(c.other_adapter)),
         lambda c: f"{c.other_adapter / 'adapters.safetensors'}: adapter does not fit this model", subprocess=("export",)),

@@ -204,3 +204,76 @@ def test_readme_run_command_works_offline():
     assert (run_dir / "adapters.safetensors").exists()
     import shutil
     shutil.rmtree(run_dir)
+
+
+# ------------------------------------------------------------------ the first minutes: run.sh, test.sh
+@pytest.mark.parametrize("launcher, shown", [(None, "mlx-dpo"), ("./scripts/run.sh", "./scripts/run.sh")])
+def test_the_demo_prints_commands_that_work_as_printed(monkeypatch, capsys, launcher, shown):
+    """Through scripts/run.sh, `mlx-dpo` is not on PATH: the demo's commands name the script instead."""
+    import mlx_dpo.cli.train as train_cmds
+    from mlx_dpo.cli.demo import cmd_demo
+    from mlx_dpo.cli.parser import build_parser
+
+    for name in ("cmd_validate", "cmd_train", "cmd_eval"):  # the commands themselves are tested elsewhere
+        monkeypatch.setattr(train_cmds, name, lambda args: 0)
+    if launcher:
+        monkeypatch.setenv("MLX_DPO_LAUNCHER", launcher)
+    else:
+        monkeypatch.delenv("MLX_DPO_LAUNCHER", raising=False)
+    assert cmd_demo(build_parser().parse_args(["demo", "--output", "runs/d1"])) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1] == f"adapter and metrics in runs/d1; chat with it: {shown} chat --adapter runs/d1"
+    assert [line.split()[:3] for line in lines[:3]] == [["$", shown, c] for c in ("validate", "train", "eval")]
+
+
+def _stub_checkout(tmp_path, script):
+    """A copy of scripts/SCRIPT beside a pyproject.toml, with a stand-in .venv: its python runs `-m ...`
+    (pip, pytest) as a logged no-op and its mlx-dpo prints the launcher it was given."""
+    import os
+    import shutil
+    import sys
+
+    repo = tmp_path / "checkout"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy2(ROOT / "scripts" / script, repo / "scripts" / script)
+    (repo / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    bin_ = repo / ".venv" / "bin"
+    bin_.mkdir(parents=True)
+    (bin_ / "python").write_text(f'#!/bin/sh\nif [ "$1" = "-m" ]; then echo "$*" >> "{repo}/calls.log"; exit 0; fi\n'
+                                 f'exec "{sys.executable}" "$@"\n')
+    (bin_ / "mlx-dpo").write_text('#!/bin/sh\necho "launcher=$MLX_DPO_LAUNCHER args=$*"\n')
+    for f in bin_.iterdir():
+        os.chmod(f, 0o755)
+    return repo
+
+
+def _run_script(repo, script, *args):
+    import subprocess
+
+    r = subprocess.run([f"./scripts/{script}", *args], cwd=repo, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    calls = (repo / "calls.log").read_text() if (repo / "calls.log").exists() else ""
+    (repo / "calls.log").unlink(missing_ok=True)
+    return r, calls
+
+
+def test_run_sh_says_what_it_installs_before_the_first_install_and_names_itself(tmp_path):
+    repo = _stub_checkout(tmp_path, "run.sh")
+    r, calls = _run_script(repo, "run.sh", "chat", "--adapter", "runs/d1")
+    assert r.stderr.startswith("run.sh: first run: installing mlx-dpo with MLX, mlx-lm, transformers")
+    assert "about 550 MB; a minute or more" in r.stderr and "pip install --quiet -e ." in calls
+    assert r.stdout.strip() == "launcher=./scripts/run.sh args=chat --adapter runs/d1"
+    r, calls = _run_script(repo, "run.sh", "chat")  # installed: silent, no pip
+    assert r.stderr == "" and calls == ""
+    (repo / "pyproject.toml").write_text("[project]\nname = 'x'\nversion = '2'\n")
+    r, calls = _run_script(repo, "run.sh", "chat")
+    assert r.stderr.startswith("run.sh: pyproject.toml changed: updating") and "pip install" in calls
+
+
+def test_test_sh_says_what_it_installs_before_the_first_install(tmp_path):
+    repo = _stub_checkout(tmp_path, "test.sh")
+    r, calls = _run_script(repo, "test.sh", "-k", "x")
+    assert r.stderr.startswith("test.sh: first run: installing mlx-dpo with its test extras")
+    assert "about 1.3 GB" in r.stderr and 'pip install --quiet -e .[dev]' in calls and "-m pytest -k x" in calls
+    r, calls = _run_script(repo, "test.sh")
+    assert r.stderr == "" and "pip" not in calls

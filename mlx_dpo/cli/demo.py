@@ -7,6 +7,7 @@ The demo tasks have checkable answers, so an adapter can be judged by a ground-t
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -48,6 +49,12 @@ def demo_args(output: str) -> dict[str, list[str]]:
     }
 
 
+def command_name() -> str:
+    """How the user runs mlx-dpo: `mlx-dpo`, or the script that launched it (scripts/run.sh names itself in
+    MLX_DPO_LAUNCHER: its .venv is not on PATH), so a printed command works as printed."""
+    return os.environ.get("MLX_DPO_LAUNCHER") or "mlx-dpo"
+
+
 def cmd_demo(args) -> int:
     """Validate the bundled pairs, train an adapter on them and compare its answers with the base's."""
     from .parser import build_parser
@@ -58,11 +65,11 @@ def cmd_demo(args) -> int:
     output = args.output or f"runs/demo-{datetime.now():%Y%m%d-%H%M%S}"
     commands = {"validate": cmd_validate, "train": cmd_train, "eval": cmd_eval}
     for name, argv in demo_args(output).items():
-        log(f"$ mlx-dpo {' '.join(argv)}")
+        log(f"$ {command_name()} {' '.join(argv)}")
         status = commands[name](build_parser().parse_args(argv))
         if status:
             return status
-    log(f"adapter and metrics in {output}; chat with it: mlx-dpo chat --adapter {output}")
+    log(f"adapter and metrics in {output}; chat with it: {command_name()} chat --adapter {output}")
     return 0
 
 

@@ -184,9 +184,10 @@ class ModelJudge(PairwiseJudge):
     the model is loaded with MLX on first use and freed by `close()`."""
 
     def __init__(self, spec: str, model: str, template: str = DEFAULT_JUDGE_PROMPT, max_tokens: int = 8,
-                 generate: Callable[[list[dict]], str] | None = None):
+                 generate: Callable[[list[dict]], str] | None = None, trust_remote_code: bool = False):
         super().__init__(spec)
         self.model, self.template, self.max_tokens = model, template, max_tokens
+        self.trust_remote_code = trust_remote_code
         self._generate = generate
         self._loaded = None
         self.unparsed = 0   # replies with no A, B or TIE in them (counted as ties)
@@ -197,7 +198,8 @@ class ModelJudge(PairwiseJudge):
             return self._generate(messages)
         if self._loaded is None:
             from ..model.generate import load_for_generation
-            self._loaded = load_for_generation(self.model, None, log=lambda s: None)
+            self._loaded = load_for_generation(self.model, None, trust_remote_code=self.trust_remote_code,
+                                               log=lambda s: None)
         from ..model.generate import Sampling, answer
 
         model, tokenizer, _ = self._loaded
@@ -253,22 +255,24 @@ def terminal_ask(prompt: Prompt, first: str, second: str) -> str:
 
 # ---------------------------------------------------------------------- parsing
 def make_judge(spec: str, judge_prompt: str | None = None, seed: int = 0,
-               ask: Callable[[Prompt, str, str], str] | None = None) -> Judge:
-    """The judge `spec` names; every check that can fail without generating anything is done here."""
+               ask: Callable[[Prompt, str, str], str] | None = None, trust_remote_code: bool = False) -> Judge:
+    """The judge `spec` names; every check that can fail without generating anything is done here.
+    `trust_remote_code` (iterate's --trust-remote-code) lets a model judge's folder run its own code."""
     spec = (spec or "").strip()
     if spec == "human":
         return HumanJudge(spec, ask or terminal_ask, seed)
     if spec.startswith("model:"):
-        from ..model.load import resolve_model_path
+        from ..model.load import refuse_code, resolve_model_path
 
         target = spec.removeprefix("model:")
         if not target:
             raise UsageError(f"--judge {spec}: expected model:PATH_OR_ID")
-        resolve_model_path(target)  # a clear error now for a model that is not there
+        # clear errors now, before round 1, for a model that is not there or wants to run its own code
+        refuse_code(resolve_model_path(target), trust_remote_code)
         template = DEFAULT_JUDGE_PROMPT
         if judge_prompt:
             template = read_judge_prompt(judge_prompt)
-        return ModelJudge(spec, target, template)
+        return ModelJudge(spec, target, template, trust_remote_code=trust_remote_code)
     if judge_prompt:
         raise UsageError("--judge-prompt is used by a model judge only (--judge model:PATH_OR_ID)")
     target = spec.removeprefix("python:")

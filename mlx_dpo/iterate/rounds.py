@@ -153,7 +153,8 @@ class Iteration:
         self.out = Path(cfg.output)
         # Everything that can fail without generating is checked first: the judge, the prompts, the
         # training settings, the model, and what an earlier run of this DIR started with.
-        self.judge = judge or make_judge(cfg.judge, cfg.judge_prompt, cfg.seed, ask)
+        self.judge = judge or make_judge(cfg.judge, cfg.judge_prompt, cfg.seed, ask,
+                                         trust_remote_code=bool(cfg.train.get("trust_remote_code")))
         self.prompts = load_prompts(cfg.prompts, cfg.limit)
         self.valid = load_prompts(cfg.valid_prompts, cfg.valid_limit, "--valid-prompts") if cfg.valid_prompts else []
         self._check_training_settings()
@@ -163,10 +164,10 @@ class Iteration:
     def _check_training_settings(self) -> None:
         from ..config import build_config
         from ..demo import model_or_default
-        from ..model.load import resolve_model_path
+        from ..model.load import refuse_code, resolve_model_path
 
         self.cfg.model = model_or_default(self.cfg.model)
-        resolve_model_path(self.cfg.model)
+        refuse_code(resolve_model_path(self.cfg.model), bool(self.cfg.train.get("trust_remote_code")))
         if self.cfg.init_adapter:
             from ..model.adapters import read_adapter_config
             read_adapter_config(self.cfg.init_adapter)

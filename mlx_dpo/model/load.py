@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .cpu_matmul import use_dequantized_matmul
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 
 
 @dataclass
@@ -60,15 +61,70 @@ def _check_model_folder(p: Path) -> None:
         raise UsageError(f"{p}: no tokenizer files (tokenizer.json / tokenizer_config.json) in the model folder")
 
 
-def load_tokenizer_only(model: str):
+def code_to_run(path: Path) -> list[str]:
+    """The Python files a model folder asks our loaders to run, each with the key that asks:
+    mlx-lm's `model_file` (config.json) and a tokenizer class in `auto_map` (tokenizer_config.json, or
+    config.json, which transformers 4 also reads). Other `auto_map` entries (AutoConfig, AutoModel...)
+    are left out: mlx-lm builds the model itself, and with trust_remote_code=False transformers falls
+    back to its own config class without running them."""
+    config, tok_config = _read_json(path / "config.json"), _read_json(path / "tokenizer_config.json")
+    wanted = []
+    if isinstance(config.get("model_file"), str):
+        wanted.append(f"{config['model_file']} (config.json model_file)")
+    for name, cfg in (("tokenizer_config.json", tok_config), ("config.json", config)):
+        auto = cfg.get("auto_map")
+        refs = auto.get("AutoTokenizer") if isinstance(auto, dict) else auto  # a list: transformers' old form
+        refs = [refs] if isinstance(refs, str) else refs if isinstance(refs, list) else []
+        for ref in refs:
+            if isinstance(ref, str) and "." in ref:
+                repo, _, ref = ref.rpartition("--")  # ORG/NAME--module.Class: code from another hub repo
+                wanted.append(f"{ref.rsplit('.', 1)[0]}.py" + (f" of {repo}" if repo else "") + f" ({name} auto_map)")
+    return list(dict.fromkeys(wanted))
+
+
+def _read_json(p: Path) -> dict:
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # missing or broken: the loader that needs the file says so
+    return data if isinstance(data, dict) else {}
+
+
+def refuse_code(path: Path, trust_remote_code: bool) -> None:
+    """Every loader calls this first: without --trust-remote-code, code in a model folder never runs."""
+    wanted = [] if trust_remote_code else code_to_run(path)
+    if wanted:
+        raise UsageError(f"{path}: the model folder wants to run its own Python code: {', '.join(wanted)}; "
+                         "refused: pass --trust-remote-code to allow it (only for a folder you trust)")
+
+
+def _load_tokenizer(path: Path, trust_remote_code: bool, eos_token_ids):
+    from mlx_lm.utils import load_tokenizer
+
+    # Always explicit: left unset, transformers asks "run the custom code? [y/N]" on stdin, and a script's
+    # (or `chat`'s) first input line answers it.
+    return load_tokenizer(path, {"trust_remote_code": bool(trust_remote_code)}, eos_token_ids=eos_token_ids)
+
+
+def _refused_by_transformers(path: Path, e: Exception, trust_remote_code: bool) -> UsageError | None:
+    """transformers' own refusal (of code refuse_code does not know of), as our one-line message."""
+    if trust_remote_code or "trust_remote_code" not in str(e):
+        return None
+    return UsageError(f"{path}: the model folder wants to run its own Python code ({first_line(e)}); "
+                      "refused: pass --trust-remote-code to allow it (only for a folder you trust)")
+
+
+def load_tokenizer_only(model: str, trust_remote_code: bool = False):
     """The tokenizer of a model (no weights loaded): for data inspection."""
-    from mlx_lm.utils import load_config, load_tokenizer
+    from mlx_lm.utils import load_config
 
     path = resolve_model_path(model)
+    refuse_code(path, trust_remote_code)
     try:
-        return load_tokenizer(path, eos_token_ids=load_config(path).get("eos_token_id"))
+        return _load_tokenizer(path, trust_remote_code, load_config(path).get("eos_token_id"))
     except Exception as e:
-        raise UsageError(f"{path}: cannot load tokenizer: {type(e).__name__}: {e}") from None
+        raise _refused_by_transformers(path, e, trust_remote_code) or UsageError(
+            f"{path}: cannot load tokenizer: {type(e).__name__}: {e}") from None
 
 
 def is_quantized(model: nn.Module) -> bool:
@@ -80,15 +136,16 @@ def load_base(model: str, quantize: int | None = None, trust_remote_code: bool =
     """Load weights and tokenizer; quantize a float model on the fly when asked.
 
     On the CPU, quantized layers then compute through `cpu_matmul` (unless `cpu_dequant` is off)."""
-    from mlx_lm.utils import load_model, load_tokenizer, quantize_model
+    from mlx_lm.utils import load_model, quantize_model
 
     path = resolve_model_path(model)
+    refuse_code(path, trust_remote_code)  # before the weights: a refusal should not wait for gigabytes
     try:
         mdl, config = load_model(path, trust_remote_code=trust_remote_code)
-        # The tokenizer may run the folder's code only when the user allowed it (transformers' default is off).
-        tokenizer = load_tokenizer(path, {"trust_remote_code": True} if trust_remote_code else None,
-                                   eos_token_ids=config.get("eos_token_id"))
+        tokenizer = _load_tokenizer(path, trust_remote_code, config.get("eos_token_id"))
     except ValueError as e:
+        if refused := _refused_by_transformers(path, e, trust_remote_code):
+            raise refused from None
         raise UsageError(f"{path}: cannot load model: {str(e).splitlines()[0]}") from None
     except Exception as e:  # corrupt safetensors, wrong shapes, unknown architecture
         raise UsageError(f"{path}: cannot load model: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
