@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 
 import pytest
+
+from mlx_dpo.errors import UsageError
 import yaml
 from textual.widgets import Button, DataTable, Input, Static, TabbedContent, Tabs
 from textual.widgets._footer import FooterKey
@@ -18,7 +20,7 @@ from tui.app import MlxDpoApp
 from tui.confirm import Confirm, ConfirmQuit, PathPrompt
 from tui.help_screen import HelpScreen
 from tui.messages import ChatDone, ChatLoaded, JobFailed, TrainingMetrics
-from tui.panes.chat_pane import ChatPane, Transcript
+from tui.panes.chat_pane import AB, ChatPane, Transcript
 from tui.panes.train_pane import EtaClock, ProgressBox, TrainPane, friendly
 from tui.widgets.charts import MetricsCharts, TidyFormatter, memory_unit, tidy_label
 
@@ -341,9 +343,16 @@ async def test_a_bad_setting_is_named_by_its_label_and_focused(tiny_model, pairs
 
 
 def test_engine_messages_get_the_forms_labels():
-    assert friendly("config: batch_size: must be a positive integer, got 0") == (
+    from mlx_dpo.config import build_config
+    from mlx_dpo.errors import config_error
+
+    assert friendly(config_error("batch_size", "must be a positive integer, got 0")) == (
         "batch size: must be a positive integer, got 0", "batch_size")
-    assert friendly("config: lora_dropout: must be in [0, 1)") == ("config: lora_dropout: must be in [0, 1)", None)
+    assert friendly(config_error("lora_dropout", "must be in [0, 1)")) == (
+        "config: lora_dropout: must be in [0, 1)", "lora_dropout")  # no field of that name: as the engine says
+    with pytest.raises(UsageError) as e:  # the engine's own error, read by its key
+        build_config({}, {"model": "m", "data": "d", "output": "o", "beta": 0})
+    assert friendly(e.value) == ("beta: must be a positive number, got 0", "beta")
 
 
 # ---------------------------------------------------------------------- 4. the Train tab while it trains
@@ -757,13 +766,13 @@ async def test_the_preference_loop_chat_ab_pick_train_chat(tiny_model, tmp_path,
         await wait_for(pilot, lambda: chat.last_single is not None, timeout=10)
         assert "ctrl+b" in footer_keys(app) and "ctrl+g" in footer_keys(app)
         await pilot.press("ctrl+b")
-        await wait_for(pilot, lambda: chat.ab_ready, timeout=10)
+        await wait_for(pilot, lambda: chat.ab is AB.READY, timeout=10)
         a, b = chat.query_one("#chat-tuned", Transcript), chat.query_one("#chat-base", Transcript)
         assert (a.border_title, b.border_title) == ("A", "B") and b.display
         prefs = tmp_path / "prefs" / chat.query_one("#chat-prefs", Input).value.rsplit("/", 1)[-1]
         assert str(prefs) == chat.prefs_path() and prefs.name.startswith("chat-")
         await say("which?")
-        await wait_for(pilot, lambda: chat.ab_choosing, timeout=10)
+        await wait_for(pilot, lambda: chat.ab is AB.PICKING, timeout=10)
         keys = footer_keys(app)
         assert {"a", "b", "t", "x", "r", "e"} <= set(keys) and keys["a"] == "Pick A" and "ctrl+l" not in keys
         texts = dict(chat.ab_texts)
@@ -783,22 +792,22 @@ async def test_the_preference_loop_chat_ab_pick_train_chat(tiny_model, tmp_path,
         assert chat.history["tuned"][-1] == {"role": "assistant", "content": texts["A"]}
         # Undo: the row goes, the two answers wait for a pick again; a tie saves nothing.
         await pilot.press("ctrl+z")
-        await wait_for(pilot, lambda: chat.prefs_rows == 0 and chat.ab_choosing, timeout=10)
+        await wait_for(pilot, lambda: chat.prefs_rows == 0 and chat.ab is AB.PICKING, timeout=10)
         assert rows_of(prefs) == []
         await pilot.press("t")
         await wait_for(pilot, lambda: "tie: nothing saved" in str(a.children[-1].render()), timeout=10)
         assert rows_of(prefs) == [] and chat.history["tuned"][-1]["content"] == texts["A"]
         # Both bad: both answered again; r: only the focused side.
         await say("again?")
-        await wait_for(pilot, lambda: chat.ab_choosing, timeout=10)
+        await wait_for(pilot, lambda: chat.ab is AB.PICKING, timeout=10)
         first = dict(chat.ab_texts)
         await pilot.press("x")
-        await wait_for(pilot, lambda: chat.ab_choosing, timeout=10)
+        await wait_for(pilot, lambda: chat.ab is AB.PICKING, timeout=10)
         second = dict(chat.ab_texts)
         assert second["A"] != first["A"] and second["B"] != first["B"]
         await focus_on(pilot, b)
         await pilot.press("r")
-        await wait_for(pilot, lambda: chat.ab_choosing, timeout=10)
+        await wait_for(pilot, lambda: chat.ab is AB.PICKING, timeout=10)
         assert chat.ab_texts["A"] == second["A"] and chat.ab_texts["B"] != second["B"]
         # Edit B: the edited text is chosen, A rejected.
         await focus_on(pilot, b)
@@ -806,12 +815,13 @@ async def test_the_preference_loop_chat_ab_pick_train_chat(tiny_model, tmp_path,
         await wait_for(pilot, lambda: isinstance(app.screen, EditAnswer), timeout=5)
         area = app.screen.query_one("#edit-text", TextArea)
         assert area.text == chat.ab_texts["B"]
+        shown = dict(chat.ab_texts)
         area.text = "my better answer"
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: chat.prefs_rows == 1, timeout=10)
         row = rows_of(prefs)[-1]
         assert row["chosen"][0]["content"] == "my better answer" and row["edited"] is True
-        assert row["rejected"][0]["content"] == chat.ab_texts["A"]
+        assert row["rejected"][0]["content"] == shown["A"]
         assert [m["content"] for m in row["prompt"]][-1] == "again?"
         loaded = load_pairs(prefs)
         assert not loaded.errors and len(loaded.pairs) == 1
@@ -835,21 +845,27 @@ async def test_the_preference_loop_chat_ab_pick_train_chat(tiny_model, tmp_path,
         await pilot.press("f5")
         assert new_run in text_of(app, "#chat-model")
         await pilot.press("ctrl+l")
-        await wait_for(pilot, lambda: engine.loads[-1] == new_run and chat.loaded and chat.ab_ready, timeout=10)
+        await wait_for(pilot, lambda: engine.loads[-1] == new_run and chat.loaded and chat.ab is AB.READY, timeout=10)
 
-        # Thumbs outside A/B mode: unpaired rows in the same file; a file mixing both kinds does not train.
+        # Thumbs outside A/B mode: unpaired rows, refused in a file of pairs (one kind per file, the file as it
+        # was, a file name suggested); the answer can be rated again into a file of thumbs.
         await pilot.press("ctrl+b")
         await pilot.pause(0.1)
         await say("rate me")
         await wait_for(pilot, lambda: chat.last_single is not None, timeout=10)
+        before = prefs.read_bytes()
+        await pilot.press("ctrl+r")
+        thumbs = prefs.with_name(prefs.stem + "-thumbs.jsonl")
+        await wait_for(pilot, lambda: str(thumbs) in notes(app), timeout=10)
+        assert prefs.read_bytes() == before and "holds pairs" in notes(app) and chat.last_single is not None
+        chat.query_one("#chat-prefs", Input).value = str(thumbs)
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: chat.prefs_unpaired == 1, timeout=10)
-        thumb = rows_of(prefs)[-1]
+        thumb = rows_of(thumbs)[-1]
         assert thumb["label"] is False and thumb["completion"][0]["content"] == "single answer to rate me"
         assert thumb["prompt"][-1] == {"role": "user", "content": "rate me"} and thumb["adapter"] == new_run
-        await pilot.press("ctrl+s")
-        await pilot.pause(0.1)
-        assert "mixes A/B picks and 1 thumbs row(s)" in notes(app) and app.query_one(TabbedContent).active == "tab-chat"
+        chat.query_one("#chat-prefs", Input).value = str(prefs)
+        await wait_for(pilot, lambda: chat.prefs_rows == 1, timeout=10)
         # ctrl+o opens the file on Data.
         await pilot.press("ctrl+o")
         await pilot.pause(0.1)
@@ -873,7 +889,7 @@ async def test_a_preference_file_that_cannot_be_written_keeps_the_conversation(t
         await pilot.press("ctrl+l")
         await wait_for(pilot, lambda: chat.loaded, timeout=10)
         await pilot.press("ctrl+b")  # no adapter: A/B of two samples
-        await wait_for(pilot, lambda: chat.ab_ready, timeout=10)
+        await wait_for(pilot, lambda: chat.ab is AB.READY, timeout=10)
         source = chat.query_one("#chat-ab-source")
         assert source.value == "samples"
         assert str(other) in [value for _, value in source._options]  # another run's adapter, from the Runs list
@@ -882,7 +898,7 @@ async def test_a_preference_file_that_cannot_be_written_keeps_the_conversation(t
         chat.query_one("#chat-input", Input).value = "hi"
         await focus_on(pilot, chat.query_one("#chat-input", Input))
         await pilot.press("enter")
-        await wait_for(pilot, lambda: chat.ab_choosing, timeout=10)
+        await wait_for(pilot, lambda: chat.ab is AB.PICKING, timeout=10)
         picked = chat.ab_texts["B"]
         await pilot.press("b")
         await wait_for(pilot, lambda: "not saved" in notes(app), timeout=10)

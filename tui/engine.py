@@ -213,7 +213,9 @@ class Engine:
 
         turn = fn(on_piece)
         flush()
-        to.post_message(ABAnswers("ab", turn.texts, sides))
+        answered = tuple(s for s in ("A", "B") if s in sides or s in turn.retried)  # a side answered again too
+        to.post_message(ABAnswers("ab", turn.texts, answered, turn.problem,
+                                  {s: why[0] for s, why in turn.retried.items()}))
 
     def ab_ask(self, reply_to: MessagePump, text: str) -> None:
         def job(to):
@@ -235,10 +237,12 @@ class Engine:
             ab = self._ab_chat()
             before = ([dict(m) for m in ab.messages], ab.pending)
             turn = ab.pending
-            row = ab.pick(side, edited)
+            row = ab.pair(side, edited)  # checked as train checks rows (UsageError: the answers wait)
+            if not self._save_row(to, path, row, before, f"saved: {side} preferred"):
+                return  # not written (another kind of file, a full disk): the answers wait for a pick
+            ab.commit(row)
             to.post_message(ABRevealed("ab-pick", side, turn.sources, ab.messages[-1]["content"],
                                        [dict(m) for m in ab.messages]))
-            self._save_row(to, path, row, before, f"saved: {side} preferred")
         self.submit("ab-pick", job, reply_to)
 
     def ab_tie(self, reply_to: MessagePump) -> None:
@@ -259,16 +263,18 @@ class Engine:
             self._save_row(to, path, row, None, "saved: thumbs " + ("up" if good else "down"))
         self.submit("prefs", job, reply_to)
 
-    def _save_row(self, to, path: str, row: dict, before, text: str) -> None:
-        """Append `row` to the preference file; remember it for undo (with the A/B state `before` it, if any)."""
+    def _save_row(self, to, path: str, row: dict, before, text: str) -> bool:
+        """Append `row` to the preference file (checked first: the kind of file, the trainer's row rules);
+        remember it for undo (with the A/B state `before` it, if any). False: not written, and said why."""
         from mlx_dpo import PreferenceFile
         try:
             PreferenceFile(path).append(row)
         except UsageError as e:
             self._post_counts(to, path, error=f"not saved: {e}", unsaved=True)
-            return
+            return False
         self._saved.append((path, row, before))
         self._post_counts(to, path, text=text, change=1)
+        return True
 
     def undo_last(self, reply_to: MessagePump) -> None:
         """Remove the last row this app appended (if it is still its file's last line); an undone pick brings

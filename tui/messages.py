@@ -140,11 +140,14 @@ class ABChunk(EngineMessage):
 
 
 class ABAnswers(EngineMessage):
-    """Both answers to the last user message (or one side answered again); `sides` were (re)generated."""
+    """Both answers to the last user message (or one side answered again); `sides` were (re)generated;
+    `retried`: side -> why it was answered again (an empty answer, the same as the other side); `problem`:
+    why these answers still cannot make a pair (the person edits one, or ties)."""
 
-    def __init__(self, job: str, texts: dict, sides: tuple = ("A", "B")) -> None:
+    def __init__(self, job: str, texts: dict, sides: tuple = ("A", "B"), problem: str | None = None,
+                 retried: dict | None = None) -> None:
         super().__init__(job)
-        self.texts, self.sides = dict(texts), tuple(sides)
+        self.texts, self.sides, self.problem, self.retried = dict(texts), tuple(sides), problem, dict(retried or {})
 
 
 class ABRevealed(EngineMessage):

@@ -167,6 +167,11 @@ def _chat_ab(args, model, tokenizer, switch, sampling, prefs) -> int:
     def show(turn):
         for side in ("A", "B"):
             print(f"{side}: {turn.texts[side]}", flush=True)
+        for side, why in turn.retried.items():
+            was = "empty" if why[0] == "empty" else "the same as the other side"
+            print(f"({side} was answered again: its first answer was {was})", flush=True)
+        if turn.problem:
+            print(f"(these answers cannot make a pair: {turn.problem}; /edit a|b TEXT or /tie)", flush=True)
 
     for text in typed_lines("chat --ab: type a message, then pick the better answer with /a or /b; /help lists "
                             "the commands"):
@@ -187,10 +192,12 @@ def _chat_ab(args, model, tokenizer, switch, sampling, prefs) -> int:
                 if word == "/edit" and not edited:
                     raise UsageError("usage: /edit a|b TEXT (the corrected answer)")
                 turn = chat.pending
-                row = chat.pick(side, edited)
+                row = chat.pair(side, edited)
+                if not _save(prefs, row):
+                    continue  # the answers wait: pick again (another file), edit, or /tie
+                chat.commit(row)
+                saved.append(row)
                 print(f"(A was {turn.sources['A']}, B was {turn.sources['B']})", flush=True)
-                if _save(prefs, row):
-                    saved.append(row)
             elif word == "/tie":
                 turn = chat.tie()
                 print(f"(no preference saved; A was {turn.sources['A']}, B was {turn.sources['B']})", flush=True)

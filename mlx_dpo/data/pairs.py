@@ -367,6 +367,26 @@ def _full_conversation(v) -> bool:
             and v[0].get("role") in ("user", "system") and v[-1].get("role") == "assistant")
 
 
+def _same_answer(chosen: list[dict], rejected: list[dict]) -> bool:
+    """Identical answers (up to whitespace around each message): a pair that teaches nothing."""
+    def norm(msgs):
+        return [(m["role"], m["content"].strip()) for m in msgs]
+    return norm(chosen) == norm(rejected)
+
+
+def row_problem(row: dict, source: str = "row") -> Problem | None:
+    """What `train` would refuse in this one row (a pair or an unpaired row), None if it would take it: the
+    check a collector runs before it appends, so it never writes a row the trainer refuses."""
+    try:
+        if _is_unpaired(row):
+            normalize_unpaired(row, DataKeys(), source)
+        else:
+            normalize_row(row, DataKeys())
+    except _RowError as e:
+        return Problem.at_row(source, e.fieldname, e.message)
+    return None
+
+
 def normalize_row(row, keys: DataKeys, repeated_prompt: bool = False) -> PreferencePair:
     """Validate one parsed row and return its normalised pair (source filled in by the caller).
 
@@ -423,7 +443,7 @@ def normalize_row(row, keys: DataKeys, repeated_prompt: bool = False) -> Prefere
 
     if system is not None and prompt[0]["role"] != "system":
         prompt = [{"role": "system", "content": system}] + prompt
-    if chosen == rejected:
+    if _same_answer(chosen, rejected):
         raise _RowError(f"{keys.chosen},{keys.rejected}", "chosen and rejected are identical")
     return PreferencePair(prompt, chosen, rejected, source="", format=fmt)
 

@@ -80,8 +80,38 @@ class PreferenceFile:
         finally:
             fh.close()  # closing releases the lock
 
+    def kind(self) -> str | None:
+        """"pairs" or "thumbs": the kind of the file's first row (None: no rows yet). One file holds one kind,
+        as one run trains on one (pairs with DPO, thumbs with KTO)."""
+        if not self.path.is_file():
+            return None
+        try:
+            with open(self.path, "rb") as fh:
+                for raw in fh:
+                    if raw.strip():
+                        return _kind_of(json.loads(raw.decode("utf-8")))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None  # count() names what is wrong with the file
+        return None
+
+    def check(self, row: dict) -> None:
+        """UsageError if `row` is one `train` would refuse, or of the other kind than the file's rows: what a
+        collector writes, the trainer must accept."""
+        from .pairs import row_problem
+
+        problem = row_problem(row, str(self.path))
+        if problem is not None:
+            raise UsageError(f"{problem.field}: {problem.message} (train would refuse this row)", key="row")
+        have, new = self.kind(), _kind_of(row)
+        if have is not None and have != new:
+            raise UsageError(f"{self.path} holds {have}; a {KIND_WORDS[new]} goes in a file of its own (e.g. "
+                             f"{self.path.with_name(self.path.stem + '-' + new + self.path.suffix)}); the file was "
+                             "left as it is", key="prefs")
+
     def append(self, row: dict) -> None:
-        """Add one row; UsageError if the file cannot be written (nothing in it is lost)."""
+        """Add one row (checked first, see `check`); UsageError if the file cannot be written (nothing in it is
+        lost)."""
+        self.check(row)
         line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
         with self._locked("ab") as fh:
             try:
@@ -110,6 +140,13 @@ class PreferenceFile:
             except OSError as e:
                 raise UsageError(f"{self.path}: cannot undo the last row: {write_failure(e)}") from None
             return True
+
+
+KIND_WORDS = {"pairs": "A/B pick", "thumbs": "thumbs row"}
+
+
+def _kind_of(row) -> str:
+    return "thumbs" if isinstance(row, dict) and "label" in row and "chosen" not in row else "pairs"
 
 
 def _ends_with_newline(path: Path) -> bool:

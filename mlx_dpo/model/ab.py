@@ -23,6 +23,10 @@ from .adapters import read_adapter_config
 from .generate import Sampling, stream_answer
 
 SIDES = ("A", "B")
+# A side whose answer makes a pair `train` refuses (empty, or the same as the other side) is answered again,
+# at most this many times, sampled at least this warm (a greedy answer would only repeat itself).
+MAX_RETRIES = 3
+RETRY_TEMPERATURE = 0.7
 
 
 @dataclass
@@ -31,6 +35,8 @@ class ABTurn:
     texts: dict = field(default_factory=dict)    # side -> answer text
     sources: dict = field(default_factory=dict)  # side -> source label ("tuned", "base", "sample 2", a folder)
     seeds: dict = field(default_factory=dict)    # side -> sampling seed
+    retried: dict = field(default_factory=dict)  # side -> ["empty" | "same", ...]: answered again (ABChat._mend)
+    problem: str | None = None                   # why these answers still cannot make a pair (edit or tie)
 
 
 class ABChat:
@@ -89,28 +95,72 @@ class ABChat:
             if self.rng.random() < 0.5:
                 labels.reverse()
             self.pending = ABTurn(sources=dict(zip(SIDES, labels)))
+        else:
+            self.pending.retried.pop(side, None)
         for s in ([side] if side else SIDES):
-            self.turns += 1
-            seed = self.seed * 1_000_003 + self.turns
-            self._sources[self.pending.sources[s]]()
-            pieces = []
-            sampling = Sampling(self.sampling.temperature, self.sampling.top_p, self.sampling.max_tokens, seed)
-            for piece in stream_answer(self.model, self.tokenizer, self.messages, sampling):
-                pieces.append(piece)
-                if on_piece:
-                    on_piece(s, piece)
-            self.pending.texts[s], self.pending.seeds[s] = "".join(pieces), seed
+            self._answer(s, self.sampling.temperature, on_piece)
+        self._mend()
         return self.pending
 
-    def pick(self, side: str, edited: str | None = None) -> dict:
-        """The pair for picking `side` (its text replaced by `edited`, if given); the chat goes on with it."""
+    def _answer(self, s: str, temperature: float, on_piece=None) -> None:
+        self.turns += 1
+        seed = self.seed * 1_000_003 + self.turns
+        self._sources[self.pending.sources[s]]()
+        pieces = []
+        sampling = Sampling(temperature, self.sampling.top_p, self.sampling.max_tokens, seed)
+        for piece in stream_answer(self.model, self.tokenizer, self.messages, sampling):
+            pieces.append(piece)
+            if on_piece:
+                on_piece(s, piece)
+        self.pending.texts[s], self.pending.seeds[s] = "".join(pieces), seed
+
+    def _mend(self) -> None:
+        """Answer a side again while the two answers make a pair `train` would refuse (the engine's own row
+        check decides: an empty answer, or both the same); after MAX_RETRIES of a side, `problem` says why."""
+        turn = self.pending
+        turn.problem = None
+        while (problem := self.pair_problem()) is not None:
+            # A pair_row is well formed, so train refuses it for an empty side or for both sides the same.
+            side = {"chosen": "A", "rejected": "B"}.get(problem.field or "", "B")  # the same: B answers again
+            why = "same" if problem.field == "chosen,rejected" else "empty"
+            if len(turn.retried.get(side, [])) >= MAX_RETRIES:
+                what = "both answers are the same" if why == "same" else f"{side}'s answer is empty"
+                turn.problem = f"{what}, also after {MAX_RETRIES} more tries: edit one side (e), or skip (t)"
+                return
+            turn.retried.setdefault(side, []).append(why)
+            self._answer(side, max(self.sampling.temperature, RETRY_TEMPERATURE))
+
+    def pair_problem(self):
+        """The problem `train` would find in the pair of the pending answers (A as chosen), or None."""
+        from ..data.pairs import row_problem
+
+        turn = self.pending
+        return row_problem(pair_row(self.messages, turn.texts["A"], turn.texts["B"]))
+
+    def pair(self, side: str, edited: str | None = None) -> dict:
+        """The pair for picking `side` (its text replaced by `edited`, if given), checked as `train` checks rows;
+        the chat does not move on (see `commit`). UsageError (key "row") if train would refuse it."""
+        from ..data.pairs import row_problem
+
         turn = self._pending()
         other = "B" if side == "A" else "A"
         chosen = edited if edited is not None else turn.texts[side]
         row = pair_row(self.messages, chosen, turn.texts[other], **self._meta(turn), picked=side,
                        chosen_source=turn.sources[side], edited=edited is not None,
                        **({"original": turn.texts[side]} if edited is not None else {}))
-        self._continue(chosen)
+        if (problem := row_problem(row)) is not None:  # nothing saved, the chat waits: edit, again or tie
+            raise UsageError(f"{problem.field}: {problem.message} (train would refuse this pair); edit an answer, "
+                             "answer again or tie", key="row")
+        return row
+
+    def commit(self, row: dict) -> None:
+        """The pick `row` is kept: the conversation goes on with its chosen answer."""
+        self._continue(row["chosen"][-1]["content"])
+
+    def pick(self, side: str, edited: str | None = None) -> dict:
+        """`pair` and `commit` at once."""
+        row = self.pair(side, edited)
+        self.commit(row)
         return row
 
     def tie(self) -> ABTurn:
@@ -137,8 +187,11 @@ class ABChat:
         self.pending = None
 
     def _meta(self, turn: ABTurn) -> dict:
-        return {**self.meta, "ab_source": self.source, "sides": dict(turn.sources),
+        meta = {**self.meta, "ab_source": self.source, "sides": dict(turn.sources),
                 "sampling": {**self._sampling_meta(), "seeds": dict(turn.seeds)}}
+        if turn.retried:  # those sides were sampled again, at RETRY_TEMPERATURE at least (why: empty / same)
+            meta["sampling"]["answered_again"] = {s: list(why) for s, why in turn.retried.items()}
+        return meta
 
     def _sampling_meta(self) -> dict:
         s = self.sampling

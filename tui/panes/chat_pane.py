@@ -17,6 +17,7 @@ The ABChat holds the model, so it lives on the engine thread; the pane only send
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
 
 from rich.text import Text
@@ -105,6 +106,23 @@ APP_WORDS = {"temperature": "A/B of two samples needs a temperature > 0 (greedy 
 JOBS_SHOWN_HERE = ("ab", "ab-start", "ab-stop", "ab-pick", "ab-tie", "prefs")  # failures this tab reports
 
 
+class AB(Enum):
+    """Where A/B collection stands: one state, so "answering / picking / saving" can never disagree."""
+    OFF = "off"              # A/B mode is off (the transcripts are tuned and base)
+    STARTING = "starting"    # the engine makes its ABChat (loading the model first if needed)
+    READY = "ready"          # type a message
+    ANSWERING = "answering"  # both answers (or one side again) are being generated
+    PICKING = "picking"      # both answers are shown and wait for a pick (a, b, t, x, r, e)
+    SAVING = "saving"        # a pick or a tie was sent: waiting for it to be saved and the sides revealed
+
+
+RETRY_WORDS = {"empty": "empty", "same": "the same as the other side"}  # why the engine answered a side again
+
+
+def why_words(why: str) -> str:
+    return RETRY_WORDS.get(why, why)
+
+
 def default_prefs(runs_root: str) -> str:
     """prefs/chat-DATE.jsonl beside the runs folder."""
     return str(Path(runs_root).parent / "prefs" / f"chat-{datetime.now():%Y%m%d}.jsonl")
@@ -137,12 +155,10 @@ class ChatPane(Vertical):
         self.loaded = False
         self.loading_adapter: str | None = None
         self.chat_adapter: str | None = None  # the adapter of the loaded model (None: the base alone)
-        self.ab_active = False       # A/B mode is on (the transcripts are sides A and B)
-        self.ab_ready = False        # the engine's ABChat exists
-        self.ab_waiting = False      # answers being generated
+        self.ab = AB.OFF
         self.ab_texts: dict[str, str] = {}
-        self.ab_choosing = False     # both answers are there, waiting for a pick
         self.last_single: tuple[list[dict], str] | None = None  # (prompt, answer) for the thumbs
+        self.rating: tuple[list[dict], str] | None = None  # the answer whose thumb is being saved
         self.prefs_rows = 0
         self.prefs_unpaired = 0
         self.undoable = 0
@@ -184,8 +200,8 @@ class ChatPane(Vertical):
         """The footer shows what can be done now: the pick keys while two answers wait for a pick, the
         thumbs after a single answer, the file's keys once it holds rows."""
         if action in AB_KEYS:
-            return True if self.ab_choosing else False
-        if action in ("load", "new") and self.ab_choosing:
+            return True if self.ab is AB.PICKING else False
+        if action in ("load", "new") and self.ab is AB.PICKING:
             return False  # pick first (the footer keeps its room for the pick keys)
         if action == "compare":
             return False if self.ab_on else True
@@ -266,11 +282,9 @@ class ChatPane(Vertical):
                     t.replay(self.history["tuned"])
                 t.add_note("A/B: every message is answered twice; pick the better answer (a / b)")
             self.app.engine.count_prefs(self, self.prefs_path())
-            self.ab_active = True
             self.start_ab()
-        elif self.ab_active:
-            self.ab_active = False
-            self.ab_ready = self.ab_waiting = self.ab_choosing = False
+        elif self.ab is not AB.OFF:
+            self.set_ab(AB.OFF)
             self.app.engine.ab_stop()
             tuned.border_title, base.border_title = "tuned (base + adapter)", "base"
             base.display = self.compare_on
@@ -313,7 +327,7 @@ class ChatPane(Vertical):
 
     def start_ab(self) -> None:
         """(Re)start the engine's ABChat on the conversation as it stands."""
-        self.ab_ready = self.ab_waiting = self.ab_choosing = False
+        self.set_ab(AB.STARTING)
         source, sampling = self.ab_source(), self.sampling()
         if source is None or not sampling:
             return
@@ -332,8 +346,12 @@ class ChatPane(Vertical):
         if self.ab_on:
             self.start_ab()
 
+    def set_ab(self, state: AB) -> None:
+        self.ab = state
+        self.refresh_bindings()
+
     def on_abstarted(self, message: ABStarted) -> None:
-        self.ab_ready = True
+        self.set_ab(AB.READY)
         self.query_one("#chat-model", Static).update(f"A/B ({message.description}): type a message")
         self.focus_first()
 
@@ -341,18 +359,21 @@ class ChatPane(Vertical):
         self.side(message.side).add_chunk(message.text)
 
     def on_abanswers(self, message: ABAnswers) -> None:
-        self.ab_waiting = False
         self.ab_texts.update(message.texts)
-        self.ab_choosing = True
         if message.job == "ab-undo":
             for t in self.sides():
                 t.add_note("(pick undone: its row was removed; pick again)")
         else:
             for side in message.sides:
                 self.side(side).set_answer(message.texts[side])
-        self.query_one("#chat-model", Static).update("pick the better answer: a / b · t tie · x both bad · "
-                                                     "r again · e edit")
-        self.refresh_bindings()
+            for side, why in message.retried.items():
+                self.side(side).add_note(f"(answered again: the first answer was {why_words(why)})")
+        if message.problem:  # only an edit or a tie can go on from these answers
+            self.query_one("#chat-model", Static).update(Text(f"{message.problem} · x both again", style="yellow"))
+        else:
+            self.query_one("#chat-model", Static).update("pick the better answer: a / b · t tie · x both bad · "
+                                                         "r again · e edit")
+        self.set_ab(AB.PICKING)
         self.app.focus_if_shown(self.query_one("#chat-tuned"))  # the letter keys work there
 
     def side(self, side: str) -> Transcript:
@@ -368,16 +389,14 @@ class ChatPane(Vertical):
         return self.query_one("#chat-prefs", Input).value.strip() or default_prefs(self.app.runs_root)
 
     def action_pick(self, side: str) -> None:
-        if not self.ab_choosing:
+        if self.ab is not AB.PICKING:
             return
-        self.ab_choosing = False
-        self.refresh_bindings()
+        self.set_ab(AB.SAVING)
         self.app.engine.ab_pick(self, side, self.prefs_path())
 
     def action_tie(self) -> None:
-        if self.ab_choosing:
-            self.ab_choosing = False
-            self.refresh_bindings()
+        if self.ab is AB.PICKING:
+            self.set_ab(AB.SAVING)
             self.app.engine.ab_tie(self)
 
     def action_both_bad(self) -> None:
@@ -387,26 +406,24 @@ class ChatPane(Vertical):
         self.regenerate(self.focused_side())
 
     def regenerate(self, side: str | None) -> None:
-        if not self.ab_choosing:
+        if self.ab is not AB.PICKING:
             return
-        self.ab_choosing, self.ab_waiting = False, True
-        self.refresh_bindings()
+        self.set_ab(AB.ANSWERING)
         for s in ([side] if side else ["A", "B"]):
             self.side(s).restart_answer()
         self.query_one("#chat-model", Static).update("answering again …")
         self.app.engine.ab_regenerate(self, side)
 
     def action_edit(self) -> None:
-        if not self.ab_choosing:
+        if self.ab is not AB.PICKING:
             return
         side = self.focused_side()
 
         def edited(text: str | None) -> None:
-            if text is None or not self.ab_choosing:
+            if text is None or self.ab is not AB.PICKING:
                 return
             self.side(side).set_answer(text)
-            self.ab_choosing = False
-            self.refresh_bindings()
+            self.set_ab(AB.SAVING)
             self.app.engine.ab_pick(self, side, self.prefs_path(), edited=text)
 
         self.app.push_screen(EditAnswer(side, self.ab_texts.get(side, "")), edited)
@@ -422,8 +439,9 @@ class ChatPane(Vertical):
                 t.add_note(f"(picked {message.side} · {reveal})")
         self.history["tuned"] = [dict(m) for m in message.messages]
         self.history["base"] = [dict(m) for m in message.messages]
+        self.ab_texts = {}
         self.query_one("#chat-model", Static).update(f"{reveal} · type the next message")
-        self.refresh_bindings()
+        self.set_ab(AB.READY)
         self.focus_first()
 
     def on_prefs_updated(self, message: PrefsUpdated) -> None:
@@ -435,7 +453,14 @@ class ChatPane(Vertical):
                             severity="error", timeout=10)
             if message.unsaved:
                 self.rows_known(message)
+                if self.ab is AB.SAVING:  # the pick was not written: its answers wait for another try
+                    self.set_ab(AB.PICKING)
+                if self.rating is not None:  # the thumb was not written: the answer can be rated again
+                    self.last_single, self.rating = self.rating, None
+                    self.refresh_bindings()
             return
+        if message.change > 0:
+            self.rating = None
         self.rows_known(message)
         self.undoable = max(0, self.undoable + message.change)
         if message.text:
@@ -467,13 +492,14 @@ class ChatPane(Vertical):
         meta = {"model": self.app.model, "adapter": self.chat_adapter}
         self.app.engine.save_thumb(self, self.prefs_path(), prompt, answer, good, meta)
         self.query_one("#chat-tuned", Transcript).add_note("(👍 good)" if good else "(👎 bad)")
-        self.last_single = None  # one rating per answer
+        self.rating, self.last_single = self.last_single, None  # one rating per answer (again if not saved)
         self.refresh_bindings()
 
     def action_undo(self) -> None:
-        self.ab_choosing = False  # an undone pick brings its answers back (ABAnswers)
-        self.refresh_bindings()
-        self.app.engine.undo_last(self)
+        if self.ab in (AB.STARTING, AB.ANSWERING, AB.SAVING):
+            self.app.notify("wait for the answers (or the save) first", severity="warning")
+            return
+        self.app.engine.undo_last(self)  # an undone pick brings its answers back to pick again (ABAnswers)
 
     def action_open_prefs(self) -> None:
         self.app.open_data(self.prefs_path())
@@ -521,7 +547,8 @@ class ChatPane(Vertical):
             self.app.notify("that run is still training: chatting with its last checkpoint", severity="warning")
         self.query_one("#chat-model", Static).update("loading …")
         self.loading_adapter = self.app.run_dir
-        self.ab_ready = self.ab_waiting = self.ab_choosing = False
+        if self.ab is not AB.OFF:
+            self.set_ab(AB.STARTING)
         self.app.engine.load_chat(self, self.app.model, self.app.run_dir)
 
     def on_chat_loaded(self, message: ChatLoaded) -> None:
@@ -548,7 +575,8 @@ class ChatPane(Vertical):
         start = [{"role": "system", "content": system}] if system else []
         self.history = {"tuned": list(start), "base": list(start)}
         self.last_single = None
-        self.ab_choosing = self.ab_waiting = False
+        if self.ab in (AB.ANSWERING, AB.PICKING):
+            self.set_ab(AB.READY)
         for t in self.query(Transcript):
             t.clear_all()
             if note:
@@ -605,16 +633,18 @@ class ChatPane(Vertical):
         self.refresh_bindings()
 
     def send_ab(self, field: Input, text: str) -> None:
-        if self.ab_choosing:
+        if self.ab is AB.PICKING:
             self.app.notify("pick an answer first: a / b, t for a tie (the focus is on the answers)",
                             severity="warning")
             self.app.focus_if_shown(self.query_one("#chat-tuned"))
             return
-        if self.ab_waiting or not self.ab_ready:
-            self.app.notify("still answering …" if self.ab_waiting else "A/B is starting …", severity="warning")
+        if self.ab is not AB.READY:
+            self.app.notify({AB.ANSWERING: "still answering …", AB.SAVING: "saving the pick …"}.get(
+                self.ab, "A/B is starting …"), severity="warning")
             return
         field.value = ""
-        self.ab_waiting, self.ab_texts = True, {}
+        self.ab_texts = {}
+        self.set_ab(AB.ANSWERING)
         for t in self.sides():
             t.add_user(text)
         self.query_one("#chat-model", Static).update("answering A and B …")
@@ -642,9 +672,8 @@ class ChatPane(Vertical):
             if message.job == "ab-start" and self.ab_on:
                 self.query_one("#chat-ab", Toggle).value = False
             elif message.job in ("ab", "ab-pick", "ab-tie"):
-                self.ab_waiting = False
-                self.ab_choosing = bool(self.ab_texts) and set(self.ab_texts) == {"A", "B"}
-                self.refresh_bindings()
+                both = bool(self.ab_texts) and set(self.ab_texts) == {"A", "B"}
+                self.set_ab(AB.PICKING if both else AB.READY)
             self.query_one("#chat-model", Static).update(Text(first, style="red"))
             return
         self.pending.clear()
