@@ -34,6 +34,7 @@ _API = {
     "build_config": ("config", "build_config"),
     "load_run_config": ("config", "load_run_config"),
     "eval_flags_for_run": ("config", "eval_flags_for_run"),
+    "RESUME_MAY_CHANGE": ("config", "RESUME_MAY_CHANGE"),
     "load_config_file": ("config", "load_yaml"),
     "UsageError": ("errors", "UsageError"),
     "DataError": ("errors", "DataError"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -188,6 +189,81 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+# The settings a resumed run (`train --resume`, a continued `iterate`) may change: none of them changes what
+# the steps already run computed, so config.yaml still records what steps 1..k trained on. Everything else
+# (model, data and its keys/splits/filters, the held-out data, LoRA settings, loss and beta, lengths, layout,
+# batch size, accumulation, learning rate and schedule, seed, reference, template date...) is fixed once a
+# run has a checkpoint: a resume that changes one is refused, and a new run from the adapter
+# (`--init-adapter RUN_DIR`) is the way to train on new settings. The app asks this set; it keeps no copy.
+RESUME_MAY_CHANGE = frozenset({
+    "iters", "epochs",          # how far the run goes (the schedule of the steps still to run follows the new total;
+                                # metrics.jsonl keeps the learning rate each step ran with)
+    "log_every", "eval_every", "save_every",  # when rows, evaluations and checkpoints are written
+    "output", "resume",         # the run dir itself, and the switch that continues it
+    "cache_dir",                # where reference log-probs are cached (keyed by content: a miss recomputes them)
+    "dist_timeout",             # how long ranks wait for each other
+    "trust_remote_code",        # permission to run a model folder's code, not a number of the run
+})
+# Settings that fix the adapter's shape or the model it fits: `--init-adapter` keeps them too (it uses the
+# adapter's own LoRA settings), so a run with other values starts from scratch.
+ADAPTER_SHAPE = ("model", "lora_rank", "lora_scale", "lora_dropout", "lora_layers", "lora_keys", "dora")
+# Paths compared by the file they name, so `train.jsonl` and `./train.jsonl` are the same data.
+_PATH_KEYS = ("model", "data", "valid_data", "init_adapter")
+
+
+def _same(key: str, old, new) -> bool:
+    if old == new:
+        return True
+    if key in _PATH_KEYS and isinstance(old, str) and isinstance(new, str):
+        try:
+            return os.path.samefile(old, new)
+        except OSError:
+            return False
+    if isinstance(old, (int, float)) and isinstance(new, (int, float)) and not isinstance(old, bool):
+        return float(old) == float(new)
+    return False
+
+
+def resume_changes(saved: dict, cfg: "TrainConfig") -> list[tuple[str, Any, Any]]:
+    """(key, the run's value, the value now) for each setting of `cfg` that differs from the run's saved
+    config.yaml (`saved`) and may not change on resume. Keys the saved file lacks (an older version's
+    run) are not compared; a template date not chosen yet (None) is the run's."""
+    out = []
+    for f in config_fields():
+        if f.name in RESUME_MAY_CHANGE or f.name not in saved:
+            continue
+        new = getattr(cfg, f.name)
+        if f.name == "template_date" and new is None:
+            continue
+        if not _same(f.name, saved[f.name], new):
+            out.append((f.name, saved[f.name], new))
+    return out
+
+
+def keep_run_settings(saved: dict, cfg: "TrainConfig") -> "TrainConfig":
+    """`cfg` with the run's own spelling of every setting that may not change (a path given another way
+    stays as the run wrote it, an unset template date takes the run's), so config.yaml is rewritten
+    byte-identical apart from what RESUME_MAY_CHANGE allows. Call after resume_changes found none."""
+    fixed = {f.name: saved[f.name] for f in config_fields()
+             if f.name in saved and f.name not in RESUME_MAY_CHANGE}
+    return dataclasses.replace(cfg, **fixed)
+
+
+def resume_refusal(run_dir, changes: list[tuple[str, Any, Any]]) -> str:
+    """The one-line error of a resume that would change settings of the run (see RESUME_MAY_CHANGE)."""
+    what = ", ".join(f"{k} {old!r} (now {new!r})" for k, old, new in changes)
+    flags = ", ".join("--" + k.replace("_", "-") for k, _, _ in changes)
+    text = (f"{run_dir}: this run was trained with {what}; --resume continues a run with its own settings "
+            "(only how far it goes and when it logs, evaluates and saves may change: iters, epochs, log_every, "
+            f"eval_every, save_every). To continue it, "
+            f"leave out {flags} (or give the run's value{'s' if len(changes) > 1 else ''}); ")
+    shape = [k for k, _, _ in changes if k in ADAPTER_SHAPE]
+    if shape:
+        return text + (f"another {'/'.join(shape)} needs a new run from scratch in another --output "
+                       "(--init-adapter would keep the adapter's own model and LoRA settings)")
+    return text + f"to train on the new settings from this run's adapter, start a new run: --init-adapter {run_dir} --output NEW_DIR"
+
+
 def config_fields():
     return dataclasses.fields(TrainConfig)
 
@@ -285,7 +361,11 @@ def save_config(cfg: TrainConfig, path: Path) -> None:
 
 
 def load_run_config(run_dir: Path) -> dict:
+    """A run's config.yaml ({} if it has none). A checkpoint folder (RUN_DIR/checkpoints/step_N) gives its
+    run's, so an export, eval or chat of a checkpoint loads the base as the run did."""
     p = Path(run_dir) / "config.yaml"
+    if not p.exists() and p.parent.name.startswith("step_") and p.parent.parent.name == "checkpoints":
+        p = p.parent.parent.parent / "config.yaml"
     if not p.exists():
         return {}
     return load_yaml(p)

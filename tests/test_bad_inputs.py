@@ -126,6 +126,12 @@ def _run_dir_with_checkpoint(ctx):
     shutil.copytree(ctx.good_run, ctx.tmp / "run")
 
 
+def _resume_as_trained(ctx):
+    """--resume with the copied run's own data and batch size (a resume may not change them) and one more step."""
+    ctx.train_extra.extend(["--resume", "--data", str(ctx.good_run.parent / "train.jsonl"), "--batch-size", "4",
+                            "--iters", "2"])
+
+
 def _long_prompt(ctx):
     # Chosen and rejected share their first 40 tokens: with --max-length 16 no pair keeps a difference.
     same = "Sure! Here is a short note about the sea: it is lovely and calm and blue and deep."
@@ -349,8 +355,12 @@ BAD_INPUTS = [
     Bad("resume-corrupt-optimizer-state", ("train",),
         lambda c: (_run_dir_with_checkpoint(c),
                    (c.tmp / "run/checkpoints/step_0000001/optimizer.safetensors").write_bytes(b"\x00" * 7),
-                   c.train_extra.append("--resume")),
+                   _resume_as_trained(c)),
         lambda c: f"error: {c.tmp / 'run/checkpoints/step_0000001'}: unreadable checkpoint"),
+    Bad("resume-with-other-data", ("train",), lambda c: (_run_dir_with_checkpoint(c), _resume_as_trained(c),
+                                                         c.train_extra.extend(["--data", c.data])),
+        lambda c: f"error: {c.tmp / 'run'}: this run was trained with data {str(c.good_run.parent / 'train.jsonl')!r} "
+                  f"(now {c.data!r})"),
     # ---- sampling
     Bad("sampling-negative-temperature", ("chat",), lambda c: c.chat_extra.extend(["--temperature", "-1"]),
         lambda c: "error: sampling: need --temperature >= 0"),

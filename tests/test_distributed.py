@@ -150,6 +150,10 @@ def test_resume_a_one_process_run_on_two(setup):
     assert_same_adapter(root / "runs/full", root / "runs/split")
     steps = [json.loads(line)["step"] for line in (root / "runs/split/metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
+    # Nothing left to train: every rank agrees and ends at once (none waits for a step that never comes).
+    again = run_ranks(2, ["--resume", "--iters", "6", "--output", "runs/split"], env, root, timeout=120)
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stdout + again.stderr
+    assert "nothing to do" in again.stdout + again.stderr
 
 
 def _launch_and_watch(root, env, args, crash: list[str], marker: str, wait_for: str, limit: float):

@@ -92,9 +92,12 @@ def test_sigkill_anywhere_then_resume_is_bit_exact(tiny_model, tmp_path):
             assert f"resumed from {ckpt.step_dir(run, last)} (step {last})" in r.stderr, (point, r.stderr)
         _check_run_dir(run)
 
+    # The last kill came after the final checkpoint: nothing is left to train, and RUN_DIR's adapter copy
+    # (still step 5's) is brought up to that checkpoint without loading anything.
     r = _run(_args(tiny_model, data, run) + ["--resume"])
     assert r.returncode == 0, r.stderr
-    assert f"resumed from {ckpt.step_dir(run, ITERS)}" in r.stderr
+    assert f"nothing to do: {run} has trained {ITERS} steps (checkpoint {ckpt.step_dir(run, ITERS)})" in r.stderr
+    assert "its adapter copy was brought up to that checkpoint" in r.stderr
     assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]  # temporaries cleaned
 
     # The same run without interruptions (in-process; same code, same CPU kernels).

@@ -71,8 +71,10 @@ def train_config(args) -> TrainConfig:
     sources = dict.fromkeys(yaml_values, args.config)
     flags = config_flags(args)
     if flags.get("resume") and (flags.get("output") or yaml_values.get("output")):
-        # Resume continues the saved run's settings; flags given now (e.g. a larger --iters) still win.
+        # Resume continues the saved run's settings; flags given now may change only what
+        # config.RESUME_MAY_CHANGE allows (e.g. a larger --iters): the trainer refuses the rest.
         run_dir = Path(flags.get("output") or yaml_values["output"])
+        check_resumable(run_dir)
         saved = load_run_config(run_dir)
         sources = {**dict.fromkeys(saved, str(run_dir / "config.yaml")), **sources}
         yaml_values = {**saved, **yaml_values}
@@ -84,11 +86,25 @@ def train_config(args) -> TrainConfig:
     return cfg.validate()
 
 
+def check_resumable(run_dir: Path) -> None:
+    """Refuse --resume on a folder that holds no run to continue, before asking for --data and the rest."""
+    from ..runs import read_run
+
+    if not run_dir.exists():
+        raise UsageError(f"{run_dir}: nothing to resume: no such run dir (--resume continues the run in "
+                         "--output; to start a run there, leave out --resume)")
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: --output exists and is not a folder")
+    if not read_run(run_dir).checkpoints:
+        raise UsageError(f"{run_dir}: nothing to resume (no complete checkpoint in {run_dir / 'checkpoints'})")
+
+
 def cmd_train(args) -> int:
     import yaml
 
     from ..train.distributed import init_world
     from ..train.events import JsonEvents
+    from ..train.resume import NothingToDo
     from ..train.trainer import Trainer
 
     cfg = train_config(args)
@@ -98,7 +114,12 @@ def cmd_train(args) -> int:
     report = JsonEvents() if args.events else ConsoleReporter(show_progress=sys.stderr.isatty())
     # Until the training loop installs its checkpoint-then-stop handler, SIGTERM stops like Ctrl-C.
     with terminate_as_interrupt():
-        trainer = Trainer(cfg, report, world=world).setup()
+        try:
+            trainer = Trainer(cfg, report, world=world).setup()
+        except NothingToDo as e:
+            if world.is_main:
+                report.log(str(e))
+            return 0
     last = trainer.train()
     if last and world.is_main:
         report.log(f"done: step {last['step']}, loss {last['loss']:.4f}, accuracy "

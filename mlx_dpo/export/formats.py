@@ -98,7 +98,7 @@ def run_export(cfg: ExportConfig, log=print) -> ExportResult:
 
         path = resolve_model_path(cfg.model)
         plan = preflight(path, load_config(path), cfg.gguf_type)
-    adapter_cfg = read_adapter_config(cfg.adapter)
+    adapter_cfg = read_adapter_config(only_checkpoints_hint(Path(cfg.adapter)))
     run_cfg = load_run_config(Path(cfg.adapter))
     if cfg.format == "peft" and cfg.quantize is None and run_cfg.get("quantize"):
         log("note: the adapter was trained on a base quantized on the fly; PEFT applies it to the float original")
@@ -149,6 +149,21 @@ def run_export(cfg: ExportConfig, log=print) -> ExportResult:
     if cfg.push_to_hub:
         push_to_hub(out, cfg.push_to_hub, log)
     return result
+
+
+def only_checkpoints_hint(folder: Path) -> Path:
+    """`folder`, unless it is a run dir holding checkpoints but no adapter copy (stopped before writing it,
+    or the copy removed): then a UsageError naming its newest intact checkpoint, an adapter folder."""
+    from ..train.checkpoint import checkpoint_dirs, newest_intact
+
+    if (folder / ADAPTER_FILE).exists() or not checkpoint_dirs(folder):
+        return folder
+    intact = newest_intact(folder)
+    if intact is None:
+        raise UsageError(f"{folder}: holds no adapter ({ADAPTER_FILE}), only checkpoints, and none of them is "
+                         "intact: nothing to export")
+    raise UsageError(f"{folder}: holds no adapter ({ADAPTER_FILE}), only the checkpoints of a run: export its "
+                     f"newest intact one with --adapter {intact}")
 
 
 def _write_hf(cfg, model, tokenizer, base_path, base_config, adapter_cfg, dtype, tmp: Path):

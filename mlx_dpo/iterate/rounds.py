@@ -189,6 +189,7 @@ class Iteration:
                 what = ", ".join(f"{k} {saved[k]!r} (now {settings[k]!r})" for k in differ)
                 raise UsageError(f"{self.out}: this iteration was started with {what}; run it with the same "
                                  f"settings to continue, or choose another --output")
+            self._check_training_unchanged(saved.get("train"))
             self.report.log(f"continuing the iteration in {self.out}")
         elif self.out.exists() and any(self.out.iterdir()):
             raise UsageError(f"{self.out}: exists and is not an iteration folder (no {SETTINGS_FILE}); "
@@ -196,6 +197,35 @@ class Iteration:
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, yaml.safe_dump({**settings, "rounds": self.cfg.rounds, "train": self.cfg.train},
                                                sort_keys=False))
+
+    def _check_training_unchanged(self, saved_train) -> None:
+        """A continued iteration trains its rounds as the earlier ones were trained: its training settings
+        may change only as a resumed run's may (config.RESUME_MAY_CHANGE), compared as resolved values."""
+        from ..config import RESUME_MAY_CHANGE, build_config
+
+        if not isinstance(saved_train, dict):
+            return  # an iteration from before the training settings were recorded
+
+        def resolved(train: dict) -> dict:
+            return build_config({}, {**train, "model": "m", "data": "d", "output": "o"}).to_dict()
+
+        try:
+            old = resolved(saved_train)
+        except UsageError:
+            return  # settings this version no longer reads: nothing to compare with
+        new = resolved(self.cfg.train)
+        differ = [k for k in old if k not in RESUME_MAY_CHANGE and old[k] != new[k]]
+        if not differ:
+            return
+        what = ", ".join(f"{k} {old[k]!r} (now {new[k]!r})" for k in differ)
+        flags = ", ".join("--" + k.replace("_", "-") for k in differ)
+        last = self.policy_adapter(1 + max((int(p.name.split("_")[1]) for p in self.out.glob("round_*")
+                                            if p.name.split("_")[1].isdigit()), default=0))
+        start = f" (--init-adapter {last} starts it from this iteration's last policy)" if last else ""
+        raise UsageError(f"{self.out}: this iteration's rounds were trained with {what}; only how far a round "
+                         "goes and when it logs, evaluates and saves may change (iters, epochs, log_every, "
+                         f"eval_every, save_every). To continue it, leave out {flags} (or give its values); for "
+                         f"new training settings start a new iteration in another --output{start}")
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> list[dict]:
@@ -362,7 +392,9 @@ class Iteration:
 
     def _train(self, rd: Path, r: int, adapter_in: str | None, n_pairs: int) -> dict:
         from ..config import build_config
+        from ..fileio import read_jsonl_tolerant
         from ..train import checkpoint as ckpt
+        from ..train.resume import NothingToDo
         from ..train.trainer import Trainer
 
         done = rd / "trained.json"
@@ -381,9 +413,16 @@ class Iteration:
         cfg = build_config({}, flags).validate()
         self.report.phase("train", f"round {r}: training on {n_pairs} pairs"
                           + (f" from {adapter_in}" if adapter_in else ""))
-        trainer = Trainer(cfg, self.report).setup()
-        last = trainer.train() or {}
-        del trainer
+        try:
+            trainer = Trainer(cfg, self.report).setup()
+        except NothingToDo as e:  # a lower --iters than the round's checkpoint: the round ends there
+            self.report.log(f"round {r}: {e}")
+            rows = [row for row in read_jsonl_tolerant(rd / "metrics.jsonl")
+                    if "loss" in row and row.get("step", 0) <= (e.step or 0)]
+            last = rows[-1] if rows else {}
+        else:
+            last = trainer.train() or {}
+            del trainer
         _free_memory()
         metrics = {"train/steps": last.get("step"), "train/loss": last.get("loss"),
                    "train/accuracy": last.get("rewards/accuracies"), "train/margin": last.get("rewards/margins")}

@@ -20,9 +20,9 @@ from pathlib import Path
 import mlx.core as mx
 from mlx.utils import tree_flatten, tree_unflatten
 
-from ..errors import TrainingStopped, UsageError
+from ..errors import TrainingStopped, UsageError, first_line
 from ..fileio import fsync_dir, read_jsonl_tolerant, write_failure
-from ..model.adapters import load_adapter_weights, save_adapter
+from ..model.adapters import ADAPTER_CONFIG, ADAPTER_FILE, save_adapter, set_adapter_weights
 
 LOCK_FILE = ".lock"
 
@@ -106,17 +106,50 @@ def _write_failed(run_dir: Path, step: int, e: OSError) -> TrainingStopped:
                            f"{why}; {keep}. Free some space, then resume with --resume.")
 
 
+def _read(path: Path) -> tuple[int, dict, dict]:
+    """A checkpoint's step, optimizer state and adapter tensors; raises whatever the damage causes."""
+    step = int(json.loads((path / "state.json").read_text())["step"])
+    json.loads((path / ADAPTER_CONFIG).read_text())
+    return step, mx.load(str(path / "optimizer.safetensors")), mx.load(str(path / ADAPTER_FILE))
+
+
+def newest_intact(run_dir: Path, before: Path | None = None) -> Path | None:
+    """The newest checkpoint (older than `before`, if given) whose files all read."""
+    for path in reversed(checkpoint_dirs(run_dir)):
+        if before is not None and int(path.name[len(PREFIX):]) >= int(before.name[len(PREFIX):]):
+            continue
+        try:
+            _read(path)
+        except Exception:
+            continue
+        return path
+    return None
+
+
+def _damaged(run_dir: Path, path: Path, e: Exception) -> UsageError:
+    """The error of an unreadable newest checkpoint: the intact earlier one, and how to resume from it."""
+    text = f"{path}: unreadable checkpoint ({type(e).__name__}: {first_line(e)})"
+    prev = newest_intact(run_dir, before=path)
+    if prev is None:
+        return UsageError(f"{text}; no earlier checkpoint is intact, so the run cannot continue: start it "
+                          "again in another --output")
+    aside = path.parent / f"damaged-{path.name}"  # no step_ prefix: checkpoint_dirs no longer sees it
+    return UsageError(f"{text}; the earlier checkpoint {prev} is intact: to resume from it, move the damaged one "
+                      f"aside (mv {path} {aside}) and run --resume again")
+
+
 def restore(run_dir: Path, model, optimizer, log=print) -> int:
     """Load the newest complete checkpoint into model and optimizer; return its step."""
     path = latest(run_dir)
     if path is None:
         raise UsageError(f"{run_dir}: nothing to resume (no complete checkpoint)")
     try:
-        step = int(json.loads((path / "state.json").read_text())["step"])
-        opt = mx.load(str(path / "optimizer.safetensors"))
+        step, opt, weights = _read(path)
     except Exception as e:
-        raise UsageError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
-    load_adapter_weights(model, path)
+        raise _damaged(run_dir, path, e) from None
+    # Names and shapes are checked here: a mismatch is another model or rank (resume refuses those
+    # settings before loading, from config.yaml), not damage.
+    set_adapter_weights(model, weights, str(path / ADAPTER_FILE))
     optimizer.state = tree_unflatten(list(opt.items()))
     mx.eval(model.parameters(), optimizer.state)
     log(f"resumed from {path} (step {step})")

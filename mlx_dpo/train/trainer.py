@@ -41,6 +41,7 @@ from .events import Reporter
 from .layout import PackedLayout
 from ..fileio import write_failure
 from ..model.adapters import save_adapter
+from .resume import NothingToDo, checked_config, checkpoint_state, nothing_to_do, planned_steps
 from .session import Session
 
 # Wall-clock time for the throughput figures (a module attribute: a test swaps in a fake clock).
@@ -100,8 +101,12 @@ class Trainer:
     def _setup(self) -> "Trainer":
         cfg, world = self.cfg, self.world
         self.local_size = check_batch_split(cfg.batch_size, world)
+        done = None
         if world.is_main:
-            self._check_run_dir()
+            done = self._check_run_dir()
+            cfg = self.cfg  # a resume keeps the run's own settings (resume.checked_config)
+        if world.any(done is not None, "agreeing whether there is anything to do"):
+            raise done or NothingToDo("nothing to do (rank 0 says why)")
         self.session = Session.for_training(cfg, self.report, world)
 
         self.steps_per_epoch = max(1, batches_per_epoch(len(self.session.train_pairs), cfg.batch_size) // cfg.grad_accum)
@@ -122,6 +127,10 @@ class Trainer:
             self.step = int(state["step"].item())
             self.report.log(f"data-parallel over {world.size} processes: global batch {cfg.batch_size}, "
                             f"{self.local_size} pairs per process")
+        if cfg.resume and self.step >= self.total_steps:  # a total only the loaded data could tell
+            if not world.is_main:
+                raise NothingToDo("nothing to do (rank 0 says why)")
+            raise nothing_to_do(self.run_dir, ckpt.latest(self.run_dir), self.step, cfg, self.total_steps)
         self.report.log(f"{len(self.session.train_pairs)} training pairs, {self.total_steps} steps, "
                         f"{self.trainable_parameters():,} trainable parameters "
                         f"({self.session.adapter_cfg['fine_tune_type']})")
@@ -130,18 +139,29 @@ class Trainer:
     def trainable_parameters(self) -> int:
         return sum(v.size for _, v in tree_flatten(self.model.trainable_parameters()))
 
-    def _check_run_dir(self):
+    def _check_run_dir(self) -> NothingToDo | None:
+        """Refuse a run dir that cannot be used as asked (UsageError); on resume, check the settings
+        against the run's and return NothingToDo when its checkpoint already has the steps asked for."""
         d = self.run_dir
         if d.exists() and not d.is_dir():
             raise UsageError(f"{d}: --output exists and is not a folder")
         # Only complete checkpoints count: a run killed while writing its first one can start over.
-        has_run = (d / "adapters.safetensors").exists() or ckpt.latest(d) is not None
-        if self.cfg.resume and not ckpt.latest(d):
+        last = ckpt.latest(d)
+        has_run = (d / "adapters.safetensors").exists() or last is not None
+        if self.cfg.resume and not last:
             raise UsageError(f"{d}: nothing to resume (no complete checkpoint in {d / 'checkpoints'})")
         if not self.cfg.resume and has_run:
             raise UsageError(f"{d}: already holds a run; pass --resume to continue it or choose another --output")
+        if self.cfg.resume:
+            self.cfg = checked_config(d, self.cfg)
         if d.is_dir():
             self.lock.acquire()  # refuse now, before loading anything, if another trainer uses it
+        if self.cfg.resume:
+            state = checkpoint_state(last)
+            total = planned_steps(self.cfg, state)
+            if state and total is not None and state["step"] >= total:
+                return nothing_to_do(d, last, state["step"], self.cfg, total)
+        return None
 
     # ------------------------------------------------------------------ the step
     def loss_fn(self, model, inputs: dict):
@@ -295,11 +315,7 @@ class Trainer:
                     if stop.requested:
                         raise Interrupted(stop.signum)
             if self.step >= self.total_steps and self._saved_step != self.step and world.is_main:
-                if ckpt.latest(self.run_dir) != ckpt.step_dir(self.run_dir, self.step):
-                    self.save_checkpoint()  # the final adapter (save_checkpoint also writes RUN_DIR's copy)
-                else:
-                    # Resumed at the end: a kill may have come between the checkpoint and RUN_DIR's copy.
-                    save_adapter(self.model, self.run_dir, self.session.adapter_cfg)
+                self.save_checkpoint()  # the final adapter (save_checkpoint also writes RUN_DIR's copy)
         finally:
             report.end()
         return last
