@@ -68,7 +68,8 @@ class TrainConfig:
                                         "that make desirable x weight / undesirable x weight 1 to 4/3).")
     # -- schedule
     iters: Optional[int] = _f(None, "Optimizer steps to run (overrides --epochs).")
-    epochs: Optional[int] = _f(None, "Passes over the data (default 1 when --iters is not given).")
+    epochs: Optional[int] = _f(None, "Passes over the data (default: 1, or as many as make --min-steps steps when --iters is not given).")
+    min_steps: int = _f(40, "Without --iters and --epochs, small data trains at least this many steps (epochs repeat): a few picks from the chat must move the model.")
     batch_size: int = _f(4, "Pairs per micro-batch.")
     grad_accum: int = _f(1, "Micro-batches accumulated per optimizer step.")
     learning_rate: float = _f(5e-5, "Peak learning rate of AdamW (LoRA DPO commonly uses 5e-6 to 5e-5; on the demo pairs one epoch at 5e-5 visibly changes the answers, at 1e-5 it changes none).")

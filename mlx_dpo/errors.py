@@ -78,10 +78,12 @@ def config_error(key: str, message: str, source: str = "config", fix: str | None
 
 class DataError(UsageError):
     """A data source has bad rows: `problems` holds one Problem per bad row (or per file-level problem),
-    `errors` the same as printed lines (`FILE:LINE: field: message`)."""
+    `errors` the same as printed lines (`FILE:LINE: field: message`); `skippable`: --skip-invalid would
+    train on the valid rows (every problem is one bad row, and some rows are valid)."""
 
-    def __init__(self, problems: "list[Problem]"):
+    def __init__(self, problems: "list[Problem]", skippable: bool = False):
         self.problems = list(problems)
+        self.skippable = skippable
         self.errors = [str(p) for p in self.problems]
         head = self.errors[0] if self.errors else "invalid data"
         more = f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""

@@ -63,6 +63,7 @@ def test_the_error_event_carries_the_key_or_the_problems(tiny_model, tmp_path, c
     event = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert event["problems"] == [{"file": str(bad), "line": 2, "field": "chosen", "fix": None,
                                   "message": "missing (expected a string or a list of messages)"}]
+    assert event["skippable"] is True  # one valid pair: --skip-invalid would train on it
     assert not (tmp_path / "r2").exists()
 
 

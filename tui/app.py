@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Header, Input, TabbedContent, TabPane, Tabs
+from textual.widgets import Footer, Header, Input, Switch, TabbedContent, TabPane, Tabs
 
 from mlx_dpo import default_model, list_runs, read_run
 
@@ -266,9 +266,17 @@ class MlxDpoApp(App):
         pane.query_one("#data-path", Input).value = path
         pane.load()
 
+    def set_skip_invalid(self, skip: bool) -> None:
+        """The Data tab's Skip invalid rows, as the next run reads it (and its switch shows it)."""
+        self.data_options["skip_invalid"] = skip
+        self.query_one("#data-skip-invalid", Switch).value = skip
+
     def train_on_prefs(self, path: str, adapter: str | None, loss: str | None = None) -> None:
-        """Prepare a run on the Train form: the preference file as data, continuing from `adapter`."""
-        self.data_path = path
+        """Prepare a run on the Train form: the preference file as data, continuing from `adapter`; the Data
+        tab shows that file (what trains is what it shows)."""
+        pane = self.query_one(DataPane)
+        pane.query_one("#data-path", Input).value = path
+        pane.load()  # checks the file (its report is on Data) and makes it the app's data
         self.action_show("train")
         self.query_one(TrainPane).prepare_from_chat(path, adapter, loss)
 

@@ -120,3 +120,40 @@ class EditAnswer(ModalScreen[str | None]):
             self.action_save()
         else:
             self.dismiss(None)
+
+
+class BadRows(ModalScreen[str | None]):
+    """A run refused its data for bad rows (the trainer's error event lists them): skip them and start
+    again ("skip", only where the engine says skipping would train), see them on Data ("open"), or cancel."""
+
+    BINDINGS = DIALOG_BINDINGS
+
+    def __init__(self, path: str, problems: list[dict], skippable: bool, **kw):
+        super().__init__(**kw)
+        self.path, self.problems, self.skippable = path, problems, skippable
+
+    def compose(self) -> ComposeResult:
+        n = len(self.problems)
+        shown = [f"{p['file']}:{p['line']}: {p['field']}: {p['message']}" if p.get("line") is not None
+                 else f"{p['file']}: {p['message']}" for p in self.problems[:3]]
+        more = [f"… and {n - 3} more"] if n > 3 else []
+        with Vertical(id="confirm-box", classes="dialog"):
+            yield Label(f"The run did not start: {n} invalid row(s) in {self.path}.", markup=False)
+            yield Label("\n".join(shown + more), markup=False, classes="dialog-detail")
+            if self.skippable:
+                yield Label("Skip them (Skip invalid rows, listed in RUN_DIR/skipped.jsonl) and start again?",
+                            markup=False)
+            with Horizontal(classes="buttons"):
+                if self.skippable:
+                    yield Button("Skip them and start", id="badrows-skip", variant="primary")
+                yield Button("Show them on Data", id="badrows-open")
+                yield Button("Cancel", id="badrows-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#badrows-skip" if self.skippable else "#badrows-open", Button).focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss({"badrows-skip": "skip", "badrows-open": "open"}.get(event.button.id))

@@ -45,7 +45,7 @@ def main(argv=None) -> int:
         for line in e.errors:
             print(line, file=sys.stderr)
         return _fail(args, f"{len(e.errors)} problem(s) in the data; nothing was written", 2, str(e),
-                     problems=[p.as_dict() for p in e.problems])
+                     problems=[p.as_dict() for p in e.problems], skippable=e.skippable)
     except UsageError as e:
         return _fail(args, str(e), 2, key=e.key)
     except TrainingStopped as e:
@@ -62,10 +62,10 @@ def main(argv=None) -> int:
 
 
 def _fail(args, text: str, status: int, event_text: str | None = None, printed: bool = False, key=None,
-          problems=None) -> int:
+          problems=None, skippable=False) -> int:
     if not printed:
         log(f"error: {text}")
-    _event(args).error(event_text or text, status, key=key, problems=problems)
+    _event(args).error(event_text or text, status, key=key, problems=problems, skippable=skippable)
     return status
 
 

@@ -176,7 +176,7 @@ def prepare_strict(path, keys: DataKeys, tokenizer, max_length: int, prompt_limi
         if not prepared.fatal and usable > 0:
             log(f"hint: {prepared.path}: {len(prepared.errors)} invalid row(s); pass --skip-invalid to train on "
                 f"the {usable} valid pair(s) and list the others in RUN_DIR/skipped.jsonl")
-        raise DataError(prepared.errors)
+        raise DataError(prepared.errors, skippable=not prepared.fatal and usable > 0)
     for line in prepared.skipped_lines():
         log(line)
     if prepared.render is None:  # --skip-invalid and not one row was valid

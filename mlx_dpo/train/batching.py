@@ -108,3 +108,18 @@ def sequential_batches(pairs: list[TokenizedPair], batch_size: int, key=by_lengt
 
 def batches_per_epoch(n_pairs: int, batch_size: int) -> int:
     return -(-n_pairs // batch_size)
+
+
+def epochs_to_run(cfg, steps_per_epoch: int) -> int:
+    """--epochs, or (without --iters and --epochs) 1, or as many as make `cfg.min_steps` steps: a file of a
+    few picks makes 1 or 2 steps an epoch, which moves a LoRA adapter from zero by almost nothing."""
+    if cfg.epochs:
+        return cfg.epochs
+    return max(1, -(-cfg.min_steps // max(1, steps_per_epoch)))
+
+
+def total_steps(cfg, batches: int) -> int:
+    """Optimizer steps of a run whose data makes `batches` micro-batches an epoch (the one rule of the trainer
+    and of resume's check before the data is loaded)."""
+    per_epoch = max(1, batches // cfg.grad_accum)
+    return cfg.iters or epochs_to_run(cfg, per_epoch) * per_epoch

@@ -80,9 +80,11 @@ class Reporter:
     def stopped(self, signum: int, checkpoint: str | None) -> None:
         """The run stopped on a signal; `checkpoint` is what it saved (None: nothing yet)."""
 
-    def error(self, text: str, status: int, key: str | None = None, problems: list[dict] | None = None) -> None:
+    def error(self, text: str, status: int, key: str | None = None, problems: list[dict] | None = None,
+              skippable: bool = False) -> None:
         """The run failed with a message for the user; the process exits with `status`. `key`: the setting a
-        usage error concerns; `problems`: a data error's problems (errors.Problem.as_dict())."""
+        usage error concerns; `problems`: a data error's problems (errors.Problem.as_dict()); `skippable`:
+        --skip-invalid would train on the valid rows."""
 
     def round_start(self, round_: int, rounds: int) -> None:
         """`mlx-dpo iterate`: round `round_` of `rounds` begins (0: the start model's held-out answers)."""
@@ -145,12 +147,13 @@ class JsonEvents(Reporter):
         self.emit("stopped", signal=signal.Signals(signum).name, status=128 + int(signum),
                   checkpoint=str(checkpoint) if checkpoint else None)
 
-    def error(self, text, status, key=None, problems=None) -> None:
+    def error(self, text, status, key=None, problems=None, skippable=False) -> None:
         fields = {"text": text, "status": status}
         if key is not None:
             fields["key"] = key  # the setting a usage error concerns (the app marks that field)
         if problems:
             fields["problems"] = problems  # a data error's problems: {file, line, field, message, fix}
+            fields["skippable"] = skippable  # --skip-invalid would train on the valid rows
         self.emit("error", **fields)
 
     def round_start(self, round_, rounds) -> None:

@@ -20,6 +20,7 @@ from ..config import TrainConfig, keep_run_settings, load_run_config, resume_cha
 from ..errors import UsageError
 from ..fileio import atomic_write
 from ..model.adapters import ADAPTER_CONFIG, ADAPTER_FILE
+from .batching import total_steps
 
 
 class NothingToDo(Exception):
@@ -60,11 +61,11 @@ def planned_steps(cfg: TrainConfig, state: dict) -> int | None:
     per_epoch = state.get("batches_per_epoch")
     if not isinstance(per_epoch, int) or isinstance(per_epoch, bool) or per_epoch < 1:
         return None
-    return (cfg.epochs or 1) * max(1, per_epoch // cfg.grad_accum)
+    return total_steps(cfg, per_epoch)
 
 
 def nothing_to_do(run_dir: Path, checkpoint: Path, step: int, cfg: TrainConfig, total: int) -> NothingToDo:
-    asked = f"--iters {cfg.iters}" if cfg.iters else f"--epochs {cfg.epochs or 1} ({total} steps)"
+    asked = f"--iters {cfg.iters}" if cfg.iters else f"--epochs {cfg.epochs or 'default'} ({total} steps)"
     repaired = _sync_run_adapter(run_dir, checkpoint)
     return NothingToDo(f"nothing to do: {run_dir} has trained {step} steps (checkpoint {checkpoint}) and {asked} "
                        f"asks for no more; " + ("its adapter copy was brought up to that checkpoint, nothing else "

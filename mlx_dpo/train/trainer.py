@@ -32,7 +32,7 @@ from mlx.nn.utils import average_gradients
 from mlx.utils import tree_flatten, tree_map
 
 from . import checkpoint as ckpt
-from .batching import batches_per_epoch, epoch_order
+from .batching import batches_per_epoch, epoch_order, epochs_to_run, total_steps
 from ..config import TrainConfig, save_config
 from .control import OOM_ADVICE, Interrupted, StopSignals, is_out_of_memory
 from .distributed import World, check_batch_split, init_world, is_peer_lost, local_batch, local_rows, peer_lost
@@ -109,8 +109,13 @@ class Trainer:
             raise done or NothingToDo("nothing to do (rank 0 says why)")
         self.session = Session.for_training(cfg, self.report, world)
 
-        self.steps_per_epoch = max(1, batches_per_epoch(len(self.session.train_pairs), cfg.batch_size) // cfg.grad_accum)
-        self.total_steps = cfg.iters or (cfg.epochs or 1) * self.steps_per_epoch
+        batches = batches_per_epoch(len(self.session.train_pairs), cfg.batch_size)
+        self.steps_per_epoch = max(1, batches // cfg.grad_accum)
+        self.total_steps = total_steps(cfg, batches)
+        if not cfg.iters and not cfg.epochs and (epochs := epochs_to_run(cfg, self.steps_per_epoch)) > 1:
+            self.report.log(f"small data: {len(self.session.train_pairs)} pairs make {self.steps_per_epoch} step(s) an "
+                            f"epoch; training {epochs} epochs ({self.total_steps} steps, --min-steps "
+                            f"{cfg.min_steps}) so the adapter moves; --epochs or --iters sets it")
         self.schedule = make_schedule(cfg, self.total_steps)
         self.optimizer = optim.AdamW(learning_rate=self.schedule, weight_decay=cfg.weight_decay)
         self.optimizer.init(self.model.trainable_parameters())

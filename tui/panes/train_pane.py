@@ -27,7 +27,7 @@ from textual.widgets import Button, Collapsible, Input, Label, ProgressBar, Rich
 from mlx_dpo import (DEMO_SETTINGS, LOSSES, TrainConfig, UsageError, build_config, config_error, is_demo_model,
                      is_iteration, load_config_file, read_rounds, read_run)
 
-from ..confirm import PathPrompt
+from ..confirm import BadRows, PathPrompt
 from ..messages import (IterationRound, TrainingEnded, TrainingLog, TrainingMetrics, TrainingPhase, TrainingProgress,
                         TrainingStarted, TrainingTask)
 from ..training import TrainingProcess, check_distribution
@@ -755,6 +755,8 @@ class TrainPane(VerticalScroll):
         if message.returncode == 0:
             if chat_run:
                 self.app.training_finished(chat_run, True)
+        elif chat_run:
+            self.from_chat = True  # a failed start keeps the link: the retry's adapter still goes to Chat
             bar = self.query_one("#train-progress", ProgressBar)
             bar.update(progress=bar.total or 1, total=bar.total or 1)  # "done" comes without a last progress event
             if not self.iterating:  # an iteration's folder stays: raising rounds and Resume adds rounds
@@ -766,6 +768,25 @@ class TrainPane(VerticalScroll):
         severity = "information" if message.returncode in (0, 130) else "error"
         self.app.notify(message.message, severity=severity, timeout=10)
         self.app.refresh_runs()
+        self.offer_fix_for_bad_rows()
+
+    def offer_fix_for_bad_rows(self) -> None:
+        """A run refused its data for bad rows: offer to skip them and start again, or to show them on Data
+        (from the trainer's error event: its problems, and whether skipping them would train)."""
+        events = self.process.error_events if self.process and not self.iterating else []
+        failed = events[-1] if events else {}
+        if not failed.get("problems") or self.running:
+            return
+        data = self.app.data_path or ""
+
+        def chosen(answer: str | None) -> None:
+            if answer == "skip":
+                self.app.set_skip_invalid(True)
+                self.start()
+            elif answer == "open":
+                self.app.open_data(data)
+
+        self.app.push_screen(BadRows(data, failed["problems"], bool(failed.get("skippable"))), chosen)
 
     # ------------------------------------------------------------------ config file and command
     def action_show_command(self) -> None:
