@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import UsageError
-from ..fileio import atomic_write_json, atomic_write_text
+from ..fileio import atomic_write_json, atomic_write_text, write_all
 from ..model.generate import Sampling
 from ..train.events import Reporter
 from .judges import Judge, JudgeFailed, make_judge
@@ -127,12 +127,18 @@ def read_lines(path: Path) -> list[dict]:
 
 
 def append_line(path: Path, row: dict) -> None:
-    """One write of one line, then fsync: a kill leaves the line whole or absent (cut off on resume)."""
+    """One write of one line, then fsync: a kill leaves the line whole or torn (cut off on resume); a
+    failed write (a full disk) is cut off at once, so a later append cannot continue a torn line."""
     data = (json.dumps(row) + "\n").encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
+        size = os.fstat(fd).st_size
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        except OSError as e:
+            os.ftruncate(fd, size)
+            raise OSError(e.errno, e.strerror, str(path)) from None  # the CLI names the file
     finally:
         os.close(fd)
 

@@ -21,7 +21,7 @@ import mlx.core as mx
 from mlx.utils import tree_flatten, tree_unflatten
 
 from ..errors import TrainingStopped, UsageError
-from ..fileio import fsync_dir, read_jsonl_tolerant, write_failure
+from ..fileio import fsync_dir, mlx_writes, read_jsonl_tolerant, write_failure
 from ..model.adapters import load_adapter_weights, save_adapter
 
 LOCK_FILE = ".lock"
@@ -66,7 +66,8 @@ def save(run_dir: Path, step: int, model, optimizer, adapter_cfg: dict, position
     try:
         save_adapter(model, tmp, adapter_cfg)
         opt_state = dict(tree_flatten(optimizer.state))
-        mx.save_safetensors(str(tmp / "optimizer.safetensors"), opt_state)
+        with mlx_writes(tmp / "optimizer.safetensors"):
+            mx.save_safetensors(str(tmp / "optimizer.safetensors"), opt_state)
         _write_state(tmp, step, position)
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
