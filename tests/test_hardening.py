@@ -385,6 +385,25 @@ def test_resume_drops_a_torn_metrics_line(tiny_model, pairs_file, tmp_path):
     assert [json.loads(l)["step"] for l in lines] == [1, 2, 3, 4]
 
 
+WALL_CLOCK = ("tokens_per_second", "step_seconds", "peak_memory_gb")
+
+
+def test_a_resume_between_two_metrics_rows_writes_the_next_row_as_an_unresumed_run(tiny_model, pairs_file,
+                                                                                    tmp_path):
+    _make(tiny_model, pairs_file, tmp_path / "straight", iters=6, log_every=3, save_every=2).train()
+    run = tmp_path / "run"
+    # Checkpoint 4 comes one step after row 3: the resumed run's row 6 must still cover steps 4-6.
+    _make(tiny_model, pairs_file, run, iters=6, log_every=3, save_every=2).train(stop_at_step=4)
+    last = _make(tiny_model, pairs_file, run, iters=6, log_every=3, save_every=2, resume=True).train()
+
+    def rows(folder):
+        return [{k: v for k, v in r.items() if k not in WALL_CLOCK}
+                for r in read_jsonl_tolerant(folder / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in rows(run)] == [3, 6]
+    assert rows(run) == rows(tmp_path / "straight")
+    assert {k: v for k, v in last.items() if k not in WALL_CLOCK} == rows(run)[-1]
+
+
 # ======================================================================= trust boundaries
 
 def test_yaml_config_cannot_run_code(tmp_path, capsys):

@@ -94,7 +94,8 @@ def _write_state(folder: Path, step: int, position: dict | None) -> None:
     """state.json, written last: a checkpoint folder without it is incomplete (see checkpoint_dirs).
 
     Data order and dropout RNG are pure functions of (seed, epoch) and (seed, step), so the step
-    restores them; the position is recorded for people and tools reading the checkpoint.
+    restores them; the position is recorded for people and tools reading the checkpoint, and its
+    log_window (see log_window) for the metrics row a resumed run writes next.
     """
     (folder / "state.json").write_text(json.dumps({"step": step, **(position or {})}))
 
@@ -105,6 +106,18 @@ def _write_failed(run_dir: Path, step: int, e: OSError) -> TrainingStopped:
     why = write_failure(e)
     return TrainingStopped(f"could not write the checkpoint of step {step} in {Path(run_dir) / 'checkpoints'}: "
                            f"{why}; {keep}. Free some space, then resume with --resume.")
+
+
+def log_window(run_dir: Path, step: int) -> dict | None:
+    """The steps the newest checkpoint (of `step`) holds past the last metrics row: their summed stats,
+    tokens, seconds and the row they follow (state.json's log_window; None when the row came last)."""
+    path = latest(run_dir)
+    try:
+        state = json.loads((path / "state.json").read_text()) if path else {}
+    except (OSError, ValueError):
+        return None
+    window = state.get("log_window") if isinstance(state, dict) and state.get("step") == step else None
+    return window if isinstance(window, dict) else None
 
 
 def restore(run_dir: Path, model, optimizer, log=print) -> int:
