@@ -13,7 +13,6 @@ and the mean reward). CPU path, OpenBLAS preloaded (re-exec) as every benchmark 
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile

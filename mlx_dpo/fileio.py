@@ -9,7 +9,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +23,56 @@ def disk_full(e: BaseException) -> bool:
 def write_failure(e: OSError) -> str:
     """Why a write failed, in words for an error message: the disk is full, or the system's reason."""
     return "the disk is full" if disk_full(e) else (e.strerror or str(e))
+
+
+# MLX's writers (mx.save_safetensors, mx.save) report a failed write() as this RuntimeError, errno dropped.
+_MLX_WRITE_FAILED = re.compile(r"\[write\] Unable to write (\d+) bytes")
+
+
+def mlx_write_failure(e: BaseException, path: str | Path) -> OSError | None:
+    """MLX's failed write of `path` as the OSError it stands for; None if `e` is something else.
+
+    MLX gives no reason, so ask the file system: a disk without room for the bytes MLX could not write
+    is full (the partial file is still there, so the space it took is not free yet). Otherwise (a disk
+    unplugged, a quota) the error says the write failed, without claiming the disk is full.
+    """
+    m = _MLX_WRITE_FAILED.search(str(e)) if isinstance(e, RuntimeError) else None
+    if m is None:
+        return None
+    folder = Path(path)
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if free is not None and free < max(int(m.group(1)), 1 << 20):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    where = f"; {free / 1e9:.1f} GB are free there" if free is not None else ""
+    return OSError(errno.EIO, f"the write failed (MLX gives no reason{where})", str(path))
+
+
+@contextmanager
+def mlx_writes(path: str | Path):
+    """Raise MLX's failed write of `path` as an OSError, which every writer here already handles."""
+    try:
+        yield
+    except RuntimeError as e:
+        err = mlx_write_failure(e, path)
+        if err is None:
+            raise
+        raise err from None
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` to `fd`. A short write (a disk with room for part of it) is continued, so the
+    next write raises the reason (ENOSPC). For appends under a lock: no other writer's bytes interleave."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[n:]
 
 
 def fsync_dir(path: str | Path) -> None:
@@ -45,7 +98,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        write(tmp_path)
+        with mlx_writes(path):
+            write(tmp_path)
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)

@@ -15,6 +15,8 @@ process):
 - adapter-write:N    — the same for an adapters.safetensors (a checkpoint folder's or RUN_DIR's)
 - config-write:N     — the same for config.yaml
 - metrics-rewrite:N  — the same for metrics.jsonl (rewritten on resume)
+- pairs-write:N, trained-write:N, heldout-write:N, report-write:N, rounds-write:N — the same for
+                       iterate's pairs.jsonl, trained.json, heldout.jsonl, report.json and rounds.jsonl
 - file-write:N       — the same for any other file written by fileio.atomic_write
 - checkpoint-write:STEP — the checkpoint of STEP is half written (no state.json yet)
 - checkpoint-saved:STEP — the checkpoint of STEP is in place, RUN_DIR's adapter copy not yet written
@@ -50,7 +52,9 @@ def write_point(path: Path) -> str:
     if path.parent.name == "reference":
         return "reference-write"
     return {"adapters.safetensors": "adapter-write", "config.yaml": "config-write",
-            "metrics.jsonl": "metrics-rewrite"}.get(path.name, "file-write")
+            "metrics.jsonl": "metrics-rewrite", "pairs.jsonl": "pairs-write", "trained.json": "trained-write",
+            "heldout.jsonl": "heldout-write", "report.json": "report-write",
+            "rounds.jsonl": "rounds-write"}.get(path.name, "file-write")
 
 
 class _OsWithCrashingReplace:

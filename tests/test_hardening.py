@@ -204,6 +204,128 @@ def test_disk_full_while_checkpointing_keeps_the_previous_one(tiny_model, pairs_
     assert main(["train", "--output", str(run), "--resume", "--iters", "3"]) == 0  # and it resumes after
 
 
+def mlx_disk_full(monkeypatch, where=lambda path: True):
+    """A full disk as MLX meets it: mx.save_safetensors writes part of the file, then raises MLX's own
+    RuntimeError (errno lost), for each path `where` accepts; and the disk reports no space left."""
+    import shutil
+
+    real_save, real_usage = mx.save_safetensors, shutil.disk_usage
+
+    def save(path, arrays, metadata=None):
+        if not where(Path(path)):
+            return real_save(path, arrays, metadata=metadata or {})
+        Path(path).write_bytes(b"\x00" * 100)
+        raise RuntimeError("[write] Unable to write 4096 bytes to file.")
+    monkeypatch.setattr(mx, "save_safetensors", save)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real_usage(p)._replace(free=0))
+
+
+FULL_AT = {  # which write finds the disk full, in a resumed run's step 2
+    "checkpoint optimizer": lambda p: p.name == "optimizer.safetensors",
+    "checkpoint adapter": lambda p: p.parent.name.startswith(".tmp-") and "adapters" in p.name,
+    "final adapter": lambda p: p.parent.name == "run",
+}
+
+
+@pytest.mark.parametrize("where", FULL_AT)
+def test_a_full_disk_in_an_mlx_write_stops_with_a_clear_error_and_the_last_checkpoint_loads(
+        tiny_model, pairs_file, tmp_path, capsys, monkeypatch, where):
+    run = tmp_path / "run"
+    assert main(_train_args(tiny_model, pairs_file, run, "--iters", 1, "--save-every", 1)) == 0
+    capsys.readouterr()
+    before = _snapshot(run / "checkpoints")
+    adapter = (run / "adapters.safetensors").read_bytes()
+    mlx_disk_full(monkeypatch, FULL_AT[where])
+    assert main(["train", "--output", str(run), "--resume", "--iters", "2"]) == 1
+    err = capsys.readouterr().err
+    _no_traceback(err)
+    errors = [l for l in err.splitlines() if l.startswith("error:")]
+    assert len(errors) == 1 and "the disk is full" in errors[0] and "resume with --resume" in errors[0], err
+    if where == "final adapter":  # checkpoint 2 was written whole before the run dir's copy failed
+        assert f"could not write {run / 'adapters.safetensors'}: the disk is full; the last checkpoint " \
+               f"{ckpt.step_dir(run, 2)} is intact" in errors[0]
+        assert ckpt.latest(run) == ckpt.step_dir(run, 2)
+    else:
+        assert f"could not write the checkpoint of step 2 in {run / 'checkpoints'}: the disk is full; the " \
+               f"previous checkpoint {ckpt.step_dir(run, 1)} is intact" in errors[0]
+        assert _snapshot(run / "checkpoints") == before  # no step 2, no temporary left over
+    assert (run / "adapters.safetensors").read_bytes() == adapter
+    assert not [p for p in run.rglob(".*") if p.name != ".lock"]  # no partial file anywhere
+    monkeypatch.undo()
+    assert main(["train", "--output", str(run), "--resume", "--iters", "2"]) == 0  # the last checkpoint loads
+    assert f"resumed from {ckpt.latest(run) if where == 'final adapter' else ckpt.step_dir(run, 1)}" \
+           in capsys.readouterr().err
+    assert (run / "adapters.safetensors").read_bytes() == (ckpt.step_dir(run, 2) / "adapters.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["hf", "peft"])
+def test_a_full_disk_during_an_export_is_a_clear_error_and_writes_nothing(tiny_model, pairs_file, tmp_path,
+                                                                          capsys, monkeypatch, fmt):
+    run = tmp_path / "run"
+    assert main(_train_args(tiny_model, pairs_file, run, "--iters", 1)) == 0
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    capsys.readouterr()
+    mlx_disk_full(monkeypatch, lambda p: exports in p.parents)
+    out = exports / "out"
+    assert main(["export", "--model", tiny_model, "--adapter", str(run), "--output", str(out),
+                 "--format", fmt]) == 1
+    err = capsys.readouterr().err
+    _no_traceback(err)
+    assert f"error: could not write the export to {out}: the disk is full; nothing was written to {out}. " \
+           "Free some space, then run the export again." in err.splitlines()
+    assert list(exports.iterdir()) == []  # neither OUT nor a temporary folder
+
+
+def test_an_mlx_write_failure_is_called_a_full_disk_only_when_the_disk_is_full(tmp_path, monkeypatch):
+    import shutil
+
+    from mlx_dpo.fileio import mlx_write_failure, write_failure
+
+    e = RuntimeError("[write] Unable to write 4096 bytes to file.")
+    assert mlx_write_failure(RuntimeError("[load] Failed to open file x"), tmp_path / "x") is None
+    roomy = mlx_write_failure(e, tmp_path / "x.safetensors")  # this disk has room: something else failed
+    assert roomy.filename == str(tmp_path / "x.safetensors")
+    assert write_failure(roomy).startswith("the write failed (MLX gives no reason; ") and "GB are free" in \
+        write_failure(roomy)
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
+    assert write_failure(mlx_write_failure(e, tmp_path / "x.safetensors")) == "the disk is full"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_mlx_words_a_failed_write_the_way_we_translate_it(tmp_path):
+    from mlx_dpo.fileio import mlx_write_failure
+
+    target = tmp_path / "x.safetensors"
+    target.symlink_to("/dev/full")  # every write to it fails with ENOSPC
+    with pytest.raises(RuntimeError) as e:
+        mx.save_safetensors(str(target), {"a": mx.zeros((1000,))})
+    assert isinstance(mlx_write_failure(e.value, target), OSError), str(e.value)
+
+
+def test_a_full_disk_while_iterate_appends_a_line_leaves_no_torn_line(tmp_path, monkeypatch):
+    from mlx_dpo.iterate.rounds import append_line, read_lines
+
+    path = tmp_path / "answers.jsonl"
+    append_line(path, {"index": 0})
+    before, real_write, calls = path.read_bytes(), os.write, []
+
+    def write(fd, data):  # room for 5 bytes: the write takes them and returns 5, the next finds none
+        calls.append(len(data))
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, bytes(data[:5]))
+    monkeypatch.setattr(os, "write", write)
+    with pytest.raises(OSError) as e:
+        append_line(path, {"index": 1, "answers": ["a long answer"]})
+    monkeypatch.undo()
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(path)
+    assert path.read_bytes() == before  # a rerun appends after a whole line, not after a torn one
+    append_line(path, {"index": 1})
+    assert read_lines(path) == [{"index": 0}, {"index": 1}]
+
+
 def test_disk_full_writing_the_reference_cache(tiny_model, pairs_file, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(mx, "save_safetensors", _enospc)
     assert main(_train_args(tiny_model, pairs_file, tmp_path / "run", "--iters", 1)) == 1
@@ -261,6 +383,25 @@ def test_resume_drops_a_torn_metrics_line(tiny_model, pairs_file, tmp_path):
     _make(tiny_model, pairs_file, run, resume=True).train()
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(l)["step"] for l in lines] == [1, 2, 3, 4]
+
+
+WALL_CLOCK = ("tokens_per_second", "step_seconds", "peak_memory_gb")
+
+
+def test_a_resume_between_two_metrics_rows_writes_the_next_row_as_an_unresumed_run(tiny_model, pairs_file,
+                                                                                    tmp_path):
+    _make(tiny_model, pairs_file, tmp_path / "straight", iters=6, log_every=3, save_every=2).train()
+    run = tmp_path / "run"
+    # Checkpoint 4 comes one step after row 3: the resumed run's row 6 must still cover steps 4-6.
+    _make(tiny_model, pairs_file, run, iters=6, log_every=3, save_every=2).train(stop_at_step=4)
+    last = _make(tiny_model, pairs_file, run, iters=6, log_every=3, save_every=2, resume=True).train()
+
+    def rows(folder):
+        return [{k: v for k, v in r.items() if k not in WALL_CLOCK}
+                for r in read_jsonl_tolerant(folder / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in rows(run)] == [3, 6]
+    assert rows(run) == rows(tmp_path / "straight")
+    assert {k: v for k, v in last.items() if k not in WALL_CLOCK} == rows(run)[-1]
 
 
 # ======================================================================= trust boundaries

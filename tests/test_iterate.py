@@ -119,8 +119,8 @@ def test_changed_settings_are_refused(shorter_run, capsys):
 
 
 # ---------------------------------------------------------------------- resume after a kill
-def _run(args, kill=None):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+def _run(args, kill=None, **env_vars):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **env_vars}
     cmd = [sys.executable, str(CRASH_POINTS), kill, "--", *args] if kill else [sys.executable, "-m", "mlx_dpo", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
 
@@ -155,6 +155,79 @@ def test_a_killed_iterate_resumes_at_the_right_round_and_step(tmp_path):
             assert strip(read_lines(out / f"round_{r}" / name)) == strip(read_lines(tmp_path / "whole" / f"round_{r}" / name))
         a, b = _adapters(out / f"round_{r}/adapters.safetensors"), _adapters(tmp_path / f"whole/round_{r}/adapters.safetensors")
         assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)  # bit-exact
+
+
+SMALL = ["--prompts-per-round", "8", "--valid-limit", "4", "--iters", "2", "--log-every", "2"]  # one row: steps 1-2
+
+
+def _rounds_here(out: Path) -> list[dict]:
+    """rounds.jsonl with each adapter named relative to its iteration folder (two folders are compared)."""
+    reps = rounds_of(out)
+    for rep in reps:
+        if rep.get("adapter"):
+            rep["adapter"] = str(Path(rep["adapter"]).relative_to(out))
+    return reps
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """Two small rounds run straight through: what every interrupted run must end with."""
+    tmp = tmp_path_factory.mktemp("straight")
+    judge = judge_file(tmp)
+    r = _run(iterate_args(tmp / "whole", judge, extra=SMALL), MLX_DPO_CACHE=str(tmp / "cache"))
+    assert r.returncode == 0, r.stderr
+    return _rounds_here(tmp / "whole"), judge
+
+
+@pytest.mark.slow
+def test_a_kill_between_the_last_checkpoint_and_trained_json_still_reports_the_trained_round(uninterrupted,
+                                                                                            tmp_path):
+    expected, judge = uninterrupted
+    out = tmp_path / "killed"
+    # Round 1 trained to its end (checkpoint and adapter written); trained.json is complete but not renamed.
+    first = _run(iterate_args(out, judge, extra=SMALL), kill="trained-write:1")
+    assert first.returncode == -9, first.stderr
+    assert ckpt_latest(out / "round_1").name == "step_0000002" and not (out / "round_1/trained.json").exists()
+    last = _run(iterate_args(out, judge, extra=SMALL))
+    assert last.returncode == 0, last.stderr
+    got = _rounds_here(out)
+    assert got[1]["adapter"] == "round_1" and got[1]["train/steps"] == 2  # not the start model, not untrained
+    assert got == expected
+
+
+# (kill point, what it interrupts). Each entry is one process that continues where the one before it was
+# killed and is killed further on; the counts are per process, so each names the first such point it reaches.
+ITERATE_KILLS = [
+    ("heldout-write:1", "round 0: the held-out answers written, not renamed"),
+    ("rounds-write:1", "round 0: report.json written, rounds.jsonl not"),
+    ("iterate-append:3", "round 1: the 3rd answers line half written"),
+    ("pairs-write:1", "round 1: pairs.jsonl written, not renamed"),
+    ("step:2", "round 1: the last optimizer step done, not logged or checkpointed"),
+    ("checkpoint-saved:2", "round 1: the last checkpoint in place, the run dir's adapter not"),
+    ("trained-write:1", "round 1: resumed at its end, trained.json not renamed"),
+    ("report-write:1", "round 1: evaluated, report.json not renamed"),
+    ("trained-write:1", "round 2: trained straight through, trained.json not renamed"),
+    ("rounds-write:1", "round 2: report.json written, rounds.jsonl not"),
+]
+
+
+@pytest.mark.slow
+def test_a_kill_at_any_point_then_a_rerun_ends_with_the_uninterrupted_rounds(uninterrupted, tmp_path):
+    expected, judge = uninterrupted
+    out = tmp_path / "killed"
+    for point, what in ITERATE_KILLS:
+        r = _run(iterate_args(out, judge, extra=SMALL), kill=point)
+        assert r.returncode == -9, f"{point} ({what}) was not reached: rc {r.returncode}\n{r.stderr[-3000:]}"
+        assert "Traceback" not in r.stderr
+    last = _run(iterate_args(out, judge, extra=SMALL))
+    assert last.returncode == 0, last.stderr
+    assert _rounds_here(out) == expected  # every field, train metrics and held-out KL included
+
+
+def ckpt_latest(run: Path) -> Path:
+    from mlx_dpo.train.checkpoint import latest
+
+    return latest(run)
 
 
 # ---------------------------------------------------------------------- bad judges, bad prompts

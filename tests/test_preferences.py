@@ -78,6 +78,61 @@ def test_a_full_disk_is_a_clear_error_and_nothing_is_lost(tmp_path, monkeypatch)
     assert prefs.path.read_bytes() == before
 
 
+def _disk_with_room(monkeypatch, room: int, how: str):
+    """os.write on a disk with `room` bytes left. "short": as the system does it, the write that does not
+    fit writes what fits and returns that count, the next one raises ENOSPC; "raise": part written, then
+    ENOSPC from the same call; "fsync": every byte written, the fsync reports ENOSPC (delayed allocation)."""
+    import errno
+
+    from mlx_dpo.data import preferences
+
+    real_write, left = os.write, [room]
+
+    def write(fd, data):
+        if how == "fsync" or len(data) <= left[0]:
+            left[0] -= len(data)
+            return real_write(fd, data)
+        if left[0] == 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        n = real_write(fd, bytes(data[:left[0]]))
+        left[0] = 0
+        if how == "raise":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return n
+
+    def fsync(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(preferences.os, "write", write)
+    if how == "fsync":
+        monkeypatch.setattr(preferences.os, "fsync", fsync)
+
+
+@pytest.mark.parametrize("how", ["short", "raise", "fsync"])
+@pytest.mark.parametrize("torn_tail", [False, True])
+def test_a_disk_that_fills_up_mid_row_leaves_the_file_byte_for_byte_as_it_was(tmp_path, monkeypatch, how,
+                                                                              torn_tail):
+    prefs = PreferenceFile(tmp_path / "p.jsonl")
+    prefs.append(pair_row(PROMPT, "a", "b"))
+    if torn_tail:  # another writer's torn last line: the append writes a newline first, which must go too
+        with open(prefs.path, "ab") as fh:
+            fh.write(b'{"prompt": [')
+    before = prefs.path.read_bytes()
+    _disk_with_room(monkeypatch, 7, how)
+    try:
+        prefs.append(pair_row(PROMPT, "c " * 500, "d"))
+    except UsageError as e:
+        error = str(e)
+    else:
+        error = None
+    monkeypatch.undo()
+    assert prefs.path.read_bytes() == before
+    assert error == f"{prefs.path}: cannot write the preference file: the disk is full; the row was not added"
+    if not torn_tail:
+        assert prefs.count() == 1  # still a preference file, and the next append works
+        prefs.append(pair_row(PROMPT, "e", "f"))
+        assert prefs.count() == 2
+
+
 def test_a_folder_in_the_way_is_a_clear_error(tmp_path):
     (tmp_path / "p.jsonl").mkdir()
     with pytest.raises(UsageError, match="cannot write the preference file"):

@@ -6,7 +6,8 @@ thumb is TRL's unpaired row (`prompt`, `completion`, `label`). Extra keys record
 from (model, adapters, sides, sampling, whether the chosen text was edited, the time); readers ignore them.
 
 Appends never tear a line and never lose what is there: each row is one `write` of one line under an
-exclusive lock (two app windows may collect into one file), then fsync. A file that exists but is not a
+exclusive lock (two app windows may collect into one file), then fsync; an append that fails part way
+(a full disk) cuts the file back to its size before, so it is byte for byte as it was. A file that exists but is not a
 preference file is reported by line and left as it is.
 """
 
@@ -20,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import UsageError
-from ..fileio import write_failure
+from ..fileio import write_all, write_failure
 
 
 def pair_row(prompt: list[dict], chosen: str, rejected: str, **meta) -> dict:
@@ -109,18 +110,35 @@ class PreferenceFile:
                              "left as it is", key="prefs")
 
     def append(self, row: dict) -> None:
-        """Add one row (checked first, see `check`); UsageError if the file cannot be written (nothing in it is
-        lost)."""
+        """Add one row (checked first, see `check`); UsageError if the file cannot be written, which is then left
+        byte for byte as it was."""
         self.check(row)
         line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
         with self._locked("ab") as fh:
+            fd, size = fh.fileno(), None
             try:
-                if fh.tell() > 0 and not _ends_with_newline(self.path):
+                size = os.fstat(fd).st_size
+                if size > 0 and not _ends_with_newline(self.path):
                     line = b"\n" + line  # a torn last line from another writer must not swallow this row
-                os.write(fh.fileno(), line)  # one write per row: concurrent appends never interleave
-                os.fsync(fh.fileno())
+                write_all(fd, line)  # one write per row (a disk that fills up may take part of it)
+                os.fsync(fd)
             except OSError as e:
-                raise UsageError(f"{self.path}: cannot write the preference file: {write_failure(e)}") from None
+                if size is not None:
+                    self._cut_back(fd, size)
+                raise UsageError(f"{self.path}: cannot write the preference file: {write_failure(e)}; "
+                                 "the row was not added") from None
+
+    def _cut_back(self, fd: int, size: int) -> None:
+        """Remove what a failed append wrote (part of a row): the file must not end in a torn line."""
+        try:
+            os.ftruncate(fd, size)
+        except OSError as e:
+            raise UsageError(f"{self.path}: the row was cut off by a failed write and cannot be removed "
+                             f"({write_failure(e)}); delete the last line by hand before adding rows") from None
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass  # readers already see the file as it was; the system writes the size back later
 
     def undo(self, row: dict) -> bool:
         """Remove `row` if it is still the file's last line (another writer may have appended since)."""

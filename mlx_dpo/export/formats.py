@@ -21,6 +21,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from ..config import load_run_config
 from ..errors import TrainingStopped, UsageError
+from ..fileio import disk_full, mlx_writes, write_failure
 from .card import base_model_ref, model_card
 from ..model.generate import load_for_generation
 from ..model.adapters import ADAPTER_CONFIG, ADAPTER_FILE, adapter_weights, read_adapter_config, set_adapter_weights
@@ -127,21 +128,25 @@ def run_export(cfg: ExportConfig, log=print) -> ExportResult:
 
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
-        if cfg.format == "gguf":
-            from .gguf_export import export_gguf
-            result = export_gguf(cfg, model, tokenizer, base_path, base_config, adapter_cfg, run_cfg, dtype, plan,
-                                 tmp, inputs, tuned, effect, _write_hf, ExportResult, log)
-        else:
-            writer = {"hf": _write_hf, "peft": _write_peft, "mlx": _write_mlx}[cfg.format]
-            writer(cfg, model, tokenizer, base_path, base_config, adapter_cfg, dtype, tmp)
-            (tmp / "README.md").write_text(model_card(cfg, base_config, adapter_cfg, run_cfg, dtype),
-                                           encoding="utf-8")
-            result = ExportResult(out, None, effect, None)
-            if cfg.verify:
-                result = _verify(cfg, tmp, inputs, tuned, effect, dtype, model, log)
+        tmp.mkdir(parents=True)
+        with mlx_writes(tmp):  # any other MLX write (each writer translates its own where it writes)
+            if cfg.format == "gguf":
+                from .gguf_export import export_gguf
+                result = export_gguf(cfg, model, tokenizer, base_path, base_config, adapter_cfg, run_cfg, dtype,
+                                     plan, tmp, inputs, tuned, effect, _write_hf, ExportResult, log)
+            else:
+                writer = {"hf": _write_hf, "peft": _write_peft, "mlx": _write_mlx}[cfg.format]
+                writer(cfg, model, tokenizer, base_path, base_config, adapter_cfg, dtype, tmp)
+                (tmp / "README.md").write_text(model_card(cfg, base_config, adapter_cfg, run_cfg, dtype),
+                                               encoding="utf-8")
+                result = ExportResult(out, None, effect, None)
+                if cfg.verify:
+                    result = _verify(cfg, tmp, inputs, tuned, effect, dtype, model, log)
         os.rename(tmp, out)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _write_failed(out, e) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -166,6 +171,14 @@ def only_checkpoints_hint(folder: Path) -> Path:
                      f"newest intact one with --adapter {intact}")
 
 
+def _write_failed(out: Path, e: OSError) -> TrainingStopped:
+    if disk_full(e):
+        return TrainingStopped(f"could not write the export to {out}: the disk is full; nothing was written to "
+                               f"{out}. Free some space, then run the export again.")
+    return TrainingStopped(f"could not write the export to {out}: {e.filename + ': ' if e.filename else ''}"
+                           f"{write_failure(e)}; nothing was written to {out}")
+
+
 def _write_hf(cfg, model, tokenizer, base_path, base_config, adapter_cfg, dtype, tmp: Path):
     from mlx_lm.utils import dequantize_model, quantize_model, save_config, save_model
 
@@ -181,7 +194,8 @@ def _write_hf(cfg, model, tokenizer, base_path, base_config, adapter_cfg, dtype,
         with contextlib.redirect_stdout(io.StringIO()):
             model, config = quantize_model(model, config, group_size=None, bits=cfg.quantize)
     mx.eval(model.parameters())
-    save_model(tmp, model)
+    with mlx_writes(tmp / "model.safetensors"):  # here, before a caller removes the partial shard
+        save_model(tmp, model)
     save_config(config, tmp / "config.json")
     _copy_tokenizer(base_path, tmp, tokenizer)
 
@@ -200,7 +214,8 @@ def _write_peft(cfg, model, tokenizer, base_path, base_config, adapter_cfg, dtyp
     tensors = {k: mx.array(v).astype(DTYPES[dtype]) for k, v in to_peft_tensors(weights).items()}
     modules = sorted({k.rsplit(".", 1)[0] for k in weights})
     pcfg = peft_config(adapter_cfg, modules, base_model_ref(str(cfg.model)), len(model.layers))
-    mx.save_safetensors(str(tmp / "adapter_model.safetensors"), tensors, metadata={"format": "pt"})
+    with mlx_writes(tmp / "adapter_model.safetensors"):
+        mx.save_safetensors(str(tmp / "adapter_model.safetensors"), tensors, metadata={"format": "pt"})
     (tmp / "adapter_config.json").write_text(json.dumps(pcfg, indent=2))
     _copy_tokenizer(base_path, tmp, tokenizer)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import UsageError
-from ..fileio import atomic_write_json, atomic_write_text
+from ..fileio import atomic_write_json, atomic_write_text, read_jsonl_tolerant, write_all
 from ..model.generate import Sampling
 from ..train.events import Reporter
 from .judges import Judge, JudgeFailed, make_judge
@@ -127,12 +127,18 @@ def read_lines(path: Path) -> list[dict]:
 
 
 def append_line(path: Path, row: dict) -> None:
-    """One write of one line, then fsync: a kill leaves the line whole or absent (cut off on resume)."""
+    """One write of one line, then fsync: a kill leaves the line whole or torn (cut off on resume); a
+    failed write (a full disk) is cut off at once, so a later append cannot continue a torn line."""
     data = (json.dumps(row) + "\n").encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
+        size = os.fstat(fd).st_size
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        except OSError as e:
+            os.ftruncate(fd, size)
+            raise OSError(e.errno, e.strerror, str(path)) from None  # the CLI names the file
     finally:
         os.close(fd)
 
@@ -235,6 +241,7 @@ class Iteration:
                 reports.append(self._round_zero())
             for r in range(1, self.cfg.rounds + 1):
                 reports.append(self._round(r))
+            self._write_rounds()  # a kill may have come between a round's report.json and rounds.jsonl
             return reports
         finally:
             self.judge.close()
@@ -264,8 +271,8 @@ class Iteration:
         answers = self._generate(rd, r, adapter_in, self.round_prompts(r))
         judged = self._judge(rd, r, answers)
         n_pairs, skipped = self._pairs(rd, r, answers, judged)
-        train = self._train(rd, r, adapter_in, n_pairs)
-        adapter_out = str(rd) if train else adapter_in
+        trained, train = self._train(rd, r, adapter_in, n_pairs)
+        adapter_out = str(rd) if trained else adapter_in
         rep = {"round": r, "adapter": adapter_out, "pairs": n_pairs, **{f"skipped/{k}": v for k, v in skipped.items()},
                **train}
         if self.judge.scalar:  # the mean score of the policy's own samples: the round's starting point
@@ -293,13 +300,19 @@ class Iteration:
 
     def _finish(self, rd: Path, rep: dict) -> dict:
         atomic_write_json(rd / "report.json", rep)
-        reports = [json.loads((d / "report.json").read_text()) for d in sorted(
-            (d for d in self.out.glob("round_*") if (d / "report.json").exists()),
-            key=lambda d: int(d.name.split("_")[1]))]
-        atomic_write_text(self.out / "rounds.jsonl", "".join(json.dumps(x) + "\n" for x in reports))
+        self._write_rounds()
         self.report.log(round_line(rep))
         self.report.round(rep)
         return rep
+
+    def _write_rounds(self) -> None:
+        """rounds.jsonl: every finished round's report.json, in order (rewritten whole, when it changed)."""
+        reports = [json.loads((d / "report.json").read_text()) for d in sorted(
+            (d for d in self.out.glob("round_*") if (d / "report.json").exists()),
+            key=lambda d: int(d.name.split("_")[1]))]
+        text, path = "".join(json.dumps(x) + "\n" for x in reports), self.out / "rounds.jsonl"
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            atomic_write_text(path, text)
 
     # ------------------------------------------------------------------ stages
     def _load_policy(self, adapter: str | None):
@@ -390,20 +403,25 @@ class Iteration:
                         + "".join(f", {v} {k}" for k, v in skipped.items() if v) + f" -> {path}")
         return len(rows), skipped
 
-    def _train(self, rd: Path, r: int, adapter_in: str | None, n_pairs: int) -> dict:
+    def _train(self, rd: Path, r: int, adapter_in: str | None, n_pairs: int) -> tuple[bool, dict]:
+        """(whether the round trained an adapter, its last training metrics).
+
+        trained.json is written after the trainer's last checkpoint; a kill between the two leaves a
+        finished run dir, which the trainer resumes at its end: the metrics then come from its log.
+        """
         from ..config import build_config
-        from ..fileio import read_jsonl_tolerant
         from ..train import checkpoint as ckpt
         from ..train.resume import NothingToDo
         from ..train.trainer import Trainer
 
         done = rd / "trained.json"
         if done.exists():
-            return json.loads(done.read_text())["metrics"]
+            state = json.loads(done.read_text())
+            return bool(state.get("trained")), state["metrics"]
         if n_pairs == 0:
             self.report.log(f"round {r}: no pairs, nothing to train; the next round samples the same policy")
             atomic_write_json(done, {"trained": False, "metrics": {}})
-            return {}
+            return False, {}
         flags = {**self.cfg.train, "model": self.cfg.model, "data": str(rd / "pairs.jsonl"), "output": str(rd),
                  "init_adapter": adapter_in, "resume": ckpt.latest(rd) is not None}
         if self.cfg.quantize:
@@ -421,14 +439,16 @@ class Iteration:
                     if "loss" in row and row.get("step", 0) <= (e.step or 0)]
             last = rows[-1] if rows else {}
         else:
-            last = trainer.train() or {}
+            # Nothing is returned when the trainer resumed at its end: the round's last row is then in its log.
+            last = trainer.train() or next((row for row in reversed(read_jsonl_tolerant(rd / "metrics.jsonl"))
+                                            if "loss" in row), {})
             del trainer
         _free_memory()
         metrics = {"train/steps": last.get("step"), "train/loss": last.get("loss"),
                    "train/accuracy": last.get("rewards/accuracies"), "train/margin": last.get("rewards/margins")}
         metrics = {k: v for k, v in metrics.items() if v is not None}
         atomic_write_json(done, {"trained": True, "metrics": metrics})
-        return metrics
+        return True, metrics
 
     def _evaluate(self, rd: Path, r: int, adapter: str | None) -> dict:
         """Answers to the held-out prompts (greedy by default), judged; win rates against round 0 and round r-1."""

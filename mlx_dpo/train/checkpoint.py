@@ -21,7 +21,7 @@ import mlx.core as mx
 from mlx.utils import tree_flatten, tree_unflatten
 
 from ..errors import TrainingStopped, UsageError, first_line
-from ..fileio import fsync_dir, read_jsonl_tolerant, write_failure
+from ..fileio import fsync_dir, mlx_writes, read_jsonl_tolerant, write_failure
 from ..model.adapters import ADAPTER_CONFIG, ADAPTER_FILE, save_adapter, set_adapter_weights
 
 LOCK_FILE = ".lock"
@@ -66,7 +66,8 @@ def save(run_dir: Path, step: int, model, optimizer, adapter_cfg: dict, position
     try:
         save_adapter(model, tmp, adapter_cfg)
         opt_state = dict(tree_flatten(optimizer.state))
-        mx.save_safetensors(str(tmp / "optimizer.safetensors"), opt_state)
+        with mlx_writes(tmp / "optimizer.safetensors"):
+            mx.save_safetensors(str(tmp / "optimizer.safetensors"), opt_state)
         _write_state(tmp, step, position)
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
@@ -93,7 +94,8 @@ def _write_state(folder: Path, step: int, position: dict | None) -> None:
     """state.json, written last: a checkpoint folder without it is incomplete (see checkpoint_dirs).
 
     Data order and dropout RNG are pure functions of (seed, epoch) and (seed, step), so the step
-    restores them; the position is recorded for people and tools reading the checkpoint.
+    restores them; the position is recorded for people and tools reading the checkpoint, and its
+    log_window (see log_window) for the metrics row a resumed run writes next.
     """
     (folder / "state.json").write_text(json.dumps({"step": step, **(position or {})}))
 
@@ -136,6 +138,18 @@ def _damaged(run_dir: Path, path: Path, e: Exception) -> UsageError:
     aside = path.parent / f"damaged-{path.name}"  # no step_ prefix: checkpoint_dirs no longer sees it
     return UsageError(f"{text}; the earlier checkpoint {prev} is intact: to resume from it, move the damaged one "
                       f"aside (mv {path} {aside}) and run --resume again")
+
+
+def log_window(run_dir: Path, step: int) -> dict | None:
+    """The steps the newest checkpoint (of `step`) holds past the last metrics row: their summed stats,
+    tokens, seconds and the row they follow (state.json's log_window; None when the row came last)."""
+    path = latest(run_dir)
+    try:
+        state = json.loads((path / "state.json").read_text()) if path else {}
+    except (OSError, ValueError):
+        return None
+    window = state.get("log_window") if isinstance(state, dict) and state.get("step") == step else None
+    return window if isinstance(window, dict) else None
 
 
 def restore(run_dir: Path, model, optimizer, log=print) -> int:

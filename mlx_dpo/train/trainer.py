@@ -6,7 +6,8 @@ phases go to the Reporter (see events.py); nothing here prints.
 
 Determinism: data order is a pure function of (seed, epoch) and the dropout RNG is re-seeded from
 (seed, step) before every optimizer step, so a checkpoint needs only the adapter, the optimizer state
-and the step counter to continue bit-exactly.
+and the step counter to continue bit-exactly; it also keeps the summed stats of the steps since the last
+metrics row, so a resumed run's rows are an uninterrupted run's (wall-clock figures aside).
 
 Stopping: SIGINT / SIGTERM finish the current step, save a checkpoint and raise `Interrupted` (the CLI
 exits 130 for SIGINT, 143 for SIGTERM). Out of memory, a non-finite loss or a failed write (disk full)
@@ -277,6 +278,10 @@ class Trainer:
         # Throughput counts the optimizer steps only: held-out evaluation and checkpoints are timed apart,
         # or the step after each of them would absorb their time.
         window, tokens, busy, last, logged = None, 0, 0.0, {}, self.step
+        pending = ckpt.log_window(self.run_dir, self.step) if metrics and cfg.resume else None
+        if pending:  # the steps since the last row: the next row covers them as it would have unresumed
+            window = mx.array(np.array(pending["stats"], dtype=pending["dtype"]))
+            tokens, busy, logged = pending["tokens"], pending["seconds"], pending["since"]
         eval_every = cfg.eval_every or max(1, self.total_steps // 10)
         report.phase("train", f"training {self.total_steps} steps")
         report.start(self.step, self.total_steps, len(self.session.train_pairs), self.trainable_parameters())
@@ -312,7 +317,9 @@ class Trainer:
                     # A stop signal may reach only one process: all ranks agree before acting on it.
                     stop.requested = world.any(stop.requested)
                     if s % cfg.save_every == 0 or s == stop_at_step or stop.requested:
-                        self.save_checkpoint()
+                        self.save_checkpoint(None if window is None else {
+                            "since": logged, "stats": np.array(window).tolist(), "dtype": str(np.array(window).dtype),
+                            "tokens": tokens, "seconds": busy})
                         if stop.requested:  # mlx.launch ends every rank once one exits: wait for rank 0
                             world.any(False, "waiting for rank 0 to write the checkpoint")
                     if s == stop_at_step:
@@ -363,7 +370,9 @@ class Trainer:
     def evaluate_valid(self) -> dict:
         return self.session.evaluate(self.session.valid_pairs, prefix="eval/")
 
-    def save_checkpoint(self):
+    def save_checkpoint(self, log_window: dict | None = None):
+        """Save a checkpoint (and RUN_DIR's adapter). `log_window`: the summed stats of the steps since the
+        last metrics row, so a resume writes the next row as an uninterrupted run would."""
         if not self.world.is_main:  # rank 0 writes; the others hold the same state
             self._saved_step = self.step
             return
@@ -372,6 +381,8 @@ class Trainer:
         position = {"epoch": consumed // per_epoch, "batch_in_epoch": consumed % per_epoch,
                     "batches_per_epoch": batches_per_epoch(len(self.session.train_pairs), cfg.batch_size),
                     "seed": cfg.seed, "rng": "dropout RNG re-seeded from (seed, step) before each step"}
+        if log_window:
+            position["log_window"] = log_window
         path = ckpt.save(self.run_dir, self.step, self.model, self.optimizer, self.session.adapter_cfg, position)
         save_adapter(self.model, self.run_dir, self.session.adapter_cfg)
         self._saved_step = self.step
