@@ -57,6 +57,7 @@ _API = {
     "inspect_data": ("data.preview", "inspect_data"),
     "DataSpec": ("data.sources", "DataSpec"),
     "cached_datasets": ("data.sources", "cached_datasets"),
+    "DATA_SUFFIXES": ("data.sources", "DATA_SUFFIXES"),
     "token_table": ("data.preview", "token_table"),
     # models, adapters, generation
     "resolve_model_path": ("model.load", "resolve_model_path"),

@@ -31,7 +31,7 @@ def _f(default, help, **kw):
 class TrainConfig:
     # -- what to train on
     model: Optional[str] = _f(None, "Local HF-format folder or Hugging Face hub id of the base model.")
-    data: Optional[str] = _f(None, "Preference pairs: a .jsonl/.json/.parquet file, a dataset folder (Hugging Face layout) or a hub dataset id ORG/NAME (local cache when offline).")
+    data: Optional[str] = _f(None, "Preference pairs: a .jsonl/.json/.parquet/.csv/.tsv file, a dataset folder (Hugging Face layout) or a hub dataset id ORG/NAME (local cache when offline).")
     valid_data: Optional[str] = _f(None, "Held-out pairs (file, dataset folder or hub id), evaluated every --eval-every steps.")
     split: str = _f("train", "Split of a dataset folder or hub dataset to read (e.g. train_prefs for UltraFeedback).")
     valid_split: Optional[str] = _f(None, "Split of --valid-data (default: --split); without --valid-data, a held-out split of --data itself (e.g. test_prefs).")

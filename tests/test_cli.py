@@ -182,6 +182,37 @@ def test_every_help_renders(capsys):
     assert "30%" in commands["train"].format_help()  # the doubled %% renders as one
 
 
+@pytest.mark.parametrize("argv,line", [
+    # argparse's abbreviations read --lr as --lr-schedule ("invalid choice: '1e-4'") ...
+    (["train", "--lr", "1e-4"], "mlx-dpo train: error: unknown option --lr; did you mean --learning-rate? "
+                                "(mlx-dpo train --help lists its options)"),
+    # ... and --epoch as --epochs, without a word
+    (["train", "--epoch", "2", "--data", "d.jsonl", "--output", "r"],
+     "mlx-dpo train: error: unknown option --epoch; did you mean --epochs? (mlx-dpo train --help lists its options)"),
+    (["generate", "--prompt", "hi", "--max-new-tokens", "3"], "mlx-dpo generate: error: unknown option "
+     "--max-new-tokens; did you mean --max-tokens? (mlx-dpo generate --help lists its options)"),
+    (["train", "--learning_rate=1", "--zzz"], "mlx-dpo train: error: unknown options --learning_rate (did you mean "
+     "--learning-rate?), --zzz; mlx-dpo train --help lists its options"),
+])
+def test_an_unknown_or_abbreviated_option_is_one_line_naming_the_nearest_option(argv, line, capsys, tmp_path,
+                                                                                monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.jsonl").write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n')
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2 and out == "" and err.splitlines() == [line]
+    assert not (tmp_path / "r").exists()
+
+
+def test_no_command_takes_abbreviated_options():
+    from mlx_dpo.cli.parser import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    assert not parser.allow_abbrev and not [name for name, p in commands.items() if p.allow_abbrev]
+
+
 def test_eval_of_a_run_uses_its_base_and_loss_settings(tiny_model, pairs_file, valid_file, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--model", tiny_model, "--data", pairs_file, "--output", str(run), "--iters", "3",

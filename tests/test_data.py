@@ -603,6 +603,35 @@ def test_validate_with_model_prints_a_table(tmp_path, capsys, tiny_model):
     assert "token statistics: pass --model" not in out
 
 
+def test_validate_with_model_reports_tokenizing_progress(tmp_path, capsys, tiny_model, monkeypatch):
+    """A 200 MB file once tokenized for 10 minutes without a word: validate reports the tokenize task."""
+    from mlx_dpo.cli.output import ConsoleReporter
+    from mlx_dpo.data.template import CHUNK
+
+    events = []
+    monkeypatch.setattr(ConsoleReporter, "task", lambda self, *a: events.append(a))
+    n = CHUNK + 10
+    p = write_jsonl(tmp_path / "big.jsonl", [{"prompt": f"q{i}", "chosen": "yes", "rejected": "no"} for i in range(n)])
+    assert main(["validate", str(p), "--model", str(tiny_model)]) == 0
+    capsys.readouterr()
+    assert events == [("tokenize", CHUNK, n, "tokenizing big.jsonl"), ("tokenize", n, n, "tokenizing big.jsonl")]
+
+
+def test_without_a_terminal_a_long_task_logs_a_progress_line_now_and_then(capsys):
+    from mlx_dpo.cli.output import ConsoleReporter
+
+    now = [0.0]
+    r = ConsoleReporter(show_progress=False, clock=lambda: now[0])
+    for t, done in ((0, 256), (10, 512), (31, 768), (40, 1024), (62, 1280), (63, 1500)):
+        now[0] = t
+        r.task("tokenize", done, 1500, "tokenizing big.jsonl")
+    for t, done in ((100, 10), (129, 20), (131, 20)):  # a task that ends within TASK_EVERY says nothing
+        now[0] = t
+        r.task("eval", done, 20, "evaluating")
+    assert capsys.readouterr().err.splitlines() == ["tokenizing big.jsonl: 768/1500 pairs (51%)",
+                                                    "tokenizing big.jsonl: 1280/1500 pairs (85%)"]
+
+
 def test_validate_rejects_prompt_limit_not_below_max_length(tmp_path, capsys):
     p = write_jsonl(tmp_path / "d.jsonl", GOOD_ROWS)
     assert main(["validate", str(p), "--max-length", "10", "--max-prompt-length", "10"]) == 2

@@ -1,8 +1,11 @@
-"""Where the data lives (Parquet, dataset folders, hub ids in the local cache), real datasets' schemas,
+"""Where the data lives (Parquet, CSV/TSV, dataset folders, hub ids in the local cache), real datasets' schemas,
 --skip-invalid, --min-score-margin, and validate's counts and problems."""
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 import json
 import os
 import shutil
@@ -88,6 +91,111 @@ def test_corrupt_parquet_is_one_file_error_and_nothing_is_written(tmp_path, caps
 def test_jsonl_gz_is_decompressed(tmp_path):
     p = hfd.write_jsonl(tmp_path / "train.jsonl.gz", hfd.HH_ROWS, gz=True)
     assert len(load_pairs(p).pairs) == 2
+
+
+# ======================================================================= CSV and TSV files
+
+def write_csv(path: Path, header: list[str], rows: list[list], delimiter: str = ",") -> Path:
+    """As Python's csv module (and pandas) write it: quoted where needed, CRLF line ends."""
+    out = io.StringIO()
+    w = csv.writer(out, delimiter=delimiter)
+    w.writerow(header)
+    w.writerows(rows)
+    data = out.getvalue().encode()
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+    return path
+
+
+def test_csv_rows_read_like_jsonl_and_are_named_by_the_line_they_start_on(tmp_path):
+    p = write_csv(tmp_path / "d.csv", ["prompt", "chosen", "rejected"], [
+        ["What is 7 x 8?", "56", "54"],                               # line 2: numbers stay text
+        ["Write a haiku.", "Old pond\nfrog leaps in\nsplash", "No."],  # lines 3-5: a quoted answer over lines
+        ["Same?", "x", "x"],                                          # line 6
+    ])
+    result = load_pairs(p)
+    assert result.rows == 3 and result.errors == [f"{p}:6: chosen,rejected: chosen and rejected are identical"]
+    assert [q.source for q in result.pairs] == [f"{p}:2", f"{p}:3"]
+    assert result.pairs[0].chosen == [{"role": "assistant", "content": "56"}]
+    assert result.pairs[1].chosen[0]["content"] == "Old pond\nfrog leaps in\nsplash"
+
+
+def test_tsv_and_gzipped_csv_are_read(tmp_path):
+    rows = [["q1", "a", "b"], ["q2", "c", "d"]]
+    for name, delimiter in (("d.tsv", "\t"), ("d.csv.gz", ","), ("d.tsv.gz", "\t")):
+        p = write_csv(tmp_path / name, ["prompt", "chosen", "rejected"], rows, delimiter)
+        result = load_pairs(p)
+        assert result.errors == [] and [q.source for q in result.pairs] == [f"{p}:2", f"{p}:3"], name
+
+
+def test_csv_columns_are_recognised_and_mapped_as_jsonl_keys(tmp_path):
+    p = write_csv(tmp_path / "orca.csv", ["system", "question", "chosen", "rejected"],
+                  [["Be brief.", "2+2?", "4", "5"]])
+    pair = load_pairs(p).pairs[0]
+    assert pair.prompt == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}]
+    q = write_csv(tmp_path / "mine.csv", ["query", "good", "bad"], [["2+2?", "4", "5"]])
+    assert load_pairs(q).hints[0].startswith(f"{q}:1: columns: unknown schema")  # the header is line 1
+    mapped = load_pairs(q, DataKeys(prompt="query", chosen="good", rejected="bad"))
+    assert mapped.errors == [] and mapped.pairs[0].chosen == [{"role": "assistant", "content": "4"}]
+
+
+def test_a_csv_row_with_the_wrong_number_of_cells_is_that_rows_error_and_empty_rows_are_skipped(tmp_path):
+    p = tmp_path / "d.csv"
+    # line 1 blank, 2 the header, 3 a row, 4 blank, 5-6 a row of two cells, 7 an empty row, 8 a row
+    p.write_text('\nprompt,chosen,rejected\nq1,a,b\n\nq2,"two\nlines"\n,,\nq3,e,f\n')
+    result = load_pairs(p)
+    assert result.errors == [f"{p}:5: row: 2 cell(s), expected 3 (prompt, chosen, rejected)"]
+    assert [q.source for q in result.pairs] == [f"{p}:3", f"{p}:8"] and result.rows == 3
+
+
+def test_csv_thumbs_labels_read_as_booleans_and_a_bad_label_is_its_rows_error(tmp_path):
+    p = write_csv(tmp_path / "thumbs.csv", ["prompt", "completion", "label"],
+                  [["hi", "Hello!", "true"], ["hi", "Go away.", "False"], ["yo", "Hey.", "1"], ["yo", "Meh.", "maybe"]])
+    result = load_pairs(p)
+    assert [q.label for q in result.pairs] == [True, False, True]
+    assert result.errors == [f"{p}:5: label: expected true (desirable) or false (undesirable), got 'maybe'"]
+    assert result.hints == []
+
+
+def test_an_empty_or_unreadable_csv_is_one_file_error(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert load_pairs(empty).errors == [f"{empty}:1: file: empty, expected a header line (prompt, chosen, rejected, "
+                                        "...) and rows"]
+    binary = tmp_path / "bad.csv"
+    binary.write_bytes(b"prompt,chosen,rejected\nq,\xff\xfe,b\n")
+    errors = load_pairs(binary).errors
+    assert len(errors) == 1 and errors[0].startswith(f"{binary}: file: not a readable CSV/TSV file (")
+
+
+def test_a_file_of_another_format_is_one_line_naming_the_formats_read(tmp_path, capsys):
+    """A CSV named .txt once gave one JSON error per row (2,101 lines for 2,100 rows)."""
+    p = write_csv(tmp_path / "pairs.txt", ["prompt", "chosen", "rejected"], [[f"q{i}", "a", "b"] for i in range(2100)])
+    assert main(["validate", str(p)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"{p}:1: file: not JSON Lines (line 1 is not JSON); mlx-dpo reads ")
+    assert ".csv, .tsv" in err[0] and ".parquet" in err[0]
+    broken = tmp_path / "pairs.jsonl"  # a file that says it is JSON Lines still gets its errors line by line
+    broken.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\nnot json\n')
+    assert load_pairs(broken).errors == [f"{broken}:2: json: invalid JSON: Expecting value (column 1)"]
+
+
+def test_csv_files_make_a_dataset_folders_splits(tmp_path):
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    for split in ("train", "test"):
+        write_csv(tmp_path / "ds" / "data" / f"{split}.csv", ["prompt", "chosen", "rejected"],
+                  [[f"{split} q", "a", "b"]])
+    result = load_pairs(DataSpec(str(tmp_path / "ds"), "test"))
+    assert [q.prompt[0]["content"] for q in result.pairs] == ["test q"]
+
+
+def test_iterate_reads_prompts_from_a_csv(tmp_path):
+    from mlx_dpo.iterate.prompts import load_prompts
+
+    p = write_csv(tmp_path / "prompts.csv", ["prompt", "system"], [["What is 2+2?", ""], ["Hi", "Be brief."]])
+    prompts = load_prompts(p)
+    assert [(q.messages, q.source) for q in prompts] == [
+        ([{"role": "user", "content": "What is 2+2?"}], f"{p}:2"),
+        ([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}], f"{p}:3")]
 
 
 # ======================================================================= dataset folders

@@ -106,3 +106,66 @@ def test_generate_without_chat_template_continues_text(tmp_path):
 def test_compare_needs_an_adapter(tiny_model):
     r = cli("generate", "--model", tiny_model, "--prompt", "hi", "--compare")
     assert r.returncode == 2 and "--compare needs --adapter" in r.stderr
+
+
+def _model_with_template(tiny_model, tmp_path, template: str) -> str:
+    import json
+    import shutil
+
+    dst = tmp_path / "model"
+    shutil.copytree(tiny_model, dst)
+    cfg = json.loads((dst / "tokenizer_config.json").read_text())
+    cfg["chat_template"] = template
+    (dst / "tokenizer_config.json").write_text(json.dumps(cfg))
+    return str(dst)
+
+
+# A tools template used without tools: `functions` is undefined for every conversation.
+TOOLS_TEMPLATE = ("{{ 'Tools: ' + functions[0].name }}{% for m in messages %}{{ m['content'] }}{% endfor %}"
+                  "{% if add_generation_prompt %}A:{% endif %}")
+# A template that refuses some conversations only (as raise_exception on a role order it rejects).
+REFUSES_FAIL = ("{% if 'FAIL' in messages[-1]['content'] %}{{ raise_exception('cannot render this') }}{% endif %}"
+                "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
+                "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
+def test_generate_and_chat_on_a_template_that_raises_are_one_line_and_exit_2(tiny_model, tmp_path, capsys,
+                                                                             monkeypatch):
+    """They once died with a Jinja traceback where `validate` reports the template's problem in one line."""
+    import io
+
+    from mlx_dpo.cli import main
+
+    model = _model_with_template(tiny_model, tmp_path, TOOLS_TEMPLATE)
+    line = ("error: chat template: rendering failed: 'functions' is undefined; the model's chat template refuses "
+            "this conversation (roles: user): change the conversation, or use a model whose template renders it "
+            "(tokenizer_config.json or chat_template.jinja)")
+    assert main(["generate", "--model", model, "--prompt", "hi", *GREEDY]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.splitlines()[-1] == line and "Traceback" not in err
+    monkeypatch.setattr("sys.stdin", io.StringIO("hello\n"))
+    assert main(["chat", "--model", model, *GREEDY]) == 2  # refused before the chat starts
+    out, err = capsys.readouterr()
+    assert out == "" and err.splitlines()[-1] == line
+
+
+def test_chat_says_a_message_its_template_refuses_and_goes_on(tiny_model, tmp_path, capsys, monkeypatch):
+    import io
+
+    from mlx_dpo.cli import main
+    from mlx_dpo.model.generate import TemplateRefused
+
+    model = _model_with_template(tiny_model, tmp_path, REFUSES_FAIL)
+    monkeypatch.setattr("sys.stdin", io.StringIO("FAIL this\nhello\n/quit\n"))
+    assert main(["chat", "--model", model, *GREEDY]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("assistant> (not answered: chat template: rendering failed: cannot render this;")
+    assert out[1].startswith("assistant> ") and len(out) == 2
+
+    m, tok, _ = load_for_generation(model, log=lambda s: None)
+    chat = ChatSession(m, tok, Sampling(temperature=0.0, max_tokens=4))
+    "".join(chat.send("hello"))
+    before = [dict(x) for x in chat.messages]
+    with pytest.raises(TemplateRefused):
+        "".join(chat.send("FAIL"))
+    assert chat.messages == before  # the refused turn left no trace in the history

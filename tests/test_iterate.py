@@ -250,12 +250,15 @@ def test_a_judge_that_cannot_be_imported_fails_before_anything_is_generated(tmp_
     assert "expected python:MODULE:FUNCTION" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("failure, message", [
-    ("raise KeyError('oops')", "raised KeyError: 'oops'"),
-    ("return float('nan')", "returned nan"),
-    ("return 'good'", "returned 'good' (str)"),
+@pytest.mark.parametrize("failure, message, extra", [
+    ("raise KeyError('oops')", "raised KeyError: 'oops'", ()),
+    ("return float('nan')", "returned nan", ()),
+    ("return 'good'", "returned 'good' (str)", ()),
+    # a judge that hangs once blocked iterate forever
+    ("__import__('threading').Event().wait()", "gave no score within 0.5 s (--judge-timeout)",
+     ("--judge-timeout", "0.5")),
 ])
-def test_a_failing_judge_names_the_prompt_and_keeps_what_was_judged(tmp_path, capsys, failure, message):
+def test_a_failing_judge_names_the_prompt_and_keeps_what_was_judged(tmp_path, capsys, failure, message, extra):
     calls = tmp_path / "calls"
     # From its 5th call on the judge fails: the 3rd prompt (2 answers each).
     spec = judge_file(tmp_path, f"import pathlib\nCOUNT = pathlib.Path({str(calls)!r})\n\n"
@@ -265,7 +268,7 @@ def test_a_failing_judge_names_the_prompt_and_keeps_what_was_judged(tmp_path, ca
                                 f"    if n >= 4:\n        {failure}\n"
                                 "    return 1.0\n")
     out = tmp_path / "it"
-    assert main(_small(out, spec)) == 2
+    assert main(_small(out, spec, extra)) == 2
     err = capsys.readouterr().err
     assert message in err and f"{DEMO_PAIRS}:3" in err and "Round 1 stopped" in err
     assert len(read_lines(out / "round_1/answers.jsonl")) == 4  # every answer kept
@@ -273,9 +276,27 @@ def test_a_failing_judge_names_the_prompt_and_keeps_what_was_judged(tmp_path, ca
     assert not (out / "round_1/pairs.jsonl").exists()
     # Fixed, the same command continues from the prompt that failed.
     Path(spec.rsplit(":", 1)[0]).write_text("def judge(messages, answer):\n    return -len(answer)  # fixed\n")
-    assert main(_small(out, spec)) == 0
+    assert main(_small(out, spec, extra)) == 0
     assert "continuing after 2" in capsys.readouterr().err
     assert len(read_lines(out / "round_1/judged.jsonl")) == 4
+
+
+def test_a_judge_timeout_is_not_swallowed_by_the_judge_and_leaves_no_timer(tmp_path):
+    import signal
+
+    hangs = make_judge(judge_file(tmp_path, "import threading\n\ndef judge(messages, answer):\n    try:\n"
+                                            "        threading.Event().wait()\n    except Exception:\n"
+                                            "        return 1.0\n"), timeout=0.2)
+    p = Prompt([{"role": "user", "content": "What is 2+2?"}], "f.jsonl:7")
+    before = signal.getsignal(signal.SIGALRM)
+    with pytest.raises(JudgeFailed) as e:
+        hangs.rank(p, ["4", "5"])
+    assert str(e.value) == (f"judge {hangs.spec} gave no score within 0.2 s (--judge-timeout) on the prompt at "
+                            "f.jsonl:7, answer 1 of 2 ('What is 2+2?'); make it return sooner or raise "
+                            "--judge-timeout (0: no limit)")
+    quick = make_judge(judge_file(tmp_path, SHORTER, "quick.py"), timeout=0.2)
+    assert quick.rank(p, ["4", "it is 4"]) == [-1.0, -3.0]
+    assert signal.getsignal(signal.SIGALRM) is before and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
 def test_checked_score_accepts_numbers_only():
@@ -339,7 +360,7 @@ def test_judge_prompt_file_is_checked(tmp_path, tiny_model):
     assert isinstance(make_judge(f"model:{tiny_model}", str(good)), ModelJudge)
     with pytest.raises(UsageError, match="model judge only"):
         make_judge(judge_file(tmp_path), str(good))
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match=f"^--judge model:{tmp_path / 'no-model'}: .*no such model folder"):
         make_judge(f"model:{tmp_path / 'no-model'}")
 
 

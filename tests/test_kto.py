@@ -164,3 +164,17 @@ def test_mixed_and_mismatched_files_are_clear_errors(tiny_model, tmp_path, capsy
     assert main(["train", "--model", tiny_model, "--data", thumbs, "--output", str(tmp_path / "r")]) == 2
     assert "unpaired rows (prompt, completion, label) train with --loss kto" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_validate_on_a_thumbs_file_says_nothing_of_an_unknown_schema(tmp_path, capsys):
+    """Thumbs rows have no chosen/rejected by design: validate once printed `columns: unknown schema ... map
+    them with --chosen-key` above `3 valid`, and every KTO load logged the same false line."""
+    from conftest import synthetic_pairs, write_jsonl
+    from mlx_dpo.cli import main
+    from mlx_dpo.data.pairs import load_pairs
+
+    thumbs = write_jsonl(tmp_path / "thumbs.jsonl", unpaired_rows(synthetic_pairs(2, seed=1))[:3])
+    assert main(["validate", thumbs]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and f"{thumbs}: 3 rows, 3 valid pairs (unpaired 3), 0 error(s)" in out
+    assert load_pairs(thumbs).hints == []

@@ -222,3 +222,16 @@ def _pairs(tmp_path: Path) -> Path:
     from conftest import synthetic_pairs, write_jsonl
 
     return Path(write_jsonl(tmp_path / "train.jsonl", synthetic_pairs(8, seed=4)))
+
+
+def test_thumbs_chat_undo_removes_its_last_thumb(tiny_model, tmp_path):
+    """/undo once worked only in A/B mode; in a thumbs chat it printed the help and the row stayed."""
+    out = tmp_path / "thumbs.jsonl"
+    args = ["--model", tiny_model, "--temperature", "0", "--max-tokens", "4", "--collect", str(out)]
+    r = chat(args, ["Hi", "/good", "Again", "/bad", "/undo", "/quit"])
+    assert r.returncode == 0, r.stderr
+    assert [row["label"] for row in rows_of(out)] == [True]  # the /bad row is gone, the /good one kept
+    assert f"(removed the last row: 1 row(s) in {out})" in r.stdout
+    r = chat(args, ["/undo", "/quit"])  # another chat: the file's rows are not its own
+    assert "(nothing to undo: no row of this chat is the file's last)" in r.stdout
+    assert [row["label"] for row in rows_of(out)] == [True]

@@ -14,7 +14,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] != "tui":
         from mlx_dpo import main as cli_main
         return cli_main(argv)
-    p = argparse.ArgumentParser(prog="mlx-dpo tui", description="Open the mlx-dpo terminal app.")
+    # No abbreviations, as the engine's commands: `--dat` is refused, not taken for --data.
+    p = argparse.ArgumentParser(prog="mlx-dpo tui", description="Open the mlx-dpo terminal app.", allow_abbrev=False)
     p.add_argument("--model", help="base model: local folder or hub id (default: the bundled demo model)")
     p.add_argument("--data", help="pairs file to open on the Data tab")
     p.add_argument("--valid-data", help="held-out pairs file")

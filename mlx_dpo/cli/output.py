@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 from ..train.events import Reporter
 
@@ -18,23 +19,34 @@ class ConsoleReporter(Reporter):
     """Log lines on stderr and, on a terminal, tqdm bars: tokenizing, the reference pass, evaluation, and
     the training steps (loss, accuracy, margin, tokens/s, ETA).
 
-    Without a terminal (pipes, CI) there are no bars: a line per logged step instead, and held-out
-    evaluation lines in the log.
+    Without a terminal (pipes, CI) there are no bars: a line per logged step instead, held-out
+    evaluation lines in the log, and a line every TASK_EVERY seconds of a long task (a short one says
+    nothing), so a log never goes quiet for minutes while a large file is tokenized.
     """
 
-    def __init__(self, show_progress: bool = False):
+    TASK_EVERY = 30.0  # seconds between the progress lines of one task, without a terminal
+
+    def __init__(self, show_progress: bool = False, clock=time.monotonic):
         super().__init__(log)
         self.show_progress, self.bar, self.total_steps = show_progress, None, 0
         self.tasks: dict = {}
+        self.clock = clock
+        self._task_said: dict[str, float] = {}  # task -> when its last line was logged (or it began)
 
     def task(self, name, done, total, label="") -> None:
+        unit = "pair" if name == "tokenize" else "batch"
         if not self.show_progress:
+            now = self.clock()
+            if done >= total:
+                self._task_said.pop(name, None)
+            elif now - self._task_said.setdefault(name, now) >= self.TASK_EVERY:
+                self._task_said[name] = now
+                self.log(f"{label or name}: {done}/{total} {unit}s ({100 * done // max(total, 1)}%)")
             return
         bar = self.tasks.get(name)
         if bar is None:
             from tqdm import tqdm
-            bar = self.tasks[name] = tqdm(total=total, desc=label or name, unit="pair" if name == "tokenize"
-                                          else "batch", dynamic_ncols=True, leave=False)
+            bar = self.tasks[name] = tqdm(total=total, desc=label or name, unit=unit, dynamic_ncols=True, leave=False)
         bar.n = done
         bar.refresh()
         if done >= total:

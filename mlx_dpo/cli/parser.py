@@ -1,13 +1,20 @@
 """The `mlx-dpo` argument parser. Training flags are generated from TrainConfig's fields (one source of
-truth for names, types and help); the other commands add their own."""
+truth for names, types and help); the other commands add their own.
+
+Abbreviations are off: argparse would otherwise read `--lr 1e-4` as `--lr-schedule` ("invalid choice") and
+`--epoch 2` as `--epochs` without a word. An unknown option is refused in one line that names the nearest
+options of that command (`did you mean --learning-rate?`), exit 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import typing
 
 from ..config import TrainConfig, config_fields
+from ..iterate.judges import JUDGE_TIMEOUT
 
 DATA_KEYS = ("prompt_key", "chosen_key", "rejected_key", "system_key", "split", "data_config", "data_revision",
              "skip_invalid", "min_score_margin")
@@ -17,6 +24,78 @@ ITERATE_OWNS = ("model", "data", "output", "init_adapter", "resume", "valid_data
                 "quantize", "prompt_key", "chosen_key", "rejected_key", "system_key", "split", "data_config",
                 "data_revision", "skip_invalid", "min_score_margin")
 LOSS_ARGS = ("loss", "beta", "label_smoothing", "simpo_gamma", "rpo_alpha", "desirable_weight", "undesirable_weight")
+
+
+# Names other tools (mlx-lm, TRL, the transformers Trainer) use for an option, and ours.
+ALIASES = {"lr": "learning-rate", "epoch": "epochs", "num-train-epochs": "epochs", "num-epochs": "epochs",
+           "bs": "batch-size", "per-device-train-batch-size": "batch-size", "steps": "iters", "max-steps": "iters",
+           "num-iters": "iters", "warmup": "warmup-steps", "max-seq-length": "max-length",
+           "gradient-accumulation-steps": "grad-accum", "grad-accumulation-steps": "grad-accum",
+           "gradient-checkpointing": "grad-checkpoint", "num-layers": "lora-layers", "rank": "lora-rank",
+           "lora-r": "lora-rank", "adapter-path": "adapter", "resume-adapter-file": "init-adapter",
+           "output-dir": "output", "out": "output", "train-data": "data", "dataset": "data",
+           "eval-data": "valid-data", "eval-steps": "eval-every", "save-steps": "save-every",
+           "logging-steps": "log-every", "loss-type": "loss", "max-new-tokens": "max-tokens", "temp": "temperature"}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse without abbreviations; an unknown option is one line naming the command's nearest ones."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, args=None, namespace=None):
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser = self._command(namespace)
+            parser.exit(2, f"{parser.prog}: error: {unknown_arguments(parser, extras)}\n")
+        return namespace
+
+    def _command(self, namespace) -> argparse.ArgumentParser:
+        """The parser of the command given (whose options the unknown ones are compared with), else this one."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return action.choices.get(getattr(namespace, action.dest, None), self)
+        return self
+
+
+def unknown_arguments(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    """The error text for arguments `parser` does not take: each unknown option with its nearest known ones."""
+    options = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    unknown = [x.partition("=")[0] for x in extras if x.startswith("-") and len(x) > 1 and not _is_number(x)]
+    listed = f"{parser.prog} --help lists its options"
+    if not unknown:
+        return f"unrecognized arguments: {' '.join(extras)} ({listed})"
+    said = []
+    for opt in unknown:
+        near = nearest_options(opt, options)
+        said.append((opt, f"did you mean {' or '.join([', '.join(near[:-1]), near[-1]] if len(near) > 2 else near)}?"
+                        if near else ""))
+    if len(said) == 1:
+        opt, hint = said[0]
+        return f"unknown option {opt}; {hint} ({listed})" if hint else f"unknown option {opt} ({listed})"
+    return "unknown options " + ", ".join(f"{o} ({h})" if h else o for o, h in said) + f"; {listed}"
+
+
+def nearest_options(opt: str, options: list[str], n: int = 3) -> list[str]:
+    """Known options `opt` may mean: the one it is another tool's name for or spells with underscores;
+    else those it begins (what argparse's abbreviations took); else the most alike (difflib)."""
+    name = opt.lstrip("-").replace("_", "-").lower()
+    names = [o[2:] for o in options]
+    for exact in (ALIASES.get(name), name):
+        if exact in names:
+            return ["--" + exact]
+    out = [x for x in names if x.startswith(name)] or difflib.get_close_matches(name, names, n=n, cutoff=0.6)
+    return ["--" + x for x in out[:n]]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 def _add_config_args(parser: argparse.ArgumentParser, names=None) -> None:
@@ -46,12 +125,13 @@ def _add_config_args(parser: argparse.ArgumentParser, names=None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mlx-dpo", description="Direct Preference Optimization of LoRA adapters with MLX. "
+    p = Parser(prog="mlx-dpo", description="Direct Preference Optimization of LoRA adapters with MLX. "
                                 "Run without arguments (or `mlx-dpo tui`) to open the terminal app.")
     sub = p.add_subparsers(dest="command")
 
     v = sub.add_parser("validate", help="check a pairs file; print counts and token-length statistics")
-    v.add_argument("file", help="pairs file (.jsonl, .json, .parquet), dataset folder or hub dataset id ORG/NAME")
+    v.add_argument("file", help="pairs file (.jsonl, .json, .parquet, .csv, .tsv), dataset folder or hub dataset id "
+                                "ORG/NAME")
     v.add_argument("--json", action="store_true", help="print the report as one JSON object")
     _add_config_args(v, ("model", "trust_remote_code") + DATA_KEYS + LENGTHS)
 
@@ -112,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="skip a prompt whose best and worst scores differ by less than this (ties are always skipped)")
     it.add_argument("--judge-prompt", metavar="FILE", help="a model judge's prompt: text with {prompt}, {answer_a} "
                     "and {answer_b} (default: shown in the README)")
+    it.add_argument("--judge-timeout", type=float, default=JUDGE_TIMEOUT, metavar="SECONDS",
+                    help=f"a python judge's call that has not returned after this long stops the round, naming the "
+                         f"prompt (default {JUDGE_TIMEOUT:g}; 0: no limit; a re-run continues from that prompt)")
     it.add_argument("--seed", type=int, default=0, help="seed of sampling, data order and LoRA init (default 0)")
     it.add_argument("--limit", type=int, help="use only the first N prompts")
     it.add_argument("--prompts-per-round", type=int, help="each round answers the next N prompts of the file "

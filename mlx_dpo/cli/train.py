@@ -28,7 +28,13 @@ def cmd_validate(args) -> int:
         from ..model.load import load_base
         tokenizer = load_base(cfg.model, None, cfg.trust_remote_code, log=log).tokenizer
     spec = DataSpec(args.file, cfg.split, cfg.data_config, cfg.data_revision)
-    prepared = prepare(spec, cfg.data_keys, tokenizer, cfg.max_length, cfg.prompt_limit, **cfg.data_options)
+    reporter = ConsoleReporter(show_progress=sys.stderr.isatty() and not args.json)
+
+    def progress(done, total):  # tokenizing a large file takes minutes: a bar, or a line now and then
+        reporter.task("tokenize", done, total, f"tokenizing {Path(spec.path).name}")
+
+    prepared = prepare(spec, cfg.data_keys, tokenizer, cfg.max_length, cfg.prompt_limit, progress,
+                       **cfg.data_options)
     for line in prepared.errors + prepared.load.hints:  # the hint (e.g. the flags to map columns) last
         print(line, file=sys.stderr)
     report = prepared.report()

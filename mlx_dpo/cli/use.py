@@ -6,7 +6,7 @@ import sys
 
 from ..demo import model_or_default
 from ..errors import UsageError
-from ..model.generate import ChatSession, Sampling, load_for_generation, stream_answer
+from ..model.generate import ChatSession, Sampling, TemplateRefused, load_for_generation, prompt_tokens, stream_answer
 from .output import log
 
 
@@ -58,6 +58,7 @@ def cmd_generate(args) -> int:
 CHAT_HELP = """commands (they never reach the model):
   /reset            clear the conversation        /quit   leave (or Ctrl-D)
   /good, /bad       rate the last answer: an unpaired row in the --collect file
+  /undo             remove the last saved row (if it is still the file's last)
   /help             this list"""
 AB_HELP = """A/B commands (they never reach the model):
   /a, /b            pick the better answer: saves the pair, the chat goes on with it
@@ -72,10 +73,15 @@ def cmd_chat(args) -> int:
     sampling = _sampling(args)  # check the flags before loading anything
     collect = _collect_file(args)
     model, tokenizer, switch = _load(args)
+    # A template that refuses any conversation (a tools template that needs `functions`) ends the chat
+    # before it starts; one that refuses a particular message is said at that message.
+    prompt_tokens(tokenizer, ([{"role": "system", "content": args.system}] if args.system else []) +
+                  [{"role": "user", "content": "Hello!"}])
     if args.ab:
         return _chat_ab(args, model, tokenizer, switch, sampling, collect)
     sessions = {label: ChatSession(model, tokenizer, sampling, args.system) for label, _ in _variants(args, switch)}
     last: dict | None = None  # the last single answer, for /good and /bad
+    saved: list[dict] = []  # rows this chat appended, for /undo
     for text in typed_lines("chat: type a message; /help lists the commands, /quit (or Ctrl-D) leaves"):
         if text == "/quit":
             break
@@ -89,9 +95,13 @@ def cmd_chat(args) -> int:
             if text in ("/good", "/bad") and collect is not None and last is not None and not args.compare:
                 from ..data.preferences import unpaired_row
 
-                _save(collect, unpaired_row(last["prompt"], last["answer"], text == "/good", **_meta(args, sampling)))
+                row = unpaired_row(last["prompt"], last["answer"], text == "/good", **_meta(args, sampling))
+                if _save(collect, row):
+                    saved.append(row)
             elif text in ("/good", "/bad"):
                 print("(/good and /bad rate the last answer of a single-answer chat with --collect FILE)", flush=True)
+            elif text == "/undo":
+                _undo(collect, saved)
             else:
                 print(CHAT_HELP, flush=True)
             continue
@@ -100,12 +110,30 @@ def cmd_chat(args) -> int:
                 switch.set(enabled)
             session = sessions[label]
             print(f"{label or 'assistant'}> ", end="", flush=True)
-            for piece in session.send(text):
-                sys.stdout.write(piece)
-                sys.stdout.flush()
+            try:
+                for piece in session.send(text):
+                    sys.stdout.write(piece)
+                    sys.stdout.flush()
+            except TemplateRefused as e:  # not answered; the conversation stays as it was
+                print(f"(not answered: {e})", flush=True)
+                break
             sys.stdout.write("\n")
             last = {"prompt": session.messages[:-1], "answer": session.messages[-1]["content"]}
     return 0
+
+
+def _undo(prefs, saved: list[dict]) -> None:
+    """/undo: remove this chat's last saved row, if it is still the file's last line."""
+    try:
+        if prefs is None:
+            print("(nothing to undo: this chat saves rows only with --collect FILE)", flush=True)
+        elif saved and prefs.undo(saved[-1]):
+            saved.pop()
+            print(f"(removed the last row: {prefs.count()} row(s) in {prefs.path})", flush=True)
+        else:
+            print("(nothing to undo: no row of this chat is the file's last)", flush=True)
+    except UsageError as e:  # the file could not be rewritten: said, and the chat goes on
+        print(f"({e})", flush=True)
 
 
 def typed_lines(greeting: str):
@@ -210,11 +238,7 @@ def _chat_ab(args, model, tokenizer, switch, sampling, prefs) -> int:
                 chat.regenerate(side)
                 show(chat.pending)
             elif word == "/undo":
-                if saved and prefs.undo(saved[-1]):
-                    saved.pop()
-                    print(f"(removed the last row: {prefs.count()} row(s) in {prefs.path})", flush=True)
-                else:
-                    print("(nothing to undo: no row of this chat is the file's last)", flush=True)
+                _undo(prefs, saved)
             else:
                 print(AB_HELP, flush=True)
         except UsageError as e:

@@ -110,10 +110,37 @@ def iter_rows(path: Path, name: str | None = None):
             return iter(()), errors
         if first == "[":  # a JSON list is parsed whole
             return _rows_of_bytes(name, path.read_bytes())
+        if not path.name.lower().endswith(JSON_SUFFIXES):
+            not_json = _not_json(name, path)
+            if not_json:  # e.g. a CSV named .txt: one line that says what is read, not an error per line
+                return iter(()), [not_json]
     except OSError as e:
         raise UsageError(f"{name}: cannot read: {e.strerror or e}") from None
     errors: list[Problem] = []
     return _iter_jsonl_file(name, path, errors), errors
+
+
+JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
+
+
+def _not_json(name: str, path: Path) -> str | None:
+    """The file-level error of a file (not named .jsonl/.json) whose first line is not JSON; None if it is."""
+    from .sources import FORMATS_READ
+
+    with open(path, "rb") as f:
+        head = f.read(1 << 20)
+    lines = _LINE_END.split(head.decode("utf-8-sig", errors="replace"))
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        if n == len(lines) and len(head) == 1 << 20:
+            return None  # a first line longer than what was read: left to the row parser
+        try:
+            json.loads(line)
+        except (ValueError, RecursionError):
+            return f"{name}:{n}: file: not JSON Lines (line {n} is not JSON); {FORMATS_READ}"
+        return None
+    return None
 
 
 BLOCK = 8 << 20  # bytes read at a time; a block is cut after its last newline (never inside a character)
@@ -500,6 +527,16 @@ def is_parquet(path: Path) -> bool:
         return False
 
 
+def _table_rows(path: Path, name: str, table: str, columns: list[str] | None = None, batch_rows: int = 2048):
+    """(row number, row) of a Parquet or CSV/TSV file; a read error as (None, message)."""
+    if table == "parquet":
+        return read_parquet_rows(path, name, columns, batch_rows)
+    from .schemas import SCORE_PAIRS
+    from .tables import read_csv_rows
+
+    return read_csv_rows(path, name, numeric=tuple(c for pair in SCORE_PAIRS for c in pair))
+
+
 # ---------------------------------------------------------------- public API
 
 def _map_row(row, schema):
@@ -564,11 +601,12 @@ def load_pairs(path, keys: DataKeys = DataKeys(), *, split: str = "train", subse
 
 
 def _load_file(f, keys: DataKeys, result: "LoadResult", min_score_margin, keep_messages: int | None) -> None:
+    from .tables import BadRow, csv_columns, is_csv
 
     name = f.label
-    parquet = is_parquet(f.path)
-    if parquet:
-        columns, errors = parquet_columns(f.path, name)
+    table = "parquet" if is_parquet(f.path) else "csv" if is_csv(f.path) else None  # read by pyarrow
+    if table:
+        columns, errors = (parquet_columns if table == "parquet" else csv_columns)(f.path, name)
         rows = None
         if errors:
             result.errors += errors
@@ -579,15 +617,16 @@ def _load_file(f, keys: DataKeys, result: "LoadResult", min_score_margin, keep_m
         rows = chain(head, rows)
         columns = list(dict.fromkeys(k for _, r in head if isinstance(r, dict) for k in r))
     if result.schema is None or result.schema.name == "unknown":
-        sample = None
-        if parquet:
-            sample = next((r for _, r in read_parquet_rows(f.path, name, batch_rows=1) if isinstance(r, dict)), None)
+        if table:
+            sample = next((r for _, r in _table_rows(f.path, name, table, batch_rows=1) if isinstance(r, dict)), None)
         else:
             sample = next((r for _, r in head if isinstance(r, dict)), None)
         schema = detect(columns, sample, keys)
-        first_line_no = 0 if parquet else (head[0][0] if head else 1)
+        first_line_no = {"parquet": 0, "csv": 1}.get(table) if table else (head[0][0] if head else 1)
         # Unknown: neither answer column. (With one of them, each row's error names the missing one.)
-        if schema is None and (parquet or head) and not (set(columns) & {*CHOSEN_NAMES, *REJECTED_NAMES}):
+        # Unpaired rows (prompt, completion, label) have neither by design: nothing to map.
+        if schema is None and (table or head) and not (set(columns) & {*CHOSEN_NAMES, *REJECTED_NAMES}) \
+                and not _is_unpaired(dict.fromkeys(columns)):
             # A hint, not an error: every row still gets its own error (one per bad row).
             result.hints.append(Problem(name, unknown_schema_message(columns, keys), first_line_no, "columns"))
         result.schema = schema
@@ -597,15 +636,17 @@ def _load_file(f, keys: DataKeys, result: "LoadResult", min_score_margin, keep_m
                          f"rating_chosen/rating_rejected, ...); columns found: {', '.join(columns)}")
     row_keys = schema.keys if schema is not None else keys
     repeated = schema is not None and schema.repeated_prompt
-    if parquet:
+    if table:
         wanted = schema.columns() if schema is not None else None
-        rows = read_parquet_rows(f.path, name, wanted)
+        rows = _table_rows(f.path, name, table, wanted)
     for line, row in rows:
-        if line is None:  # a Parquet read error part-way through
+        if line is None:  # a Parquet or CSV read error part-way through
             result.errors.append(row)
             break
         result.rows += 1
         try:
+            if isinstance(row, BadRow):  # a CSV row whose cells do not match the header
+                raise _RowError("row", row.message)
             if min_score_margin is not None and schema is not None and _score_margin(row, schema) < min_score_margin:
                 result.filtered += 1
                 continue
@@ -622,7 +663,7 @@ def _load_file(f, keys: DataKeys, result: "LoadResult", min_score_margin, keep_m
         result.pairs.append(pair)
         result.formats[pair.format] += 1
         result.first_of_kind.setdefault(pair.format == "unpaired", pair.source)
-    if not parquet:
+    if not table:
         result.errors += json_errors
         # Rows that are not even valid JSON still count as rows of the file.
         result.rows += sum(e.field == "json" for e in json_errors)

@@ -1,6 +1,7 @@
 """Where the pairs live: a file, a dataset folder, or a Hugging Face hub dataset id — resolved to data files.
 
-    a file          .jsonl / .json (JSONL or a JSON list), .parquet, or either gzipped (.jsonl.gz)
+    a file          .jsonl / .json (JSONL or a JSON list), .parquet, .csv / .tsv (a header line, then rows;
+                    tables.py), or gzipped (.jsonl.gz, .csv.gz)
     a folder        laid out like a hub dataset repository: the split's files are found the way
                     `datasets` finds them — the `configs:` block of README.md when there is one, else
                     `data/<split>-*.parquet`, `<split>.jsonl`, `<split>/*.parquet`, `<subset>/<split>.jsonl.gz`, ...;
@@ -25,7 +26,10 @@ from pathlib import Path
 from ..errors import UsageError, first_line
 
 PARQUET = ".parquet"
-DATA_SUFFIXES = (".parquet", ".jsonl", ".json", ".jsonl.gz", ".json.gz", ".ndjson")
+DATA_SUFFIXES = (".parquet", ".jsonl", ".json", ".jsonl.gz", ".json.gz", ".ndjson", ".csv", ".tsv", ".csv.gz",
+                 ".tsv.gz")
+FORMATS_READ = ("mlx-dpo reads JSON Lines or a JSON list (.jsonl, .json), Parquet (.parquet) and CSV/TSV with a header "
+                "line (.csv, .tsv), each but Parquet also gzipped (.gz), a dataset folder or a hub dataset id ORG/NAME")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 _SHARD = re.compile(r"[-_.]\d{5}-of-\d{5}.*$")
 _SPLIT_NAME_EXTRA = re.compile(r"^(?:[-_.][0-9].*)?$")  # train.jsonl, train-00000-of-00002.parquet, train_0.json
@@ -87,8 +91,9 @@ def resolve(spec: DataSpec | str) -> Source:
     if p.is_dir():
         files = _local_listing(p)
         if not _looks_like_dataset(p, files):
-            raise UsageError(f"{spec.path}: is a directory, expected a .jsonl, .json or .parquet file or a dataset "
-                             "folder (README.md with configs, data/<split>-*.parquet, <split>.jsonl, <split>/*.parquet)")
+            raise UsageError(f"{spec.path}: is a directory, expected a .jsonl, .json, .parquet, .csv or .tsv file or a "
+                             "dataset folder (README.md with configs, data/<split>-*.parquet, <split>.jsonl, "
+                             "<split>/*.parquet)")
         chosen = select_files(spec.path, files, _readme(p), spec.split, spec.subset)
         return Source(spec, "folder", [SourceFile(p / f, str(Path(spec.path) / f)) for f in chosen], root=p)
     if p.exists():

@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+from ..data.sources import DATA_SUFFIXES
 from ..fileio import read_jsonl_tolerant
 
 LIBRARY = {"hf": "transformers", "peft": "peft", "mlx": "mlx", "gguf": "gguf"}
@@ -31,7 +32,7 @@ def _is_hub_id(ref: str) -> bool:
     return not ref.startswith(("/", ".", "~")) and ref.count("/") == 1 and not Path(ref).exists()
 
 
-_FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".gz", ".ndjson")
+_FILE_SUFFIXES = (*DATA_SUFFIXES, ".gz")
 
 
 def _data_ref(data, split) -> str:

@@ -12,6 +12,13 @@
 `rank(prompt, answers)` gives one score per answer: the function's values for python judges; for the
 pairwise judges (model, human) the fraction of the other answers it beats (ties count one half).
 A judge is resolved (modules imported, files checked) before any answer is generated.
+
+A python judge's call that has not returned after `--judge-timeout` seconds (default 300; 0: no limit) is
+stopped and reported against its prompt. The call runs on the main thread, as before, and a timer
+signal (SIGALRM) interrupts it there: a thread left running the judge's code could go on using MLX beside
+the training that follows (MLX arrays belong to their thread), and a child process would change what a
+judge is (module state, a reward model loaded twice). What a signal cannot interrupt is a call stuck in
+native code that never returns to Python; elsewhere than on the main thread there is no limit.
 """
 
 from __future__ import annotations
@@ -20,7 +27,10 @@ import importlib
 import importlib.util
 import math
 import numbers
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -42,6 +52,7 @@ correct first, then helpful, polite and to the point.
 Which answer is better? Reply with exactly one word: A, B or TIE."""
 
 DEMO_JUDGE = "python:mlx_dpo.demo.reward:judge"  # the demo tasks' ground-truth reward
+JUDGE_TIMEOUT = 300.0  # seconds a python judge's call may take (--judge-timeout)
 JUDGE_SPECS = "python:MODULE:FUNCTION, python:FILE.py:FUNCTION, model:PATH_OR_ID or human"
 
 
@@ -73,13 +84,18 @@ class Judge:
 
 # ---------------------------------------------------------------------- python:
 class PythonJudge(Judge):
-    def __init__(self, spec: str, fn: Callable):
+    def __init__(self, spec: str, fn: Callable, timeout: float | None = JUDGE_TIMEOUT):
         super().__init__(spec)
-        self.fn = fn
+        self.fn, self.timeout = fn, timeout
 
     def score(self, prompt: Prompt, answer: str, which: str = "") -> float:
         try:
-            value = self.fn([dict(m) for m in prompt.messages], answer)
+            with time_limit(self.timeout):
+                value = self.fn([dict(m) for m in prompt.messages], answer)
+        except _Overdue:
+            raise JudgeFailed(f"judge {self.spec} gave no score within {self.timeout:g} s (--judge-timeout) on the "
+                              f"prompt at {prompt.source}{which} ({_short(prompt.text)!r}); make it return sooner or "
+                              "raise --judge-timeout (0: no limit)") from None
         except Exception as e:  # the user's code: any failure is reported against the prompt
             raise JudgeFailed(f"judge {self.spec} raised {type(e).__name__}: {first_line(e)} — on the prompt at "
                               f"{prompt.source}{which} ({_short(prompt.text)!r})") from None
@@ -87,6 +103,32 @@ class PythonJudge(Judge):
 
     def rank(self, prompt, answers):
         return [self.score(prompt, a, f", answer {i + 1} of {len(answers)}") for i, a in enumerate(answers)]
+
+
+class _Overdue(BaseException):
+    """Raised inside a judge's call when its time is up: not an Exception, so the judge's own
+    `except Exception` cannot swallow it."""
+
+
+@contextmanager
+def time_limit(seconds: float | None):
+    """Raise _Overdue in the code run inside after `seconds` (None or 0: no limit; see the module notes)."""
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def overdue(signum, frame):
+        raise _Overdue
+
+    previous = signal.signal(signal.SIGALRM, overdue)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        finally:  # even if the signal came just before the timer was stopped
+            signal.signal(signal.SIGALRM, previous)
 
 
 def checked_score(value, spec: str, prompt: Prompt, which: str = "") -> float:
@@ -255,9 +297,11 @@ def terminal_ask(prompt: Prompt, first: str, second: str) -> str:
 
 # ---------------------------------------------------------------------- parsing
 def make_judge(spec: str, judge_prompt: str | None = None, seed: int = 0,
-               ask: Callable[[Prompt, str, str], str] | None = None, trust_remote_code: bool = False) -> Judge:
+               ask: Callable[[Prompt, str, str], str] | None = None, trust_remote_code: bool = False,
+               timeout: float | None = JUDGE_TIMEOUT) -> Judge:
     """The judge `spec` names; every check that can fail without generating anything is done here.
-    `trust_remote_code` (iterate's --trust-remote-code) lets a model judge's folder run its own code."""
+    `trust_remote_code` (iterate's --trust-remote-code) lets a model judge's folder run its own code;
+    `timeout`: seconds a python judge's call may take (None or 0: no limit)."""
     spec = (spec or "").strip()
     if spec == "human":
         return HumanJudge(spec, ask or terminal_ask, seed)
@@ -268,7 +312,10 @@ def make_judge(spec: str, judge_prompt: str | None = None, seed: int = 0,
         if not target:
             raise UsageError(f"--judge {spec}: expected model:PATH_OR_ID")
         # clear errors now, before round 1, for a model that is not there or wants to run its own code
-        refuse_code(resolve_model_path(target), trust_remote_code)
+        try:
+            refuse_code(resolve_model_path(target), trust_remote_code)
+        except UsageError as e:
+            raise UsageError(f"--judge {spec}: {e}") from None
         template = DEFAULT_JUDGE_PROMPT
         if judge_prompt:
             template = read_judge_prompt(judge_prompt)
@@ -277,7 +324,7 @@ def make_judge(spec: str, judge_prompt: str | None = None, seed: int = 0,
         raise UsageError("--judge-prompt is used by a model judge only (--judge model:PATH_OR_ID)")
     target = spec.removeprefix("python:")
     if target != spec or ".py:" in target:
-        return PythonJudge(spec, _load_function(spec, target))
+        return PythonJudge(spec, _load_function(spec, target), timeout)
     raise UsageError(f"--judge {spec or '(empty)'}: expected {JUDGE_SPECS}")
 
 

@@ -1,4 +1,4 @@
-"""Prompts to answer: a JSONL (or JSON list) of prompts, or any pairs file whose prompts are used.
+"""Prompts to answer: a JSONL (or JSON list, or CSV/TSV) of prompts, or any pairs file whose prompts are used.
 
 A row is a JSON string (one user message), an object with `prompt` (a string or a message list) and an
 optional `system`, or an object with `messages` (a conversation ending with a user turn). Rows of a
@@ -80,13 +80,14 @@ def _is_pairs_file(rows) -> bool:
 def load_prompts(path: str | Path, limit: int | None = None, what: str = "--prompts") -> list[Prompt]:
     """The prompts of `path`; every bad row is reported by line (DataError), nothing is guessed."""
     from ..data.pairs import is_parquet, read_rows
+    from ..data.tables import is_csv, read_csv
 
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{what}: {path}: no such file")
     if is_parquet(path) or path.is_dir():
         return _pairs_prompts(path, limit)
-    rows, errors = read_rows(path)
+    rows, errors = read_csv(path) if is_csv(path) else read_rows(path)
     if errors:
         raise DataError(errors)
     if _is_pairs_file(rows):

@@ -30,7 +30,7 @@ from ..errors import UsageError
 from ..fileio import atomic_write_json, atomic_write_text, read_jsonl_tolerant, write_all
 from ..model.generate import Sampling
 from ..train.events import Reporter
-from .judges import Judge, JudgeFailed, make_judge
+from .judges import JUDGE_TIMEOUT, Judge, JudgeFailed, make_judge
 from .prompts import Prompt, load_prompts
 from .report import heldout_summary, round_line, score_summary
 
@@ -53,6 +53,7 @@ class IterateConfig:
     max_tokens: int = 128
     min_spread: float = 0.0              # skip a prompt whose best and worst scores differ by less
     judge_prompt: str | None = None      # a model judge's prompt (a text file with {prompt} {answer_a} {answer_b})
+    judge_timeout: float = JUDGE_TIMEOUT  # seconds a python judge's call may take (0: no limit)
     seed: int = 0
     limit: int | None = None             # only the first N prompts of the file
     prompts_per_round: int | None = None # round r answers the next N prompts (wrapping around); default: all
@@ -93,6 +94,8 @@ class IterateConfig:
             bad("eval_temperature", f"must not be negative, got {self.eval_temperature}")
         if self.kl_samples < 0:
             bad("kl_samples", f"must not be negative, got {self.kl_samples}")
+        if self.judge_timeout < 0:
+            bad("judge_timeout", f"must not be negative (0: no limit), got {self.judge_timeout}")
         for key in ("limit", "valid_limit", "prompts_per_round"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
                 bad(key, f"must be a positive integer, got {getattr(self, key)}")
@@ -160,7 +163,8 @@ class Iteration:
         # Everything that can fail without generating is checked first: the judge, the prompts, the
         # training settings, the model, and what an earlier run of this DIR started with.
         self.judge = judge or make_judge(cfg.judge, cfg.judge_prompt, cfg.seed, ask,
-                                         trust_remote_code=bool(cfg.train.get("trust_remote_code")))
+                                         trust_remote_code=bool(cfg.train.get("trust_remote_code")),
+                                         timeout=cfg.judge_timeout)
         self.prompts = load_prompts(cfg.prompts, cfg.limit)
         self.valid = load_prompts(cfg.valid_prompts, cfg.valid_limit, "--valid-prompts") if cfg.valid_prompts else []
         self._check_training_settings()

@@ -20,7 +20,7 @@ from typing import Callable
 from ..data.preferences import pair_row, unpaired_row
 from ..errors import UsageError
 from .adapters import read_adapter_config
-from .generate import Sampling, stream_answer
+from .generate import Sampling, TemplateRefused, stream_answer
 
 SIDES = ("A", "B")
 # A side whose answer makes a pair `train` refuses (empty, or the same as the other side) is answered again,
@@ -84,7 +84,12 @@ class ABChat:
         if self.pending is not None:
             raise UsageError("pick an answer first (/a, /b, /tie or /both-bad)")
         self.messages.append({"role": "user", "content": text})
-        return self.regenerate(on_piece=on_piece)
+        try:
+            return self.regenerate(on_piece=on_piece)
+        except TemplateRefused:  # nothing was answered: the conversation stays as it was
+            self.messages.pop()
+            self.pending = None
+            raise
 
     def regenerate(self, side: str | None = None, on_piece=None) -> ABTurn:
         """(Re)generate both answers, or only `side`'s, to the last user message."""

@@ -15,6 +15,7 @@ import mlx.core as mx
 from .adapters import AdapterSwitch, apply_lora, read_adapter_config
 from .load import load_base
 from ..data.template import chat_prompt_text, has_chat_template
+from ..errors import UsageError, first_line
 
 
 @dataclass
@@ -38,23 +39,41 @@ def load_for_generation(model: str, adapter: str | None = None, quantize: int | 
     return loaded.model, loaded.tokenizer, switch
 
 
+class TemplateRefused(UsageError):
+    """The model's chat template raised on a conversation (as `validate` reports a pair's `template` problem)."""
+
+
 def prompt_tokens(tokenizer, messages: list[dict]) -> list[int]:
     """The prompt exactly as training renders it (data.template): the chat template with the generation
-    prompt (system text folded where the template refuses it), or plain text without a template."""
+    prompt (system text folded where the template refuses it), or plain text without a template.
+
+    A template that raises (a tools template that needs `functions`, a role order it refuses) is
+    TemplateRefused, one line, not a Jinja traceback."""
     templated = has_chat_template(tokenizer)
-    return list(tokenizer.encode(chat_prompt_text(tokenizer, messages), add_special_tokens=not templated))
+    try:
+        text = chat_prompt_text(tokenizer, messages)
+    except Exception as e:  # jinja2's TemplateError / UndefinedError, or what raise_exception() raised
+        roles = ", ".join(m["role"] for m in messages)
+        raise TemplateRefused(f"chat template: rendering failed: {first_line(e)}; the model's chat template "
+                              f"refuses this conversation (roles: {roles}): change the conversation, or use a model "
+                              "whose template renders it (tokenizer_config.json or chat_template.jinja)") from None
+    return list(tokenizer.encode(text, add_special_tokens=not templated))
 
 
 def stream_answer(model, tokenizer, messages: list[dict], sampling: Sampling) -> Iterator[str]:
-    """Yield the answer's text pieces as they are generated."""
+    """Yield the answer's text pieces as they are generated (TemplateRefused before the first)."""
+    yield from stream_tokens(model, tokenizer, prompt_tokens(tokenizer, messages), sampling)
+
+
+def stream_tokens(model, tokenizer, prompt: list[int], sampling: Sampling) -> Iterator[str]:
+    """Yield the text pieces of the answer to the prompt `prompt` (token ids) as they are generated."""
     from mlx_lm import stream_generate
     from mlx_lm.sample_utils import make_sampler
 
     if sampling.seed is not None:
         mx.random.seed(sampling.seed)
     sampler = make_sampler(temp=sampling.temperature, top_p=sampling.top_p if sampling.top_p < 1.0 else 0.0)
-    for response in stream_generate(model, tokenizer, prompt_tokens(tokenizer, messages),
-                                    max_tokens=sampling.max_tokens, sampler=sampler):
+    for response in stream_generate(model, tokenizer, prompt, max_tokens=sampling.max_tokens, sampler=sampler):
         if response.text:
             yield response.text
 
@@ -74,11 +93,14 @@ class ChatSession:
         self.messages: list[dict] = [{"role": "system", "content": self.system}] if self.system else []
 
     def send(self, text: str) -> Iterator[str]:
-        """Stream the reply to `text`; the full reply joins the history when the stream ends."""
-        self.messages.append({"role": "user", "content": text})
+        """Stream the reply to `text`; the full reply joins the history when the stream ends. A template
+        that refuses the conversation raises TemplateRefused and leaves the history as it was."""
+        turn = {"role": "user", "content": text}
+        prompt = prompt_tokens(self.tokenizer, self.messages + [turn])
+        self.messages.append(turn)
         pieces = []
         try:
-            for piece in stream_answer(self.model, self.tokenizer, self.messages, self.sampling):
+            for piece in stream_tokens(self.model, self.tokenizer, prompt, self.sampling):
                 pieces.append(piece)
                 yield piece
         finally:

@@ -13,12 +13,12 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Collapsible, DataTable, Input, Label, OptionList, Static, Switch
 from textual.widgets.option_list import Option
 
-from mlx_dpo import cached_datasets, token_table
+from mlx_dpo import DATA_SUFFIXES, cached_datasets, token_table
 
 from ..messages import DataInspected, JobFailed
 from ..widgets.path_input import PathInput
 
-SUFFIXES = (".jsonl", ".json", ".parquet", ".gz")
+SUFFIXES = (*DATA_SUFFIXES, ".gz")  # the files the engine reads, as the path field suggests them
 # The source options as the CLI names them (--split, --data-config, --data-revision, --skip-invalid).
 DEFAULT_OPTIONS = {"split": "train", "data_config": None, "data_revision": None, "skip_invalid": False}
 # (option, label, placeholder, widget id)
