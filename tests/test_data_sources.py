@@ -113,7 +113,7 @@ def test_csv_rows_read_like_jsonl_and_are_named_by_the_line_they_start_on(tmp_pa
         ["Same?", "x", "x"],                                          # line 6
     ])
     result = load_pairs(p)
-    assert result.rows == 3 and result.errors == [f"{p}:6: chosen,rejected: chosen and rejected are identical"]
+    assert result.rows == 3 and [str(e) for e in result.errors] == [f"{p}:6: chosen,rejected: chosen and rejected are identical"]
     assert [q.source for q in result.pairs] == [f"{p}:2", f"{p}:3"]
     assert result.pairs[0].chosen == [{"role": "assistant", "content": "56"}]
     assert result.pairs[1].chosen[0]["content"] == "Old pond\nfrog leaps in\nsplash"
@@ -133,7 +133,7 @@ def test_csv_columns_are_recognised_and_mapped_as_jsonl_keys(tmp_path):
     pair = load_pairs(p).pairs[0]
     assert pair.prompt == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}]
     q = write_csv(tmp_path / "mine.csv", ["query", "good", "bad"], [["2+2?", "4", "5"]])
-    assert load_pairs(q).hints[0].startswith(f"{q}:1: columns: unknown schema")  # the header is line 1
+    assert str(load_pairs(q).hints[0]).startswith(f"{q}:1: columns: unknown schema")  # the header is line 1
     mapped = load_pairs(q, DataKeys(prompt="query", chosen="good", rejected="bad"))
     assert mapped.errors == [] and mapped.pairs[0].chosen == [{"role": "assistant", "content": "4"}]
 
@@ -143,7 +143,7 @@ def test_a_csv_row_with_the_wrong_number_of_cells_is_that_rows_error_and_empty_r
     # line 1 blank, 2 the header, 3 a row, 4 blank, 5-6 a row of two cells, 7 an empty row, 8 a row
     p.write_text('\nprompt,chosen,rejected\nq1,a,b\n\nq2,"two\nlines"\n,,\nq3,e,f\n')
     result = load_pairs(p)
-    assert result.errors == [f"{p}:5: row: 2 cell(s), expected 3 (prompt, chosen, rejected)"]
+    assert [str(e) for e in result.errors] == [f"{p}:5: row: 2 cell(s), expected 3 (prompt, chosen, rejected)"]
     assert [q.source for q in result.pairs] == [f"{p}:3", f"{p}:8"] and result.rows == 3
 
 
@@ -152,19 +152,19 @@ def test_csv_thumbs_labels_read_as_booleans_and_a_bad_label_is_its_rows_error(tm
                   [["hi", "Hello!", "true"], ["hi", "Go away.", "False"], ["yo", "Hey.", "1"], ["yo", "Meh.", "maybe"]])
     result = load_pairs(p)
     assert [q.label for q in result.pairs] == [True, False, True]
-    assert result.errors == [f"{p}:5: label: expected true (desirable) or false (undesirable), got 'maybe'"]
+    assert [str(e) for e in result.errors] == [f"{p}:5: label: expected true (desirable) or false (undesirable), got 'maybe'"]
     assert result.hints == []
 
 
 def test_an_empty_or_unreadable_csv_is_one_file_error(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text("")
-    assert load_pairs(empty).errors == [f"{empty}:1: file: empty, expected a header line (prompt, chosen, rejected, "
+    assert [str(e) for e in load_pairs(empty).errors] == [f"{empty}:1: file: empty, expected a header line (prompt, chosen, rejected, "
                                         "...) and rows"]
     binary = tmp_path / "bad.csv"
     binary.write_bytes(b"prompt,chosen,rejected\nq,\xff\xfe,b\n")
     errors = load_pairs(binary).errors
-    assert len(errors) == 1 and errors[0].startswith(f"{binary}: file: not a readable CSV/TSV file (")
+    assert len(errors) == 1 and str(errors[0]).startswith(f"{binary}: file: not a readable CSV/TSV file (")
 
 
 def test_a_file_of_another_format_is_one_line_naming_the_formats_read(tmp_path, capsys):
@@ -176,7 +176,7 @@ def test_a_file_of_another_format_is_one_line_naming_the_formats_read(tmp_path, 
     assert ".csv, .tsv" in err[0] and ".parquet" in err[0]
     broken = tmp_path / "pairs.jsonl"  # a file that says it is JSON Lines still gets its errors line by line
     broken.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\nnot json\n')
-    assert load_pairs(broken).errors == [f"{broken}:2: json: invalid JSON: Expecting value (column 1)"]
+    assert [str(e) for e in load_pairs(broken).errors] == [f"{broken}:2: json: invalid JSON: Expecting value (column 1)"]
 
 
 def test_csv_files_make_a_dataset_folders_splits(tmp_path):

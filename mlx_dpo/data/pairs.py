@@ -123,7 +123,7 @@ def iter_rows(path: Path, name: str | None = None):
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 
 
-def _not_json(name: str, path: Path) -> str | None:
+def _not_json(name: str, path: Path) -> Problem | None:
     """The file-level error of a file (not named .jsonl/.json) whose first line is not JSON; None if it is."""
     from .sources import FORMATS_READ
 
@@ -138,7 +138,7 @@ def _not_json(name: str, path: Path) -> str | None:
         try:
             json.loads(line)
         except (ValueError, RecursionError):
-            return f"{name}:{n}: file: not JSON Lines (line {n} is not JSON); {FORMATS_READ}"
+            return Problem(name, f"not JSON Lines (line {n} is not JSON)", n, "file", fix=FORMATS_READ)
         return None
     return None
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import first_line
+from ..errors import Problem, first_line
 
 CSV_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")  # .gz is decompressed by pyarrow (from the name)
 BLOCK = 16 << 20  # bytes parsed at a time: a row must fit in one block (pyarrow), so larger than any real row
@@ -56,7 +56,7 @@ def _options(path: Path, column_types: dict | None = None, invalid=None, skip: i
         convert_options=pacsv.ConvertOptions(column_types=column_types or {}, strings_can_be_null=False))
 
 
-def csv_columns(path: Path, name: str) -> tuple[list[str], list[str]]:
+def csv_columns(path: Path, name: str) -> tuple[list[str], list[Problem]]:
     """(the header's column names, file-level errors) of a CSV/TSV file."""
     import pyarrow.csv as pacsv
 
@@ -76,7 +76,7 @@ class BadRow:
 
 def read_csv_rows(path: Path, name: str, numeric: tuple[str, ...] = ()):
     """Yield (line, row dict) of every row: a row with the wrong number of cells as (line, BadRow), a file
-    that cannot be read on as (None, "FILE: file: ..."). Cells are text; those of `label` that say a
+    that cannot be read on as (None, Problem). Cells are text; those of `label` that say a
     boolean and those of the `numeric` columns (scores) that are numbers are converted."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -134,22 +134,22 @@ def _number(cell: str):
         return cell
 
 
-def read_csv(path: Path, name: str | None = None) -> tuple[list[tuple[int, dict]], list[str]]:
-    """pairs.read_rows for a CSV/TSV file: ([(line, row)], the bad rows and file errors as message lines)."""
+def read_csv(path: Path, name: str | None = None) -> tuple[list[tuple[int, dict]], list[Problem]]:
+    """pairs.read_rows for a CSV/TSV file: ([(line, row)], the bad rows and file errors)."""
     name = str(path) if name is None else name
     rows, errors = [], []
     for line, row in read_csv_rows(Path(path), name):
         if line is None:
             errors.append(row)
         elif isinstance(row, BadRow):
-            errors.append(f"{name}:{line}: row: {row.message}")
+            errors.append(Problem(name, row.message, line, "row"))
         else:
             rows.append((line, row))
     return rows, errors
 
 
-def _file_error(name: str, e: Exception) -> str:
+def _file_error(name: str, e: Exception) -> Problem:
     text = first_line(e)
     if text == "Empty CSV file":
-        return f"{name}:1: file: empty, expected a header line (prompt, chosen, rejected, ...) and rows"
-    return f"{name}: file: not a readable CSV/TSV file ({text})"
+        return Problem(name, "empty, expected a header line (prompt, chosen, rejected, ...) and rows", 1, "file")
+    return Problem(name, f"not a readable CSV/TSV file ({text})", None, "file")
