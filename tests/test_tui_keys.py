@@ -128,7 +128,19 @@ async def test_a_second_enter_after_start_does_not_stop_the_run(tiny_model, pair
 
 
 # ---------------------------------------------------------------------- 2. first focus, visible focus, dialogs
-FIRST_FOCUS = {"f1": "data-path", "f2": "model-path", "f3": "train-start", "f4": "runs-table", "f5": "chat-input",
+async def test_question_mark_pressed_first_opens_the_help_and_types_into_no_field(tiny_model, pairs_file, tmp_path):
+    app = make_app(tiny_model, pairs_file, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("?")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), timeout=10)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.query_one("#data-path", Input).value == pairs_file  # what trains is still what the form shows
+
+
+
+FIRST_FOCUS = {"f1": "data-load", "f2": "model-path", "f3": "train-start", "f4": "runs-table", "f5": "chat-input",
                "f6": "export-go"}
 
 
@@ -136,7 +148,7 @@ async def test_each_tab_has_a_defined_visible_first_focus_never_the_tab_bar(tiny
     app = make_app(tiny_model, pairs_file, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        assert app.focused is not None and app.focused.id == "data-path"  # the first tab, at start
+        assert app.focused is not None and app.focused.id == "data-load"  # a button, not the path, at start
         for _ in range(2):  # and again, coming back to a tab
             for key, widget_id in FIRST_FOCUS.items():
                 await pilot.press(key)
@@ -222,6 +234,7 @@ async def test_each_tab_shows_its_keys_in_the_footer_and_the_help_screen(tiny_mo
         # In a field being typed into, "?" is text.
         await pilot.press("f1")
         app.query_one("#data-path", Input).value = "a"
+        app.query_one("#data-path", Input).focus()
         await pilot.press("end", "?")
         await pilot.pause()
         assert not isinstance(app.screen, HelpScreen) and app.query_one("#data-path", Input).value == "a?"
@@ -488,8 +501,8 @@ async def test_runs_refresh_by_themselves_and_show_a_live_run(tiny_model, pairs_
         await wait_for(pilot, lambda: table.row_count == 1, timeout=10)  # no ctrl+r
         row = table.get_row_at(0)
         header = [str(c.label) for c in table.ordered_columns]
-        assert header[:8] == ["run", "status", "started", "duration", "loss kind", "β", "lr", "steps"]
-        assert row[0] == "live" and row[1] == "training" and row[4] == "sigmoid" and row[6] == "0.0005"
+        assert header[:9] == ["run", "status", "steps", "loss", "acc", "eval acc", "loss kind", "β", "lr"]
+        assert row[0] == "live" and row[1] == "training" and row[6] == "sigmoid" and row[8] == "0.0005"
         await pilot.press("f3", "ctrl+b")
         await wait_for(pilot, lambda: not app.training_running, timeout=20)
         assert table.get_row_at(0)[1] == "incomplete"
@@ -514,7 +527,7 @@ async def test_a_finished_run_offers_one_way_on_and_delete_asks_first(tiny_model
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f4")
         table = app.query_one("#runs-table", DataTable)
-        assert table.get_row_at(0)[1] == "finished" and table.get_row_at(0)[7] == "3/3"
+        assert table.get_row_at(0)[1] == "finished" and table.get_row_at(0)[2] == "3/3"
         # Resume on a finished run: the form holds a new run continuing from its adapter, ready to start.
         await pilot.press("r")
         await pilot.pause(0.2)
@@ -903,7 +916,16 @@ async def test_a_preference_file_that_cannot_be_written_keeps_the_conversation(t
         await pilot.press("b")
         await wait_for(pilot, lambda: "not saved" in notes(app), timeout=10)
         assert "conversation is kept" in notes(app)
+        # Nothing is lost: the answers wait for the pick, which goes through once the file can be written.
+        await wait_for(pilot, lambda: chat.ab is AB.PICKING, timeout=10)
+        assert {"role": "assistant", "content": picked} not in chat.history["tuned"]
+        prefs = tmp_path / "prefs.jsonl"
+        chat.query_one("#chat-prefs", Input).value = str(prefs)
+        await focus_on(pilot, chat.query_one("#chat-tuned"))
+        await pilot.press("b")
+        await wait_for(pilot, lambda: chat.ab is AB.READY, timeout=10)
         assert chat.history["tuned"][-1] == {"role": "assistant", "content": picked}
+        assert rows_of(prefs)[-1]["chosen"][0]["content"] == picked
 
 
 async def test_export_tab_offers_gguf_with_its_type(tiny_model, tmp_path):

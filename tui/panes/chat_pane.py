@@ -27,7 +27,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
 
-from mlx_dpo import list_runs
+from mlx_dpo import is_demo_model, list_runs
 
 from ..confirm import EditAnswer
 from ..messages import (ABAnswers, ABChunk, ABRevealed, ABStarted, ChatChunk, ChatDone, ChatLoaded, JobFailed,
@@ -163,6 +163,8 @@ class ChatPane(Vertical):
         self.prefs_unpaired = 0
         self.undoable = 0
         self.offered: str | None = None  # a run trained on this chat's picks, offered for the next chat
+        self.queued: str | None = None  # the first message, typed before anything was loaded (sent once it is)
+        self.loading = False  # a model (and adapter) is being loaded
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="chat-top"):
@@ -172,7 +174,9 @@ class ChatPane(Vertical):
             yield Toggle("compare with base", False, id="chat-compare", compact=True)
             yield Toggle("A/B", False, id="chat-ab", compact=True)
             yield Label("temperature", classes="chat-label")
-            yield Input("0.7", id="chat-temperature", classes="small-input", compact=True)
+            # The demo model babbles when sampled: greedy answers show what training changed.
+            yield Input("0" if is_demo_model(self.app.model) else "0.7", id="chat-temperature",
+                        classes="small-input", compact=True)
             yield Label("max tokens", classes="chat-label")
             yield Input("256", id="chat-max-tokens", classes="small-input", compact=True)
         yield Input("", id="chat-system", compact=True,
@@ -267,10 +271,6 @@ class ChatPane(Vertical):
         tuned, base = self.query_one("#chat-tuned", Transcript), self.query_one("#chat-base", Transcript)
         self.query_one("#chat-ab-row").display = event.value
         if event.value:
-            if not self.loaded:
-                self.app.notify("Load a model first (ctrl+l), then turn A/B on", severity="warning")
-                event.control.value = False
-                return
             if self.compare_on:
                 self.query_one("#chat-compare", Toggle).value = False
             self.refresh_sources()
@@ -282,7 +282,11 @@ class ChatPane(Vertical):
                     t.replay(self.history["tuned"])
                 t.add_note("A/B: every message is answered twice; pick the better answer (a / b)")
             self.app.engine.count_prefs(self, self.prefs_path())
-            self.start_ab()
+            if self.loaded:
+                self.start_ab()
+            else:  # A/B before anything is loaded: load what the header names; A/B starts once it is there
+                self.set_ab(AB.STARTING)
+                self.load()
         elif self.ab is not AB.OFF:
             self.set_ab(AB.OFF)
             self.app.engine.ab_stop()
@@ -354,6 +358,7 @@ class ChatPane(Vertical):
         self.set_ab(AB.READY)
         self.query_one("#chat-model", Static).update(f"A/B ({message.description}): type a message")
         self.focus_first()
+        self.send_queued()
 
     def on_abchunk(self, message: ABChunk) -> None:
         self.side(message.side).add_chunk(message.text)
@@ -545,21 +550,25 @@ class ChatPane(Vertical):
             return
         if self.app.training_running and self.app.run_dir:
             self.app.notify("that run is still training: chatting with its last checkpoint", severity="warning")
-        self.query_one("#chat-model", Static).update("loading …")
+        adapter = f" + {self.app.run_dir}" if self.app.run_dir else " (no adapter)"
+        self.query_one("#chat-model", Static).update(f"loading {self.app.model}{adapter} …")
+        self.loading = True
         self.loading_adapter = self.app.run_dir
         if self.ab is not AB.OFF:
             self.set_ab(AB.STARTING)
         self.app.engine.load_chat(self, self.app.model, self.app.run_dir)
 
     def on_chat_loaded(self, message: ChatLoaded) -> None:
-        self.loaded = True
+        self.loaded, self.loading = True, False
         self.chat_adapter = self.loading_adapter
         self.offered = None
         self.reset()
         self.query_one("#chat-model", Static).update(message.description)
         if self.ab_on:
             self.refresh_sources()
-            self.start_ab()
+            self.start_ab()  # a queued message goes out once A/B is ready (on_abstarted)
+        else:
+            self.send_queued()
         self.focus_first()
 
     def sampling(self) -> dict:
@@ -610,19 +619,38 @@ class ChatPane(Vertical):
             event.input.value = ""
             self.command(text)
             return
-        if not self.loaded:
-            self.app.notify("Load a model first (ctrl+l)", severity="warning")
+        if not self.loaded:  # the first message loads what the header names, then goes out
+            if not self.loading:
+                self.load()
+            if self.loading:
+                self.queued = text
+                event.input.value = ""
+                self.query_one("#chat-tuned", Transcript).add_note(f"(loading the model first; then: {text})")
             return
         if self.ab_on:
             self.send_ab(event.input, text)
             return
+        if self.send_single(text):
+            event.input.value = ""
+
+    def send_queued(self) -> None:
+        """The message typed before the model was there: sent now that it is (and A/B, if on, is ready)."""
+        text, self.queued = self.queued, None
+        if text is None:
+            return
+        if self.ab_on:
+            self.send_ab(None, text)
+        else:
+            self.send_single(text)
+
+    def send_single(self, text: str) -> bool:
+        """Send `text` to the tuned model (and the base, comparing); False if it cannot go now."""
         if self.pending:
             self.app.notify("still answering …", severity="warning")
-            return
+            return False
         sampling = self.sampling()
         if not sampling:
-            return
-        event.input.value = ""
+            return False
         self.last_single = None
         variants = ["tuned", "base"] if self.compare_on else ["tuned"]
         for v in variants:
@@ -631,8 +659,9 @@ class ChatPane(Vertical):
             self.pending.add(v)
             self.app.engine.chat(self, list(self.history[v]), sampling, variant=v)
         self.refresh_bindings()
+        return True
 
-    def send_ab(self, field: Input, text: str) -> None:
+    def send_ab(self, field: Input | None, text: str) -> None:
         if self.ab is AB.PICKING:
             self.app.notify("pick an answer first: a / b, t for a tie (the focus is on the answers)",
                             severity="warning")
@@ -642,7 +671,8 @@ class ChatPane(Vertical):
             self.app.notify({AB.ANSWERING: "still answering …", AB.SAVING: "saving the pick …"}.get(
                 self.ab, "A/B is starting …"), severity="warning")
             return
-        field.value = ""
+        if field is not None:
+            field.value = ""
         self.ab_texts = {}
         self.set_ab(AB.ANSWERING)
         for t in self.sides():
@@ -677,5 +707,9 @@ class ChatPane(Vertical):
             self.query_one("#chat-model", Static).update(Text(first, style="red"))
             return
         self.pending.clear()
+        if message.job == "chat-load":
+            self.loading, self.queued = False, None
+            if self.ab_on:
+                self.query_one("#chat-ab", Toggle).value = False
         self.query_one("#chat-model", Static).update(Text(first, style="red"))
         self.app.notify(first, severity="error")

@@ -183,7 +183,9 @@ class DataPane(VerticalScroll):
             self.load()  # the report says what the problems mean for training
 
     def focus_first(self) -> None:
-        self.app.focus_if_shown(self.query_one("#data-path"))
+        # With data chosen, the focus goes to Load (a button: `?` and the tab's keys work there, nothing types
+        # over the path); with none, to the path to type.
+        self.app.focus_if_shown(self.query_one("#data-load" if self.app.data_path else "#data-path"))
 
     def action_load(self) -> None:
         self.load()

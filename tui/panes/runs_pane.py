@@ -28,7 +28,8 @@ HELP = ("Enter shows a run's curves · o overlays the highlighted run on the sho
         "d deletes · ? all keys")
 EVAL_METRICS = (("loss", "loss", 4), ("rewards/accuracies", "accuracy", 2), ("rewards/margins", "margin", 3),
                 ("rewards/chosen", "chosen", 3), ("rewards/rejected", "rejected", 3))
-COLUMNS = ("run", "status", "started", "duration", "loss kind", "β", "lr", "steps", "loss", "acc", "eval acc",
+# What a run did comes first (an 80-column terminal shows up to the held-out accuracy), how it was set up after.
+COLUMNS = ("run", "status", "steps", "loss", "acc", "eval acc", "loss kind", "β", "lr", "started", "duration",
            "model", "data")
 AUTO_REFRESH_SECONDS = 3.0
 
@@ -61,13 +62,15 @@ def run_times(info: RunInfo) -> tuple[str, str]:
 def run_row(info: RunInfo, live: bool) -> tuple[str, ...]:
     s, c = info.summary(), info.config
     started, duration = run_times(info)
-    status = "training" if live else s["status"]
     lr = c.get("learning_rate")
     total = c.get("iters")
+    status = s["status"]
+    if live:  # after its last step a run still evaluates and saves before it is finished
+        status = "evaluating, saving" if total and info.last_step >= total else "training"
     steps = f"{info.last_step}/{total}" if total else str(info.last_step)
-    return (s["run"], status, started, duration, str(c.get("loss", "")), _num(c.get("beta"), 3),
-            f"{lr:g}" if isinstance(lr, (int, float)) else "", steps, _num(s["loss"]), _num(s["accuracy"], 2),
-            _num(s["eval_accuracy"], 2), s["model"], s["data"])
+    return (s["run"], status, steps, _num(s["loss"]), _num(s["accuracy"], 2), _num(s["eval_accuracy"], 2),
+            str(c.get("loss", "")), _num(c.get("beta"), 3), f"{lr:g}" if isinstance(lr, (int, float)) else "",
+            started, duration, s["model"], s["data"])
 
 
 class RunsPane(VerticalScroll):
