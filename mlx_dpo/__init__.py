@@ -31,6 +31,9 @@ _API = {
     # configuration and errors
     "TrainConfig": ("config", "TrainConfig"),
     "LOSSES": ("config", "LOSSES"),
+    "LOSS_KINDS": ("train.losses", "REGISTRY"),
+    "LOSS_PARAMS": ("train.losses", "PARAMS"),
+    "loss_params": ("train.losses", "loss_params"),
     "build_config": ("config", "build_config"),
     "load_run_config": ("config", "load_run_config"),
     "eval_flags_for_run": ("config", "eval_flags_for_run"),

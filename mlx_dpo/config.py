@@ -17,14 +17,20 @@ from typing import Any, Optional
 import yaml
 
 from .errors import Problem, UsageError, config_error
+from .train.losses import PARAMS as LOSS_PARAMS, REGISTRY as LOSS_KINDS, parse_loss
 
-LOSSES = ("sigmoid", "ipo", "hinge", "simpo", "kto")
+LOSSES = tuple(LOSS_KINDS)  # every --loss, from the registry (train/losses.py)
 SCHEDULES = ("cosine", "constant")
 REFERENCES = ("start", "base")  # what the reference log-probs are scored with
 
 
 def _f(default, help, **kw):
     return field(default=default, metadata={"help": help, **kw})
+
+
+def _loss_param(name: str):
+    """A loss hyper-parameter's field: its default and help are the registry's (train/losses.py PARAMS)."""
+    return _f(LOSS_PARAMS[name].default, LOSS_PARAMS[name].help)
 
 
 @dataclass
@@ -56,16 +62,21 @@ class TrainConfig:
     dora: bool = _f(False, "Train DoRA (weight-decomposed LoRA) instead of LoRA.")
     init_adapter: Optional[str] = _f(None, "Start from an existing mlx-lm adapter folder; the reference is then base + this adapter (see --reference).")
     reference: str = _f("start", "Reference model of the DPO loss: start (the model training starts from: the base, or base + --init-adapter) or base (the base alone, also when training continues from --init-adapter).", choices=REFERENCES)
-    # -- DPO
-    loss: str = _f("sigmoid", "DPO loss: sigmoid (DPO), ipo, hinge (SLiC), simpo (reference-free), kto (unpaired rows "
-                              "with a label, or pairs split into desirable and undesirable answers).", choices=LOSSES)
-    beta: float = _f(0.1, "Strength of the KL penalty: higher beta keeps the policy closer to the reference.")
-    label_smoothing: float = _f(0.0, "Conservative DPO (cDPO): assumed fraction of flipped labels, in [0, 0.5); used by the sigmoid and simpo losses, no effect with ipo or hinge.")
-    simpo_gamma: float = _f(0.5, "Target reward margin of SimPO.")
-    rpo_alpha: float = _f(0.0, "RPO (TRL's rpo_alpha): add this weight times the chosen answers' mean token NLL to a paired loss, so the chosen answers stay likely (iterative DPO on the model's own samples needs it; 1.0 in the RPO paper). 0: off.")
-    desirable_weight: float = _f(1.0, "KTO: weight of the desirable examples' loss.")
-    undesirable_weight: float = _f(1.0, "KTO: weight of the undesirable examples' loss (the KTO paper advises weights "
-                                        "that make desirable x weight / undesirable x weight 1 to 4/3).")
+    # -- the loss: each loss, its settings and their help are entries of train/losses.py's registry
+    loss: str = _f("sigmoid", f"Preference loss, TRL's names: {', '.join(LOSSES)}. DPO-trainer losses combine as a "
+                              "comma-separated list weighted by --loss-weights (e.g. sigmoid,sft). When to use "
+                              "each: the list at the end of `mlx-dpo train --help`.")
+    loss_weights: Optional[str] = _f(None, "Weights of the losses of a combined --loss, comma-separated (TRL's "
+                                           "loss_weights; default 1 each): --loss sigmoid,sft --loss-weights 1,0.5.")
+    beta: float = _loss_param("beta")
+    label_smoothing: float = _loss_param("label_smoothing")
+    simpo_gamma: float = _loss_param("simpo_gamma")
+    cpo_alpha: float = _loss_param("cpo_alpha")
+    orpo_lambda: float = _loss_param("orpo_lambda")
+    discopop_tau: float = _loss_param("discopop_tau")
+    rpo_alpha: float = _loss_param("rpo_alpha")
+    desirable_weight: float = _loss_param("desirable_weight")
+    undesirable_weight: float = _loss_param("undesirable_weight")
     # -- schedule
     iters: Optional[int] = _f(None, "Optimizer steps to run (overrides --epochs).")
     epochs: Optional[int] = _f(None, "Passes over the data (default: 1, or as many as make --min-steps steps when --iters is not given).")
@@ -110,7 +121,7 @@ class TrainConfig:
                 bad(key, f"must be a positive integer, got {v}")
         if self.tokens_per_batch is not None and self.tokens_per_batch < 0:
             bad("tokens_per_batch", f"must be a positive number of tokens, or 0 for no packing, got {self.tokens_per_batch}")
-        for key in ("learning_rate", "beta", "lora_scale", "desirable_weight", "undesirable_weight"):
+        for key in ("learning_rate", "lora_scale"):
             v = getattr(self, key)
             if not (math.isfinite(v) and v > 0):
                 bad(key, f"must be a positive number, got {v}")
@@ -120,16 +131,21 @@ class TrainConfig:
             bad("max_grad_norm", f"must be positive, got {self.max_grad_norm}")
         if not 0 <= self.lora_dropout < 1:
             bad("lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
-        if not (math.isfinite(self.rpo_alpha) and self.rpo_alpha >= 0):
-            bad("rpo_alpha", f"must be a non-negative number, got {self.rpo_alpha}")
-        if not 0 <= self.label_smoothing < 0.5:
-            bad("label_smoothing", f"must be in [0, 0.5), got {self.label_smoothing}")
+        for p in LOSS_PARAMS.values():
+            if error := p.check(getattr(self, p.name)):
+                bad(p.name, error)
         if self.weight_decay < 0 or self.warmup_steps < 0:
             bad("weight_decay/warmup_steps", "must not be negative")
         if self.lora_layers == 0 or self.lora_layers < -1:
             bad("lora_layers", f"must be -1 (all) or a positive count, got {self.lora_layers}")
-        if self.loss not in LOSSES:
-            bad("loss", f"unknown loss {self.loss!r} (expected one of {', '.join(LOSSES)})")
+        try:
+            names, _ = parse_loss(self.loss, self.loss_weights)
+        except ValueError as e:
+            key, _, rest = str(e).partition(": ")
+            bad(*((key, rest) if key == "loss_weights" else ("loss", str(e))))
+        for name in names:
+            if problem := LOSS_KINDS[name].check(self):
+                bad(*problem)
         if self.reference not in REFERENCES:
             bad("reference", f"unknown reference {self.reference!r} (expected one of {', '.join(REFERENCES)})")
         if self.lr_schedule not in SCHEDULES:
@@ -348,6 +364,10 @@ def _coerce(f: dataclasses.Field, value):
         if isinstance(value, bool) or not isinstance(value, int):
             raise config_error(f.name, f"expected an integer, got {value!r}")
         return value
+    if f.name in ("loss", "loss_weights") and isinstance(value, list):  # TRL's list form: [sigmoid, sft]
+        value = ",".join(str(v) for v in value)
+    if f.name == "loss_weights" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
     if f.name == "template_date" and isinstance(value, datetime.date):
         return value.isoformat()  # YAML reads an unquoted 2026-12-01 as a date
     if not isinstance(value, str):
@@ -376,8 +396,7 @@ def load_run_config(run_dir: Path) -> dict:
 # matmul path), the loss settings, the lengths and the template date. `eval --adapter RUN_DIR` and the
 # app's Evaluate take them from the run's config.yaml, so their numbers compare with the run's own.
 EVAL_FROM_RUN = ("model", "quantize", "trust_remote_code", "cpu_dequant_matmul", "template_date",
-                 "loss", "beta", "label_smoothing", "simpo_gamma", "rpo_alpha", "desirable_weight",
-                 "undesirable_weight", "max_length", "max_prompt_length")
+                 "loss", "loss_weights", *LOSS_PARAMS, "max_length", "max_prompt_length")
 
 
 def eval_flags_for_run(run_dir: Path, flags: dict, also: tuple[str, ...] = ()) -> dict:

@@ -278,7 +278,7 @@ def test_light_public_names_load_no_mlx():
 
         sys.meta_path.insert(0, Spy)
         import mlx_dpo
-        from mlx_dpo import DEMO_MODEL, TrainConfig, UsageError, read_run
+        from mlx_dpo import DEMO_MODEL, LOSS_KINDS, LOSS_PARAMS, TrainConfig, UsageError, loss_params, read_run
         print(json.dumps({"loaded": "mlx.core" in sys.modules, "stack": Spy.stack}))
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

@@ -155,8 +155,8 @@ def test_nonfinite_loss_on_the_command_line_exits_1(tiny_model, pairs_file, tmp_
 
     real = Trainer._loss_inputs
 
-    def poisoned(self, batch, denom):
-        inputs = real(self, batch, denom)
+    def poisoned(self, batch, denom, *rest):
+        inputs = real(self, batch, denom, *rest)
         if self.step >= 1:
             inputs["ref_rejected"] = mx.array(np.full(len(batch.indices), np.nan, np.float32))
         return inputs

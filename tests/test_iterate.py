@@ -485,14 +485,14 @@ def test_reference_base_scores_the_base_while_training_continues_from_the_adapte
 
 
 def test_rpo_adds_the_chosen_answers_mean_nll():
-    from mlx_dpo.train.losses import Loss
+    from mlx_dpo.train.losses import Loss, Scores
 
-    pc, pr, rc, rr = (mx.array(v) for v in ([-4.0, -9.0], [-6.0, -5.0], [-5.0, -8.0], [-5.0, -6.0]))
-    nc, nr = mx.array([2.0, 3.0]), mx.array([4.0, 1.0])
-    plain, cr, rj = Loss("sigmoid", 0.5)(pc, pr, rc, rr, nc, nr)
-    rpo, cr2, rj2 = Loss("sigmoid", 0.5, rpo_alpha=0.7)(pc, pr, rc, rr, nc, nr)
-    assert np.allclose(np.array(rpo), np.array(plain) + 0.7 * np.array([4.0 / 2, 9.0 / 3]))
-    assert np.array_equal(np.array(cr), np.array(cr2)) and np.array_equal(np.array(rj), np.array(rj2))
+    x = Scores(*(mx.array(v) for v in ([-4.0, -9.0], [-6.0, -5.0], [-5.0, -8.0], [-5.0, -6.0], [2.0, 3.0],
+                                        [4.0, 1.0], [1.0, 1.0])))
+    plain, rpo = Loss("sigmoid", 0.5), Loss("sigmoid", 0.5, rpo_alpha=0.7)
+    assert np.allclose(np.array(rpo.losses(x)), np.array(plain.losses(x)) + 0.7 * np.array([4.0 / 2, 9.0 / 3]))
+    stats = [np.array(loss.stats(x, loss.losses(x))) for loss in (plain, rpo)]
+    assert np.array_equal(stats[0][1:], stats[1][1:])  # rewards and log-probs unchanged: only the loss moves
     assert Loss("kto", rpo_alpha=1.0).ignored_settings()
 
 

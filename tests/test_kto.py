@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mlx_dpo.train.kto import class_balance_warning, kto_losses, kto_metrics, kto_stats
-from mlx_dpo.train.losses import Loss
+from mlx_dpo.train.losses import Loss, Scores
 
 
 def trl_kto_loss(policy, ref, policy_kl, ref_kl, labels, beta, w_d, w_u):
@@ -66,10 +66,12 @@ def test_step0_loss_and_rewards_with_policy_equal_to_reference():
     """At step 0 policy = reference: rewards 0, KL 0, every example's loss 1 - σ(0) = 0.5 (weighted)."""
     loss = Loss("kto", beta=0.1, desirable_weight=1.0, undesirable_weight=1.0)
     lp = mx.array([-10.0, -20.0, -30.0])
-    losses, rewards, kl = loss(lp, lp - 5, lp, lp - 5, mx.ones(3), mx.ones(3), labels=mx.array([1.0, 0.0, 1.0]),
-                               mask=mx.ones(3))
+    # chosen: the examples, rejected: their KL completions (policy = reference for both)
+    x = Scores(lp, lp - 5, lp, lp - 5, mx.ones(3), mx.ones(3), mx.ones(3), mx.array([1.0, 0.0, 1.0]))
+    losses = loss.losses(x)
     np.testing.assert_allclose(np.array(losses), [0.5, 0.5, 0.5])
-    assert float(mx.abs(rewards).max()) == 0.0 and float(kl) == 0.0
+    m = loss.to_metrics(np.array(loss.stats(x, losses)).tolist())
+    assert m["rewards/chosen"] == m["rewards/rejected"] == m["kl"] == 0.0 and m["loss"] == 0.5
     assert loss.unpaired and loss.needs_reference
 
 

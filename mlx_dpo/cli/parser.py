@@ -13,8 +13,9 @@ import dataclasses
 import difflib
 import typing
 
-from ..config import TrainConfig, config_fields
+from ..config import LOSS_PARAMS, TrainConfig, config_fields
 from ..iterate.judges import JUDGE_TIMEOUT
+from ..train.losses import help_lines
 
 DATA_KEYS = ("prompt_key", "chosen_key", "rejected_key", "system_key", "split", "data_config", "data_revision",
              "skip_invalid", "min_score_margin")
@@ -23,7 +24,7 @@ LENGTHS = ("max_length", "max_prompt_length")
 ITERATE_OWNS = ("model", "data", "output", "init_adapter", "resume", "valid_data", "valid_split", "reference", "seed",
                 "quantize", "prompt_key", "chosen_key", "rejected_key", "system_key", "split", "data_config",
                 "data_revision", "skip_invalid", "min_score_margin")
-LOSS_ARGS = ("loss", "beta", "label_smoothing", "simpo_gamma", "rpo_alpha", "desirable_weight", "undesirable_weight")
+LOSS_ARGS = ("loss", "loss_weights", *LOSS_PARAMS)  # the loss registry's settings (train/losses.py)
 
 
 # Names other tools (mlx-lm, TRL, the transformers Trainer) use for an option, and ours.
@@ -135,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true", help="print the report as one JSON object")
     _add_config_args(v, ("model", "trust_remote_code") + DATA_KEYS + LENGTHS)
 
-    t = sub.add_parser("train", help="train a DPO LoRA adapter")
+    t = sub.add_parser("train", help="train a DPO LoRA adapter", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="losses (--loss), and when to use each:\n" + help_lines())
     t.add_argument("--config", help="YAML file with the same keys as the flags (flags win)")
     t.add_argument("--events", action="store_true",
                    help="report progress as JSON lines on stdout instead of log lines on stderr (for programs; "

@@ -5,8 +5,8 @@
     layout.py          the choice between the two layouts: how a batch is built, scored and sorted
     logprobs.py        completion log-probs; the LM head only at completion positions, in blocks
     reference.py       the reference log-probs, scored once with the starting model and cached on disk
-    losses.py          the DPO loss family (Loss: kind, beta, smoothing, gamma; needs_reference), TRL metrics
-    kto.py             KTO for unpaired desirable/undesirable completions (TRL's formula; not yet a --loss)
+    losses.py          the loss registry: every preference loss (TRL's names), its settings, metrics
+    kto.py             the unpaired losses' KL point, formulas and class-mean metrics (kto, apo_zero_unpaired)
     evaluation.py      DPO metrics of a whole pairs file
     session.py         everything a run needs, built once (model, adapter, pairs, layout, loss, reference)
     trainer.py         the compiled step, accumulation, schedule, eval, checkpoints, resume

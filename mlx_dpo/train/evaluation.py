@@ -13,7 +13,7 @@ def metrics_from_logps(policy: dict, ref: dict | None, *, loss: str, beta: float
     """DPO metrics of whole arrays of policy (and reference) log-probs, as returned by score_pairs.
 
     For callers that hold loss settings rather than a Loss (the benchmark's shared evaluator)."""
-    return Loss(loss, beta, label_smoothing, simpo_gamma).metrics(policy, ref, prefix)
+    return Loss(loss, beta, label_smoothing=label_smoothing, simpo_gamma=simpo_gamma).metrics(policy, ref, prefix)
 
 
 def evaluate(model, pairs: list[TokenizedPair], ref: dict | None, loss: Loss, *, batch_size: int,

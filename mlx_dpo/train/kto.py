@@ -1,6 +1,6 @@
 """Kahneman–Tversky Optimization (KTO) for unpaired completions marked desirable or undesirable.
 
-TRL's formula (KTOTrainer.kto_loss), with r = log π(y|x) − log π_ref(y|x) summed over completion tokens:
+TRL's formula (KTOTrainer's loss_type 'kto'), with r = log π(y|x) − log π_ref(y|x) summed over completion tokens:
 
     z0      = max(0, mean over the batch of  log π(y'|x) − log π_ref(y'|x))   with y' a mismatched
               completion (another example's), as the KL reference point; no gradient flows through it
@@ -11,6 +11,7 @@ TRL's formula (KTOTrainer.kto_loss), with r = log π(y|x) − log π_ref(y|x) su
 Here every example travels as a "pair" (prompt_i, completion_i, completion_j): the layouts score the
 example and its mismatched KL completion in the same forward (sharing the prompt), and the reference
 log-probs of both are precomputed and cached exactly as DPO's are. Labels are 1 (desirable) or 0.
+TRL's other unpaired loss, apo_zero_unpaired, drops the KL point (TRL reports its kl as 0).
 """
 
 from __future__ import annotations
@@ -22,23 +23,40 @@ KTO_STAT_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "logps/chosen", "
                  "rewards/accuracies")
 
 
+def kl_point(policy_kl, ref_kl, mask):
+    """KTO's KL reference point z0: the batch mean of the mismatched completions' log-ratios, at least 0,
+    with no gradient through it."""
+    n = mx.maximum(mask.sum(), 1.0)
+    return mx.stop_gradient(mx.maximum(((policy_kl - ref_kl) * mask).sum() / n, 0.0))
+
+
+def unpaired_losses(kind: str, logratio, kl, labels, *, beta: float, desirable_weight: float = 1.0,
+                    undesirable_weight: float = 1.0):
+    """Per-example losses of KTOTrainer's loss types, from r = log π − log π_ref and the KL point:
+    kto (above) or apo_zero_unpaired (APO-zero without the KL point: 1 − σ(β r) desirable, σ(β r) not)."""
+    if kind == "kto":
+        desirable = 1 - mx.sigmoid(beta * (logratio - kl))
+        undesirable = 1 - mx.sigmoid(beta * (kl - logratio))
+    else:
+        desirable = 1 - mx.sigmoid(beta * logratio)
+        undesirable = mx.sigmoid(beta * logratio)
+    return mx.where(labels > 0, desirable_weight * desirable, undesirable_weight * undesirable)
+
+
 def kto_losses(policy, ref, policy_kl, ref_kl, labels, mask, *, beta: float, desirable_weight: float = 1.0,
                undesirable_weight: float = 1.0):
     """Per-example (losses, rewards) and the batch's KL reference point; all inputs have shape (B,)."""
-    n = mx.maximum(mask.sum(), 1.0)
-    kl = mx.stop_gradient(mx.maximum(((policy_kl - ref_kl) * mask).sum() / n, 0.0))
-    logratio = policy - ref
-    desirable = desirable_weight * (1 - mx.sigmoid(beta * (logratio - kl)))
-    undesirable = undesirable_weight * (1 - mx.sigmoid(beta * (kl - logratio)))
-    losses = mx.where(labels > 0, desirable, undesirable)
-    return losses, beta * logratio, kl
+    kl = kl_point(policy_kl, ref_kl, mask)
+    losses = unpaired_losses("kto", policy - ref, kl, labels, beta=beta, desirable_weight=desirable_weight,
+                             undesirable_weight=undesirable_weight)
+    return losses, beta * (policy - ref), kl
 
 
 def kto_stats(losses, rewards, kl, policy, labels, mask) -> mx.array:
     """Summed stats of real examples: each KTO_STAT_KEYS entry's numerator, then the two class counts
     and the example count. "rewards/accuracies" counts examples whose reward has its label's sign."""
     des, und = mask * (labels > 0), mask * (labels <= 0)
-    agree = mx.where(labels > 0, rewards > 0, rewards < 0).astype(mx.float32)
+    agree = mx.where(labels > 0, rewards > 0, rewards < 0).astype(rewards.dtype)
     return mx.stack([(losses * mask).sum(), (rewards * des).sum(), (rewards * und).sum(),
                      (policy * des).sum(), (policy * und).sum(), kl * mask.sum(), (agree * mask).sum(),
                      des.sum(), und.sum(), mask.sum()])

@@ -35,7 +35,7 @@ from .distributed import SINGLE, World
 from .evaluation import evaluate
 from .events import Reporter
 from .layout import UNSHARED, Layout, choose_layout
-from .losses import Loss
+from .losses import REGISTRY as LOSS_KINDS, Loss
 from .reference import model_fingerprint, reference_logps
 
 
@@ -184,7 +184,8 @@ class Session:
 
     def _check_unpaired_needs_kto(self) -> None:
         if self.unpaired_data and not self.loss.unpaired:
-            raise UsageError(f"{self.cfg.data}: unpaired rows (prompt, completion, label) train with --loss kto; "
+            unpaired = " or ".join(n for n, k in LOSS_KINDS.items() if k.unpaired)
+            raise UsageError(f"{self.cfg.data}: unpaired rows (prompt, completion, label) train with --loss {unpaired}; "
                              f"--loss {self.loss.kind} needs pairs")
 
     def write_skipped(self, run_dir) -> None:
@@ -197,7 +198,8 @@ class Session:
             self.report.log(f"{n} skipped row(s) listed in {Path(run_dir) / 'skipped.jsonl'}")
 
     def _score_reference(self, label: str, nothing_done: str) -> tuple[dict | None, dict | None]:
-        """Reference log-probs of the train (or eval) and held-out pairs; (None, None) for SimPO."""
+        """Reference log-probs of the train (or eval) and held-out pairs; (None, None) for a reference-free
+        loss (simpo, cpo, orpo), whose runs never score them."""
         if not self.loss.needs_reference:
             return None, None
         cfg = self.cfg

@@ -40,6 +40,7 @@ from .distributed import World, check_batch_split, init_world, is_peer_lost, loc
 from ..errors import TrainingStopped, UsageError, first_line
 from .events import Reporter
 from .layout import PackedLayout
+from .losses import Scores
 from ..fileio import write_failure
 from ..model.adapters import save_adapter
 from .resume import NothingToDo, checked_config, checkpoint_state, nothing_to_do, planned_steps
@@ -68,6 +69,8 @@ class MicroBatch:
       ref_rejected (B,) the same for the rejected answers
       pair_mask    (B,) 1 for a real pair, 0 for a filler row
       denom        ()   pairs of the whole optimizer step (over all ranks) / number of ranks
+      nll_scale    ()   pairs / chosen-answer tokens of the whole step: NLL terms (sft, cpo, orpo) then
+                        average over every chosen token of the step, as TRL's cross-entropy over a batch
       labels       (B,) KTO only: 1 for a desirable example, 0 for an undesirable one
     """
 
@@ -175,15 +178,16 @@ class Trainer:
         logps, ntok = self.session.layout.logps(model, inputs["batch"])
         pair_mask = inputs["pair_mask"]
         B = pair_mask.shape[0]
-        # Rows [0, B) are chosen, [B, 2B) rejected (see batching.py).
-        labels = inputs.get("labels")  # KTO: 1 desirable, 0 undesirable; rows [B, 2B) are the KL completions
+        # Rows [0, B) are chosen, [B, 2B) rejected (see batching.py). KTO: labels 1 desirable, 0 undesirable,
+        # and rows [B, 2B) are the KL completions.
+        x = Scores(logps[:B], logps[B:], inputs["ref_chosen"], inputs["ref_rejected"], mx.maximum(ntok[:B], 1),
+                   mx.maximum(ntok[B:], 1), pair_mask, inputs.get("labels"), inputs["nll_scale"])
         loss_kind = self.session.loss
-        losses, cr, rr = loss_kind(logps[:B], logps[B:], inputs["ref_chosen"], inputs["ref_rejected"],
-                                   mx.maximum(ntok[:B], 1), mx.maximum(ntok[B:], 1), labels=labels, mask=pair_mask)
+        losses = loss_kind.losses(x)
         # Divide by the pairs of the whole optimizer step, so summed micro-batch gradients
         # are the gradient of the step's mean loss (a short last batch is weighted correctly).
         loss = (losses * pair_mask).sum() / inputs["denom"]
-        return loss, loss_kind.stats(losses, cr, rr, logps[:B], logps[B:], pair_mask, labels)
+        return loss, loss_kind.stats(x, losses)
 
     def _build_step(self):
         model, optimizer, cfg, world = self.model, self.optimizer, self.cfg, self.world
@@ -224,6 +228,7 @@ class Trainer:
         # The step's pairs over all ranks, divided by the rank count: averaging the ranks' gradients
         # then yields the gradient of the global mean loss (exactly the 1-process value when W = 1).
         denom = sum(len(indices) for _, indices in picked) / self.world.size
+        nll_scale = self.nll_scale([i for _, indices in picked for i in indices])
         out = []
         for epoch, indices in picked:
             if isinstance(s.layout, PackedLayout):  # one micro-batch per packed row of this rank's pairs
@@ -231,16 +236,24 @@ class Trainer:
             else:
                 parts = [local_batch(s.train_pairs, indices, self.world, self.local_size, cfg.pad_multiple,
                                      s.pad_id, s.layout.make)]
-            out.extend(MicroBatch(epoch, self._loss_inputs(b, denom), b.n_tokens) for b in parts)
+            out.extend(MicroBatch(epoch, self._loss_inputs(b, denom, nll_scale), b.n_tokens) for b in parts)
         return out
 
-    def _loss_inputs(self, batch, denom: float) -> dict:
+    def nll_scale(self, indices) -> float:
+        """Pairs / chosen-answer tokens of these pairs (see MicroBatch: nll_scale)."""
+        tokens = sum(max(len(self.session.train_pairs[i].chosen), 1) for i in indices)
+        return len(indices) / max(tokens, 1)
+
+    def _loss_inputs(self, batch, denom: float, nll_scale: float | None = None) -> dict:
         ref = self.session.ref_train
         zeros = np.zeros(len(batch.indices), np.float32)
+        if nll_scale is None:  # a batch on its own: its real pairs make the step
+            nll_scale = self.nll_scale(batch.indices[: batch.n_pairs])
         inputs = {"batch": batch.to_mx(),
                   "ref_chosen": mx.array(ref["chosen"][batch.indices] if ref else zeros),
                   "ref_rejected": mx.array(ref["rejected"][batch.indices] if ref else zeros),
-                  "pair_mask": mx.array(batch.pair_mask), "denom": mx.array(float(denom))}
+                  "pair_mask": mx.array(batch.pair_mask), "denom": mx.array(float(denom)),
+                  "nll_scale": mx.array(float(nll_scale))}
         if self.session.train_labels is not None:
             inputs["labels"] = mx.array(self.session.train_labels[batch.indices])
         return inputs

@@ -24,8 +24,8 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.widgets import Button, Collapsible, Input, Label, ProgressBar, RichLog, Select, Static
 
-from mlx_dpo import (DEMO_SETTINGS, LOSSES, TrainConfig, UsageError, build_config, config_error, is_demo_model,
-                     is_iteration, load_config_file, read_rounds, read_run)
+from mlx_dpo import (DEMO_SETTINGS, LOSS_KINDS, LOSS_PARAMS, LOSSES, TrainConfig, UsageError, build_config,
+                     config_error, is_demo_model, is_iteration, load_config_file, loss_params, read_rounds, read_run)
 
 from ..confirm import BadRows, PathPrompt
 from ..messages import (IterationRound, TrainingEnded, TrainingLog, TrainingMetrics, TrainingPhase, TrainingProgress,
@@ -38,12 +38,14 @@ from .iterate_form import LABELS as ITERATE_LABELS, IterateForm, flag_args, iter
 
 # (field, label, default) — None: the engine's own default (TrainConfig's); steps default to a short run.
 FIELDS = [("iters", "steps", "100"), ("batch_size", "batch size", None), ("grad_accum", "grad accum", None),
-          ("learning_rate", "learning rate", None), ("beta", "beta", None), ("lora_rank", "LoRA rank", None),
+          ("learning_rate", "learning rate", None), ("lora_rank", "LoRA rank", None),
           ("max_length", "max length", None), ("eval_every", "eval every", None), ("save_every", "save every", None),
           ("seed", "seed", None)]
-FLOAT_FIELDS = ("learning_rate", "beta")
+FLOAT_FIELDS = ("learning_rate",)
+# The loss's settings: the registry's (each shown only with a loss that uses it, below the loss menu).
+LOSS_FIELDS = [p for p in LOSS_PARAMS.values() if p.form]
 # The form's label of each TrainConfig key it shows (validation messages name the field as the form does).
-LABELS = {name: label for name, label, _ in FIELDS} | {
+LABELS = {name: label for name, label, _ in FIELDS} | {p.name: p.label or p.name for p in LOSS_FIELDS} | {
     "loss": "loss", "output": "run dir", "init_adapter": "start from adapter", "model": "model (Model tab)",
     "data": "pairs file (Data tab)", "valid_data": "held-out file (Data tab)", "quantize": "quantize (Model tab)"}
 LABELS |= ITERATE_LABELS
@@ -184,10 +186,14 @@ class TrainPane(VerticalScroll):
                     yield Label(label, classes="form-label" + only)
                     yield Input(defaults[name], id=f"train-{name}", classes="form-input" + only,
                                 placeholder="10 per run" if name == "eval_every" else "")
-                yield Label("loss", classes="form-label")
-                yield Select([(l, l) for l in LOSSES], value="sigmoid", allow_blank=False, id="train-loss")
                 yield Label("processes", classes="form-label train-only")
                 yield Input("1", id="train-processes", classes="form-input train-only")
+                yield Label("loss", classes="form-label")
+                yield Select([(l, l) for l in LOSSES], value="sigmoid", allow_blank=False, id="train-loss")
+                for p in LOSS_FIELDS:  # the selected loss's settings, with its line on when to use it below
+                    yield Label(p.label or p.name, id=f"train-{p.name}-label", classes="form-label loss-setting")
+                    yield Input(defaults[p.name], id=f"train-{p.name}", classes="form-input loss-setting")
+            yield Static(id="train-loss-help", classes="train-wide-row", markup=False)
             with Horizontal(classes="train-wide-row"):
                 yield Label("from adapter", classes="form-label")
                 yield Input(id="train-init_adapter", classes="train-wide",
@@ -202,6 +208,7 @@ class TrainPane(VerticalScroll):
     def on_mount(self) -> None:
         self.query_one("#train-log", RichLog).border_title = "log"
         self.query_one("#train-round-table", RoundsTable).border_title = "rounds"
+        self.show_loss_settings()
         self.update_resume()
         self.watch(self.app, "model", lambda _: self._refresh_iterate_form(), init=False)
 
@@ -255,9 +262,21 @@ class TrainPane(VerticalScroll):
             line.append(stage, style="bold reverse" if stage == self.stage else "dim")
         self.query_one("#train-stage", Static).update(line)
 
+    @on(Select.Changed, "#train-loss")
+    def show_loss_settings(self) -> None:
+        """Only the selected loss's settings, and one line on when to use it."""
+        loss = str(self.query_one("#train-loss", Select).value)
+        used = set(loss_params(loss))
+        for p in LOSS_FIELDS:
+            for widget in (self.query_one(f"#train-{p.name}-label"), self.query_one(f"#train-{p.name}")):
+                widget.display = p.name in used
+        kinds = [LOSS_KINDS[n] for n in loss.split(",") if n in LOSS_KINDS]
+        self.query_one("#train-loss-help", Static).update(" · ".join(k.when for k in kinds))
+
     def field_defaults(self) -> dict:
         """The engine's defaults, or the demo's settings when the model is the bundled demo model."""
         values = {name: default if default is not None else engine_default(name) for name, _, default in FIELDS}
+        values |= {p.name: engine_default(p.name) for p in LOSS_FIELDS}
         if is_demo_model(self.app.model):
             values.update({name: form_text(v) for name, v in DEMO_SETTINGS.items() if name in values})
         return values
@@ -335,12 +354,15 @@ class TrainPane(VerticalScroll):
             flags["quantize"] = self.app.quantize
         if init := self.query_one("#train-init_adapter", Input).value.strip():
             flags["init_adapter"] = init
-        for name, label, _ in FIELDS:
+        shown = set(loss_params(flags["loss"]))  # a loss's settings only: another loss's would be warned about
+        numbers = [(name, name in FLOAT_FIELDS) for name, _, _ in FIELDS] + [(p.name, True) for p in LOSS_FIELDS
+                                                                            if p.name in shown]
+        for name, is_float in numbers:
             raw = self.query_one(f"#train-{name}", Input).value.strip()
             if not raw:
                 continue
             try:
-                flags[name] = float(raw) if name in FLOAT_FIELDS else int(raw)
+                flags[name] = float(raw) if is_float else int(raw)
             except ValueError:
                 raise config_error(name, f"expected a number, got {raw!r}") from None
         return flags
@@ -573,12 +595,18 @@ class TrainPane(VerticalScroll):
 
     def show_config(self, config: dict) -> None:
         """Fill the form with a run's saved settings (what a resumed run will use)."""
-        for name, _, _ in FIELDS:
+        for name in [name for name, _, _ in FIELDS] + [p.name for p in LOSS_FIELDS]:
             if config.get(name) is not None:
                 value = config[name]
                 self.query_one(f"#train-{name}", Input).value = form_text(value) if isinstance(value, float) else str(value)
-        if config.get("loss") in LOSSES:
-            self.query_one("#train-loss", Select).value = config["loss"]
+        loss = config.get("loss")
+        if isinstance(loss, list):  # TRL's list form of a combination
+            loss = ",".join(map(str, loss))
+        if loss and all(n in LOSS_KINDS for n in str(loss).split(",")):
+            select = self.query_one("#train-loss", Select)
+            if loss not in LOSSES:  # a combination (sigmoid,sft): offered for this form as it is
+                select.set_options([(l, l) for l in (*LOSSES, loss)])
+            select.value = loss
         if "init_adapter" in config:
             self.query_one("#train-init_adapter", Input).value = str(config["init_adapter"] or "")
 
