@@ -83,6 +83,7 @@ def test_hf_export_matches_in_transformers(trained, tmp_path, name):
         assert (out / f).exists(), f
     card = (out / "README.md").read_text()
     assert base in card and "train.jsonl" in card and "beta" in card
+    assert "adapter fused into its weights" in card and "A LORA adapter" not in card  # a whole model, not an adapter
     texts, tok = token_ids(str(out))
     ids = encode(tok, texts)
     tuned, plain = mlx_tuned_logits(base, run, ids)
@@ -186,3 +187,12 @@ def test_push_to_hub_uploads_without_printing_the_token(trained, tmp_path, monke
     assert calls[0] == ("create", "me/my-adapter") and "adapters.safetensors" in calls[1][2]
     out = capsys.readouterr()
     assert "hf_secret_token_value" not in out.out + out.err
+
+
+def test_a_gguf_file_is_named_for_its_type_once():
+    from pathlib import Path
+
+    from mlx_dpo.export.gguf_export import gguf_file_name
+
+    assert gguf_file_name(Path("runs/demo-gguf-f16"), "f16") == "demo-gguf-f16.gguf"  # the app's folder name
+    assert gguf_file_name(Path("out/my model"), "q8_0") == "my-model-q8_0.gguf"

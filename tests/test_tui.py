@@ -443,12 +443,23 @@ async def test_how_a_run_ended_comes_from_its_events(ending, status, tiny_model,
         assert len(errors) <= 1  # printed on stderr and sent as an event: shown once
 
 
+async def test_plain_tui_uses_the_engines_defaults_on_the_demo_model(tmp_path, hf_home):
+    from mlx_dpo import DEMO_MODEL, TrainConfig
+
+    app = MlxDpoApp(runs_root=str(tmp_path / "runs"))  # no model given: the demo model, but not the demo's settings
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        assert app.model == str(DEMO_MODEL)
+        assert app.query_one("#train-max_length", Input).value == str(TrainConfig.max_length)
+        assert app.query_one("#train-learning_rate", Input).value != "5e-4"
+
+
 async def test_the_train_form_starts_from_the_demo_settings(tmp_path, hf_home):
     from mlx_dpo import DEMO_MODEL
 
     if not (DEMO_MODEL / "config.json").exists():
         pytest.skip("this installation has no demo model")
-    app = MlxDpoApp(runs_root=str(tmp_path / "runs"))  # no model given: the demo model
+    app = MlxDpoApp(runs_root=str(tmp_path / "runs"), demo=True)  # `mlx-dpo tui --demo`: the demo model and settings
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f3")
         assert app.model == str(DEMO_MODEL)
@@ -485,9 +496,10 @@ def test_launcher_demo_opens_the_bundled_demo(monkeypatch):
     from tui import launcher
 
     seen = {}
-    monkeypatch.setattr(tui.app, "run_app", lambda *a: seen.setdefault("args", a) and 0)
+    monkeypatch.setattr(tui.app, "run_app", lambda *a, **kw: seen.update(args=a, kw=kw) or 0)
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     assert launcher.main(["tui", "--demo", "--runs", "elsewhere"]) == 0
     assert seen["args"] == (str(DEMO_MODEL), str(DEMO_PAIRS), str(DEMO_VALID), "elsewhere")
+    assert seen["kw"] == {"demo": True}
     assert DEMO_PAIRS.exists() and DEMO_VALID.exists() and (DEMO_MODEL / "config.json").exists()

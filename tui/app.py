@@ -52,8 +52,9 @@ class MlxDpoApp(App):
     run_dir: reactive[str | None] = reactive(None)
 
     def __init__(self, model: str | None = None, data: str | None = None, valid: str | None = None,
-                 runs_root: str = "runs", engine=None):
+                 runs_root: str = "runs", engine=None, demo: bool = False):
         super().__init__()
+        self.demo = demo  # opened on the bundled demo (--demo): the Train form starts from its settings
         self.model = model or default_model()
         self.data_path, self.valid_path = data, valid
         self.data_options = dict(DEFAULT_OPTIONS)  # split, data_config, data_revision, skip_invalid (Data tab)
@@ -180,7 +181,7 @@ class MlxDpoApp(App):
         yield SystemCommand("Data: source options", "split, subset, revision, skip invalid rows, cached datasets "
                             "(ctrl+o)", on("data", "source"))
         yield SystemCommand("Model: open a model", "a hub id or a local folder (ctrl+l uses it)", on("model", "open"))
-        yield SystemCommand("Export: export the adapter", "fused HF model, PEFT or mlx-lm (ctrl+s)",
+        yield SystemCommand("Export: export the adapter", "fused HF model, GGUF (llama.cpp, Ollama), PEFT or mlx-lm (ctrl+s)",
                             on("export", "export"))
         yield SystemCommand("Runs: refresh the list", "re-read the runs folder (ctrl+r)", on("runs", "refresh"))
         yield SystemCommand("Runs: evaluate the highlighted run", "its adapter on held-out pairs (v)",
@@ -310,7 +311,8 @@ class MlxDpoApp(App):
             self.notify("stopping training (saving a checkpoint), then quitting …", timeout=30)
 
 
-def run_app(model: str | None = None, data: str | None = None, valid: str | None = None, runs: str = "runs") -> int:
-    app = MlxDpoApp(model, data, valid, runs)
+def run_app(model: str | None = None, data: str | None = None, valid: str | None = None, runs: str = "runs",
+            demo: bool = False) -> int:
+    app = MlxDpoApp(model, data, valid, runs, demo=demo)
     app.run()
     return app.return_code or 0

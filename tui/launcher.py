@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     from .app import run_app
-    return run_app(args.model, args.data, args.valid_data, args.runs)
+    return run_app(args.model, args.data, args.valid_data, args.runs, demo=args.demo)
 
 
 if __name__ == "__main__":

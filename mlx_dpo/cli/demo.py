@@ -7,13 +7,12 @@ The demo tasks have checkable answers, so an adapter can be judged by a ground-t
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime
 from pathlib import Path
 
 from ..demo import DEMO_PAIRS, DEMO_SETTINGS, DEMO_VALID, model_or_default
 from ..errors import UsageError
-from .output import log
+from .output import command_name, log
 
 
 def cmd_frontier(args) -> int:
@@ -47,12 +46,6 @@ def demo_args(output: str) -> dict[str, list[str]]:
         "eval": ["eval", "--model", model, "--adapter", output, "--data", str(DEMO_VALID), "--generate",
                  "--limit", "30", *lengths],
     }
-
-
-def command_name() -> str:
-    """How the user runs mlx-dpo: `mlx-dpo`, or the script that launched it (scripts/run.sh names itself in
-    MLX_DPO_LAUNCHER: its .venv is not on PATH), so a printed command works as printed."""
-    return os.environ.get("MLX_DPO_LAUNCHER") or "mlx-dpo"
 
 
 def cmd_demo(args) -> int:

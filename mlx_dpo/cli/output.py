@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
 from ..train.events import Reporter
+
+
+def command_name() -> str:
+    """How the user runs mlx-dpo: `mlx-dpo`, or the script that launched it (scripts/run.sh names itself in
+    MLX_DPO_LAUNCHER: its .venv is not on PATH), so a printed command works as printed."""
+    return os.environ.get("MLX_DPO_LAUNCHER") or "mlx-dpo"
 
 
 def log(msg: str) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..config import TrainConfig, build_config, eval_flags_for_run, load_run_config, load_yaml
 from ..demo import model_or_default
 from ..errors import UsageError
-from .output import ConsoleReporter, log
+from .output import ConsoleReporter, command_name, log
 
 
 def config_flags(args) -> dict:
@@ -130,6 +130,9 @@ def cmd_train(args) -> int:
     if last and world.is_main:
         report.log(f"done: step {last['step']}, loss {last['loss']:.4f}, accuracy "
                    f"{last['rewards/accuracies']:.3f}; adapter in {cfg.output}")
+        if not args.events:  # the loop goes on: chat with the adapter, pick answers, train on the picks
+            report.log(f"next: {command_name()} chat --adapter {cfg.output} --ab  (your picks go to a prefs file; "
+                       f"then {command_name()} train --data THAT_FILE --init-adapter {cfg.output} --output NEW_RUN)")
         report.done(last["step"], last["loss"], last["rewards/accuracies"], cfg.output)
     return 0
 

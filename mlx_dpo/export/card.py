@@ -10,6 +10,7 @@ from ..data.sources import DATA_SUFFIXES
 from ..fileio import read_jsonl_tolerant
 
 LIBRARY = {"hf": "transformers", "peft": "peft", "mlx": "mlx", "gguf": "gguf"}
+FUSED = ("hf", "gguf")  # formats that hold the whole model (the adapter merged in), not an adapter
 HYPER = ("loss", "beta", "label_smoothing", "learning_rate", "lr_schedule", "warmup_steps", "iters", "epochs",
          "batch_size", "grad_accum", "max_length", "max_prompt_length", "quantize", "seed")
 
@@ -50,6 +51,14 @@ def _data_line(run_cfg: dict) -> str:
     return line
 
 
+def _what(fmt: str, kind: str, base: str, arch: str) -> str:
+    """The card's first sentence: a whole model (the adapter merged in) or the adapter alone."""
+    if fmt in FUSED:
+        return (f"`{base}` ({arch} architecture) with a {kind} adapter fused into its weights; the adapter was "
+                "trained with Direct Preference Optimization by mlx-dpo.")
+    return f"A {kind} adapter trained with Direct Preference Optimization by mlx-dpo on `{base}` ({arch} architecture)."
+
+
 def model_card(cfg, base_config: dict, adapter_cfg: dict, run_cfg: dict, dtype: str) -> str:
     lp = adapter_cfg["lora_parameters"]
     base = base_model_ref(cfg.model)
@@ -61,8 +70,8 @@ def model_card(cfg, base_config: dict, adapter_cfg: dict, run_cfg: dict, dtype: 
     lines = ["---", *meta, f"library_name: {LIBRARY[cfg.format]}",
              "tags: [dpo, lora, mlx, mlx-dpo]", "---", "",
              f"# {Path(cfg.output).name}", "",
-             f"A {adapter_cfg['fine_tune_type'].upper()} adapter trained with Direct Preference Optimization "
-             f"by mlx-dpo on `{base}` ({base_config.get('model_type', 'unknown')} architecture).", "",
+             _what(cfg.format, adapter_cfg['fine_tune_type'].upper(), base, base_config.get('model_type', 'unknown')),
+             "",
              f"- export format: `{cfg.format}`" + (f", {dtype}" if cfg.format != "mlx" else "")
              + (f", re-quantized to {cfg.quantize} bits" if cfg.quantize else ""),
              _data_line(run_cfg),

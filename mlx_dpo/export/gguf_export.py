@@ -16,6 +16,8 @@ from .verify import verification_conversations
 
 def gguf_file_name(output: Path, gguf_type: str) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", output.name).strip("-.") or "model"
+    if stem.lower().endswith(f"-{gguf_type.lower()}"):  # a folder already named for its type (the app's run-gguf-f16)
+        return f"{stem}.gguf"
     return f"{stem}-{gguf_type}.gguf"
 
 

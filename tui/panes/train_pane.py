@@ -42,6 +42,8 @@ FIELDS = [("iters", "steps", "100"), ("batch_size", "batch size", None), ("grad_
           ("max_length", "max length", None), ("eval_every", "eval every", None), ("save_every", "save every", None),
           ("seed", "seed", None)]
 FLOAT_FIELDS = ("learning_rate",)
+# What an empty field means (the engine's rule): no steps = an epoch, or as many as make --min-steps steps.
+PLACEHOLDERS = {"eval_every": "10 per run", "iters": f"1 epoch, ≥ {TrainConfig.min_steps}"}
 # The loss's settings: the registry's (each shown only with a loss that uses it, below the loss menu).
 LOSS_FIELDS = [p for p in LOSS_PARAMS.values() if p.form]
 # The form's label of each TrainConfig key it shows (validation messages name the field as the form does).
@@ -185,7 +187,7 @@ class TrainPane(VerticalScroll):
                     only = " train-only" if name in TRAIN_ONLY else ""
                     yield Label(label, classes="form-label" + only)
                     yield Input(defaults[name], id=f"train-{name}", classes="form-input" + only,
-                                placeholder="10 per run" if name == "eval_every" else "")
+                                placeholder=PLACEHOLDERS.get(name, ""))
                 yield Label("processes", classes="form-label train-only")
                 yield Input("1", id="train-processes", classes="form-input train-only")
                 yield Label("loss", classes="form-label")
@@ -274,10 +276,11 @@ class TrainPane(VerticalScroll):
         self.query_one("#train-loss-help", Static).update(" · ".join(k.when for k in kinds))
 
     def field_defaults(self) -> dict:
-        """The engine's defaults, or the demo's settings when the model is the bundled demo model."""
+        """The engine's defaults, or the demo's settings when the app was opened on the demo (--demo) and its
+        model is the bundled one (plain `mlx-dpo tui` also defaults to that model, but not to its settings)."""
         values = {name: default if default is not None else engine_default(name) for name, _, default in FIELDS}
         values |= {p.name: engine_default(p.name) for p in LOSS_FIELDS}
-        if is_demo_model(self.app.model):
+        if self.app.demo and is_demo_model(self.app.model):
             values.update({name: form_text(v) for name, v in DEMO_SETTINGS.items() if name in values})
         return values
 
@@ -571,6 +574,9 @@ class TrainPane(VerticalScroll):
         (`loss` "kto" for a file of thumbs, which are unpaired rows)."""
         self.set_mode("train")
         self.query_one("#train-init_adapter", Input).value = adapter or ""
+        # A few picks make one or two steps an epoch: no step count, so the engine trains as many epochs as make
+        # --min-steps steps (enough to move the model, measured on the demo: benchmarks/small_prefs.py).
+        self.query_one("#train-iters", Input).value = ""
         if loss:
             self.query_one("#train-loss", Select).value = loss
         self.query_one("#train-output", Input).value = self.fresh_output(f"chat-{datetime.now():%Y%m%d-%H%M%S}")
@@ -578,10 +584,11 @@ class TrainPane(VerticalScroll):
         self.from_chat = True
         if adapter:
             note = (f"a new run on {data} that continues from {adapter}: the reference is then base + that "
-                    "adapter; to start from (and compare against) the base model instead, clear \"from adapter\" "
-                    "— ctrl+s starts it")
+                    "adapter; to start from (and compare against) the base model instead, clear \"from adapter\"")
         else:
-            note = f"a new run on {data} from the base model (the chat had no adapter) — ctrl+s starts it"
+            note = f"a new run on {data} from the base model (the chat had no adapter)"
+        note += (f"; steps left empty: as many epochs as make {TrainConfig.min_steps} steps, so a few picks move the "
+                 "model — ctrl+s starts it")
         self.query_one("#train-log", RichLog).write(note)
         self.app.notify(note, timeout=15)
         self.focus_first()
