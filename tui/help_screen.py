@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label
+
+
+ACTION_WIDTH = 46  # the help box is 80 wide: where and key columns, then the descriptions
 
 
 class HelpScreen(ModalScreen[None]):
@@ -25,7 +29,10 @@ class HelpScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("where", "key", "action")
-        for row in self.rows:
-            table.add_row(*row)
+        table.add_column("where")
+        table.add_column("key")
+        # A fixed width for the descriptions and rows as tall as their text: long ones wrap, none is cut off.
+        table.add_column("action", width=ACTION_WIDTH)
+        for where, key, action in self.rows:
+            table.add_row(where, key, Text(action), height=None)
         table.focus()

@@ -100,6 +100,7 @@ class Transcript(VerticalScroll):
 AB_SOURCES = [("A/B: tuned vs base", "base"), ("A/B: two samples", "samples"),
               ("A/B: vs adapter typed →", "other")]
 AB_KEYS = ("pick", "tie", "both_bad", "again", "edit")
+AB_SAMPLE_TEMPERATURE = 0.7  # A/B of two samples while the chat is greedy (the demo's default) samples this warm
 # What the app says where the engine's message names a command-line flag (the error's key) the app has no field for.
 APP_WORDS = {"temperature": "A/B of two samples needs a temperature > 0 (greedy answers would be the same)",
              "adapter": "A/B needs a loaded adapter first (pick a run on Runs, then Load)"}
@@ -156,6 +157,7 @@ class ChatPane(Vertical):
         self.loading_adapter: str | None = None
         self.chat_adapter: str | None = None  # the adapter of the loaded model (None: the base alone)
         self.ab = AB.OFF
+        self.ab_note = ""  # how A/B samples, where it differs from the chat's settings
         self.ab_texts: dict[str, str] = {}
         self.last_single: tuple[list[dict], str] | None = None  # (prompt, answer) for the thumbs
         self.rating: tuple[list[dict], str] | None = None  # the answer whose thumb is being saved
@@ -335,7 +337,12 @@ class ChatPane(Vertical):
         source, sampling = self.ab_source(), self.sampling()
         if source is None or not sampling:
             return
-        self.query_one("#chat-model", Static).update(f"A/B: starting ({source}) …")
+        warm = ""
+        if source == "samples" and sampling["temperature"] <= 0:  # greedy answers to one message are one answer
+            sampling["temperature"] = AB_SAMPLE_TEMPERATURE
+            warm = f", sampled at temperature {AB_SAMPLE_TEMPERATURE}: greedy samples would be the same"
+        self.ab_note = warm
+        self.query_one("#chat-model", Static).update(f"A/B: starting ({source}{warm}) …")
         meta = {"model": self.app.model, "adapter": self.chat_adapter}
         self.app.engine.ab_start(self, source, sampling, None, [dict(m) for m in self.history["tuned"]], meta)
 
@@ -356,7 +363,7 @@ class ChatPane(Vertical):
 
     def on_abstarted(self, message: ABStarted) -> None:
         self.set_ab(AB.READY)
-        self.query_one("#chat-model", Static).update(f"A/B ({message.description}): type a message")
+        self.query_one("#chat-model", Static).update(f"A/B ({message.description}{self.ab_note}): type a message")
         self.focus_first()
         self.send_queued()
 

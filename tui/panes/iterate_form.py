@@ -133,10 +133,10 @@ class IterateForm(Vertical):
         if choice != CUSTOM and not spec:
             return str(choice)
         if not spec:
-            raise UsageError(f"judge: choose one, or write its spec ({JUDGE_HELP})")
+            raise UsageError(f"judge: choose one, or write its spec ({JUDGE_HELP})", key="judge")
         if spec == "human":
             raise UsageError("judge: a person judges in the Chat tab's A/B mode (F5, ctrl+b), not in a child "
-                             "process; choose a python or model judge here")
+                             "process; choose a python or model judge here", key="judge")
         return spec
 
     def flags(self) -> dict:
@@ -149,17 +149,18 @@ class IterateForm(Vertical):
             try:
                 flags[name] = float(raw) if name in FLOATS else int(raw)
             except ValueError:
-                raise UsageError(f"{name}: expected a number, got {raw!r}") from None
+                raise UsageError(f"{name}: expected a number, got {raw!r}", key=name) from None
         flags["reference"] = self.query_one("#train-reference", Select).value
         flags["prompts"] = self.query_one("#train-prompts", Input).value.strip() or self.app.data_path
         flags["valid_prompts"] = self.query_one("#train-valid_prompts", Input).value.strip() or self.app.valid_path
         if not flags["prompts"]:
-            raise UsageError("prompts: write a prompts file here, or open a pairs file on the Data tab")
+            raise UsageError("prompts: write a prompts file here, or open a pairs file on the Data tab", key="prompts")
         flags["judge"] = self.judge()
         if flags.get("rounds", 1) < 1:
-            raise UsageError(f"rounds: must be at least 1, got {flags['rounds']}")
+            raise UsageError(f"rounds: must be at least 1, got {flags['rounds']}", key="rounds")
         if flags.get("samples", 2) < 2:
-            raise UsageError(f"samples: must be at least 2 (a pair needs two answers), got {flags['samples']}")
+            raise UsageError(f"samples: must be at least 2 (a pair needs two answers), got {flags['samples']}",
+                             key="samples")
         return flags
 
     def show_settings(self, saved: dict) -> None:

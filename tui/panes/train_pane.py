@@ -110,7 +110,7 @@ def friendly(e: UsageError) -> tuple[str, str | None]:
 
     A config error on `iters` ("config: iters: must be a positive integer, got 0") reads
     "steps: must be a positive integer, got 0"."""
-    if e.key in LABELS:
+    if e.key in LABELS and e.problem is not None:  # the engine's config error: named as the form names it
         return f"{LABELS[e.key]}: {e.detail}", e.key
     return str(e), e.key
 
@@ -778,8 +778,11 @@ class TrainPane(VerticalScroll):
         if last is None or (self.process and self.process.stop_sent):
             return
         eta = self.clock.eta(last["step"], self.total_steps)
+        # After the last step the run still evaluates and writes its checkpoint and adapter.
+        when = ("evaluating and saving …" if self.total_steps and last["step"] >= self.total_steps and not self.iterating
+                else f"ETA {eta}")
         self.query_one("#train-status", Static).update(
-            f"step {last['step']}/{self.total_steps or '?'} · ETA {eta} · {last['tokens_per_second']:.0f} tok/s · "
+            f"step {last['step']}/{self.total_steps or '?'} · {when} · {last['tokens_per_second']:.0f} tok/s · "
             f"loss {last['loss']:.4f} · acc {last['rewards/accuracies']:.2f} · margin {last['rewards/margins']:.3f}")
 
     def on_training_ended(self, message: TrainingEnded) -> None:
