@@ -13,7 +13,7 @@ import pytest
 
 from mlx_dpo.errors import UsageError
 import yaml
-from textual.widgets import Button, DataTable, Input, Static, TabbedContent, Tabs
+from textual.widgets import Button, DataTable, Input, Label, Static, TabbedContent, Tabs
 from textual.widgets._footer import FooterKey
 
 from tui.app import MlxDpoApp
@@ -967,3 +967,85 @@ async def test_a_file_of_thumbs_trains_with_kto(tiny_model, tmp_path):
         await wait_for(pilot, lambda: app.query_one(TabbedContent).active == "tab-train", timeout=10)
         assert app.query_one("#train-loss", Select).value == "kto"
         assert app.data_path == chat.prefs_path()
+
+
+def scripted_stream(engine, answers: list[str]):
+    """A stand-in model that gives `answers` in turn (then answers that name the seed)."""
+    def stream(model, tokenizer, messages, sampling):
+        yield answers.pop(0) if answers else f"{engine.switch.current} says {messages[-1]['content']} #{sampling.seed}"
+    return stream
+
+
+FAILING_THEN_TRAINING = '''
+if "--skip-invalid" not in sys.argv:  # the first start: the data has a bad row, skipping it would train
+    event(event="error", text="1 problem(s) in the data; nothing was written", status=2, skippable=True,
+          problems=[{"file": "picks.jsonl", "line": 1, "field": "rejected", "message": "empty completion", "fix": None}])
+    sys.exit(2)
+''' + ARGV_TRAINER
+
+
+async def test_a_pick_never_writes_a_row_train_refuses_and_a_failed_start_still_ends_in_chat(tiny_model, tmp_path,
+                                                                                            monkeypatch):
+    """The loop with forced empty and identical answers: no bad row is written, and a start that fails on bad
+    rows offers to skip them; the retry's adapter is offered in Chat."""
+    import mlx_dpo.model.ab
+    from mlx_dpo import load_pairs
+    from tui.confirm import BadRows
+
+    engine = ABEngine()
+    answers: list[str] = []
+    monkeypatch.setattr(mlx_dpo.model.ab, "stream_answer", scripted_stream(engine, answers))
+    use_stand_in_trainer(tmp_path, monkeypatch, FAILING_THEN_TRAINING)
+    runs, prefs = tmp_path / "runs", tmp_path / "picks.jsonl"
+    app = MlxDpoApp(model=tiny_model, runs_root=str(runs), engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f5")
+        chat = app.query_one(ChatPane)
+        chat.query_one("#chat-prefs", Input).value = str(prefs)
+        chat.query_one("#chat-temperature", Input).value = "0.7"
+        await pilot.press("ctrl+b")  # nothing loaded yet: A/B loads the model first
+        await wait_for(pilot, lambda: chat.ab is AB.READY, timeout=10)
+
+        async def say(text):
+            chat.query_one("#chat-input", Input).value = text
+            await focus_on(pilot, chat.query_one("#chat-input", Input))
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: chat.ab is AB.PICKING, timeout=10)
+
+        # Both sides the same, also each time B is answered again: the chat says why; a pick saves nothing.
+        answers += ["same"] * 5
+        await say("one")
+        assert "both answers are the same" in text_of(app, "#chat-model")
+        await pilot.press("a")
+        await wait_for(pilot, lambda: "train would refuse this pair" in notes(app), timeout=10)
+        await wait_for(pilot, lambda: chat.ab is AB.PICKING, timeout=10)
+        assert not prefs.exists()
+        # An empty side is answered again before it is shown: the pick then saves a row train accepts.
+        answers += ["", "   ", "kept", "other"]
+        await focus_on(pilot, chat.query_one("#chat-tuned"))
+        await pilot.press("x")  # both again
+        await wait_for(pilot, lambda: chat.ab is AB.PICKING and set(chat.ab_texts.values()) == {"kept", "other"},
+                       timeout=10)
+        await pilot.press("a" if chat.ab_texts["A"] == "kept" else "b")
+        await wait_for(pilot, lambda: chat.prefs_rows == 1, timeout=10)
+        row = rows_of(prefs)[0]
+        assert row["chosen"][0]["content"] == "kept" and row["sampling"]["answered_again"]
+        loaded = load_pairs(prefs)
+        assert not loaded.errors and len(loaded.pairs) == 1
+        # Train on it: the first start fails on bad rows; the fix is offered, and the retry ends in Chat.
+        await wait_for(pilot, lambda: chat.ab is AB.READY, timeout=10)
+        await focus_on(pilot, chat.query_one("#chat-input", Input))
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.1)
+        train = app.query_one(TrainPane)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, BadRows), timeout=20)
+        assert "1 invalid row(s)" in str(app.screen.query_one(Label).render())
+        await pilot.press("enter")  # Skip them and start
+        await wait_for(pilot, lambda: (runs / "argv.json").exists() and not app.training_running, timeout=20)
+        import json
+        argv = json.loads((runs / "argv.json").read_text())
+        assert "--skip-invalid" in argv and argv[argv.index("--data") + 1] == str(prefs)
+        new_run = argv[argv.index("--output") + 1]
+        assert app.run_dir == new_run and new_run in text_of(app, "#chat-model")
+        assert train.process.errors == []  # the retry's own process ended well

@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Callable
 
 from textual.message_pump import MessagePump
@@ -26,6 +27,12 @@ from .messages import (ABAnswers, ABChunk, ABRevealed, ABStarted, ChatChunk, Cha
 
 FLUSH_SECONDS = 0.05  # batch streamed tokens: one UI message per ~50 ms, not one per token
 
+
+
+def chat_target(model: str, adapter: str | None) -> str:
+    """What Chat talks to, the adapter first (a narrow header cuts the end, and the adapter is what changes)."""
+    name = Path(model).name or model
+    return f"adapter {adapter} on {name}" if adapter else f"{name} (no adapter)"
 
 class Engine:
     def __init__(self):
@@ -95,7 +102,7 @@ class Engine:
             from mlx_dpo import load_for_generation
             self._chat, self._ab = None, None
             m, tok, switch = load_for_generation(model, adapter, log=lambda s: None)
-            desc = f"{model}" + (f" + {adapter}" if adapter else " (no adapter)")
+            desc = chat_target(model, adapter)
             self._chat = (m, tok, switch, desc)
             to.post_message(ChatLoaded("chat-load", desc))
         self.submit("chat-load", job, reply_to)

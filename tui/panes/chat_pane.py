@@ -30,6 +30,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 from mlx_dpo import is_demo_model, list_runs
 
 from ..confirm import EditAnswer
+from ..engine import chat_target
 from ..messages import (ABAnswers, ABChunk, ABRevealed, ABStarted, ChatChunk, ChatDone, ChatLoaded, JobFailed,
                         PrefsUpdated)
 from ..widgets.toggle import Toggle
@@ -547,8 +548,9 @@ class ChatPane(Vertical):
         if self.offered and self.app.run_dir == self.offered:
             self.offer(self.offered)
         elif not self.loaded:
-            adapter = self.app.run_dir or "no adapter (pick a run on Runs)"
-            self.query_one("#chat-model", Static).update(f"Load will use {self.app.model or '(no model)'} + {adapter}")
+            target = chat_target(self.app.model, self.app.run_dir) if self.app.model else "(no model)"
+            hint = "" if self.app.run_dir else " (pick a run on Runs)"
+            self.query_one("#chat-model", Static).update(f"Load will use {target}{hint}")
 
     @on(Button.Pressed, "#chat-load")
     def load(self) -> None:
@@ -557,8 +559,7 @@ class ChatPane(Vertical):
             return
         if self.app.training_running and self.app.run_dir:
             self.app.notify("that run is still training: chatting with its last checkpoint", severity="warning")
-        adapter = f" + {self.app.run_dir}" if self.app.run_dir else " (no adapter)"
-        self.query_one("#chat-model", Static).update(f"loading {self.app.model}{adapter} …")
+        self.query_one("#chat-model", Static).update(f"loading {chat_target(self.app.model, self.app.run_dir)} …")
         self.loading = True
         self.loading_adapter = self.app.run_dir
         if self.ab is not AB.OFF:
