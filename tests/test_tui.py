@@ -468,6 +468,7 @@ async def test_the_train_form_starts_from_the_demo_settings(tmp_path, hf_home):
         assert form == {"iters": "24", "batch_size": "2", "learning_rate": "5e-4", "beta": "0.5", "lora_rank": "4",
                         "max_length": "64", "seed": "0"}
         assert str(DEMO_MODEL) in [o.id for o in app.query_one("#model-list").options]  # listed as bundled
+        assert app.query_one("#train-rpo_alpha", Input).value == "1"  # what keeps these settings from ruining it
 
 
 async def test_other_tabs_read_the_train_settings(tiny_model, tmp_path, hf_home):

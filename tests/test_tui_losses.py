@@ -24,11 +24,11 @@ async def test_the_loss_menu_shows_each_losss_own_settings_and_when_to_use_it(tm
         pane = app.query_one(TrainPane)
         select = pane.query_one("#train-loss", Select)
         assert [value for _, value in select._options] == list(LOSSES) == list(LOSS_KINDS)
-        assert shown_settings(pane) == {"beta", "label_smoothing"}
+        assert shown_settings(pane) == {"beta", "label_smoothing", "rpo_alpha"}  # RPO: every paired loss takes it
         assert text_of(pane, "#train-loss-help") == LOSS_KINDS["sigmoid"].when
 
         select.value = "orpo"
-        await wait_for(pilot, lambda: shown_settings(pane) == {"orpo_lambda"}, timeout=5)
+        await wait_for(pilot, lambda: shown_settings(pane) - {"rpo_alpha"} == {"orpo_lambda"}, timeout=5)
         assert text_of(pane, "#train-loss-help") == LOSS_KINDS["orpo"].when
         pane.query_one("#train-orpo_lambda", Input).value = "0.3"
         pane.query_one("#train-beta", Input).value = "0.7"  # hidden: not ORPO's, so it is not passed
@@ -51,6 +51,6 @@ async def test_a_config_with_a_combined_loss_fills_the_form_with_it(tmp_path, pa
         pane.load_config(str(config))
         await wait_for(pilot, lambda: pane.query_one("#train-loss", Select).value == "sigmoid,bco_pair,sft",
                        timeout=5)
-        assert shown_settings(pane) == {"beta", "label_smoothing"}
+        assert shown_settings(pane) == {"beta", "label_smoothing", "rpo_alpha"}
         args = pane.args_for(pane.form_flags())
         assert args[:2] == ["--config", str(config)] and "sigmoid,bco_pair,sft" in args

@@ -31,8 +31,10 @@ DEMO_VALID = _ROOT / "demo_valid.jsonl"    # held-out pairs (their prompts are a
 
 # Train settings under which the demo model visibly learns the pairs' preference (polite, correct,
 # concise answers) in 24 steps on a laptop CPU; everything else keeps the engine's defaults.
+# rpo_alpha keeps the chosen answers likely: without it these settings ruin the model when a run goes longer
+# (150 steps: correct answers 55% -> 0%) or trains a few chat picks (benchmarks/small_prefs.py, BENCHMARKS.md).
 DEMO_SETTINGS = {"iters": 24, "batch_size": 2, "learning_rate": 5e-4, "beta": 0.5, "lora_rank": 4,
-                 "max_length": 64}
+                 "max_length": 64, "rpo_alpha": 1.0}
 
 
 def default_model() -> str | None:

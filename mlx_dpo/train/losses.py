@@ -102,7 +102,7 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
           "weights that make desirable x weight / undesirable x weight 1 to 4/3).", label="undesirable wt"),
     Param("rpo_alpha", 0.0, "RPO: add this weight times the chosen answers' mean token NLL to a paired loss, so "
           "the chosen answers stay likely (iterative DPO on the model's own samples needs it; 1.0 in the RPO "
-          "paper). 0: off.", _non_negative, form=False),
+          "paper). 0: off.", _non_negative, "RPO alpha"),
 )}
 PAIRED_EXTRA = ("rpo_alpha",)  # settings every paired loss takes besides its own
 
