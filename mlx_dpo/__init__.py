@@ -49,6 +49,7 @@ _API = {
     "read_run": ("runs", "read_run"),
     "list_runs": ("runs", "list_runs"),
     "read_iteration_settings": ("runs", "read_iteration_settings"),
+    "ITERATE_FLAGS": ("runs", "ITERATE_FLAGS"),
     "MetricsFollower": ("runs", "MetricsFollower"),
     # data
     "DataKeys": ("data.pairs", "DataKeys"),

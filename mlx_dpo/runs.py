@@ -10,6 +10,12 @@ import yaml
 from .fileio import read_jsonl_tolerant
 
 
+# `mlx-dpo iterate`'s own flags; every other TrainConfig flag given is a training setting of each round (the CLI
+# and the app split a form or a command line by this one list).
+ITERATE_FLAGS = ("model", "prompts", "judge", "output", "rounds", "samples", "valid_prompts", "reference",
+                 "temperature", "top_p", "max_tokens", "min_spread", "judge_prompt", "judge_timeout", "seed", "limit",
+                 "prompts_per_round", "valid_limit", "init_adapter", "kl_samples", "eval_temperature", "quantize")
+
 @dataclass
 class RunInfo:
     path: Path

@@ -5,14 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
+from ..runs import ITERATE_FLAGS
 from .output import ConsoleReporter
 
-# iterate's own flags; every other TrainConfig flag given is a training setting of each round
-ITERATE_FLAGS = ("model", "prompts", "judge", "output", "rounds", "samples", "valid_prompts", "reference",
-                 "temperature", "top_p", "max_tokens", "min_spread", "judge_prompt", "judge_timeout", "seed", "limit",
-                 "prompts_per_round",
-                 "valid_limit",
-                 "init_adapter", "kl_samples", "eval_temperature", "quantize")
 NOT_TRAINING = ("command", "json", "events") + ITERATE_FLAGS
 
 

@@ -24,7 +24,7 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.widgets import Button, Collapsible, Input, Label, ProgressBar, RichLog, Select, Static
 
-from mlx_dpo import (DEMO_SETTINGS, LOSS_KINDS, LOSS_PARAMS, LOSSES, TrainConfig, UsageError, build_config,
+from mlx_dpo import (DEMO_SETTINGS, ITERATE_FLAGS, LOSS_KINDS, LOSS_PARAMS, LOSSES, TrainConfig, UsageError, build_config,
                      config_error, is_demo_model, is_iteration, load_config_file, loss_params, read_rounds, read_run)
 
 from ..confirm import BadRows, PathPrompt
@@ -477,9 +477,7 @@ class TrainPane(VerticalScroll):
             for key, what in (("model", "a model on the Model tab"), ("output", "a run dir (the iteration's folder)")):
                 if not flags.get(key):
                     raise UsageError(f"choose {what} first")
-            own = ("model", "output", "init_adapter", "quantize", "seed", "prompts", "valid_prompts", "judge",
-                   "rounds", "samples", "prompts_per_round", "temperature", "max_tokens", "reference")
-            train = {k: v for k, v in flags.items() if k not in own}
+            train = {k: v for k, v in flags.items() if k not in ITERATE_FLAGS}  # the engine's split of the flags
             build_config({}, {**train, "model": flags["model"], "data": "pairs.jsonl",
                               "output": str(Path(flags["output"]) / "round_1")}).validate()
         except UsageError as e:
