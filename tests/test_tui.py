@@ -504,3 +504,31 @@ def test_launcher_demo_opens_the_bundled_demo(monkeypatch):
     assert seen["args"] == (str(DEMO_MODEL), str(DEMO_PAIRS), str(DEMO_VALID), "elsewhere")
     assert seen["kw"] == {"demo": True}
     assert DEMO_PAIRS.exists() and DEMO_VALID.exists() and (DEMO_MODEL / "config.json").exists()
+
+
+async def test_sample_answers_and_health_warnings_show_on_the_train_tab(tiny_model, pairs_file, tmp_path, hf_home,
+                                                                      monkeypatch):
+    """The trainer's samples and warning events: the start's answer beside the answer now, and the warning
+    with its fix (in the tab, the log and a notification)."""
+    use_stand_in_trainer(tmp_path, monkeypatch, '''
+event(event="samples", step=0, samples=[{"prompt": "What is 2+2?", "answer": "4."}])
+event(event="samples", step=10, samples=[{"prompt": "What is 2+2?", "answer": "4 4 4 4 4", "base": "4."}])
+event(event="warning", kind="repetitive", message="answers repeat themselves; lower the learning rate")
+wait_for("finish")
+''')
+    runs = tmp_path / "runs"
+    app = MlxDpoApp(model=tiny_model, data=pairs_file, runs_root=str(runs))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        pane = app.query_one(TrainPane)
+        pane.query_one("#train-output", Input).value = str(runs / "s")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: "repetitive" in text_of(app, "#samples-warnings"), timeout=20)
+        answers = text_of(app, "#samples-answers")
+        assert "start: 4." in answers and "step 10: 4 4 4 4 4" in answers and "What is 2+2?" in answers
+        assert "lower the learning rate" in text_of(app, "#samples-warnings")
+        assert any("lower the learning rate" in n.message for n in app._notifications)
+        assert any(line.startswith("warning: answers repeat") for line in pane.process.tail)
+        runs.mkdir(parents=True, exist_ok=True)
+        (runs / "finish").touch()
+        await wait_for(pilot, lambda: not app.training_running, timeout=20)

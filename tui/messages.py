@@ -85,6 +85,23 @@ class TrainingPhase(Message):
         self.phase, self.text = phase, text
 
 
+class TrainingSamples(Message):
+    """The model's greedy answers to the sample prompts after `step` (0: the starting model): the trainer's
+    `samples` event, each {"prompt", "answer", ...; "base": the start's answer}."""
+
+    def __init__(self, step: int, samples: list[dict]) -> None:
+        super().__init__()
+        self.step, self.samples = step, [dict(s) for s in samples]
+
+
+class TrainingWarning(Message):
+    """A health warning of the trainer (`warning` event): what went wrong, and the fix."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__()
+        self.kind, self.message = kind, message
+
+
 class TrainingTask(Message):
     """Progress of a long step before or beside training: tokenize, reference or eval; `done` of `total`."""
 

@@ -48,7 +48,7 @@ from textual.message_pump import MessagePump
 from mlx_dpo import MetricsFollower, UsageError, read_rounds
 
 from .messages import (IterationRound, TrainingEnded, TrainingLog, TrainingMetrics, TrainingPhase, TrainingProgress,
-                       TrainingStarted, TrainingTask)
+                       TrainingSamples, TrainingStarted, TrainingTask, TrainingWarning)
 
 POLL_SECONDS = 0.5
 REMOTE_GRACE = 0.25  # seconds between the Ctrl-C for remote ranks and the SIGINT to the launcher
@@ -247,6 +247,7 @@ class TrainingProcess:
         self.tail: deque[str] = deque(maxlen=20)
         self.notes: list[str] = []  # the launcher's rank-exit lines, for a launched run's verdict
         self.errors: list[str] = []  # the trainer's error events ("error: TEXT"), each once
+        self.warnings: list[dict] = []  # its health warnings (warning events)
         self.error_events: list[dict] = []  # the same events whole: status, the setting (key), data problems
         self.finished = False  # the trainer sent its "done" event
         self.stopped: dict | None = None  # its "stopped" event
@@ -378,6 +379,12 @@ class TrainingProcess:
             self.stopped = event
         elif kind == "error":
             self._error(event)
+        elif kind == "samples":
+            self.target.post_message(TrainingSamples(int(event["step"]), list(event["samples"])))
+        elif kind == "warning":
+            self.warnings.append(event)
+            self._show(f"warning: {event['message']}")
+            self.target.post_message(TrainingWarning(str(event["kind"]), str(event["message"])))
         # "metrics" rows come from metrics.jsonl; "checkpoint" is also a log line; newer kinds are skipped.
 
     def _error(self, event: dict) -> None:

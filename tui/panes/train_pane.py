@@ -29,9 +29,10 @@ from mlx_dpo import (DEMO_SETTINGS, ITERATE_FLAGS, LOSS_KINDS, LOSS_PARAMS, LOSS
 
 from ..confirm import BadRows, PathPrompt
 from ..messages import (IterationRound, TrainingEnded, TrainingLog, TrainingMetrics, TrainingPhase, TrainingProgress,
-                        TrainingStarted, TrainingTask)
+                        TrainingSamples, TrainingStarted, TrainingTask, TrainingWarning)
 from ..training import TrainingProcess, check_distribution
 from ..widgets.charts import MetricsCharts, RoundCharts
+from ..widgets.samples import SamplesPanel
 from ..widgets.rounds import RoundsTable
 from .data_pane import DEFAULT_OPTIONS
 from .iterate_form import LABELS as ITERATE_LABELS, IterateForm, flag_args, iteration_settings, resume_args, rounds_done
@@ -204,6 +205,7 @@ class TrainPane(VerticalScroll):
                 yield Label("hosts file", classes="form-label")
                 yield Input(id="train-hostfile", classes="train-wide", placeholder="optional: mlx.launch JSON hostfile")
         yield MetricsCharts(id="train-charts")
+        yield SamplesPanel(id="train-samples")
         yield RoundCharts(id="train-round-charts", classes="iterate-only")
         yield RichLog(id="train-log", max_lines=2000, wrap=True)
 
@@ -637,6 +639,7 @@ class TrainPane(VerticalScroll):
         if not iterate:
             self.app.run_dir = run_dir  # an iteration's folder is no run: each round's adapter becomes it
         self.query_one(MetricsCharts).reset()  # fresh axes; a resumed run's earlier rows come from its file
+        self.query_one(SamplesPanel).reset()
         self.query_one("#train-log", RichLog).clear()
         self.query_one("#train-progress", ProgressBar).update(total=None, progress=0)
         self.process = TrainingProcess(self, run_dir, args, processes, hostfile, iterate=iterate,
@@ -749,6 +752,13 @@ class TrainPane(VerticalScroll):
         self.total_steps = message.total_steps
         self.query_one("#train-progress", ProgressBar).update(total=self.total_steps, progress=message.step)
         self.update_status()
+
+    def on_training_samples(self, message: TrainingSamples) -> None:
+        self.query_one(SamplesPanel).show_samples(message.step, message.samples)
+
+    def on_training_warning(self, message: TrainingWarning) -> None:
+        self.query_one(SamplesPanel).show_warning(message.kind, message.message)
+        self.app.notify(f"{message.kind}: {message.message}", severity="warning", timeout=15)
 
     def on_training_metrics(self, message: TrainingMetrics) -> None:
         self.query_one(MetricsCharts).add_rows(message.rows)
