@@ -63,6 +63,18 @@ def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
+def append_line(path: str | Path, row: dict) -> None:
+    """One write of one JSON line, then fsync: a kill leaves the line whole or absent (a reader cuts a torn
+    last line off, see read_jsonl_tolerant)."""
+    data = (json.dumps(row) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def read_jsonl_tolerant(path: str | Path) -> list[dict]:
     """Read a JSONL log, skipping a torn last line left by a killed writer (even one cut mid-character)."""
     rows = []

@@ -20,14 +20,13 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
 from ..errors import UsageError
-from ..fileio import atomic_write_json, atomic_write_text
+from ..fileio import append_line, atomic_write_json, atomic_write_text
 from ..model.generate import Sampling
 from ..train.events import Reporter
 from .judges import Judge, JudgeFailed, make_judge
@@ -124,17 +123,6 @@ def read_lines(path: Path) -> list[dict]:
             fh.truncate(end)
         raw = raw[:end]
     return [json.loads(line) for line in raw.splitlines() if line.strip()]
-
-
-def append_line(path: Path, row: dict) -> None:
-    """One write of one line, then fsync: a kill leaves the line whole or absent (cut off on resume)."""
-    data = (json.dumps(row) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def prompts_digest(prompts: list[Prompt]) -> str:

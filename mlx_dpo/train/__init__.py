@@ -8,6 +8,8 @@
     losses.py          the DPO loss family (Loss: kind, beta, smoothing, gamma; needs_reference), TRL metrics
     kto.py             KTO for unpaired desirable/undesirable completions (TRL's formula; not yet a --loss)
     evaluation.py      DPO metrics of a whole pairs file
+    samples.py         greedy answers to a few held-out prompts at each evaluation (start vs now)
+    health.py          health signals and warnings (likelihood displacement, KL, collapse, degenerate answers)
     session.py         everything a run needs, built once (model, adapter, pairs, layout, loss, reference)
     trainer.py         the compiled step, accumulation, schedule, eval, checkpoints, resume
     checkpoint.py      atomic checkpoints, the metrics log, the run dir's lock
