@@ -10,6 +10,8 @@ The engine never imports the UI (`tui/`). Its stages, in the order data flows th
              the session that builds a run, the trainer, checkpoints, data-parallel ranks, events
 - `export/`  fused Hugging Face model, PEFT adapter or mlx-lm folder, each verified by reloading it
 - `iterate/` iterative DPO: prompts, judges, sampling, rounds and their reports
+- `compare/` did it get better: both sides answer, a judge decides (blind for a person), win rate with
+             its interval, a Bradley–Terry ranking of runs
 - `demo/`    the bundled demo model and data, its tasks' ground-truth reward, behaviour eval, frontier
 - `cli/`     the `mlx-dpo` command: parser, one module per command family, exit codes
 
@@ -84,6 +86,22 @@ _API = {
     "Reporter": ("train.events", "Reporter"),
     "JsonEvents": ("train.events", "JsonEvents"),
     "run_eval": ("train.session", "run_eval"),
+    # what the model says while it trains, and the run's health (samples and warning events)
+    "read_samples": ("runs", "read_samples"),
+    "HEALTH_KINDS": ("train.health", "KINDS"),
+    "HEALTH_BOUNDS": ("train.health", "BOUNDS"),
+    # did it get better: compare (the engine thread answers; recording and statistics load no MLX)
+    "CompareConfig": ("compare.run", "CompareConfig"),
+    "run_compare": ("compare.run", "run_compare"),
+    "prepare_comparison": ("compare.run", "prepare_comparison"),
+    "Comparison": ("compare.run", "Comparison"),
+    "Duel": ("compare.duels", "Duel"),
+    "compare_files": ("compare.duels", "compare_files"),
+    "read_verdicts": ("compare.duels", "read_verdicts"),
+    "read_compare": ("compare.stats", "read_compare"),
+    "summarize_compare": ("compare.stats", "summarize"),
+    "rank_runs": ("compare.stats", "rank_runs"),
+    "rank_run_dirs": ("compare.stats", "rank_run_dirs"),
     # export
     "ExportConfig": ("export.formats", "ExportConfig"),
     "ExportResult": ("export.formats", "ExportResult"),

@@ -100,6 +100,8 @@ class TrainConfig:
     # -- logging and checkpoints
     log_every: int = _f(1, "Write a metrics row every N steps.")
     eval_every: Optional[int] = _f(None, "Evaluate on --valid-data every N steps (default: 10 evaluations per run).")
+    sample_prompts: int = _f(3, "At every evaluation, answer this many held-out prompts greedily with the adapter as it is now (and once with the starting model), shown as samples and kept in RUN_DIR/samples.jsonl; 0 turns it off. Needs held-out data; does not change the training.")
+    stop_on_collapse: bool = _f(False, "Stop with a checkpoint at the first health warning (likelihood displacement, drift from the reference, loss near 0 with an exploding margin, empty, repetitive or long sample answers) and name the last healthy checkpoint; every healthy evaluation then saves one.")
     save_every: int = _f(100, "Save a resumable checkpoint every N steps.")
     resume: bool = _f(False, "Continue the run in --output from its last checkpoint.")
     cache_dir: Optional[str] = _f(None, "Cache folder of reference log-probs and tokenized datasets (default: $MLX_DPO_CACHE or ~/.cache/mlx-dpo).")
@@ -119,6 +121,8 @@ class TrainConfig:
             v = getattr(self, key)
             if v is not None and v < 1:
                 bad(key, f"must be a positive integer, got {v}")
+        if self.sample_prompts < 0:
+            bad("sample_prompts", f"must be 0 (off) or a positive number of prompts, got {self.sample_prompts}")
         if self.tokens_per_batch is not None and self.tokens_per_batch < 0:
             bad("tokens_per_batch", f"must be a positive number of tokens, or 0 for no packing, got {self.tokens_per_batch}")
         for key in ("learning_rate", "lora_scale"):

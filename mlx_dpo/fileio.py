@@ -117,6 +117,24 @@ def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
+def append_line(path: str | Path, row: dict) -> None:
+    """One write of one JSON line, then fsync: a kill leaves the line whole or torn (a reader cuts a torn last
+    line off, see read_jsonl_tolerant); a failed write (a full disk) is cut off at once, so a later append
+    cannot continue a torn line."""
+    data = (json.dumps(row) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        except OSError as e:
+            os.ftruncate(fd, size)
+            raise OSError(e.errno, e.strerror, str(path)) from None  # the CLI names the file
+    finally:
+        os.close(fd)
+
+
 def read_jsonl_tolerant(path: str | Path) -> list[dict]:
     """Read a JSONL log, skipping a torn last line left by a killed writer (even one cut mid-character)."""
     rows = []

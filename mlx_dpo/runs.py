@@ -102,6 +102,12 @@ def list_runs(root: str | Path) -> list[RunInfo]:
     return sorted(runs, key=lambda i: (i.path / "config.yaml").stat().st_mtime, reverse=True)
 
 
+def read_samples(run_dir: str | Path) -> list[dict]:
+    """A run's sample answers (RUN_DIR/samples.jsonl): {"step", "samples": [{"prompt", "answer", "tokens", "kl",
+    "repetition", "base"?}]} per evaluation, step 0 the starting model's answers; [] for none."""
+    return [r for r in read_jsonl_tolerant(Path(run_dir) / "samples.jsonl") if isinstance(r.get("samples"), list)]
+
+
 def read_rounds(iteration: str | Path) -> list[dict]:
     """The round reports of an iteration (its rounds.jsonl), round 0 first."""
     return read_jsonl_tolerant(Path(iteration) / "rounds.jsonl")

@@ -4,6 +4,7 @@
     chat, generate          use.py       (answers from base + adapter)
     export                  export.py    (fused HF model, PEFT adapter, mlx-lm folder; verified)
     iterate                 iterate.py   (iterative DPO: sample, judge, train, round after round)
+    compare                 compare.py   (an adapter's answers against the base's or another run's, judged)
     frontier, demo          demo.py      (the bundled demo: reward-vs-KL sweep, the scripted demo)
 
 Exit codes: bad input (flags, config, data, paths) 2 with one line per problem and nothing written;
@@ -25,7 +26,8 @@ from .parser import build_parser
 # command -> (module of this package, function)
 COMMANDS = {"validate": ("train", "cmd_validate"), "train": ("train", "cmd_train"), "eval": ("train", "cmd_eval"),
             "chat": ("use", "cmd_chat"), "generate": ("use", "cmd_generate"), "export": ("export", "cmd_export"),
-            "iterate": ("iterate", "cmd_iterate"), "frontier": ("demo", "cmd_frontier"), "demo": ("demo", "cmd_demo"), "tui": ("demo", "cmd_tui")}
+            "iterate": ("iterate", "cmd_iterate"),
+            "compare": ("compare", "cmd_compare"), "frontier": ("demo", "cmd_frontier"), "demo": ("demo", "cmd_demo"), "tui": ("demo", "cmd_tui")}
 
 
 def main(argv=None) -> int:

@@ -82,6 +82,16 @@ class ConsoleReporter(Reporter):
         else:
             self.log(text)
 
+    def warning(self, kind: str, message: str) -> None:
+        # Above the progress bar, marked so it is not lost among the step lines.
+        self.note(f"{_yellow('WARNING')} [{kind}] {message}" if sys.stderr.isatty() else f"WARNING [{kind}] {message}")
+
+    def samples(self, step: int, samples: list[dict]) -> None:
+        if samples:  # one line: the first prompt's answer (all of them are in RUN_DIR/samples.jsonl)
+            first = samples[0]
+            who = "start" if step == 0 else f"step {step}"
+            self.note(f"{who} sample: {_short(first['prompt'], 40)!r} -> {_short(first['answer'], 70)!r}")
+
     def end(self) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -93,3 +103,12 @@ def step_line(row: dict, total_steps: int) -> str:
     return (f"step {row['step']}/{total_steps}: loss {row['loss']:.4f}, accuracy {row['rewards/accuracies']:.3f}, "
             f"margin {row['rewards/margins']:.3f}, {row['tokens_per_second']:.0f} tok/s, "
             f"{row['step_seconds']:.2f} s/step")
+
+
+def _yellow(text: str) -> str:
+    return f"\033[1;33m{text}\033[0m"
+
+
+def _short(text: str, n: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "…"

@@ -213,6 +213,32 @@ def build_parser() -> argparse.ArgumentParser:
     tg = it.add_argument_group("training of each round (the flags of `mlx-dpo train`)")
     _add_config_args(tg, [f.name for f in config_fields() if f.name not in ITERATE_OWNS])
 
+    cp = sub.add_parser("compare", help="did it get better? answer prompts with the adapter and with the base (or "
+                                        "another run), let a judge decide: wins, ties, losses, win rate with a 95%% "
+                                        "interval")
+    cp.add_argument("--adapter", required=True, help="run dir or adapter folder: side A")
+    cp.add_argument("--against", default="base", metavar="base|RUN",
+                    help="side B: the base model (default) or another run dir / adapter folder")
+    cp.add_argument("--prompts", help="JSONL of prompts (strings, {prompt, system} or {messages}), or a pairs file "
+                    "whose prompts are used (default: the run's held-out data)")
+    cp.add_argument("--judge", required=True, metavar="JUDGE",
+                    help="python:MODULE:FUNCTION or FILE.py:FUNCTION (f(messages, answer) -> number, higher is "
+                         "better; the demo's: python:mlx_dpo.demo.reward:judge), model:PATH_OR_ID (a judge LLM, "
+                         "asked in both orders) or human (you pick, blind: the sides are shuffled)")
+    cp.add_argument("--judge-prompt", metavar="FILE", help="a model judge's prompt: text with {prompt}, {answer_a} "
+                    "and {answer_b}")
+    cp.add_argument("--model", help="base model (default: the one the run trained, else the bundled demo model)")
+    cp.add_argument("--samples", type=int, default=1, help="answers per prompt and side (default 1: greedy)")
+    cp.add_argument("--temperature", type=float, help="sampling temperature (default 0 for one sample, 0.8 for more)")
+    cp.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (default 1: off)")
+    cp.add_argument("--max-tokens", type=int, default=128, help="new tokens per answer (default 128)")
+    cp.add_argument("--limit", type=int, help="use only the first N prompts")
+    cp.add_argument("--seed", type=int, default=0, help="seed of sampling and of the blind order (default 0)")
+    cp.add_argument("--output", help="the verdicts file (default: RUN/compare-vs-<base|RUN2>-<date-time>.jsonl)")
+    cp.add_argument("--quantize", type=int, choices=(4, 8), help="quantize the base on load (default: as the run)")
+    cp.add_argument("--show", type=int, default=3, help="largest wins and losses to show (default 3)")
+    cp.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
     for name, help_ in (("chat", "chat with base + adapter in the terminal (/reset, /quit)"),
                         ("generate", "print one completion for --prompt")):
         c = sub.add_parser(name, help=help_)

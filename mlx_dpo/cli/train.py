@@ -130,6 +130,10 @@ def cmd_train(args) -> int:
     if last and world.is_main:
         report.log(f"done: step {last['step']}, loss {last['loss']:.4f}, accuracy "
                    f"{last['rewards/accuracies']:.3f}; adapter in {cfg.output}")
+        if trainer.health.warned:  # said once more at the end: the loss above looks fine, the answers may not
+            report.log(f"health warnings during this run: {', '.join(sorted(trainer.health.warned))}; check its "
+                       f"answers before using it (RUN_DIR/samples.jsonl, or mlx-dpo compare --adapter {cfg.output} "
+                       "--judge ...)")
         if not args.events:  # the loop goes on: chat with the adapter, pick answers, train on the picks
             report.log(f"next: {command_name()} chat --adapter {cfg.output} --ab  (your picks go to a prefs file; "
                        f"then {command_name()} train --data THAT_FILE --init-adapter {cfg.output} --output NEW_RUN)")

@@ -78,6 +78,11 @@ class Judge:
         sa, sb = self.rank(prompt, [a, b])
         return 1.0 if sa > sb else 0.0 if sa < sb else 0.5
 
+    def judge_once(self, prompt: Prompt, first: str, second: str) -> float:
+        """The verdict for `first` with the answers shown in this order (`mlx-dpo compare` balances the
+        order itself). Judges that have no position (python) or ask both orders (model) ignore it."""
+        return self.compare(prompt, first, second)
+
     def close(self) -> None:
         """Free what the judge holds (a judge model)."""
 
@@ -275,9 +280,11 @@ class HumanJudge(PairwiseJudge):
     def compare(self, prompt, a, b):
         swap = self.rng.random() < 0.5  # one question per pair, sides drawn: the person judges answers, not slots
         first, second = (b, a) if swap else (a, b)
-        pick = self.ask(prompt, first, second)
-        v = {"a": 1.0, "b": 0.0, "tie": 0.5}[pick]
+        v = self.judge_once(prompt, first, second)
         return 1.0 - v if swap else v
+
+    def judge_once(self, prompt, first, second):
+        return {"a": 1.0, "b": 0.0, "tie": 0.5}[self.ask(prompt, first, second)]
 
 
 def terminal_ask(prompt: Prompt, first: str, second: str) -> str:

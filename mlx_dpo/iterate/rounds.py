@@ -20,14 +20,13 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
 from ..errors import UsageError
-from ..fileio import atomic_write_json, atomic_write_text, read_jsonl_tolerant, write_all
+from ..fileio import append_line, atomic_write_json, atomic_write_text, read_jsonl_tolerant
 from ..model.generate import Sampling
 from ..train.events import Reporter
 from .judges import JUDGE_TIMEOUT, Judge, JudgeFailed, make_judge
@@ -127,23 +126,6 @@ def read_lines(path: Path) -> list[dict]:
             fh.truncate(end)
         raw = raw[:end]
     return [json.loads(line) for line in raw.splitlines() if line.strip()]
-
-
-def append_line(path: Path, row: dict) -> None:
-    """One write of one line, then fsync: a kill leaves the line whole or torn (cut off on resume); a
-    failed write (a full disk) is cut off at once, so a later append cannot continue a torn line."""
-    data = (json.dumps(row) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        try:
-            write_all(fd, data)
-            os.fsync(fd)
-        except OSError as e:
-            os.ftruncate(fd, size)
-            raise OSError(e.errno, e.strerror, str(path)) from None  # the CLI names the file
-    finally:
-        os.close(fd)
 
 
 def prompts_digest(prompts: list[Prompt]) -> str:

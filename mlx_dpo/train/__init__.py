@@ -8,6 +8,8 @@
     losses.py          the loss registry: every preference loss (TRL's names), its settings, metrics
     kto.py             the unpaired losses' KL point, formulas and class-mean metrics (kto, apo_zero_unpaired)
     evaluation.py      DPO metrics of a whole pairs file
+    samples.py         greedy answers to a few held-out prompts at each evaluation (start vs now)
+    health.py          health signals and warnings (likelihood displacement, KL, collapse, degenerate answers)
     session.py         everything a run needs, built once (model, adapter, pairs, layout, loss, reference)
     trainer.py         the compiled step, accumulation, schedule, eval, checkpoints, resume
     checkpoint.py      atomic checkpoints, the metrics log, the run dir's lock

@@ -8,8 +8,8 @@ The session and the trainer call a Reporter; where the reports go is the caller'
   trainer child process (`mlx-dpo train --events`), so it never has to parse human log text.
 
 Events (key "event"; other keys as in the methods below): log, phase, task, start, progress,
-metrics, checkpoint, done, stopped, error; `iterate` adds round_start and round (a `note` travels as a
-log event).
+metrics, samples, warning, checkpoint, done, stopped, error; `iterate` adds round_start and round (a `note`
+travels as a log event).
 """
 
 from __future__ import annotations
@@ -70,6 +70,15 @@ class Reporter:
 
     def checkpoint(self, step: int, path: str) -> None:
         """A resumable checkpoint of `step` is complete at `path`."""
+
+    def samples(self, step: int, samples: list[dict]) -> None:
+        """The model's greedy answers to the fixed sample prompts after `step` (0: the starting model), each
+        {"prompt", "answer", "tokens", "kl", "repetition"} and, after step 0, "base": the starting model's
+        answer (samples.py)."""
+
+    def warning(self, kind: str, message: str) -> None:
+        """A health warning (train/health.py KINDS): the run looks fine by its loss but the model is going
+        wrong; `message` says what was measured and the fix."""
 
     def end(self) -> None:
         """The training loop ended (normally or not): close what start() opened."""
@@ -139,6 +148,12 @@ class JsonEvents(Reporter):
 
     def checkpoint(self, step, path) -> None:
         self.emit("checkpoint", step=step, path=str(path))
+
+    def samples(self, step, samples) -> None:
+        self.emit("samples", step=step, samples=samples)
+
+    def warning(self, kind, message) -> None:
+        self.emit("warning", kind=kind, message=message)
 
     def done(self, step, loss, accuracy, output) -> None:
         self.emit("done", step=step, loss=loss, accuracy=accuracy, output=str(output))

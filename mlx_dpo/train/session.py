@@ -37,6 +37,7 @@ from .events import Reporter
 from .layout import UNSHARED, Layout, choose_layout
 from .losses import REGISTRY as LOSS_KINDS, Loss
 from .reference import model_fingerprint, reference_logps
+from .samples import KEEP_MESSAGES
 
 
 @dataclass
@@ -140,17 +141,18 @@ class Session:
 
         prepared = []
 
-        def pairs(spec):
+        def pairs(spec, keep_messages=0):
             def progress(done, total):
                 report.task("tokenize", done, total, f"tokenizing {Path(spec.path).name}")
 
             prepared.append(prepare_strict(spec, cfg.data_keys, loaded.tokenizer, cfg.max_length, cfg.prompt_limit,
-                                           report.log, progress, **cfg.data_options))
+                                           report.log, progress, keep_messages=keep_messages, **cfg.data_options))
             return prepared[-1].pairs
 
         train = pairs(cfg.data_source())
         valid_spec = cfg.data_source(valid=True) if valid_data is not None else None
-        valid = pairs(valid_spec) if valid_spec else None
+        # The held-out prompts answered at each evaluation (samples.py) need their messages, not only ids.
+        valid = pairs(valid_spec, KEEP_MESSAGES if cfg.sample_prompts else 0) if valid_spec else None
         loss = Loss.from_config(cfg)
         for w in loss.ignored_settings():
             report.log(f"warning: {w}")

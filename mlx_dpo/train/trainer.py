@@ -9,9 +9,15 @@ Determinism: data order is a pure function of (seed, epoch) and the dropout RNG 
 and the step counter to continue bit-exactly; it also keeps the summed stats of the steps since the last
 metrics row, so a resumed run's rows are an uninterrupted run's (wall-clock figures aside).
 
+What the model says: every evaluation also answers a few held-out prompts greedily (samples.py, events
+`samples`, RUN_DIR/samples.jsonl) and checks the run's health (health.py, `warning` events): sampling
+never touches the training RNG stream, so a run with or without it ends with the same adapter.
+
 Stopping: SIGINT / SIGTERM finish the current step, save a checkpoint and raise `Interrupted` (the CLI
 exits 130 for SIGINT, 143 for SIGTERM). Out of memory, a non-finite loss or a failed write (disk full)
-raise TrainingStopped naming the last complete checkpoint, which is left untouched. The run dir is
+raise TrainingStopped naming the last complete checkpoint, which is left untouched. With
+--stop-on-collapse, the first health warning saves a checkpoint and raises TrainingStopped naming the
+last checkpoint that passed its checks (every check that passes then saves one). The run dir is
 locked (RUN_DIR/.lock) while a trainer uses it.
 
 Several processes started by `mlx.launch` train data-parallel (see distributed.py): each takes its
@@ -39,11 +45,13 @@ from .control import OOM_ADVICE, Interrupted, StopSignals, is_out_of_memory
 from .distributed import World, check_batch_split, init_world, is_peer_lost, local_batch, local_rows, peer_lost
 from ..errors import TrainingStopped, UsageError, first_line
 from .events import Reporter
+from .health import HealthMonitor
 from .layout import PackedLayout
 from .losses import Scores
 from ..fileio import write_failure
 from ..model.adapters import save_adapter
 from .resume import NothingToDo, checked_config, checkpoint_state, nothing_to_do, planned_steps
+from .samples import SAMPLES_FILE, SampleWatch
 from .session import Session
 
 # Wall-clock time for the throughput figures (a module attribute: a test swaps in a fake clock).
@@ -89,6 +97,9 @@ class Trainer:
         self.lock = ckpt.RunLock(self.run_dir)
         self._saved_step = None
         self._order_epoch, self._order = None, []
+        self._recent: list[dict] = []          # training rows since the last health check
+        self._healthy: tuple[int, str] | None = None  # (step, checkpoint) of the last check that passed
+        self._start: list[dict] = []  # the starting model's sample answers (step 0 of samples.jsonl)
 
     @property
     def model(self) -> nn.Module:
@@ -123,6 +134,11 @@ class Trainer:
         self.schedule = make_schedule(cfg, self.total_steps)
         self.optimizer = optim.AdamW(learning_rate=self.schedule, weight_decay=cfg.weight_decay)
         self.optimizer.init(self.model.trainable_parameters())
+        # Before any resume: the adapter still holds its starting values (the reference model's).
+        self.watch = SampleWatch.for_session(self.session, cfg.sample_prompts) if world.is_main else None
+        checked = self.session.valid_pairs or self.session.train_pairs
+        self.health = HealthMonitor(self.session.loss, np.mean([len(p.chosen) for p in checked]),
+                                    {"learning_rate": cfg.learning_rate, "beta": cfg.beta})
         self.step = 0
         if cfg.resume and world.is_main:
             self.step = ckpt.restore(self.run_dir, self.model, self.optimizer, self.report.log)
@@ -286,6 +302,7 @@ class Trainer:
         if world.is_main:
             save_config(cfg, self.run_dir / "config.yaml")
         metrics = ckpt.MetricsLog(self.run_dir / "metrics.jsonl", keep_until=self.step) if world.is_main else None
+        samples = self._start_samples() if self.watch is not None else None
         step_fn = self._build_step()
         self.model.train()
         # Throughput counts the optimizer steps only: held-out evaluation and checkpoints are timed apart,
@@ -320,21 +337,24 @@ class Trainer:
                                 **self._throughput(tokens, busy), "step_seconds": busy / (s - logged)}
                         self._write_row(metrics, last)
                         window, tokens, busy, logged = None, 0, 0.0, s
-                    if self.session.valid_pairs and (s % eval_every == 0 or s == self.total_steps):
-                        started = clock()
-                        row = {"step": s, **self.evaluate_valid()}
-                        row["eval/seconds"] = clock() - started
-                        self._write_row(metrics, row)
-                        report.note(f"step {s}: eval loss {row['eval/loss']:.4f}, accuracy "
-                                    f"{row['eval/rewards/accuracies']:.3f}, margin {row['eval/rewards/margins']:.3f}")
+                    collapse = healthy = False
+                    if s % eval_every == 0 or s == self.total_steps:
+                        crossed = self._evaluate_and_check(s, metrics, samples)
+                        if cfg.stop_on_collapse:  # every rank acts on rank 0's verdict (its samples)
+                            collapse = world.any(bool(crossed), "agreeing on the run's health")
+                            healthy = not collapse
                     # A stop signal may reach only one process: all ranks agree before acting on it.
                     stop.requested = world.any(stop.requested)
-                    if s % cfg.save_every == 0 or s == stop_at_step or stop.requested:
+                    if s % cfg.save_every == 0 or s == stop_at_step or stop.requested or collapse or healthy:
                         self.save_checkpoint(None if window is None else {
                             "since": logged, "stats": np.array(window).tolist(), "dtype": str(np.array(window).dtype),
                             "tokens": tokens, "seconds": busy})
                         if stop.requested:  # mlx.launch ends every rank once one exits: wait for rank 0
                             world.any(False, "waiting for rank 0 to write the checkpoint")
+                    if healthy:
+                        self._healthy = (s, str(ckpt.step_dir(self.run_dir, s)))
+                    if collapse:
+                        raise TrainingStopped(self._collapse_text(s))
                     if s == stop_at_step:
                         break
                     if stop.requested:
@@ -370,6 +390,73 @@ class Trainer:
         if metrics:
             metrics.write(row)
         self.report.metrics(row)
+        if "loss" in row:
+            self._recent.append(row)
+
+    # ------------------------------------------------------------------ what the model says, and its health
+    def _evaluate_and_check(self, s: int, metrics, samples) -> list[str]:
+        """Held-out evaluation (if there is held-out data), sample answers and the health checks of step
+        `s`; returns the kinds of health problem found now (warned about the first time each is seen)."""
+        report, row, answers = self.report, None, None
+        if self.session.valid_pairs:
+            started = clock()
+            row = {"step": s, **self.evaluate_valid()}
+            row["eval/seconds"] = clock() - started
+        if self.watch is not None:
+            started = clock()
+            answers = self.watch.answers()
+        # Held-out metrics where there are some, else the training rows since the last check.
+        source, prefix = (row, "eval/") if row else (_mean_row(self._recent), "")
+        self._recent = []
+        signals = self.health.signals(source, prefix, answers, self._start)
+        crossed = self.health.crossed(signals)
+        if row is not None:
+            row.update(signals)
+            if answers is not None:
+                row["samples/seconds"] = clock() - started
+            row["health/warnings"] = crossed
+            self._write_row(metrics, row)
+            report.note(f"step {s}: eval loss {row['eval/loss']:.4f}, accuracy "
+                        f"{row['eval/rewards/accuracies']:.3f}, margin {row['eval/rewards/margins']:.3f}")
+        if answers is not None:
+            self._write_samples(samples, s, answers)
+        for w in self.health.check(signals, s):
+            report.warning(w.kind, w.message)
+        return crossed
+
+    def _start_samples(self) -> ckpt.MetricsLog:
+        """samples.jsonl and the starting model's answers (its step 0): a resumed run keeps its lines up to the
+        checkpoint (if they answered the same prompts); otherwise the file starts afresh with answers made now."""
+        from ..fileio import read_jsonl_tolerant
+
+        path = self.run_dir / SAMPLES_FILE
+        kept = [r for r in read_jsonl_tolerant(path) if r.get("step") == 0] if self.cfg.resume else []
+        same = bool(kept) and [x.get("prompt") for x in kept[0].get("samples", [])] == self.watch.texts
+        samples = ckpt.MetricsLog(path, keep_until=self.step if same else -1)
+        if same:
+            self._start = kept[0]["samples"]
+        else:
+            self._start = self.watch.answers(start=True)
+            samples.write({"step": 0, "samples": self._start})
+        self.report.samples(0, self._start)
+        return samples
+
+    def _write_samples(self, samples: ckpt.MetricsLog, step: int, answers: list[dict]) -> None:
+        shown = [{**a, "base": b["answer"]} for a, b in zip(answers, self._start)]
+        samples.write({"step": step, "samples": shown})
+        self.report.samples(step, shown)
+
+    def _collapse_text(self, s: int) -> str:
+        kinds = ", ".join(sorted(self.health.warned)) or "a health warning"
+        where = str(ckpt.step_dir(self.run_dir, s))
+        if self._healthy:
+            step, path = self._healthy
+            last = f"the last healthy checkpoint is {path} (step {step}): use it with --adapter {path}"
+        else:
+            last = ("no earlier evaluation passed its checks, so the last healthy model is the starting one: "
+                    "restart with gentler settings (see the warning), or with a smaller --eval-every, which checks "
+                    "more often")
+        return f"stopped at step {s} on a health warning ({kinds}; --stop-on-collapse); checkpoint {where}. {last}"
 
     def _throughput(self, tokens: int, dt: float) -> dict:
         """tokens/s summed over ranks and the largest per-rank memory peak (plus each rank's figures)."""
@@ -401,3 +488,11 @@ class Trainer:
         self._saved_step = self.step
         self.report.log(f"checkpoint saved: {path}")
         self.report.checkpoint(self.step, str(path))
+
+
+def _mean_row(rows: list[dict]) -> dict | None:
+    """The mean of each number in `rows` (training rows of a health check's window); None for no rows."""
+    if not rows:
+        return None
+    keys = [k for k, v in rows[-1].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return {k: float(np.mean([r[k] for r in rows if k in r])) for k in keys}
