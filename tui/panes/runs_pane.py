@@ -84,8 +84,10 @@ class RunsPane(VerticalScroll):
     BINDINGS = [Binding("o", "overlay", "Overlay"), Binding("r", "resume", "Resume"),
                 Binding("n", "continue", "New from it"),
                 Binding("v", "evaluate", "Evaluate", tooltip="Evaluate the highlighted run's adapter on held-out pairs"),
-                Binding("b", "blind_compare", "Blind compare",
-                        tooltip="Judge the highlighted run's answers against the base's, blind (held-out prompts)"),
+                # Not in the footer: at 80 columns it has no room left (it would cut "? Keys"); the help line
+                # above the list, the ? screen and the palette name it.
+                Binding("b", "blind_compare", "Blind compare", show=False,
+                        tooltip="Compare the highlighted run's answers with the base's, blind: you judge held-out prompts"),
                 Binding("c", "chat", "Chat", show=False),
                 Binding("e", "export", "Export", show=False), Binding("d", "delete", "Delete"),
                 Binding("ctrl+r", "refresh", "Refresh", show=False)]
