@@ -96,6 +96,7 @@ _API = {
     "prepare_comparison": ("compare.run", "prepare_comparison"),
     "Comparison": ("compare.run", "Comparison"),
     "Duel": ("compare.duels", "Duel"),
+    "COMPARE_BASE": ("compare.duels", "BASE"),  # how the records name the base side
     "compare_files": ("compare.duels", "compare_files"),
     "read_verdicts": ("compare.duels", "read_verdicts"),
     "read_compare": ("compare.stats", "read_compare"),

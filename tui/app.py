@@ -186,6 +186,8 @@ class MlxDpoApp(App):
         yield SystemCommand("Runs: refresh the list", "re-read the runs folder (ctrl+r)", on("runs", "refresh"))
         yield SystemCommand("Runs: evaluate the highlighted run", "its adapter on held-out pairs (v)",
                             on("runs", "evaluate"))
+        yield SystemCommand("Runs: blind compare the highlighted run", "judge its answers against the base's on "
+                            "held-out prompts, sides hidden (b)", on("runs", "blind_compare"))
         yield SystemCommand("Train: iterative DPO (iterate mode)", "the model writes its own pairs, a judge ranks "
                             "them, it trains, round after round", on("train", "iterate_mode"))
         yield SystemCommand("Chat: load model + adapter", "chat with the current run's adapter (ctrl+l)",

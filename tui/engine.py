@@ -22,8 +22,8 @@ from textual.message_pump import MessagePump
 
 from mlx_dpo import DataError, TrainingStopped, UsageError
 
-from .messages import (ABAnswers, ABChunk, ABRevealed, ABStarted, ChatChunk, ChatDone, ChatLoaded, DataInspected,
-                       EvalDone, EvalProgress, ExportDone, ExportLog, JobFailed, MemoryEstimated, PrefsUpdated)
+from .messages import (ABAnswers, ABChunk, ABRevealed, ABStarted, ChatChunk, ChatDone, ChatLoaded, CompareProgress,
+                       CompareReady, DataInspected, EvalDone, EvalProgress, ExportDone, ExportLog, JobFailed, MemoryEstimated, PrefsUpdated)
 
 FLUSH_SECONDS = 0.05  # batch streamed tokens: one UI message per ~50 ms, not one per token
 
@@ -171,6 +171,30 @@ class Engine:
             metrics = run_eval(cfg, run_dir, Progress())
             to.post_message(EvalDone("eval", run_dir, data, metrics))
         self.submit("eval", job, reply_to)
+
+    def prepare_compare(self, reply_to: MessagePump, options: dict) -> None:
+        """Both sides of a blind compare answer the held-out prompts (`options`: CompareConfig's fields, judge
+        "human"); the Comparison comes back to be judged on the UI thread (its picks load no MLX)."""
+        def job(to):
+            from mlx_dpo import CompareConfig, Reporter, prepare_comparison
+
+            self._chat, self._ab = None, None  # free the chat model's memory: each side loads its own copy
+
+            class Progress(Reporter):
+                last = 0.0
+
+                def phase(self, phase, text):
+                    to.post_message(CompareProgress("compare", text))
+
+                def task(self, name, done, total, label=""):
+                    if done < total and time.monotonic() - self.last < 0.25:
+                        return
+                    self.last = time.monotonic()
+                    to.post_message(CompareProgress("compare", f"{label or name} {done}/{total}"))
+
+            comparison = prepare_comparison(CompareConfig(**options, judge="human"), Progress())
+            to.post_message(CompareReady("compare", comparison))
+        self.submit("compare", job, reply_to)
 
     # ---------------------------------------------------------------- A/B answers and the preference file
     def ab_start(self, reply_to: MessagePump, source: str, sampling: dict, system: str | None, history: list[dict],

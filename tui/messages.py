@@ -209,3 +209,20 @@ class EvalDone(EngineMessage):
     def __init__(self, job: str, run: str, data: str, metrics: dict) -> None:
         super().__init__(job)
         self.run, self.data, self.metrics = run, data, dict(metrics)
+
+
+class CompareProgress(EngineMessage):
+    """What the blind compare's preparation does now (loading a side, answering the held-out prompts)."""
+
+    def __init__(self, job: str, text: str) -> None:
+        super().__init__(job)
+        self.text = text
+
+
+class CompareReady(EngineMessage):
+    """Both sides answered every prompt: the engine's Comparison (its duels hold text only, no MLX; its
+    record_pick appends a verdict to RUN_DIR/compare-*.jsonl from the UI thread)."""
+
+    def __init__(self, job: str, comparison) -> None:
+        super().__init__(job)
+        self.comparison = comparison

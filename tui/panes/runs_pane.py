@@ -2,7 +2,9 @@
 one's adapter, evaluate it on held-out pairs, chat, export, delete. The list refreshes itself (on the
 trainer's events, and every few seconds while the tab is shown, for runs started elsewhere). The rounds
 of an iteration (`mlx-dpo iterate`) are runs named ITERATION/round_N; showing one also shows the
-iteration's round reports."""
+iteration's round reports. A run's compare results (RUN_DIR/compare-*.jsonl: `mlx-dpo compare`, or the
+blind compare here, key b) are shown with it; where several runs were compared against the base, they
+are ranked (Bradley–Terry, Elo points with 95% intervals) below the list."""
 
 from __future__ import annotations
 
@@ -16,22 +18,25 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from mlx_dpo import RunInfo, is_iteration, list_runs, read_rounds, read_run
+from mlx_dpo import (COMPARE_BASE, RunInfo, compare_files, is_iteration, list_runs, rank_run_dirs, read_compare,
+                     read_rounds, read_run, read_verdicts)
 
 from ..confirm import Confirm
 from ..messages import EvalDone, EvalProgress, JobFailed
+from ..screens.blind_compare import BlindCompare, result_line
 from ..widgets.charts import MetricsCharts
 from ..widgets.rounds import RoundsTable
 
 HELP = ("Enter shows a run's curves · o overlays the highlighted run on the shown one · r resumes · "
-        "n starts a new run from its adapter · v evaluates it on held-out pairs · c chats · e exports · "
-        "d deletes · ? all keys")
+        "n starts a new run from its adapter · v evaluates it on held-out pairs · b compares it blind with the "
+        "base · c chats · e exports · d deletes · ? all keys")
 EVAL_METRICS = (("loss", "loss", 4), ("rewards/accuracies", "accuracy", 2), ("rewards/margins", "margin", 3),
                 ("rewards/chosen", "chosen", 3), ("rewards/rejected", "rejected", 3))
 # What a run did comes first (an 80-column terminal shows up to the held-out accuracy), how it was set up after.
 COLUMNS = ("run", "status", "steps", "loss", "acc", "eval acc", "loss kind", "β", "lr", "started", "duration",
            "model", "data")
 AUTO_REFRESH_SECONDS = 3.0
+BLIND_PROMPTS = 12  # held-out prompts a person judges in the app's blind compare (a few minutes of reading)
 
 
 def _num(v, digits: int = 4) -> str:
@@ -79,6 +84,10 @@ class RunsPane(VerticalScroll):
     BINDINGS = [Binding("o", "overlay", "Overlay"), Binding("r", "resume", "Resume"),
                 Binding("n", "continue", "New from it"),
                 Binding("v", "evaluate", "Evaluate", tooltip="Evaluate the highlighted run's adapter on held-out pairs"),
+                # Not in the footer: at 80 columns it has no room left (it would cut "? Keys"); the help line
+                # above the list, the ? screen and the palette name it.
+                Binding("b", "blind_compare", "Blind compare", show=False,
+                        tooltip="Compare the highlighted run's answers with the base's, blind: you judge held-out prompts"),
                 Binding("c", "chat", "Chat", show=False),
                 Binding("e", "export", "Export", show=False), Binding("d", "delete", "Delete"),
                 Binding("ctrl+r", "refresh", "Refresh", show=False)]
@@ -88,17 +97,21 @@ class RunsPane(VerticalScroll):
         self.paths: list[str] = []
         self.shown: str | None = None
         self.evaluating: str | None = None  # the run the engine evaluates now
+        self.compared: tuple = ()  # the compare files (and their sizes) the ranking was made from
 
     def compose(self) -> ComposeResult:
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield Static(HELP, id="runs-help", markup=False)
+        yield Static("", id="runs-ranking", markup=False)
         yield Static("", id="runs-eval", markup=False)
+        yield Static("", id="runs-compare", markup=False)
         yield RoundsTable(id="runs-rounds")
         yield MetricsCharts(id="runs-charts")
 
     def on_mount(self) -> None:
         self.query_one("#runs-table", DataTable).add_columns(*COLUMNS)
-        self.query_one("#runs-eval").display = False
+        for wid in ("#runs-eval", "#runs-compare", "#runs-ranking"):
+            self.query_one(wid).display = False
         self.query_one(RoundsTable).display = False
         self.action_refresh()
         self.set_interval(AUTO_REFRESH_SECONDS, self.auto_refresh)
@@ -129,6 +142,7 @@ class RunsPane(VerticalScroll):
             self.query_one("#runs-help", Static).update(f"No runs yet in {self.app.runs_root}/ — start one on Train (F3).")
         elif self.shown is None:
             self.query_one("#runs-help", Static).update(HELP)
+        self.show_ranking(runs)
 
     def highlighted(self) -> str | None:
         row = self.query_one("#runs-table", DataTable).cursor_row
@@ -155,6 +169,7 @@ class RunsPane(VerticalScroll):
                                                         f"lr {info.config.get('learning_rate', '?')}, "
                                                         f"{info.last_step} steps, checkpoints {info.checkpoints}")
             self.show_rounds(info)
+            self.show_compare(path)
 
     def show_rounds(self, info: RunInfo) -> None:
         """A round of an iteration: the iteration's round reports under the run's line."""
@@ -166,6 +181,69 @@ class RunsPane(VerticalScroll):
             rounds.display = True
         else:
             rounds.display = False
+
+    # ------------------------------------------------------------------ compare results
+    def show_compare(self, path: str) -> None:
+        """The shown run's compare results, one line per compare-*.jsonl (the engine recomputes each)."""
+        lines = []
+        for f in compare_files(path):
+            r = read_compare(f)
+            if r["n"]:
+                against = "the base" if r["b"] == COMPARE_BASE else Path(r["b"]).name
+                lines.append(f"vs {against}: {result_line(r)} ({f.name})")
+        box = self.query_one("#runs-compare", Static)
+        box.update(f"compared ({read_run(path).name}):\n" + "\n".join(lines) if lines else "")
+        box.display = bool(lines)
+
+    def show_ranking(self, runs: list[RunInfo]) -> None:
+        """Runs compared against the base, ranked by a Bradley–Terry fit of all their verdicts (two or more)."""
+        files = tuple((str(f), f.stat().st_size) for r in runs for f in compare_files(r.path))
+        if files == self.compared:
+            return  # nothing new: refreshing every few seconds must not re-fit
+        self.compared = files
+        dirs = [r.path for r in runs
+                if any(any(COMPARE_BASE in (v["a"], v["b"]) for v in read_verdicts(f)) for f in compare_files(r.path))]
+        box = self.query_one("#runs-ranking", Static)
+        box.display = len(dirs) >= 2
+        if len(dirs) < 2:
+            return
+        names = {str(r.path.resolve()): r.name for r in runs}
+        lines = [f"{i}. {names.get(e['name'], e['name'])}: {e['rating']:+.0f} Elo "
+                 f"(95% {e['ci95'][0]:+.0f} to {e['ci95'][1]:+.0f}) · {e['wins']}W {e['ties']}T {e['losses']}L"
+                 for i, e in enumerate(rank_run_dirs(dirs), 1)]
+        box.update("ranking against the base (Bradley–Terry over all compare verdicts):\n" + "\n".join(lines))
+
+    def action_blind_compare(self) -> None:
+        """Open the blind compare on the highlighted run: its answers against the base's, on held-out prompts."""
+        path = self.highlighted()
+        if not path:
+            self.app.notify("no run to compare: highlight one", severity="warning")
+            return
+        info = read_run(path)
+        if not (info.path / "adapters.safetensors").exists():
+            self.app.notify(f"{info.name} has no adapter yet (adapters.safetensors): nothing to compare",
+                            severity="error")
+            return
+        prompts = self.eval_data(info)
+        if not prompts:
+            self.app.notify(f"{info.name}: no held-out prompts to compare on — its config has no valid_data and the "
+                            "Data tab has no held-out file (open one there, F1, or train with one)",
+                            severity="error", timeout=10)
+            return
+        screen = BlindCompare(info.name, prompts)
+        # The base the run trained on (config.yaml); the app's model only for a run that names none.
+        options = {"adapter": path, "prompts": prompts, "limit": BLIND_PROMPTS,
+                   "model": None if info.config.get("model") else self.app.model}
+        self.app.push_screen(screen, lambda result: self.compare_done(path, result))
+        self.app.engine.prepare_compare(screen, options)
+
+    def compare_done(self, path: str, result: dict | None) -> None:
+        if result is None:
+            return
+        self.app.notify(f"blind compare of {Path(path).name}: {result_line(result)}", timeout=10)
+        self.action_refresh()
+        if self.shown == path:
+            self.show_compare(path)
 
     # ------------------------------------------------------------------ evaluate
     def eval_data(self, info: RunInfo) -> str | None:
