@@ -483,3 +483,57 @@ def test_failed_llama_cpp_check_writes_nothing(trained, tmp_path, monkeypatch, c
     assert rc != 0 and "verification in llama.cpp failed" in err
     assert "exceeds the f16 tolerance" in err and "tokenization differs at token 3" in err
     assert not (tmp_path / "g").exists() and not list(tmp_path.glob(".g*"))
+
+
+# ------------------------------------------------------------------ k-quants (llama.cpp's quantizer)
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    """A tiny llama whose rows are multiples of 256 (k-quant blocks: hidden 256, MLP 512, 2 layers, about 1.4M
+    weights), trained a few steps: big enough for llama.cpp to k-quantize nearly every tensor."""
+    root = tmp_path_factory.mktemp("gguf-wide")
+    data = write_jsonl(root / "train.jsonl", synthetic_pairs(12, seed=7))
+    base = build_tiny_model(root / "m", arch="llama", hidden_size=256, intermediate_size=512, num_heads=4,
+                            num_kv_heads=2, num_layers=2)
+    return train(base, root / "run", data, root)
+
+
+def test_k_quant_without_llama_cpp_says_how_to_get_it_before_any_work(trained, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp raises ImportError
+    base, run, _ = trained["llama-f32"]
+    rc = main(["export", "--model", base, "--adapter", run, "--output", str(tmp_path / "g"), "--format", "gguf",
+               "--gguf-type", "q4_k_m"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "pip install 'mlx-dpo[gguf-verify]'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "g").exists() and not list(tmp_path.glob(".g*"))
+
+
+@pytest.mark.llama_cpp
+def test_q4_k_m_is_smaller_loads_in_llama_cpp_and_reports_its_drift(wide, tmp_path, capsys):
+    need_llama_cpp()
+    base, run, _ = wide
+    f16 = export(base, run, tmp_path / "f", "f16")
+    q = export(base, run, tmp_path / "q", "q4_k_m")
+    out = capsys.readouterr()
+    assert "greedy next token agrees at" in out.err and "drift reported, not enforced" in out.out
+    assert "relative" in out.err
+    print(*[line for line in out.err.splitlines() if "q4_k_m" in line], sep="\n")
+    assert not list((tmp_path / "q").glob("*.f16"))  # the intermediate f16 file is gone
+    r = gguf.GGUFReader(str(q))
+    kinds = {t.tensor_type.name for t in r.tensors if len(t.shape) > 1}
+    assert "Q4_K" in kinds and "F16" not in kinds
+    ratio = f16.stat().st_size / q.stat().st_size
+    texts, tok = conversations(base)
+    ids = [tok.encode(t, add_special_tokens=False) for t in texts]
+    tuned, _ = mlx_logits(base, run, ids)
+    llm = load_gguf(q)
+    got = [llama_logits(llm, x)[0] for x in ids]
+    agree = sum(int((g.argmax(-1) == t.argmax(-1)).sum()) for g, t in zip(got, tuned))
+    total = sum(len(x) for x in ids)
+    print(f"q4_k_m: {q.stat().st_size} bytes vs f16 {f16.stat().st_size} ({ratio:.2f}x smaller); greedy next token "
+          f"agrees at {agree}/{total}; max |diff| {max_diff(got, tuned):.4g}")
+    assert ratio >= 2.5
+    assert agree / total >= 0.5

@@ -48,7 +48,7 @@ class ExportConfig:
     verify: bool = True
     push_to_hub: str | None = None
     trust_remote_code: bool = False
-    gguf_type: str = "f16"          # gguf only: f16, bf16 or q8_0
+    gguf_type: str = "f16"          # gguf only: f16, bf16, q8_0, or a k-quant of llama.cpp's (gguf_quant.py)
 
 
 @dataclass
@@ -99,6 +99,11 @@ def run_export(cfg: ExportConfig, log=print) -> ExportResult:
 
         path = resolve_model_path(cfg.model)
         plan = preflight(path, load_config(path), cfg.gguf_type)
+        from .gguf_quant import K_QUANTS
+
+        if cfg.gguf_type in K_QUANTS and not cfg.verify:
+            raise UsageError(f"--no-verify does not apply to --gguf-type {cfg.gguf_type}: its drift from the MLX "
+                             "model is always measured and reported")
     adapter_cfg = read_adapter_config(only_checkpoints_hint(Path(cfg.adapter)))
     run_cfg = load_run_config(Path(cfg.adapter))
     if cfg.format == "peft" and cfg.quantize is None and run_cfg.get("quantize"):

@@ -30,9 +30,11 @@ from .gguf_arch import (Family, family_for, generated_tensors, llama_cpp_name, r
                         supported_list, transform)
 from .gguf_vocab import _LLAMA3_SPLIT, VocabPlan, add_vocab, vocab_plan  # noqa: F401 (tests use _LLAMA3_SPLIT)
 
-GGUF_TYPES = ("f16", "bf16", "q8_0")
-# Which dtype the fused hf model is written in before conversion (None: the base's own dtype).
-HF_DTYPE = {"f16": "float16", "bf16": "bfloat16", "q8_0": None}
+GGUF_TYPES = ("f16", "bf16", "q8_0", "q4_k_m", "q5_k_m", "q6_k", "q4_0")
+# Which dtype the fused hf model is written in before conversion (None: the base's own dtype). The k-quants
+# (export/gguf_quant.py) are llama.cpp's quantizer applied to the verified f16 file.
+HF_DTYPE = {"f16": "float16", "bf16": "bfloat16", "q8_0": None,
+            "q4_k_m": "float16", "q5_k_m": "float16", "q6_k": "float16", "q4_0": "float16"}
 # Largest |logit difference| accepted between llama.cpp and MLX (base + adapter), per GGUF type, for logits
 # up to 1 in size; scaled by the largest |logit| above that (`tolerance`), and by the family's own factor
 # (Gemma: llama.cpp's CPU GELU reads an f16 lookup table, a third rounding). llama.cpp's CPU matmuls round
@@ -44,7 +46,7 @@ GGUF_TOLERANCE = {"f16": 2e-2, "bf16": 2.5e-1, "q8_0": None}
 
 
 def tolerance(gguf_type: str, tuned: list[np.ndarray], family_scale: float = 1.0) -> float | None:
-    base = GGUF_TOLERANCE[gguf_type]
+    base = GGUF_TOLERANCE.get(gguf_type)
     if base is None:
         return None
     return base * family_scale * max(1.0, max(float(np.abs(t).max()) for t in tuned))
@@ -81,6 +83,10 @@ def preflight(base_path: Path, config: dict, gguf_type: str) -> GgufPlan:
     if gguf_type not in GGUF_TYPES:
         raise UsageError(f"--gguf-type: expected one of {', '.join(GGUF_TYPES)}, got {gguf_type!r}")
     fam = family_for(config)
+    from .gguf_quant import K_QUANTS, need_quantizer
+
+    if gguf_type in K_QUANTS:
+        need_quantizer(gguf_type)
     return GgufPlan(fam, vocab_plan(base_path, _templated(base_path)), rope_plan(config, fam))
 
 

@@ -15,7 +15,7 @@ from ..messages import ExportDone, ExportLog, JobFailed
 from ..widgets.toggle import Toggle
 
 
-GGUF = ("gguf:f16", "gguf:bf16", "gguf:q8_0")
+GGUF = ("gguf:f16", "gguf:bf16", "gguf:q8_0", "gguf:q4_k_m", "gguf:q5_k_m", "gguf:q6_k", "gguf:q4_0")
 
 
 class ExportPane(VerticalScroll):
@@ -33,7 +33,12 @@ class ExportPane(VerticalScroll):
             yield Label("format", classes="form-label")
             yield Select([("Hugging Face, fused (hf)", "hf"), ("PEFT adapter", "peft"), ("mlx-lm adapter", "mlx"),
                           ("GGUF f16 (llama.cpp, Ollama)", "gguf:f16"), ("GGUF bf16", "gguf:bf16"),
-                          ("GGUF q8_0 (quantized)", "gguf:q8_0")], value="hf", allow_blank=False, id="export-format")
+                          ("GGUF q8_0 (quantized)", "gguf:q8_0"),
+                          ("GGUF q4_k_m (llama.cpp quantizer; smallest common choice)", "gguf:q4_k_m"),
+                          ("GGUF q5_k_m (llama.cpp quantizer)", "gguf:q5_k_m"),
+                          ("GGUF q6_k (llama.cpp quantizer)", "gguf:q6_k"),
+                          ("GGUF q4_0 (llama.cpp quantizer)", "gguf:q4_0")],
+                         value="hf", allow_blank=False, id="export-format")
             yield Label("dtype", classes="form-label")
             yield Select([("as the base", "base"), ("float32", "float32"), ("float16", "float16"),
                           ("bfloat16", "bfloat16")], value="base", allow_blank=False, id="export-dtype")
