@@ -537,3 +537,72 @@ def test_q4_k_m_is_smaller_loads_in_llama_cpp_and_reports_its_drift(wide, tmp_pa
           f"agrees at {agree}/{total}; max |diff| {max_diff(got, tuned):.4g}")
     assert ratio >= 2.5
     assert agree / total >= 0.5
+
+
+# ------------------------------------------------------------------ the adapter alone: gguf-lora
+
+def test_dora_adapter_is_refused_for_gguf_lora_before_any_work(trained, tmp_path, capsys):
+    base, run, _ = trained["llama-f32"]
+    dora = tmp_path / "dora-run"
+    shutil.copytree(run, dora)
+    cfg = json.loads((dora / "adapter_config.json").read_text())
+    (dora / "adapter_config.json").write_text(json.dumps(dict(cfg, fine_tune_type="dora")))
+    rc = main(["export", "--model", base, "--adapter", str(dora), "--output", str(tmp_path / "g"),
+               "--format", "gguf-lora"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "DoRA adapter has no llama.cpp LoRA form" in err
+    assert not (tmp_path / "g").exists() and not list(tmp_path.glob(".g*"))
+
+
+def test_gguf_base_of_another_architecture_is_refused_before_any_work(trained, tmp_path, monkeypatch, capsys):
+    import mlx_dpo.export.gguf_export as ge
+
+    monkeypatch.setattr(ge, "llama_cpp_missing", lambda: "test")
+    other = export(*trained["qwen2-f32"][:2], tmp_path / "q")
+    base, run, _ = trained["llama-f32"]
+    rc = main(["export", "--model", base, "--adapter", run, "--output", str(tmp_path / "g"), "--format", "gguf-lora",
+               "--gguf-base", str(other)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "a qwen2 model of 2 blocks, but the adapter's base is a llama model" in err
+    assert not (tmp_path / "g").exists()
+
+
+@pytest.mark.llama_cpp
+@pytest.mark.parametrize("name", ["llama-f32", "qwen2-4"])
+def test_gguf_lora_reproduces_mlx_base_plus_adapter_in_llama_cpp(trained, tmp_path, name, capsys):
+    """The adapter GGUF in llama.cpp's LoRA layout, on the f16 base exported beside it: base + adapter match MLX
+    to the f16 tolerance, the adapter's effect is far above it; then the same adapter on a named --gguf-base."""
+    llama_cpp = need_llama_cpp()
+    base, run, _ = trained[name]
+    out = tmp_path / "a"
+    assert main(["export", "--model", base, "--adapter", run, "--output", str(out), "--format", "gguf-lora"]) == 0
+    assert "verified: max |logit difference|" in capsys.readouterr().out
+    adapter, base_gguf = out / "a-lora.gguf", out / "a-base-f16.gguf"
+    assert sorted(p.name for p in out.iterdir()) == ["Modelfile", "README.md", base_gguf.name, adapter.name]
+    modelfile = (out / "Modelfile").read_text()
+    assert modelfile.startswith(f"FROM ./{base_gguf.name}\nADAPTER ./{adapter.name}\n")
+    f, t = fields(adapter)
+    lp = json.loads(open(f"{run}/adapter_config.json").read())["lora_parameters"]
+    assert f["general.type"] == "adapter" and f["adapter.type"] == "lora"
+    assert f["adapter.lora.alpha"] == pytest.approx(lp["scale"] * lp["rank"])
+    assert f["general.architecture"] == ("llama" if name.startswith("llama") else "qwen2")
+    hidden = json.loads(open(f"{base}/config.json").read())["hidden_size"]
+    a, b = t["blk.0.attn_q.weight.lora_a"], t["blk.0.attn_q.weight.lora_b"]
+    assert tuple(a.shape) == (hidden, lp["rank"]) and tuple(b.shape) == (lp["rank"], hidden)  # ggml (ne0, ne1)
+    assert all(n.endswith((".lora_a", ".lora_b")) for n in t)
+
+    texts, tok = conversations(base)
+    ids = [tok.encode(x, add_special_tokens=False) for x in texts[:3]]
+    tuned, plain = mlx_logits(base, run, ids)
+    llm = llama_cpp.Llama(model_path=str(base_gguf), lora_path=str(adapter), logits_all=True, n_ctx=256,
+                          n_gpu_layers=0, verbose=False, seed=0)
+    diff = max_diff([llama_logits(llm, x)[0] for x in ids], tuned)
+    effect = max_diff(tuned, plain)
+    print(f"{name} gguf-lora: max |llama.cpp base + LoRA - mlx| {diff:.4g}, adapter effect {effect:.4g}")
+    assert diff <= tolerance("f16", tuned) and effect > 10 * tolerance("f16", tuned)
+
+    again = tmp_path / "b"
+    assert main(["export", "--model", base, "--adapter", run, "--output", str(again), "--format", "gguf-lora",
+                 "--gguf-base", str(base_gguf)]) == 0
+    assert sorted(p.name for p in again.iterdir()) == ["Modelfile", "README.md", "b-lora.gguf"]
+    assert (again / "Modelfile").read_text().startswith(f"FROM {base_gguf.resolve()}\nADAPTER ./b-lora.gguf\n")

@@ -329,11 +329,12 @@ class GgufCheck:
     details: list[str] = field(default_factory=list)
 
 
-def load_llama(path: Path, n_ctx: int):
+def load_llama(path: Path, n_ctx: int, lora_path: Path | None = None):
     import llama_cpp
 
     return llama_cpp.Llama(model_path=str(path), logits_all=True, vocab_only=False, n_ctx=n_ctx,
-                           n_gpu_layers=0, verbose=False, seed=0)
+                           n_gpu_layers=0, verbose=False, seed=0,
+                           **({"lora_path": str(lora_path)} if lora_path else {}))
 
 
 def llama_logits(llm, ids: list[int]) -> np.ndarray:
@@ -353,10 +354,11 @@ def is_eog(llm, token: int) -> bool:
 
 
 def check_in_llama_cpp(path: Path, inputs: list[list[int]], tuned: list[np.ndarray], texts: list[tuple[str, bool]],
-                       tokenizer, prompt_messages: list[list[dict]], stop_ids: list[int]) -> GgufCheck:
+                       tokenizer, prompt_messages: list[list[dict]], stop_ids: list[int],
+                       lora_path: Path | None = None) -> GgufCheck:
     """Load the GGUF in llama.cpp; compare logits, tokenization, template rendering and stop tokens."""
     n_ctx = max([len(x) for x in inputs] + [len(tokenizer.encode(t)) for t, _ in texts] + [64]) + 16
-    llm = load_llama(path, n_ctx)
+    llm = load_llama(path, n_ctx, lora_path)
     try:
         diff = max(float(np.abs(llama_logits(llm, ids) - t).max()) for ids, t in zip(inputs, tuned))
         details, equal = [], True
