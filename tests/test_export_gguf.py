@@ -554,6 +554,20 @@ def test_dora_adapter_is_refused_for_gguf_lora_before_any_work(trained, tmp_path
     assert not (tmp_path / "g").exists() and not list(tmp_path.glob(".g*"))
 
 
+def test_lora_outside_the_blocks_is_refused_for_gguf_lora_before_any_work(trained, tmp_path, capsys):
+    base, run, _ = trained["llama-f32"]
+    head = tmp_path / "head-run"
+    shutil.copytree(run, head)
+    weights = dict(mx.load(str(head / "adapters.safetensors")))
+    weights.update({"lm_head.lora_a": mx.zeros((64, 8)), "lm_head.lora_b": mx.zeros((8, 384))})
+    mx.save_safetensors(str(head / "adapters.safetensors"), weights)
+    rc = main(["export", "--model", base, "--adapter", str(head), "--output", str(tmp_path / "g"),
+               "--format", "gguf-lora"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "the LoRA on 'lm_head' (llama) is not converted" in err
+    assert not (tmp_path / "g").exists()
+
+
 def test_gguf_base_of_another_architecture_is_refused_before_any_work(trained, tmp_path, monkeypatch, capsys):
     import mlx_dpo.export.gguf_export as ge
 

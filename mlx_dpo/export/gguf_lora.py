@@ -43,8 +43,8 @@ def preflight_lora(cfg, plan, adapter_cfg: dict, adapter_dir: Path, base_config:
     for m in modules:
         target = names.get_name(m + ".weight", try_suffixes=(".weight",))
         if target is None or not target.startswith("blk."):
-            raise UsageError(f"--format gguf-lora: llama.cpp takes no LoRA on {m!r} ({plan.arch.lower()}); "
-                             "export --format gguf (fused) instead")
+            raise UsageError(f"--format gguf-lora: the LoRA on {m!r} ({plan.arch.lower()}) is not converted (only "
+                             "the linear layers of the transformer blocks are); export --format gguf (fused) instead")
     if cfg.gguf_base:
         _check_base_file(Path(cfg.gguf_base), plan, base_config)
     return modules
@@ -182,7 +182,8 @@ def export_gguf_lora(cfg, model, tokenizer, base_path, base_config, adapter_cfg,
         result = ExportResult(tmp, check.max_abs_diff, effect, tol,
                               note="base + adapter in llama.cpp; tokens and stop tokens match"
                               + ("" if tol else "; quantized base: drift reported, not enforced"))
-    card = model_card(cfg, base_config, adapter_cfg, run_cfg, "gguf-lora")
+    card = model_card(cfg, base_config, adapter_cfg, run_cfg,
+                      "adapter float32, base " + ("f16" if not cfg.gguf_base else Path(cfg.gguf_base).name))
     readme = run_readme(adapter_name, "LoRA adapter", result.verdict())
     readme = readme.replace(f"`llama-cli -m {adapter_name} -cnv`", f"`llama-cli -m {base_ref} --lora {adapter_name} -cnv`")
     readme = readme.replace(f"`llama-server -m {adapter_name}`", f"`llama-server -m {base_ref} --lora {adapter_name}`")
