@@ -536,7 +536,7 @@ def test_q4_k_m_is_smaller_loads_in_llama_cpp_and_reports_its_drift(wide, tmp_pa
     print(f"q4_k_m: {q.stat().st_size} bytes vs f16 {f16.stat().st_size} ({ratio:.2f}x smaller); greedy next token "
           f"agrees at {agree}/{total}; max |diff| {max_diff(got, tuned):.4g}")
     assert ratio >= 2.5
-    assert agree / total >= 0.5
+    assert agree / total >= 0.75  # measured 245/283 (87%) on this model; random tiny weights drift more than real ones
 
 
 # ------------------------------------------------------------------ the adapter alone: gguf-lora
