@@ -582,12 +582,12 @@ def test_gguf_base_of_another_architecture_is_refused_before_any_work(trained, t
 
 
 @pytest.mark.llama_cpp
-@pytest.mark.parametrize("name", ["llama-f32", "qwen2-4"])
-def test_gguf_lora_reproduces_mlx_base_plus_adapter_in_llama_cpp(trained, tmp_path, name, capsys):
+@pytest.mark.parametrize("name", ["llama-f32", "qwen2-4", "mistral"])
+def test_gguf_lora_reproduces_mlx_base_plus_adapter_in_llama_cpp(request, tmp_path, name, capsys):
     """The adapter GGUF in llama.cpp's LoRA layout, on the f16 base exported beside it: base + adapter match MLX
     to the f16 tolerance, the adapter's effect is far above it; then the same adapter on a named --gguf-base."""
     llama_cpp = need_llama_cpp()
-    base, run, _ = trained[name]
+    base, run, _ = lookup(request, name)
     out = tmp_path / "a"
     assert main(["export", "--model", base, "--adapter", run, "--output", str(out), "--format", "gguf-lora"]) == 0
     assert "verified: max |logit difference|" in capsys.readouterr().out
@@ -599,7 +599,7 @@ def test_gguf_lora_reproduces_mlx_base_plus_adapter_in_llama_cpp(trained, tmp_pa
     lp = json.loads(open(f"{run}/adapter_config.json").read())["lora_parameters"]
     assert f["general.type"] == "adapter" and f["adapter.type"] == "lora"
     assert f["adapter.lora.alpha"] == pytest.approx(lp["scale"] * lp["rank"])
-    assert f["general.architecture"] == ("llama" if name.startswith("llama") else "qwen2")
+    assert f["general.architecture"] == ("qwen2" if name.startswith("qwen2") else "llama")  # Mistral: llama
     hidden = json.loads(open(f"{base}/config.json").read())["hidden_size"]
     a, b = t["blk.0.attn_q.weight.lora_a"], t["blk.0.attn_q.weight.lora_b"]
     assert tuple(a.shape) == (hidden, lp["rank"]) and tuple(b.shape) == (lp["rank"], hidden)  # ggml (ne0, ne1)
