@@ -483,3 +483,140 @@ def test_failed_llama_cpp_check_writes_nothing(trained, tmp_path, monkeypatch, c
     assert rc != 0 and "verification in llama.cpp failed" in err
     assert "exceeds the f16 tolerance" in err and "tokenization differs at token 3" in err
     assert not (tmp_path / "g").exists() and not list(tmp_path.glob(".g*"))
+
+
+# ------------------------------------------------------------------ k-quants (llama.cpp's quantizer)
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    """A tiny llama whose rows are multiples of 256 (k-quant blocks: hidden 256, MLP 512, 2 layers, about 1.4M
+    weights), trained a few steps: big enough for llama.cpp to k-quantize nearly every tensor."""
+    root = tmp_path_factory.mktemp("gguf-wide")
+    data = write_jsonl(root / "train.jsonl", synthetic_pairs(12, seed=7))
+    base = build_tiny_model(root / "m", arch="llama", hidden_size=256, intermediate_size=512, num_heads=4,
+                            num_kv_heads=2, num_layers=2)
+    return train(base, root / "run", data, root)
+
+
+def test_k_quant_without_llama_cpp_says_how_to_get_it_before_any_work(trained, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp raises ImportError
+    base, run, _ = trained["llama-f32"]
+    rc = main(["export", "--model", base, "--adapter", run, "--output", str(tmp_path / "g"), "--format", "gguf",
+               "--gguf-type", "q4_k_m"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "pip install 'mlx-dpo[gguf-verify]'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "g").exists() and not list(tmp_path.glob(".g*"))
+
+
+@pytest.mark.llama_cpp
+def test_q4_k_m_is_smaller_loads_in_llama_cpp_and_reports_its_drift(wide, tmp_path, capsys):
+    need_llama_cpp()
+    base, run, _ = wide
+    f16 = export(base, run, tmp_path / "f", "f16")
+    q = export(base, run, tmp_path / "q", "q4_k_m")
+    out = capsys.readouterr()
+    assert "greedy next token agrees at" in out.err and "drift reported, not enforced" in out.out
+    assert "relative" in out.err
+    print(*[line for line in out.err.splitlines() if "q4_k_m" in line], sep="\n")
+    assert not list((tmp_path / "q").glob("*.f16"))  # the intermediate f16 file is gone
+    r = gguf.GGUFReader(str(q))
+    kinds = {t.tensor_type.name for t in r.tensors if len(t.shape) > 1}
+    assert "Q4_K" in kinds and "F16" not in kinds
+    ratio = f16.stat().st_size / q.stat().st_size
+    texts, tok = conversations(base)
+    ids = [tok.encode(t, add_special_tokens=False) for t in texts]
+    tuned, _ = mlx_logits(base, run, ids)
+    llm = load_gguf(q)
+    got = [llama_logits(llm, x)[0] for x in ids]
+    agree = sum(int((g.argmax(-1) == t.argmax(-1)).sum()) for g, t in zip(got, tuned))
+    total = sum(len(x) for x in ids)
+    print(f"q4_k_m: {q.stat().st_size} bytes vs f16 {f16.stat().st_size} ({ratio:.2f}x smaller); greedy next token "
+          f"agrees at {agree}/{total}; max |diff| {max_diff(got, tuned):.4g}")
+    assert ratio >= 2.5
+    assert agree / total >= 0.75  # measured 245/283 (87%) on this model; random tiny weights drift more than real ones
+
+
+# ------------------------------------------------------------------ the adapter alone: gguf-lora
+
+def test_dora_adapter_is_refused_for_gguf_lora_before_any_work(trained, tmp_path, capsys):
+    base, run, _ = trained["llama-f32"]
+    dora = tmp_path / "dora-run"
+    shutil.copytree(run, dora)
+    cfg = json.loads((dora / "adapter_config.json").read_text())
+    (dora / "adapter_config.json").write_text(json.dumps(dict(cfg, fine_tune_type="dora")))
+    rc = main(["export", "--model", base, "--adapter", str(dora), "--output", str(tmp_path / "g"),
+               "--format", "gguf-lora"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "DoRA adapter has no llama.cpp LoRA form" in err
+    assert not (tmp_path / "g").exists() and not list(tmp_path.glob(".g*"))
+
+
+def test_lora_outside_the_blocks_is_refused_for_gguf_lora_before_any_work(trained, tmp_path, capsys):
+    base, run, _ = trained["llama-f32"]
+    head = tmp_path / "head-run"
+    shutil.copytree(run, head)
+    weights = dict(mx.load(str(head / "adapters.safetensors")))
+    weights.update({"lm_head.lora_a": mx.zeros((64, 8)), "lm_head.lora_b": mx.zeros((8, 384))})
+    mx.save_safetensors(str(head / "adapters.safetensors"), weights)
+    rc = main(["export", "--model", base, "--adapter", str(head), "--output", str(tmp_path / "g"),
+               "--format", "gguf-lora"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "the LoRA on 'lm_head' (llama) is not converted" in err
+    assert not (tmp_path / "g").exists()
+
+
+def test_gguf_base_of_another_architecture_is_refused_before_any_work(trained, tmp_path, monkeypatch, capsys):
+    import mlx_dpo.export.gguf_export as ge
+
+    monkeypatch.setattr(ge, "llama_cpp_missing", lambda: "test")
+    other = export(*trained["qwen2-f32"][:2], tmp_path / "q")
+    base, run, _ = trained["llama-f32"]
+    rc = main(["export", "--model", base, "--adapter", run, "--output", str(tmp_path / "g"), "--format", "gguf-lora",
+               "--gguf-base", str(other)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "a qwen2 model of 2 blocks, but the adapter's base is a llama model" in err
+    assert not (tmp_path / "g").exists()
+
+
+@pytest.mark.llama_cpp
+@pytest.mark.parametrize("name", ["llama-f32", "qwen2-4", "mistral"])
+def test_gguf_lora_reproduces_mlx_base_plus_adapter_in_llama_cpp(request, tmp_path, name, capsys):
+    """The adapter GGUF in llama.cpp's LoRA layout, on the f16 base exported beside it: base + adapter match MLX
+    to the f16 tolerance, the adapter's effect is far above it; then the same adapter on a named --gguf-base."""
+    llama_cpp = need_llama_cpp()
+    base, run, _ = lookup(request, name)
+    out = tmp_path / "a"
+    assert main(["export", "--model", base, "--adapter", run, "--output", str(out), "--format", "gguf-lora"]) == 0
+    assert "verified: max |logit difference|" in capsys.readouterr().out
+    adapter, base_gguf = out / "a-lora.gguf", out / "a-base-f16.gguf"
+    assert sorted(p.name for p in out.iterdir()) == ["Modelfile", "README.md", base_gguf.name, adapter.name]
+    modelfile = (out / "Modelfile").read_text()
+    assert modelfile.startswith(f"FROM ./{base_gguf.name}\nADAPTER ./{adapter.name}\n")
+    f, t = fields(adapter)
+    lp = json.loads(open(f"{run}/adapter_config.json").read())["lora_parameters"]
+    assert f["general.type"] == "adapter" and f["adapter.type"] == "lora"
+    assert f["adapter.lora.alpha"] == pytest.approx(lp["scale"] * lp["rank"])
+    assert f["general.architecture"] == ("qwen2" if name.startswith("qwen2") else "llama")  # Mistral: llama
+    hidden = json.loads(open(f"{base}/config.json").read())["hidden_size"]
+    a, b = t["blk.0.attn_q.weight.lora_a"], t["blk.0.attn_q.weight.lora_b"]
+    assert tuple(a.shape) == (hidden, lp["rank"]) and tuple(b.shape) == (lp["rank"], hidden)  # ggml (ne0, ne1)
+    assert all(n.endswith((".lora_a", ".lora_b")) for n in t)
+
+    texts, tok = conversations(base)
+    ids = [tok.encode(x, add_special_tokens=False) for x in texts[:3]]
+    tuned, plain = mlx_logits(base, run, ids)
+    llm = llama_cpp.Llama(model_path=str(base_gguf), lora_path=str(adapter), logits_all=True, n_ctx=256,
+                          n_gpu_layers=0, verbose=False, seed=0)
+    diff = max_diff([llama_logits(llm, x)[0] for x in ids], tuned)
+    effect = max_diff(tuned, plain)
+    print(f"{name} gguf-lora: max |llama.cpp base + LoRA - mlx| {diff:.4g}, adapter effect {effect:.4g}")
+    assert diff <= tolerance("f16", tuned) and effect > 10 * tolerance("f16", tuned)
+
+    again = tmp_path / "b"
+    assert main(["export", "--model", base, "--adapter", run, "--output", str(again), "--format", "gguf-lora",
+                 "--gguf-base", str(base_gguf)]) == 0
+    assert sorted(p.name for p in again.iterdir()) == ["Modelfile", "README.md", "b-lora.gguf"]
+    assert (again / "Modelfile").read_text().startswith(f"FROM {base_gguf.resolve()}\nADAPTER ./b-lora.gguf\n")

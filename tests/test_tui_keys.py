@@ -928,8 +928,11 @@ async def test_a_preference_file_that_cannot_be_written_keeps_the_conversation(t
         assert rows_of(prefs)[-1]["chosen"][0]["content"] == picked
 
 
-async def test_export_tab_offers_gguf_with_its_type(tiny_model, tmp_path):
-    """GGUF (f16, bf16, q8_0) is a format choice; the fused model's dtype and MLX quantization do not apply."""
+@pytest.mark.parametrize("choice,fmt,gguf_type", [("gguf:q8_0", "gguf", "q8_0"), ("gguf:q4_k_m", "gguf", "q4_k_m"),
+                                                   ("gguf-lora", "gguf-lora", None)])
+async def test_export_tab_offers_gguf_with_its_type(tiny_model, tmp_path, choice, fmt, gguf_type):
+    """GGUF (f16, bf16, q8_0, llama.cpp's k-quants, the LoRA adapter) is a format choice; the fused model's dtype
+    and MLX quantization do not apply."""
     from textual.widgets import Select
 
     class Recording(FakeEngine):
@@ -942,13 +945,13 @@ async def test_export_tab_offers_gguf_with_its_type(tiny_model, tmp_path):
     app.run_dir = str(tmp_path / "some-run")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f6")
-        app.query_one("#export-format", Select).value = "gguf:q8_0"
+        app.query_one("#export-format", Select).value = choice
         await pilot.pause()
         assert app.query_one("#export-dtype").disabled and app.query_one("#export-quantize").disabled
-        assert app.query_one("#export-output").value.endswith("some-run-gguf-q8_0")
+        assert app.query_one("#export-output").value.endswith("some-run-" + choice.replace(":", "-"))
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: "stand-in export failed" in text_of(app, "#export-result"), timeout=10)
-    assert engine.options["format"] == "gguf" and engine.options["gguf_type"] == "q8_0"
+    assert engine.options["format"] == fmt and engine.options.get("gguf_type") == gguf_type
     assert engine.options["dtype"] is None and engine.options["quantize"] is None
 
 

@@ -12,7 +12,7 @@ def cmd_export(args) -> int:
     cfg = ExportConfig(model=model_or_default(args.model), adapter=args.adapter, output=args.output,
                        format=args.format, dtype=args.dtype, quantize=args.quantize, verify=args.verify,
                        push_to_hub=args.push_to_hub, trust_remote_code=args.trust_remote_code,
-                       gguf_type=args.gguf_type)
+                       gguf_type=args.gguf_type, gguf_base=args.gguf_base)
     result = run_export(cfg, log=log)
     print(f"exported {args.format} to {result.output} ({result.verdict()})")
     return 0

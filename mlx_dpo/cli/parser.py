@@ -264,11 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
                                       "(llama.cpp, Ollama, LM Studio); verified")
     _add_model_args(x, adapter_required=True)
     x.add_argument("--output", required=True, help="new folder to write (must not exist)")
-    x.add_argument("--format", choices=("hf", "peft", "mlx", "gguf"), default="hf",
-                   help="default: hf (fused, dequantized); gguf: the fused model as one .gguf file with an Ollama "
+    x.add_argument("--format", choices=("hf", "peft", "mlx", "gguf", "gguf-lora"), default="hf",
+                   help="default: hf (fused, dequantized); gguf-lora: the adapter alone as a llama.cpp LoRA GGUF "
+                        "plus its base (f16, or --gguf-base) and a Modelfile; gguf: the fused model as one .gguf "
+                        "file with an Ollama "
                         "Modelfile, checked in llama.cpp when llama-cpp-python is installed")
-    x.add_argument("--gguf-type", choices=("f16", "bf16", "q8_0"), default="f16",
-                   help="--format gguf tensor type (default f16; q8_0 is quantized: its drift is reported)")
+    x.add_argument("--gguf-type", choices=("f16", "bf16", "q8_0", "q4_k_m", "q5_k_m", "q6_k", "q4_0"), default="f16",
+                   help="--format gguf tensor type (default f16; q8_0 and the k-quants are quantized: their drift is "
+                        "reported; q4_k_m, q5_k_m, q6_k, q4_0 come from llama.cpp's quantizer, llama-cpp-python)")
+    x.add_argument("--gguf-base", metavar="FILE",
+                   help="--format gguf-lora: an existing GGUF of the same base to pair the adapter with "
+                        "(default: export the base as f16 beside it)")
     x.add_argument("--dtype", choices=("float16", "bfloat16", "float32"), help="tensor dtype (default: the base's)")
     x.add_argument("--quantize", type=int, choices=(4, 8), help="re-quantize the fused hf model for MLX use")
     x.add_argument("--no-verify", dest="verify", action="store_false", help="skip the reload-and-compare check")

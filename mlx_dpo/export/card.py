@@ -9,7 +9,7 @@ from pathlib import Path
 from ..data.sources import DATA_SUFFIXES
 from ..fileio import read_jsonl_tolerant
 
-LIBRARY = {"hf": "transformers", "peft": "peft", "mlx": "mlx", "gguf": "gguf"}
+LIBRARY = {"hf": "transformers", "peft": "peft", "mlx": "mlx", "gguf": "gguf", "gguf-lora": "gguf"}
 FUSED = ("hf", "gguf")  # formats that hold the whole model (the adapter merged in), not an adapter
 HYPER = ("loss", "beta", "label_smoothing", "learning_rate", "lr_schedule", "warmup_steps", "iters", "epochs",
          "batch_size", "grad_accum", "max_length", "max_prompt_length", "quantize", "seed")

@@ -29,7 +29,7 @@ from ..model.load import resolve_model_path
 from .peft_format import from_peft_tensors, peft_config, to_peft_tensors
 from .verify import verification_inputs
 
-FORMATS = ("hf", "peft", "mlx", "gguf")
+FORMATS = ("hf", "peft", "mlx", "gguf", "gguf-lora")
 DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 # Largest |logit difference| accepted for an export in each dtype (the weights' rounding error).
 TOLERANCE = {"float32": 1e-3, "float16": 5e-2, "bfloat16": 2.5e-1}
@@ -48,7 +48,8 @@ class ExportConfig:
     verify: bool = True
     push_to_hub: str | None = None
     trust_remote_code: bool = False
-    gguf_type: str = "f16"          # gguf only: f16, bf16 or q8_0
+    gguf_base: str | None = None    # gguf-lora only: an existing base GGUF (else the base is exported as f16)
+    gguf_type: str = "f16"          # gguf only: f16, bf16, q8_0, or a k-quant of llama.cpp's (gguf_quant.py)
 
 
 @dataclass
@@ -91,15 +92,31 @@ def run_export(cfg: ExportConfig, log=print) -> ExportResult:
         raise UsageError("--quantize applies to --format hf only")
     if cfg.format == "gguf" and cfg.dtype:
         raise UsageError("--dtype does not apply to --format gguf; use --gguf-type f16|bf16|q8_0")
+    if cfg.format == "gguf-lora" and (cfg.dtype or cfg.gguf_type != "f16"):
+        raise UsageError("--dtype and --gguf-type do not apply to --format gguf-lora (the adapter stays float32, "
+                         "its base is f16, or the GGUF you name with --gguf-base)")
+    if cfg.gguf_base and cfg.format != "gguf-lora":
+        raise UsageError("--gguf-base applies to --format gguf-lora only")
     plan = None
-    if cfg.format == "gguf":  # refuse what cannot be converted before loading anything
+    if cfg.format in ("gguf", "gguf-lora"):  # refuse what cannot be converted before loading anything
         from mlx_lm.utils import load_config
 
         from .gguf import preflight
 
         path = resolve_model_path(cfg.model)
-        plan = preflight(path, load_config(path), cfg.gguf_type)
+        plan = preflight(path, load_config(path), "f16" if cfg.format == "gguf-lora" else cfg.gguf_type)
+        from .gguf_quant import K_QUANTS
+
+        if cfg.gguf_type in K_QUANTS and not cfg.verify:
+            raise UsageError(f"--no-verify does not apply to --gguf-type {cfg.gguf_type}: its drift from the MLX "
+                             "model is always measured and reported")
     adapter_cfg = read_adapter_config(only_checkpoints_hint(Path(cfg.adapter)))
+    if cfg.format == "gguf-lora":  # DoRA, modules llama.cpp takes no LoRA on, a mismatched --gguf-base
+        from mlx_lm.utils import load_config
+
+        from .gguf_lora import preflight_lora
+
+        preflight_lora(cfg, plan, adapter_cfg, Path(cfg.adapter), load_config(resolve_model_path(cfg.model)))
     run_cfg = load_run_config(Path(cfg.adapter))
     if cfg.format == "peft" and cfg.quantize is None and run_cfg.get("quantize"):
         log("note: the adapter was trained on a base quantized on the fly; PEFT applies it to the float original")
@@ -117,6 +134,8 @@ def run_export(cfg: ExportConfig, log=print) -> ExportResult:
     if cfg.format == "gguf":
         from .gguf import HF_DTYPE
         dtype = HF_DTYPE[cfg.gguf_type] or dtype
+    elif cfg.format == "gguf-lora":
+        dtype = "float16"
     if dtype not in DTYPES:
         raise UsageError(f"--dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
 
@@ -135,6 +154,10 @@ def run_export(cfg: ExportConfig, log=print) -> ExportResult:
                 from .gguf_export import export_gguf
                 result = export_gguf(cfg, model, tokenizer, base_path, base_config, adapter_cfg, run_cfg, dtype,
                                      plan, tmp, inputs, tuned, effect, _write_hf, ExportResult, log)
+            elif cfg.format == "gguf-lora":
+                from .gguf_lora import export_gguf_lora
+                result = export_gguf_lora(cfg, model, tokenizer, base_path, base_config, adapter_cfg, run_cfg, plan,
+                                          tmp, inputs, tuned, effect, _write_hf, ExportResult, log)
             else:
                 writer = {"hf": _write_hf, "peft": _write_peft, "mlx": _write_mlx}[cfg.format]
                 writer(cfg, model, tokenizer, base_path, base_config, adapter_cfg, dtype, tmp)

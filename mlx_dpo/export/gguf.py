@@ -30,9 +30,11 @@ from .gguf_arch import (Family, family_for, generated_tensors, llama_cpp_name, r
                         supported_list, transform)
 from .gguf_vocab import _LLAMA3_SPLIT, VocabPlan, add_vocab, vocab_plan  # noqa: F401 (tests use _LLAMA3_SPLIT)
 
-GGUF_TYPES = ("f16", "bf16", "q8_0")
-# Which dtype the fused hf model is written in before conversion (None: the base's own dtype).
-HF_DTYPE = {"f16": "float16", "bf16": "bfloat16", "q8_0": None}
+GGUF_TYPES = ("f16", "bf16", "q8_0", "q4_k_m", "q5_k_m", "q6_k", "q4_0")
+# Which dtype the fused hf model is written in before conversion (None: the base's own dtype). The k-quants
+# (export/gguf_quant.py) are llama.cpp's quantizer applied to the verified f16 file.
+HF_DTYPE = {"f16": "float16", "bf16": "bfloat16", "q8_0": None,
+            "q4_k_m": "float16", "q5_k_m": "float16", "q6_k": "float16", "q4_0": "float16"}
 # Largest |logit difference| accepted between llama.cpp and MLX (base + adapter), per GGUF type, for logits
 # up to 1 in size; scaled by the largest |logit| above that (`tolerance`), and by the family's own factor
 # (Gemma: llama.cpp's CPU GELU reads an f16 lookup table, a third rounding). llama.cpp's CPU matmuls round
@@ -44,7 +46,7 @@ GGUF_TOLERANCE = {"f16": 2e-2, "bf16": 2.5e-1, "q8_0": None}
 
 
 def tolerance(gguf_type: str, tuned: list[np.ndarray], family_scale: float = 1.0) -> float | None:
-    base = GGUF_TOLERANCE[gguf_type]
+    base = GGUF_TOLERANCE.get(gguf_type)
     if base is None:
         return None
     return base * family_scale * max(1.0, max(float(np.abs(t).max()) for t in tuned))
@@ -81,6 +83,10 @@ def preflight(base_path: Path, config: dict, gguf_type: str) -> GgufPlan:
     if gguf_type not in GGUF_TYPES:
         raise UsageError(f"--gguf-type: expected one of {', '.join(GGUF_TYPES)}, got {gguf_type!r}")
     fam = family_for(config)
+    from .gguf_quant import K_QUANTS, need_quantizer
+
+    if gguf_type in K_QUANTS:
+        need_quantizer(gguf_type)
     return GgufPlan(fam, vocab_plan(base_path, _templated(base_path)), rope_plan(config, fam))
 
 
@@ -323,11 +329,12 @@ class GgufCheck:
     details: list[str] = field(default_factory=list)
 
 
-def load_llama(path: Path, n_ctx: int):
+def load_llama(path: Path, n_ctx: int, lora_path: Path | None = None):
     import llama_cpp
 
     return llama_cpp.Llama(model_path=str(path), logits_all=True, vocab_only=False, n_ctx=n_ctx,
-                           n_gpu_layers=0, verbose=False, seed=0)
+                           n_gpu_layers=0, verbose=False, seed=0,
+                           **({"lora_path": str(lora_path)} if lora_path else {}))
 
 
 def llama_logits(llm, ids: list[int]) -> np.ndarray:
@@ -347,10 +354,11 @@ def is_eog(llm, token: int) -> bool:
 
 
 def check_in_llama_cpp(path: Path, inputs: list[list[int]], tuned: list[np.ndarray], texts: list[tuple[str, bool]],
-                       tokenizer, prompt_messages: list[list[dict]], stop_ids: list[int]) -> GgufCheck:
+                       tokenizer, prompt_messages: list[list[dict]], stop_ids: list[int],
+                       lora_path: Path | None = None) -> GgufCheck:
     """Load the GGUF in llama.cpp; compare logits, tokenization, template rendering and stop tokens."""
     n_ctx = max([len(x) for x in inputs] + [len(tokenizer.encode(t)) for t, _ in texts] + [64]) + 16
-    llm = load_llama(path, n_ctx)
+    llm = load_llama(path, n_ctx, lora_path)
     try:
         diff = max(float(np.abs(llama_logits(llm, ids) - t).max()) for ids, t in zip(inputs, tuned))
         details, equal = [], True

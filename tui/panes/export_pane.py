@@ -15,7 +15,7 @@ from ..messages import ExportDone, ExportLog, JobFailed
 from ..widgets.toggle import Toggle
 
 
-GGUF = ("gguf:f16", "gguf:bf16", "gguf:q8_0")
+GGUF = ("gguf:f16", "gguf:bf16", "gguf:q8_0", "gguf:q4_k_m", "gguf:q5_k_m", "gguf:q6_k", "gguf:q4_0", "gguf-lora")
 
 
 class ExportPane(VerticalScroll):
@@ -33,7 +33,13 @@ class ExportPane(VerticalScroll):
             yield Label("format", classes="form-label")
             yield Select([("Hugging Face, fused (hf)", "hf"), ("PEFT adapter", "peft"), ("mlx-lm adapter", "mlx"),
                           ("GGUF f16 (llama.cpp, Ollama)", "gguf:f16"), ("GGUF bf16", "gguf:bf16"),
-                          ("GGUF q8_0 (quantized)", "gguf:q8_0")], value="hf", allow_blank=False, id="export-format")
+                          ("GGUF q8_0 (quantized)", "gguf:q8_0"),
+                          ("GGUF q4_k_m (llama.cpp quantizer; smallest common choice)", "gguf:q4_k_m"),
+                          ("GGUF q5_k_m (llama.cpp quantizer)", "gguf:q5_k_m"),
+                          ("GGUF q6_k (llama.cpp quantizer)", "gguf:q6_k"),
+                          ("GGUF q4_0 (llama.cpp quantizer)", "gguf:q4_0"),
+                          ("GGUF LoRA adapter + f16 base (llama.cpp, Ollama ADAPTER)", "gguf-lora")],
+                         value="hf", allow_blank=False, id="export-format")
             yield Label("dtype", classes="form-label")
             yield Select([("as the base", "base"), ("float32", "float32"), ("float16", "float16"),
                           ("bfloat16", "bfloat16")], value="base", allow_blank=False, id="export-dtype")
@@ -97,7 +103,7 @@ class ExportPane(VerticalScroll):
         dtype = self.query_one("#export-dtype", Select).value
         quant = self.query_one("#export-quantize", Select).value
         fmt, _, gguf_type = str(self.query_one("#export-format", Select).value).partition(":")
-        if fmt == "gguf":  # the fused model's tensors are the GGUF type: no dtype, no MLX re-quantization
+        if fmt in ("gguf", "gguf-lora"):  # the fused model's tensors are the GGUF type: no dtype, no MLX re-quantization
             dtype, quant = "base", "none"
         options = {"model": model, "adapter": run, "output": out, "format": fmt,
                    **({"gguf_type": gguf_type} if gguf_type else {}),
