@@ -205,7 +205,7 @@ class TrainPane(VerticalScroll):
                 yield Label("hosts file", classes="form-label")
                 yield Input(id="train-hostfile", classes="train-wide", placeholder="optional: mlx.launch JSON hostfile")
         yield MetricsCharts(id="train-charts")
-        yield SamplesPanel(id="train-samples")
+        yield SamplesPanel(id="train-answers")  # (#train-samples is iterate's samples-per-prompt field)
         yield RoundCharts(id="train-round-charts", classes="iterate-only")
         yield RichLog(id="train-log", max_lines=2000, wrap=True)
 
