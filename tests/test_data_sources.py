@@ -428,6 +428,47 @@ def test_real_schemas_are_recognised_without_flags(tmp_path, name, rows, schema,
     assert result.schema.describe().startswith("schema ")
 
 
+def _sharegpt_rows(answers_as_lists: bool) -> list[dict]:
+    """LLaMA-Factory / Axolotl ShareGPT preference rows (chosen/rejected a from/value object, or a list)."""
+    def turn(who, text):
+        return [{"from": who, "value": text}] if answers_as_lists else {"from": who, "value": text}
+    return [
+        {"conversations": [{"from": "human", "value": "Hi!"}, {"from": "gpt", "value": "Hello!"},
+                           {"from": "human", "value": "Capital of France?"}],
+         "chosen": turn("gpt", "Paris."), "rejected": turn("gpt", "Lyon."), "system": "Be brief."},
+        {"conversations": [{"from": "system", "value": "Answer in one word."}, {"from": "user", "value": "2+2?"}],
+         "chosen": turn("assistant", "Four."), "rejected": turn("gpt", "Five.")},
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+@pytest.mark.parametrize("answers_as_lists", [False, True], ids=["answer-object", "answer-list"])
+def test_sharegpt_rows_are_recognised_and_their_earlier_turns_are_the_prompt(tmp_path, fmt, answers_as_lists):
+    rows = _sharegpt_rows(answers_as_lists)
+    p = (hfd.write_parquet if fmt == "parquet" else hfd.write_jsonl)(tmp_path / f"sg.{fmt}", rows)
+    result = load_pairs(p)
+    assert result.errors == [] and result.schema.name == "sharegpt"
+    first, second = result.pairs
+    assert first.prompt == [{"role": "system", "content": "Be brief."}, U("Hi!"), A("Hello!"), U("Capital of France?")]
+    assert first.chosen == [A("Paris.")] and first.rejected == [A("Lyon.")]
+    assert second.prompt == [{"role": "system", "content": "Answer in one word."}, U("2+2?")]
+    assert second.chosen == [A("Four.")] and second.rejected == [A("Five.")]
+    assert result.schema.describe().startswith("schema ShareGPT (LLaMA-Factory, Axolotl): prompt = the conversations "
+                                               "turns (from/value")
+
+
+def test_sharegpt_mapping_line_is_printed_and_a_bad_turn_names_from_or_value(tmp_path, capsys):
+    rows = _sharegpt_rows(False)
+    rows[1]["conversations"][1] = {"from": "tool", "value": "x"}
+    rows.append({**rows[0], "chosen": {"from": "gpt"}})
+    p = hfd.write_jsonl(tmp_path / "sg.jsonl", rows)
+    assert [str(e) for e in load_pairs(p).errors] == [
+        f"{p}:2: conversations[1].from: unknown role 'tool' (expected human/user, gpt/assistant or system)",
+        f"{p}:3: chosen.value: missing"]
+    assert main(["validate", str(p), "--skip-invalid"]) == 0
+    assert f"data: {p}: schema ShareGPT (LLaMA-Factory, Axolotl): prompt = " in capsys.readouterr().out
+
+
 def test_orca_system_prompt_is_kept_and_empty_system_dropped(tmp_path):
     pairs = load_pairs(hfd.write_jsonl(tmp_path / "orca.jsonl", hfd.ORCA_ROWS)).pairs
     assert pairs[0].prompt[0]["role"] == "user"

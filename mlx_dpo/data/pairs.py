@@ -539,9 +539,43 @@ def _table_rows(path: Path, name: str, table: str, columns: list[str] | None = N
 
 # ---------------------------------------------------------------- public API
 
+def _sharegpt_turns(value, fieldname: str) -> list[dict]:
+    """ShareGPT turns ({"from": "human"|"gpt"|..., "value": str}, one or a list) as role/content messages."""
+    from .schemas import SHAREGPT_ROLES
+
+    one = isinstance(value, dict)
+    if not one and not isinstance(value, list):
+        raise _RowError(fieldname, f"expected a from/value turn or a list of them, got {_kind(value)}")
+    if not value:
+        raise _RowError(fieldname, "empty list of turns")
+    out = []
+    for j, t in enumerate([value] if one else value):
+        where = fieldname if one else f"{fieldname}[{j}]"
+        if not isinstance(t, dict):
+            raise _RowError(where, f"expected a turn object with from and value, got {_kind(t)}")
+        for key in ("from", "value"):
+            if key not in t:
+                raise _RowError(f"{where}.{key}", "missing")
+        role, text = t["from"], t["value"]
+        if not isinstance(role, str) or role.lower() not in SHAREGPT_ROLES:
+            raise _RowError(f"{where}.from", f"unknown role {role!r} (expected human/user, gpt/assistant or system)")
+        if not isinstance(text, str):
+            raise _RowError(f"{where}.value", f"expected a string, got {_kind(text)}")
+        out.append({"role": SHAREGPT_ROLES[role.lower()], "content": text})
+    return out
+
+
 def _map_row(row, schema):
-    """Apply a schema's column mapping that keys alone cannot express (instruction + input)."""
-    if schema is None or not schema.instruction_input or not isinstance(row, dict):
+    """Apply a schema's column mapping that keys alone cannot express (instruction + input, ShareGPT turns)."""
+    if schema is None or not isinstance(row, dict):
+        return row
+    if schema.sharegpt:
+        k = schema.keys
+        if k.prompt not in row:
+            raise _RowError(k.prompt, "missing (expected a list of from/value turns)")
+        return {**row, **{key: _sharegpt_turns(row[key], key) for key in (k.prompt, k.chosen, k.rejected)
+                          if key in row}}
+    if not schema.instruction_input:
         return row
     ins, inp = schema.instruction_input
     a, b = row.get(ins), row.get(inp)

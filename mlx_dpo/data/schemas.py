@@ -12,6 +12,8 @@ Recognised without flags (the mapping used is printed as one line):
     system, question, chosen, rejected                   Intel/orca_dpo_pairs: prompt = question
     instruction, input, chosen, rejected                 prompt = instruction + "\\n\\n" + input
     chosen_response / rejected_response                  aliases of chosen / rejected
+    conversations (from/value turns), chosen, rejected   ShareGPT (LLaMA-Factory, Axolotl): the turns are the
+      prompt; chosen/rejected a from/value object or list; roles human/user, gpt/assistant, system
 
 Anything else is an unknown schema: one line lists the columns found and the flags that would map them.
 Key flags (--prompt-key ...) always win over recognition.
@@ -57,6 +59,11 @@ class Schema:
     ignored: tuple[str, ...] = ()
 
     @property
+    def sharegpt(self) -> bool:
+        """Messages are ShareGPT's {"from", "value"} turns (see pairs._map_row)."""
+        return self.name == "sharegpt"
+
+    @property
     def repeated_prompt(self) -> bool:
         """chosen/rejected are whole conversations; the prompt column repeats their user turn."""
         return self.name in FULL_CONVERSATIONS
@@ -84,6 +91,9 @@ class Schema:
         elif self.name in ("implicit", "hh"):
             what = (f"prompt = the turns {k.chosen} and {k.rejected} share before the final answer, "
                     f"chosen/rejected = the final assistant turn")
+        elif self.sharegpt:
+            what = (f"prompt = the {k.prompt} turns (from/value; human/user, gpt/assistant, system), "
+                    f"chosen = {k.chosen}, rejected = {k.rejected} (a from/value turn or list)")
         elif self.instruction_input:
             ins, inp = self.instruction_input
             what = f"prompt = {ins} + \"\\n\\n\" + {inp} (when not empty), chosen = {k.chosen}, rejected = {k.rejected}"
@@ -110,6 +120,16 @@ def _is_messages(v) -> bool:
     return isinstance(v, list) and bool(v) and all(isinstance(m, dict) for m in v)
 
 
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "system": "system"}
+
+
+def _is_sharegpt_turns(v) -> bool:
+    """A ShareGPT turn ({"from", "value"}) or a list of them."""
+    turns = v if isinstance(v, list) else [v]
+    return bool(turns) and all(isinstance(t, dict) and "from" in t and "value" in t for t in turns)
+
+
 def detect(columns: list[str], sample: dict | None, keys: DataKeys) -> Schema | None:
     """The schema of a file with these columns (in order), judged by one sample row; None if unknown.
 
@@ -133,6 +153,9 @@ def detect(columns: list[str], sample: dict | None, keys: DataKeys) -> Schema | 
         return Schema(name, title, k, instruction_input, scores, tuple(c for c in cols if c not in used))
 
     k = replace(DataKeys(), chosen=chosen, rejected=rejected)
+    if "conversations" in colset and (_is_sharegpt_turns(sample.get("conversations"))
+                                      or _is_sharegpt_turns(sample.get(chosen))):
+        return make("sharegpt", "ShareGPT (LLaMA-Factory, Axolotl)", replace(k, prompt="conversations"))
     if "prompt" in colset:
         p, c = sample.get("prompt"), sample.get(chosen)
         if isinstance(p, str) and _is_messages(c) and c[0].get("role") != "assistant":
