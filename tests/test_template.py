@@ -448,3 +448,81 @@ def test_length_stats_numbers():
 
 def test_render_result_has_no_warnings_by_default():
     assert RenderResult().warnings() == []
+
+
+# ======================================================================= --chat-template-kwargs
+
+# A template variable in miniature, like Qwen3's enable_thinking (which mlx-lm's wrapper itself sets from the
+# vocabulary, so a name of our own here): with no_think true the assistant's turn opens with an empty think block.
+SWITCH_TEMPLATE = (
+    "{%- set empty = '<think>\\n\\n</think>\\n\\n' if no_think is defined and no_think else '' %}"
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + (empty if message['role'] == 'assistant' else '') "
+    "+ message['content'] + '<|im_end|>\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' + empty }}{%- endif %}"
+)
+
+
+def test_chat_template_kwargs_reach_every_render_and_the_data_cache_key(tmp_path):
+    from mlx_dpo.data.cache import cache_key
+    from mlx_dpo.data.sources import DataSpec, resolve
+    from mlx_dpo.data.template import chat_prompt_text, set_render_options
+
+    tok = _load_tokenizer(_model_with_template(tmp_path, SWITCH_TEMPLATE))
+    f = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "hi", "chosen": "Hello!", "rejected": "Go away."}])
+    p = load_pairs(f).pairs[0]
+    source = resolve(DataSpec(str(f)))
+    plain_key = cache_key(source, {}, tok, 100, 50)
+    assert "<think>" not in tok.decode(tokenize_pair(tok, p)[0].prompt)
+    try:
+        set_render_options(tok, template_kwargs={"no_think": True})
+        assert chat_prompt_text(tok, p.prompt).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+        assert tok.decode(tokenize_pair(tok, p)[0].prompt).endswith("<think>\n\n</think>\n\n")
+        assert cache_key(source, {}, tok, 100, 50) != plain_key
+    finally:
+        set_render_options(tok)
+
+
+@pytest.mark.parametrize("command", ["validate", "generate", "train"])
+def test_bad_chat_template_kwargs_is_one_line_naming_the_flag(tmp_path, capsys, command):
+    from mlx_dpo.cli import main
+
+    f = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "hi", "chosen": "Hello!", "rejected": "Go away."}])
+    args = {"validate": ["validate", str(f)], "generate": ["generate", "--prompt", "hi"],
+            "train": ["train", "--data", str(f), "--output", str(tmp_path / "run")]}[command]
+    assert main([*args, "--chat-template-kwargs", "{enable_thinking: false}"]) == 2
+    out, err = capsys.readouterr()
+    [line] = err.strip().splitlines()
+    assert "chat_template_kwargs: not valid JSON" in line and "--chat-template-kwargs takes a JSON object" in line
+    assert "Traceback" not in out + err and not (tmp_path / "run").exists()
+
+
+def test_chat_template_kwargs_are_used_by_validate_and_kept_in_config_yaml(tmp_path, capsys):
+    import yaml
+
+    from mlx_dpo.cli import main
+    from mlx_dpo.config import load_run_config
+
+    model = _model_with_template(tmp_path, SWITCH_TEMPLATE)
+    f = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "hi", "chosen": "Hello!", "rejected": "Go away."}] * 4)
+    report = lambda *extra: (main(["validate", str(f), "--model", str(model), "--json", *extra]),  # noqa: E731
+                             json.loads(capsys.readouterr().out))
+    (code, plain), (code2, switched) = report(), report("--chat-template-kwargs", '{"no_think": true}')
+    assert code == code2 == 0
+    assert switched["tokens"]["prompt"]["max"] > plain["tokens"]["prompt"]["max"]
+    run = tmp_path / "run"
+    assert main(["train", "--model", str(model), "--data", str(f), "--output", str(run), "--iters", "1",
+                 "--batch-size", "2", "--chat-template-kwargs", '{"no_think": true}']) == 0
+    assert json.loads(load_run_config(run)["chat_template_kwargs"]) == {"no_think": True}
+    assert yaml.safe_load((run / "config.yaml").read_text())["chat_template_kwargs"]
+
+
+def test_chat_template_kwargs_may_be_a_yaml_mapping_and_are_kept_as_json(tmp_path):
+    from mlx_dpo.config import build_config, load_yaml
+
+    f = tmp_path / "c.yaml"
+    f.write_text("chat_template_kwargs:\n  enable_thinking: false\n  tools: []\n")
+    cfg = build_config(load_yaml(f), {}).validate()
+    assert cfg.template_kwargs == {"enable_thinking": False, "tools": []}
+    assert json.loads(cfg.chat_template_kwargs) == cfg.template_kwargs

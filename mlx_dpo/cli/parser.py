@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("file", help="pairs file (.jsonl, .json, .parquet, .csv, .tsv), dataset folder or hub dataset id "
                                 "ORG/NAME")
     v.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    _add_config_args(v, ("model", "trust_remote_code") + DATA_KEYS + LENGTHS)
+    _add_config_args(v, ("model", "trust_remote_code", "chat_template_kwargs") + DATA_KEYS + LENGTHS)
 
     t = sub.add_parser("train", help="train a DPO LoRA adapter", formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="losses (--loss), and when to use each:\n" + help_lines())
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="sampling seed")
     g.add_argument("--show", type=int, default=3, help="example answers to print")
     _add_config_args(e, ("model", "data", "quantize", "trust_remote_code", "batch_size", "pad_multiple",
-                         "cache_dir", "init_adapter", "reference", "cpu_dequant_matmul",
+                         "cache_dir", "init_adapter", "reference", "cpu_dequant_matmul", "chat_template_kwargs",
                          "tokens_per_batch") + DATA_KEYS + LENGTHS + LOSS_ARGS)
 
     f = sub.add_parser("frontier", help="train one adapter per beta and plot ground-truth reward against KL")
@@ -243,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
                         ("generate", "print one completion for --prompt")):
         c = sub.add_parser(name, help=help_)
         _add_model_args(c)
+        _add_config_args(c, ("chat_template_kwargs",))
         _add_sampling_args(c)
         c.add_argument("--system", help="system message")
         c.add_argument("--compare", action="store_true",

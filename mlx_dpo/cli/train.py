@@ -26,7 +26,9 @@ def cmd_validate(args) -> int:
     tokenizer = None
     if cfg.model:
         from ..model.load import load_base
+        from ..data.template import set_render_options
         tokenizer = load_base(cfg.model, None, cfg.trust_remote_code, log=log).tokenizer
+        set_render_options(tokenizer, date=cfg.template_date, template_kwargs=cfg.template_kwargs)
     spec = DataSpec(args.file, cfg.split, cfg.data_config, cfg.data_revision)
     reporter = ConsoleReporter(show_progress=sys.stderr.isatty() and not args.json)
 

@@ -58,15 +58,24 @@ _STRFTIME = re.compile(r"""strftime_now\(\s*(['"])(.*?)\1\s*\)""")
 class RenderOptions:
     date: str | None = None  # YYYY-MM-DD that templates' strftime_now() sees; None = today
     think: str = "keep"      # a <think> block in an answer: "keep" (trained) or "strip"
+    # Extra template variables (--chat-template-kwargs) as canonical JSON: part of repr(), so of the
+    # tokenized-data cache key; "" = none.
+    template_kwargs: str = ""
+
+    @property
+    def kwargs(self) -> dict:
+        return json.loads(self.template_kwargs) if self.template_kwargs else {}
 
 
-def set_render_options(tokenizer, date: str | None = None, think: str = "keep") -> None:
-    """Attach the options to the tokenizer, so every render of it (train, eval, validate) uses them."""
+def set_render_options(tokenizer, date: str | None = None, think: str = "keep",
+                       template_kwargs: dict | None = None) -> None:
+    """Attach the options to the tokenizer, so every render of it (train, eval, validate, chat) uses them."""
     if think not in THINK_MODES:
         raise ValueError(f"think must be one of {', '.join(THINK_MODES)}, got {think!r}")
     if date is not None:
         datetime.date.fromisoformat(date)  # fail here, not inside a template
-    setattr(tokenizer, _OPTIONS_ATTR, RenderOptions(date, think))
+    extra = json.dumps(template_kwargs, sort_keys=True) if template_kwargs else ""
+    setattr(tokenizer, _OPTIONS_ATTR, RenderOptions(date, think, extra))
 
 
 def render_options(tokenizer) -> RenderOptions:
@@ -188,8 +197,9 @@ def _encode_many(tokenizer, texts: list[str], special: bool) -> list[np.ndarray]
 # ---------------------------------------------------------------- the chat template
 
 def _apply(tokenizer, messages: list[dict], generation: bool) -> str:
-    kwargs = {}
-    date, template = render_options(tokenizer).date, getattr(tokenizer, "chat_template", None)
+    options = render_options(tokenizer)
+    kwargs = options.kwargs  # --chat-template-kwargs: the template's own variables (enable_thinking, tools, ...)
+    date, template = options.date, getattr(tokenizer, "chat_template", None)
     if date and isinstance(template, str) and "strftime_now" in template:
         # A run keeps the date it started with, so a resumed run renders (and its reference cache matches)
         # the same prompts on any later day. transformers passes no callables into templates, so each
