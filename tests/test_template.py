@@ -526,3 +526,31 @@ def test_chat_template_kwargs_may_be_a_yaml_mapping_and_are_kept_as_json(tmp_pat
     cfg = build_config(load_yaml(f), {}).validate()
     assert cfg.template_kwargs == {"enable_thinking": False, "tools": []}
     assert json.loads(cfg.chat_template_kwargs) == cfg.template_kwargs
+
+
+# ======================================================================= answers the template leaves open
+
+# GLM-4.6's shape: nothing follows the answer (the model stops on the next <|user|>).
+OPEN_ENDED_TEMPLATE = (
+    "{%- for message in messages %}{{- '<|' + message['role'] + '|>\\n' + message['content'] }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|assistant|>\\n' }}{%- endif %}"
+)
+
+
+def test_a_completion_the_template_leaves_open_ends_with_the_stop_token_said_once(tmp_path):
+    tok = _load_tokenizer(_model_with_template(tmp_path, OPEN_ENDED_TEMPLATE))
+    f = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "hi", "chosen": "Hello!", "rejected": "Go away."},
+                                              {"prompt": "q", "chosen": "yes", "rejected": "no"}])
+    pairs = load_pairs(f).pairs
+    tp, _ = tokenize_pair(tok, pairs[0])
+    assert tok.decode(tp.chosen) == "Hello!" + tok.eos_token and tp.rejected[-1] == tok.eos_token_id
+    result = render_pairs(tok, pairs, max_length=1000, prompt_limit=500)
+    assert all(p.chosen[-1] == p.rejected[-1] == tok.eos_token_id for p in result.pairs)
+    [warning] = result.warnings()
+    assert warning.startswith("2 row(s): the chat template writes no end-of-turn token after the answer")
+    assert f"e.g. {f}:1: ended with" in warning
+
+
+def test_a_completion_that_ends_its_turn_gets_no_second_stop_token(chat_tok):
+    tp, _ = tokenize_pair(chat_tok, pair("hi", "Hello!", "Go away."))
+    assert chat_tok.decode(tp.chosen) == "Hello!<|im_end|>\n"
