@@ -51,6 +51,15 @@ def parse_template_kwargs(text: str) -> dict:
     return value
 
 
+def parse_score_keys(text: str) -> tuple[str, str]:
+    """--score-keys CHOSEN,REJECTED: the two score columns (UsageError naming the flag if not two names)."""
+    names = [n.strip() for n in str(text).split(",")]
+    if len(names) != 2 or not all(names) or names[0] == names[1]:
+        raise config_error("score_keys", f"expected two column names as CHOSEN,REJECTED, got {text!r}",
+                           fix="e.g. --score-keys chosen-rating,rejected-rating")
+    return names[0], names[1]
+
+
 def _f(default, help, **kw):
     return field(default=default, metadata={"help": help, **kw})
 
@@ -77,6 +86,7 @@ class TrainConfig:
     chosen_key: str = _f("chosen", "Field name of the preferred answer.")
     rejected_key: str = _f("rejected", "Field name of the dispreferred answer.")
     system_key: str = _f("system", "Field name of the optional system message.")
+    score_keys: Optional[str] = _f(None, "Score columns for --min-score-margin as CHOSEN,REJECTED (default: recognised spellings such as score_chosen/score_rejected, chosen-rating/rejected-rating).")
     # -- model and adapter
     quantize: Optional[int] = _f(None, "Quantize the base on the fly to 4 or 8 bits (pre-quantized models are used as they are).", choices=(4, 8))
     cpu_dequant_matmul: bool = _f(True, "On the CPU, run quantized layers as dequantize + float matmul on the BLAS, not MLX's slow CPU quantized kernel (same numbers up to rounding; no effect on the GPU).")
@@ -197,6 +207,8 @@ class TrainConfig:
                 bad("template_date", f"expected a date as YYYY-MM-DD, got {self.template_date!r}")
         if self.chat_template_kwargs is not None:
             parse_template_kwargs(self.chat_template_kwargs)
+        if self.score_keys is not None:
+            parse_score_keys(self.score_keys)
         if self.max_prompt_length is not None and self.max_prompt_length >= self.max_length:
             bad("max_prompt_length", f"must be smaller than max_length ({self.max_length})")
         return self
@@ -220,7 +232,8 @@ class TrainConfig:
         """The field names of the data file (a data.pairs.DataKeys)."""
         from .data.pairs import DataKeys
 
-        return DataKeys(self.prompt_key, self.chosen_key, self.rejected_key, self.system_key)
+        return DataKeys(self.prompt_key, self.chosen_key, self.rejected_key, self.system_key,
+                        parse_score_keys(self.score_keys) if self.score_keys else None)
 
     def data_source(self, valid: bool = False):
         """The data.sources.DataSpec of --data (or of the held-out data: --valid-data, else --data's

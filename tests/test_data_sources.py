@@ -524,6 +524,44 @@ def test_min_score_margin_without_score_columns_is_a_usage_error(tmp_path, capsy
     assert "--min-score-margin needs score columns" in capsys.readouterr().err
 
 
+def test_hyphenated_argilla_ratings_are_score_columns(tmp_path, capsys):
+    rows = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}", "chosen-rating": 5,
+             "rejected-rating": r, "chosen-model": "m"} for i, r in enumerate((1, 4.5, 2))]
+    p = hfd.write_jsonl(tmp_path / "argilla.jsonl", rows)
+    result = load_pairs(p, min_score_margin=1.0)
+    assert result.schema.scores == ("chosen-rating", "rejected-rating")
+    assert [x.source for x in result.pairs] == [f"{p}:1", f"{p}:3"] and result.filtered == 1
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_score_keys_name_the_score_columns_and_keep_the_layouts_recognition(tmp_path, capsys, fmt):
+    rows = [{"question": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}", "win": w, "loss": 1}
+            for i, w in enumerate((3, 1.5, 9))]
+    if fmt == "csv":
+        p = tmp_path / "d.csv"
+        with open(p, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        p = hfd.write_jsonl(tmp_path / "d.jsonl", rows)
+    result = load_pairs(p, DataKeys(scores=("win", "loss")), min_score_margin=1.0)
+    assert result.errors == [] and result.schema.name == "orca" and result.schema.scores == ("win", "loss")
+    assert len(result.pairs) == 2 and result.filtered == 1
+    code, rep, _ = validate_json(capsys, p, "--score-keys", "win,loss", "--min-score-margin", "1")
+    assert code == 0 and rep["filtered"] == 1 and rep["valid_pairs"] == 2
+
+
+def test_bad_score_keys_are_one_line_naming_the_flag(tmp_path, capsys):
+    p = hfd.write_jsonl(tmp_path / "d.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"}])
+    assert main(["validate", str(p), "--score-keys", "win"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "score_keys: expected two column names as CHOSEN,REJECTED, got 'win'" in line and "--score-keys" in line
+    assert main(["validate", str(p), "--score-keys", "win,loss", "--min-score-margin", "1"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.endswith(f"{p}: --score-keys names no such column: win, loss; columns found: prompt, chosen, rejected")
+
+
 # ======================================================================= --skip-invalid and validate's counts
 
 ROWS_WITH_TWO_BAD = [{"prompt": f"Please describe {t}.", "chosen": f"Sure! {t} is lovely.", "rejected": "No."}

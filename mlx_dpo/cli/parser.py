@@ -18,12 +18,12 @@ from ..iterate.judges import JUDGE_TIMEOUT
 from ..train.losses import help_lines
 
 DATA_KEYS = ("prompt_key", "chosen_key", "rejected_key", "system_key", "split", "data_config", "data_revision",
-             "skip_invalid", "min_score_margin")
+             "skip_invalid", "min_score_margin", "score_keys")
 LENGTHS = ("max_length", "max_prompt_length")
 # TrainConfig fields `iterate` sets per round itself (or takes from its own flags of the same name)
 ITERATE_OWNS = ("model", "data", "output", "init_adapter", "resume", "valid_data", "valid_split", "reference", "seed",
                 "quantize", "prompt_key", "chosen_key", "rejected_key", "system_key", "split", "data_config",
-                "data_revision", "skip_invalid", "min_score_margin")
+                "data_revision", "skip_invalid", "min_score_margin", "score_keys")
 LOSS_ARGS = ("loss", "loss_weights", *LOSS_PARAMS)  # the loss registry's settings (train/losses.py)
 
 

@@ -527,14 +527,16 @@ def is_parquet(path: Path) -> bool:
         return False
 
 
-def _table_rows(path: Path, name: str, table: str, columns: list[str] | None = None, batch_rows: int = 2048):
-    """(row number, row) of a Parquet or CSV/TSV file; a read error as (None, message)."""
+def _table_rows(path: Path, name: str, table: str, columns: list[str] | None = None, batch_rows: int = 2048,
+                numeric: tuple[str, str] | None = None):
+    """(row number, row) of a Parquet or CSV/TSV file; a read error as (None, message). `numeric`: score
+    columns named by --score-keys (CSV cells are text; these are read as numbers, like the known ones)."""
     if table == "parquet":
         return read_parquet_rows(path, name, columns, batch_rows)
     from .schemas import SCORE_PAIRS
     from .tables import read_csv_rows
 
-    return read_csv_rows(path, name, numeric=tuple(c for pair in SCORE_PAIRS for c in pair))
+    return read_csv_rows(path, name, numeric=tuple(c for pair in SCORE_PAIRS for c in pair) + tuple(numeric or ()))
 
 
 # ---------------------------------------------------------------- public API
@@ -665,14 +667,18 @@ def _load_file(f, keys: DataKeys, result: "LoadResult", min_score_margin, keep_m
             result.hints.append(Problem(name, unknown_schema_message(columns, keys), first_line_no, "columns"))
         result.schema = schema
     schema = result.schema
+    if keys.scores and columns and not set(keys.scores) <= set(columns):
+        missing = ", ".join(c for c in keys.scores if c not in columns)
+        raise UsageError(f"{name}: --score-keys names no such column: {missing}; columns found: {', '.join(columns)}")
     if min_score_margin is not None and schema is not None and schema.scores is None:
         raise UsageError(f"{name}: --min-score-margin needs score columns (score_chosen/score_rejected, "
-                         f"rating_chosen/rating_rejected, ...); columns found: {', '.join(columns)}")
+                         f"rating_chosen/rating_rejected, chosen-rating/rejected-rating, ...; or name them with "
+                         f"--score-keys CHOSEN,REJECTED); columns found: {', '.join(columns)}")
     row_keys = schema.keys if schema is not None else keys
     repeated = schema is not None and schema.repeated_prompt
     if table:
         wanted = schema.columns() if schema is not None else None
-        rows = _table_rows(f.path, name, table, wanted)
+        rows = _table_rows(f.path, name, table, wanted, numeric=schema.scores if schema is not None else None)
     for line, row in rows:
         if line is None:  # a Parquet or CSV read error part-way through
             result.errors.append(row)

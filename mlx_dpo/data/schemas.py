@@ -32,13 +32,21 @@ class DataKeys:
     chosen: str = "chosen"
     rejected: str = "rejected"
     system: str = "system"
+    scores: tuple[str, str] | None = None  # (chosen score, rejected score) columns (--score-keys); None: recognised
+
+    @property
+    def mapped(self) -> bool:
+        """A column of the pair is named by a flag (the score columns alone keep the layout's recognition)."""
+        return replace(self, scores=None) != DataKeys()
 
 
 CHOSEN_NAMES = ("chosen", "chosen_response", "response_chosen")
 REJECTED_NAMES = ("rejected", "rejected_response", "response_rejected")
-SCORE_PAIRS = (("score_chosen", "score_rejected"), ("rating_chosen", "rating_rejected"),
-               ("chosen_rating", "rejected_rating"), ("chosen_score", "rejected_score"),
-               ("chosen_avg_rating", "rejected_avg_rating"))
+_SCORE_NAMES = (("score_chosen", "score_rejected"), ("rating_chosen", "rating_rejected"),
+                ("chosen_rating", "rejected_rating"), ("chosen_score", "rejected_score"),
+                ("chosen_avg_rating", "rejected_avg_rating"))
+# Each also spelled with hyphens, as argilla's exports name them (chosen-rating, rejected-rating, ...).
+SCORE_PAIRS = _SCORE_NAMES + tuple((c.replace("_", "-"), r.replace("_", "-")) for c, r in _SCORE_NAMES)
 FULL_CONVERSATIONS = ("ultrafeedback", "capybara", "full-conversations")
 # Column-name hints for an unknown schema's suggestion.
 _GUESS = {
@@ -137,8 +145,8 @@ def detect(columns: list[str], sample: dict | None, keys: DataKeys) -> Schema | 
     cols = list(dict.fromkeys(columns))
     colset = set(cols)
     sample = sample or {}
-    scores = _scores(colset)
-    if keys != DataKeys():
+    scores = keys.scores or _scores(colset)
+    if keys.mapped:
         used = {keys.prompt, keys.chosen, keys.rejected, keys.system, *(scores or ())}
         # The user's mapping: a key missing from a row is that row's error, not an unknown schema.
         return Schema("flags", "from flags", keys, scores=scores, ignored=tuple(c for c in cols if c not in used))
@@ -197,7 +205,7 @@ def unknown_schema_message(columns: list[str], keys: DataKeys) -> str:
                      if role in picks or role != "prompt")
     if "system" in picks:
         flags += f" --system-key {picks['system']}"
-    looked = f"{keys.chosen}/{keys.rejected}" if keys != DataKeys() else "chosen/rejected"
+    looked = f"{keys.chosen}/{keys.rejected}" if keys.mapped else "chosen/rejected"
     found = ", ".join(cols) if cols else "none (rows are not objects)"
     return (f"unknown schema: no {looked} columns; columns found: {found}; map them with {flags} "
             f"(--prompt-key, --chosen-key, --rejected-key, --system-key)")
