@@ -469,6 +469,47 @@ def test_sharegpt_mapping_line_is_printed_and_a_bad_turn_names_from_or_value(tmp
     assert f"data: {p}: schema ShareGPT (LLaMA-Factory, Axolotl): prompt = " in capsys.readouterr().out
 
 
+HELPSTEER2_ROWS = [  # nvidia/HelpSteer2 preference: negative strength = response_1 is better
+    {"split": "train", "prompt": "Name a colour.", "response_1": "Blue.", "response_2": "Seven.", "preference_strength": -2},
+    {"split": "train", "prompt": "2+2?", "response_1": "Five.", "response_2": "Four.", "preference_strength": 3},
+    {"split": "train", "prompt": "Hi", "response_1": "Hello.", "response_2": "Hey.", "preference_strength": 0},
+]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_helpsteer2_pairwise_rows_are_ordered_by_the_strengths_sign_and_ties_counted(tmp_path, capsys, fmt):
+    if fmt == "csv":
+        p = tmp_path / "hs2.csv"
+        with open(p, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(HELPSTEER2_ROWS[0]))
+            w.writeheader()
+            w.writerows(HELPSTEER2_ROWS)
+    else:
+        p = hfd.write_jsonl(tmp_path / "hs2.jsonl", HELPSTEER2_ROWS)
+    result = load_pairs(p)
+    assert result.errors == [] and result.schema.name == "helpsteer2" and result.ties == 1
+    assert [(x.chosen[0]["content"], x.rejected[0]["content"]) for x in result.pairs] == [("Blue.", "Seven."),
+                                                                                         ("Four.", "Five.")]
+    assert "0: a tie, skipped and counted" in result.schema.describe()
+    code, rep, _ = validate_json(capsys, p)
+    assert code == 0 and rep["ties"] == 1 and rep["valid_pairs"] == 2 and rep["schema"]["name"] == "helpsteer2"
+
+
+def test_helpsteer2_mapped_with_key_flags_is_refused_by_name(tmp_path, capsys):
+    p = hfd.write_jsonl(tmp_path / "hs2.jsonl", HELPSTEER2_ROWS)
+    assert main(["validate", str(p), "--chosen-key", "response_1", "--rejected-key", "response_2"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "a HelpSteer2 pairwise file" in line and "would train some rows backwards" in line
+
+
+def test_helpsteer2_bad_strength_is_that_rows_error(tmp_path):
+    rows = [dict(HELPSTEER2_ROWS[0]), {**HELPSTEER2_ROWS[1], "preference_strength": "much better"}]
+    p = hfd.write_jsonl(tmp_path / "hs2.jsonl", rows)
+    assert [str(e) for e in load_pairs(p).errors] == [
+        f"{p}:2: preference_strength: expected a number (negative: response_1 preferred, positive: response_2), "
+        "got a string"]
+
+
 def test_orca_system_prompt_is_kept_and_empty_system_dropped(tmp_path):
     pairs = load_pairs(hfd.write_jsonl(tmp_path / "orca.jsonl", hfd.ORCA_ROWS)).pairs
     assert pairs[0].prompt[0]["role"] == "user"

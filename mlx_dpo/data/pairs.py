@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError, Problem, UsageError, first_line
-from .schemas import CHOSEN_NAMES, REJECTED_NAMES, DataKeys, detect, unknown_schema_message
+from .schemas import CHOSEN_NAMES, PAIRWISE, REJECTED_NAMES, DataKeys, detect, unknown_schema_message
 
 ROLES = ("system", "user", "assistant")
 # One pair is a few thousand tokens; a row this long is a broken export (or not a pairs file at all),
@@ -63,6 +63,7 @@ class LoadResult:
     source: object = None    # sources.Source: the files that were read
     schema: object = None    # schemas.Schema: the column mapping used (None: unknown)
     filtered: int = 0        # pairs left out by --min-score-margin (not errors)
+    ties: int = 0            # pairwise rows that prefer neither answer (HelpSteer2 strength 0), left out
     first_of_kind: dict = field(default_factory=dict)  # unpaired? -> source of the first such row
     hints: list[Problem] = field(default_factory=list)  # e.g. an unknown schema: its columns and the flags to map them
 
@@ -78,6 +79,10 @@ class LoadResult:
 class _RowError(Exception):
     def __init__(self, fieldname: str, message: str):
         self.fieldname, self.message = fieldname, message
+
+
+class _Tie(Exception):
+    """A pairwise row that prefers neither answer (HelpSteer2 strength 0): skipped and counted, not an error."""
 
 
 # ---------------------------------------------------------------- file level
@@ -533,10 +538,11 @@ def _table_rows(path: Path, name: str, table: str, columns: list[str] | None = N
     columns named by --score-keys (CSV cells are text; these are read as numbers, like the known ones)."""
     if table == "parquet":
         return read_parquet_rows(path, name, columns, batch_rows)
-    from .schemas import SCORE_PAIRS
+    from .schemas import PAIRWISE, SCORE_PAIRS
     from .tables import read_csv_rows
 
-    return read_csv_rows(path, name, numeric=tuple(c for pair in SCORE_PAIRS for c in pair) + tuple(numeric or ()))
+    known = tuple(c for pair in SCORE_PAIRS for c in pair) + PAIRWISE[2:]
+    return read_csv_rows(path, name, numeric=known + tuple(numeric or ()))
 
 
 # ---------------------------------------------------------------- public API
@@ -571,6 +577,19 @@ def _map_row(row, schema):
     """Apply a schema's column mapping that keys alone cannot express (instruction + input, ShareGPT turns)."""
     if schema is None or not isinstance(row, dict):
         return row
+    if schema.pairwise:
+        a, b, strength = schema.pairwise
+        s = row.get(strength)
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or s != s:
+            raise _RowError(strength, f"expected a number (negative: {a} preferred, positive: {b}), got {_kind(s)}")
+        if s == 0:
+            raise _Tie()
+        first, second = (a, b) if s < 0 else (b, a)
+        for key in (a, b):
+            if key not in row:
+                raise _RowError(key, "missing (expected a string)")
+        k = schema.keys
+        return {**row, k.chosen: row[first], k.rejected: row[second]}
     if schema.sharegpt:
         k = schema.keys
         if k.prompt not in row:
@@ -631,6 +650,9 @@ def load_pairs(path, keys: DataKeys = DataKeys(), *, split: str = "train", subse
         if result.filtered:
             result.errors.append(Problem(where, f"every pair is below --min-score-margin {min_score_margin}", None,
                                          "scores"))
+        elif result.ties:
+            result.errors.append(Problem(where, f"every row is a tie ({result.ties} with preference strength 0)",
+                                         None, "preference_strength"))
         else:
             result.errors.append(Problem(where, "no preference pairs found", 1, "file"))
     return result
@@ -667,6 +689,11 @@ def _load_file(f, keys: DataKeys, result: "LoadResult", min_score_margin, keep_m
             result.hints.append(Problem(name, unknown_schema_message(columns, keys), first_line_no, "columns"))
         result.schema = schema
     schema = result.schema
+    if schema is not None and schema.name == "flags" and set(PAIRWISE) <= set(columns) \
+            and {keys.chosen, keys.rejected} & set(PAIRWISE[:2]):
+        raise UsageError(f"{name}: a HelpSteer2 pairwise file ({', '.join(PAIRWISE)}): which answer is preferred "
+                         f"depends on each row's {PAIRWISE[2]}, so --chosen-key/--rejected-key would train some rows "
+                         "backwards; drop those flags and the sign of the strength picks chosen")
     if keys.scores and columns and not set(keys.scores) <= set(columns):
         missing = ", ".join(c for c in keys.scores if c not in columns)
         raise UsageError(f"{name}: --score-keys names no such column: {missing}; columns found: {', '.join(columns)}")
@@ -696,6 +723,9 @@ def _load_file(f, keys: DataKeys, result: "LoadResult", min_score_margin, keep_m
                 pair = normalize_row(_map_row(row, schema), row_keys, repeated)
         except _RowError as e:
             result.errors.append(Problem(name, e.message, line, e.fieldname))
+            continue
+        except _Tie:
+            result.ties += 1
             continue
         pair.source = f"{name}:{line}"
         if keep_messages is not None and len(result.pairs) >= keep_messages:

@@ -14,6 +14,8 @@ Recognised without flags (the mapping used is printed as one line):
     chosen_response / rejected_response                  aliases of chosen / rejected
     conversations (from/value turns), chosen, rejected   ShareGPT (LLaMA-Factory, Axolotl): the turns are the
       prompt; chosen/rejected a from/value object or list; roles human/user, gpt/assistant, system
+    prompt, response_1, response_2, preference_strength  HelpSteer2 pairwise (nvidia/HelpSteer2 preference):
+      negative strength = response_1 preferred, positive = response_2; 0 is a tie, skipped and counted
 
 Anything else is an unknown schema: one line lists the columns found and the flags that would map them.
 Key flags (--prompt-key ...) always win over recognition.
@@ -65,6 +67,7 @@ class Schema:
     instruction_input: tuple[str, str] | None = None  # (instruction column, input column): prompt built from both
     scores: tuple[str, str] | None = None             # (chosen score, rejected score) columns
     ignored: tuple[str, ...] = ()
+    pairwise: tuple[str, str, str] | None = None      # (answer 1, answer 2, strength): the sign picks chosen
 
     @property
     def sharegpt(self) -> bool:
@@ -89,6 +92,8 @@ class Schema:
             cols += list(self.instruction_input)
         if self.scores:
             cols += list(self.scores)
+        if self.pairwise:
+            cols += list(self.pairwise)
         return list(dict.fromkeys(cols))
 
     def describe(self) -> str:
@@ -99,6 +104,10 @@ class Schema:
         elif self.name in ("implicit", "hh"):
             what = (f"prompt = the turns {k.chosen} and {k.rejected} share before the final answer, "
                     f"chosen/rejected = the final assistant turn")
+        elif self.pairwise:
+            a, b, s = self.pairwise
+            what = (f"prompt = {k.prompt}, chosen/rejected = {a}/{b} by the sign of {s} (negative: {a} preferred, "
+                    f"positive: {b}; 0: a tie, skipped and counted)")
         elif self.sharegpt:
             what = (f"prompt = the {k.prompt} turns (from/value; human/user, gpt/assistant, system), "
                     f"chosen = {k.chosen}, rejected = {k.rejected} (a from/value turn or list)")
@@ -128,6 +137,7 @@ def _is_messages(v) -> bool:
     return isinstance(v, list) and bool(v) and all(isinstance(m, dict) for m in v)
 
 
+PAIRWISE = ("response_1", "response_2", "preference_strength")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "system": "system"}
 
@@ -151,6 +161,10 @@ def detect(columns: list[str], sample: dict | None, keys: DataKeys) -> Schema | 
         # The user's mapping: a key missing from a row is that row's error, not an unknown schema.
         return Schema("flags", "from flags", keys, scores=scores, ignored=tuple(c for c in cols if c not in used))
     chosen, rejected = _first(CHOSEN_NAMES, colset), _first(REJECTED_NAMES, colset)
+    if not (chosen or rejected) and set(PAIRWISE) <= colset and "prompt" in colset:
+        used = {"prompt", "system", *PAIRWISE}
+        return Schema("helpsteer2", "HelpSteer2 pairwise (nvidia/HelpSteer2 preference)", DataKeys(),
+                      ignored=tuple(c for c in cols if c not in used), pairwise=PAIRWISE)
     if not chosen or not rejected:
         return None
 
