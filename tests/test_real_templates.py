@@ -408,3 +408,12 @@ def test_sharegpt_and_csv_validate_and_train_from_ln2_on_glm(real_model, tmp_pat
     assert main(["train", "--model", model, "--data", str(data), "--output", str(run), "--iters", "1",
                  "--batch-size", "2"]) == 0
     assert _losses(run)[0] == pytest.approx(math.log(2), abs=1e-5)
+
+
+def test_validate_show_prints_the_end_token_glm_never_wrote(real_model, tmp_path, capsys):
+    from mlx_dpo.cli import main
+
+    assert main(["validate", str(_pairs_file(tmp_path)), "--model", str(real_model("glm-4.6")), "--show", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "<|user|>\nWhat is 7 x 8?<|assistant|>▌" in out
+    assert "--- chosen (ends with '<|endoftext|>'):\n▌\n<think></think>\nThe answer is 56.<|endoftext|>\n" in out

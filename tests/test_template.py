@@ -554,3 +554,39 @@ def test_a_completion_the_template_leaves_open_ends_with_the_stop_token_said_onc
 def test_a_completion_that_ends_its_turn_gets_no_second_stop_token(chat_tok):
     tp, _ = tokenize_pair(chat_tok, pair("hi", "Hello!", "Go away."))
     assert chat_tok.decode(tp.chosen) == "Hello!<|im_end|>\n"
+
+
+# ======================================================================= validate --show
+
+def test_validate_show_prints_pairs_as_the_model_sees_them_with_the_boundary_and_end_tokens(tmp_path, capsys):
+    from mlx_dpo.cli import main
+
+    model = _model_with_template(tmp_path, CHATML_TEMPLATE)
+    f = _write_jsonl(tmp_path / "d.jsonl", [{"system": "Be kind.", "prompt": "hi", "chosen": "Hello!",
+                                               "rejected": "Go away."},
+                                              {"prompt": "q", "chosen": "yes", "rejected": "no"},
+                                              {"prompt": "r", "chosen": "a", "rejected": "b"}])
+    assert main(["validate", str(f), "--model", str(model), "--show", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"=== pair 1 of 2: {f}:1 as the model sees it" in out and f"pair 2 of 2: {f}:2" in out
+    assert f"{f}:3" not in out
+    assert "system: 'Be kind.'" in out
+    assert "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n▌\n" in out
+    assert "--- chosen (ends with '<|im_end|>'):\n▌Hello!<|im_end|>\n" in out
+    assert "--- rejected (ends with '<|im_end|>'):\n▌Go away.<|im_end|>\n" in out
+
+    assert main(["validate", str(f), "--model", str(model), "--show", "1", "--json"]) == 0
+    [shown] = json.loads(capsys.readouterr().out)["shown"]
+    assert shown["source"] == f"{f}:1" and shown["system"] == "Be kind."
+    assert shown["prompt"].endswith("<|im_start|>assistant\n") and shown["chosen"] == "Hello!<|im_end|>\n"
+    assert shown["chosen_end"] == shown["rejected_end"] == "<|im_end|>"
+    assert shown["chosen_tokens"] == len(tokenize_pair(_load_tokenizer(model), load_pairs(f).pairs[0])[0].chosen)
+
+
+def test_validate_show_without_a_model_is_one_line(tmp_path, capsys):
+    from mlx_dpo.cli import main
+
+    f = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "q", "chosen": "yes", "rejected": "no"}])
+    assert main(["validate", str(f), "--show", "1"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "--show needs --model" in line

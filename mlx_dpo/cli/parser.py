@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("file", help="pairs file (.jsonl, .json, .parquet, .csv, .tsv), dataset folder or hub dataset id "
                                 "ORG/NAME")
     v.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    v.add_argument("--show", type=int, default=0, metavar="N",
+                   help="print the first N pairs as the model sees them (needs --model): system, prompt, the "
+                        "boundary marker, chosen and rejected with their end tokens (--json: the 'shown' list)")
     _add_config_args(v, ("model", "trust_remote_code", "chat_template_kwargs") + DATA_KEYS + LENGTHS)
 
     t = sub.add_parser("train", help="train a DPO LoRA adapter", formatter_class=argparse.RawDescriptionHelpFormatter,
