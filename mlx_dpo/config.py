@@ -447,10 +447,10 @@ def load_run_config(run_dir: Path) -> dict:
 
 
 # What a run's held-out metrics depend on besides its adapter: how the base was loaded (model, quantization,
-# matmul path), the loss settings, the lengths and the template date. `eval --adapter RUN_DIR` and the
+# matmul path), the loss settings, the lengths and the template date and variables. `eval --adapter RUN_DIR` and the
 # app's Evaluate take them from the run's config.yaml, so their numbers compare with the run's own.
-EVAL_FROM_RUN = ("model", "quantize", "trust_remote_code", "cpu_dequant_matmul", "template_date", "chat_template_kwargs",
-                 "loss", "loss_weights", *LOSS_PARAMS, "max_length", "max_prompt_length")
+EVAL_FROM_RUN = ("model", "quantize", "trust_remote_code", "cpu_dequant_matmul", "template_date",
+                 "chat_template_kwargs", "loss", "loss_weights", *LOSS_PARAMS, "max_length", "max_prompt_length")
 
 
 def eval_flags_for_run(run_dir: Path, flags: dict, also: tuple[str, ...] = ()) -> dict:

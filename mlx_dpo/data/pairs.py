@@ -574,7 +574,8 @@ def _sharegpt_turns(value, fieldname: str) -> list[dict]:
 
 
 def _map_row(row, schema):
-    """Apply a schema's column mapping that keys alone cannot express (instruction + input, ShareGPT turns)."""
+    """Apply a schema's column mapping that keys alone cannot express (instruction + input, ShareGPT turns,
+    HelpSteer2's answer order by the strength's sign; a tie raises _Tie)."""
     if schema is None or not isinstance(row, dict):
         return row
     if schema.pairwise:
@@ -693,10 +694,11 @@ def _load_file(f, keys: DataKeys, result: "LoadResult", min_score_margin, keep_m
             and {keys.chosen, keys.rejected} & set(PAIRWISE[:2]):
         raise UsageError(f"{name}: a HelpSteer2 pairwise file ({', '.join(PAIRWISE)}): which answer is preferred "
                          f"depends on each row's {PAIRWISE[2]}, so --chosen-key/--rejected-key would train some rows "
-                         "backwards; drop those flags and the sign of the strength picks chosen")
+                         "backwards; drop those flags and the sign of the strength picks chosen", key="chosen_key")
     if keys.scores and columns and not set(keys.scores) <= set(columns):
         missing = ", ".join(c for c in keys.scores if c not in columns)
-        raise UsageError(f"{name}: --score-keys names no such column: {missing}; columns found: {', '.join(columns)}")
+        raise UsageError(f"{name}: --score-keys names no such column: {missing}; columns found: {', '.join(columns)}",
+                         key="score_keys")
     if min_score_margin is not None and schema is not None and schema.scores is None:
         raise UsageError(f"{name}: --min-score-margin needs score columns (score_chosen/score_rejected, "
                          f"rating_chosen/rating_rejected, chosen-rating/rejected-rating, ...; or name them with "
