@@ -590,3 +590,18 @@ def test_validate_show_without_a_model_is_one_line(tmp_path, capsys):
     assert main(["validate", str(f), "--show", "1"]) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert "--show needs --model" in line
+
+
+def test_eval_and_chat_of_a_run_take_its_chat_template_kwargs_unless_a_flag_says_otherwise(tmp_path):
+    from argparse import Namespace
+
+    from mlx_dpo.cli.use import _template_kwargs
+    from mlx_dpo.config import TrainConfig, eval_flags_for_run, save_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_config(TrainConfig(model="m", data="d", chat_template_kwargs='{"enable_thinking": false}'), run / "config.yaml")
+    assert eval_flags_for_run(run, {})["chat_template_kwargs"] == '{"enable_thinking": false}'
+    assert _template_kwargs(Namespace(adapter=str(run))) == {"enable_thinking": False}
+    assert _template_kwargs(Namespace(adapter=str(run), chat_template_kwargs='{"x": 1}')) == {"x": 1}
+    assert _template_kwargs(Namespace(adapter=None)) is None
