@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -16,12 +17,47 @@ from typing import Any, Optional
 
 import yaml
 
-from .errors import Problem, UsageError, config_error
+from .errors import Problem, UsageError, config_error, first_line
 from .train.losses import PARAMS as LOSS_PARAMS, REGISTRY as LOSS_KINDS, parse_loss
 
 LOSSES = tuple(LOSS_KINDS)  # every --loss, from the registry (train/losses.py)
 SCHEDULES = ("cosine", "constant")
 REFERENCES = ("start", "base")  # what the reference log-probs are scored with
+
+
+# Arguments the renderer sets itself: a template variable of the same name would be ambiguous.
+RENDER_ARGS = ("messages", "conversation", "add_generation_prompt", "tokenize", "chat_template", "return_dict",
+               "continue_final_message")
+
+
+TEMPLATE_KWARGS_FIX = "--chat-template-kwargs takes a JSON object, e.g. '{\"enable_thinking\": false}'"
+
+
+def parse_template_kwargs(text: str) -> dict:
+    """--chat-template-kwargs: a JSON object of template variables; UsageError (one line naming the flag)
+    if it is not."""
+    def bad(message):
+        return config_error("chat_template_kwargs", message, fix=TEMPLATE_KWARGS_FIX)
+
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError) as e:
+        raise bad(f"not valid JSON ({first_line(e)})") from None
+    if not isinstance(value, dict):
+        raise bad(f"expected a JSON object, got {text!r}")
+    clash = [k for k in value if k in RENDER_ARGS]
+    if clash:
+        raise bad(f"{', '.join(clash)} is set by the renderer, not a template variable")
+    return value
+
+
+def parse_score_keys(text: str) -> tuple[str, str]:
+    """--score-keys CHOSEN,REJECTED: the two score columns (UsageError naming the flag if not two names)."""
+    names = [n.strip() for n in str(text).split(",")]
+    if len(names) != 2 or not all(names) or names[0] == names[1]:
+        raise config_error("score_keys", f"expected two column names as CHOSEN,REJECTED, got {text!r}",
+                           fix="e.g. --score-keys chosen-rating,rejected-rating")
+    return names[0], names[1]
 
 
 def _f(default, help, **kw):
@@ -50,6 +86,7 @@ class TrainConfig:
     chosen_key: str = _f("chosen", "Field name of the preferred answer.")
     rejected_key: str = _f("rejected", "Field name of the dispreferred answer.")
     system_key: str = _f("system", "Field name of the optional system message.")
+    score_keys: Optional[str] = _f(None, "Score columns for --min-score-margin as CHOSEN,REJECTED (default: recognised spellings such as score_chosen/score_rejected, chosen-rating/rejected-rating).")
     # -- model and adapter
     quantize: Optional[int] = _f(None, "Quantize the base on the fly to 4 or 8 bits (pre-quantized models are used as they are).", choices=(4, 8))
     cpu_dequant_matmul: bool = _f(True, "On the CPU, run quantized layers as dequantize + float matmul on the BLAS, not MLX's slow CPU quantized kernel (same numbers up to rounding; no effect on the GPU).")
@@ -90,6 +127,7 @@ class TrainConfig:
     lr_schedule: str = _f("cosine", "Learning-rate schedule after warm-up.", choices=SCHEDULES)
     seed: int = _f(0, "Seed for data order, LoRA init and dropout.")
     template_date: Optional[str] = _f(None, "Date (YYYY-MM-DD) that chat templates printing today's date (e.g. Llama 3.2) render with; set to the day a run first starts and kept in config.yaml, so a resumed run renders the same prompts.")
+    chat_template_kwargs: Optional[str] = _f(None, "JSON object of extra variables for the chat template, passed to every render (train, validate, eval, chat, generate), e.g. '{\"enable_thinking\": false}' (Qwen3), tools, is_training; kept in config.yaml and in the cache keys.")
     # -- lengths and batching
     max_length: int = _f(1024, "Maximum prompt + completion tokens; longer pairs are truncated.")
     max_prompt_length: Optional[int] = _f(None, "Maximum prompt tokens kept (from the end) when a pair is too long (default: max_length // 2).")
@@ -167,6 +205,10 @@ class TrainConfig:
                 datetime.date.fromisoformat(self.template_date)
             except (TypeError, ValueError):
                 bad("template_date", f"expected a date as YYYY-MM-DD, got {self.template_date!r}")
+        if self.chat_template_kwargs is not None:
+            parse_template_kwargs(self.chat_template_kwargs)
+        if self.score_keys is not None:
+            parse_score_keys(self.score_keys)
         if self.max_prompt_length is not None and self.max_prompt_length >= self.max_length:
             bad("max_prompt_length", f"must be smaller than max_length ({self.max_length})")
         return self
@@ -177,6 +219,11 @@ class TrainConfig:
         return self.init_adapter if self.reference == "start" else None
 
     @property
+    def template_kwargs(self) -> dict:
+        """--chat-template-kwargs as a dict ({} when not given)."""
+        return parse_template_kwargs(self.chat_template_kwargs) if self.chat_template_kwargs else {}
+
+    @property
     def prompt_limit(self) -> int:
         return self.max_prompt_length or self.max_length // 2
 
@@ -185,7 +232,8 @@ class TrainConfig:
         """The field names of the data file (a data.pairs.DataKeys)."""
         from .data.pairs import DataKeys
 
-        return DataKeys(self.prompt_key, self.chosen_key, self.rejected_key, self.system_key)
+        return DataKeys(self.prompt_key, self.chosen_key, self.rejected_key, self.system_key,
+                        parse_score_keys(self.score_keys) if self.score_keys else None)
 
     def data_source(self, valid: bool = False):
         """The data.sources.DataSpec of --data (or of the held-out data: --valid-data, else --data's
@@ -372,6 +420,8 @@ def _coerce(f: dataclasses.Field, value):
         value = ",".join(str(v) for v in value)
     if f.name == "loss_weights" and isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
+    if f.name == "chat_template_kwargs" and isinstance(value, dict):  # a YAML mapping: kept as JSON text
+        return json.dumps(value, sort_keys=True)
     if f.name == "template_date" and isinstance(value, datetime.date):
         return value.isoformat()  # YAML reads an unquoted 2026-12-01 as a date
     if not isinstance(value, str):
@@ -397,10 +447,10 @@ def load_run_config(run_dir: Path) -> dict:
 
 
 # What a run's held-out metrics depend on besides its adapter: how the base was loaded (model, quantization,
-# matmul path), the loss settings, the lengths and the template date. `eval --adapter RUN_DIR` and the
+# matmul path), the loss settings, the lengths and the template date and variables. `eval --adapter RUN_DIR` and the
 # app's Evaluate take them from the run's config.yaml, so their numbers compare with the run's own.
 EVAL_FROM_RUN = ("model", "quantize", "trust_remote_code", "cpu_dequant_matmul", "template_date",
-                 "loss", "loss_weights", *LOSS_PARAMS, "max_length", "max_prompt_length")
+                 "chat_template_kwargs", "loss", "loss_weights", *LOSS_PARAMS, "max_length", "max_prompt_length")
 
 
 def eval_flags_for_run(run_dir: Path, flags: dict, also: tuple[str, ...] = ()) -> dict:

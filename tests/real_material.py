@@ -86,6 +86,12 @@ FAMILIES = {
     "phi-3.5": Family("phi-3", "microsoft-Phi-3.5-mini-instruct", eos="<|endoftext|>",
                       stop=("<|end|>", "<|assistant|>", "<|endoftext|>")),
     "base-gpt2": Family("gpt-2", None, stop=("<|endoftext|>",)),
+    # Nothing follows an answer in GLM's template: the model stops on the next <|user|> (generation config).
+    "glm-4.6": Family("qwen2", "GLM-4.6", arch="qwen2", eos="<|endoftext|>",
+                      stop=("<|endoftext|>", "<|user|>", "<|observation|>"),
+                      added=(("[gMASK]", True), ("<sop>", True), ("<|system|>", True), ("<|user|>", True),
+                             ("<|assistant|>", True), ("<|observation|>", True)) + THINK,
+                      note="Qwen2's vocabulary stands in for GLM's (not vendored), with GLM's added tokens"),
 }
 
 

@@ -428,6 +428,88 @@ def test_real_schemas_are_recognised_without_flags(tmp_path, name, rows, schema,
     assert result.schema.describe().startswith("schema ")
 
 
+def _sharegpt_rows(answers_as_lists: bool) -> list[dict]:
+    """LLaMA-Factory / Axolotl ShareGPT preference rows (chosen/rejected a from/value object, or a list)."""
+    def turn(who, text):
+        return [{"from": who, "value": text}] if answers_as_lists else {"from": who, "value": text}
+    return [
+        {"conversations": [{"from": "human", "value": "Hi!"}, {"from": "gpt", "value": "Hello!"},
+                           {"from": "human", "value": "Capital of France?"}],
+         "chosen": turn("gpt", "Paris."), "rejected": turn("gpt", "Lyon."), "system": "Be brief."},
+        {"conversations": [{"from": "system", "value": "Answer in one word."}, {"from": "user", "value": "2+2?"}],
+         "chosen": turn("assistant", "Four."), "rejected": turn("gpt", "Five.")},
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+@pytest.mark.parametrize("answers_as_lists", [False, True], ids=["answer-object", "answer-list"])
+def test_sharegpt_rows_are_recognised_and_their_earlier_turns_are_the_prompt(tmp_path, fmt, answers_as_lists):
+    rows = _sharegpt_rows(answers_as_lists)
+    p = (hfd.write_parquet if fmt == "parquet" else hfd.write_jsonl)(tmp_path / f"sg.{fmt}", rows)
+    result = load_pairs(p)
+    assert result.errors == [] and result.schema.name == "sharegpt"
+    first, second = result.pairs
+    assert first.prompt == [{"role": "system", "content": "Be brief."}, U("Hi!"), A("Hello!"), U("Capital of France?")]
+    assert first.chosen == [A("Paris.")] and first.rejected == [A("Lyon.")]
+    assert second.prompt == [{"role": "system", "content": "Answer in one word."}, U("2+2?")]
+    assert second.chosen == [A("Four.")] and second.rejected == [A("Five.")]
+    assert result.schema.describe().startswith("schema ShareGPT (LLaMA-Factory, Axolotl): prompt = the conversations "
+                                               "turns (from/value")
+
+
+def test_sharegpt_mapping_line_is_printed_and_a_bad_turn_names_from_or_value(tmp_path, capsys):
+    rows = _sharegpt_rows(False)
+    rows[1]["conversations"][1] = {"from": "tool", "value": "x"}
+    rows.append({**rows[0], "chosen": {"from": "gpt"}})
+    p = hfd.write_jsonl(tmp_path / "sg.jsonl", rows)
+    assert [str(e) for e in load_pairs(p).errors] == [
+        f"{p}:2: conversations[1].from: unknown role 'tool' (expected human/user, gpt/assistant or system)",
+        f"{p}:3: chosen.value: missing"]
+    assert main(["validate", str(p), "--skip-invalid"]) == 0
+    assert f"data: {p}: schema ShareGPT (LLaMA-Factory, Axolotl): prompt = " in capsys.readouterr().out
+
+
+HELPSTEER2_ROWS = [  # nvidia/HelpSteer2 preference: negative strength = response_1 is better
+    {"split": "train", "prompt": "Name a colour.", "response_1": "Blue.", "response_2": "Seven.", "preference_strength": -2},
+    {"split": "train", "prompt": "2+2?", "response_1": "Five.", "response_2": "Four.", "preference_strength": 3},
+    {"split": "train", "prompt": "Hi", "response_1": "Hello.", "response_2": "Hey.", "preference_strength": 0},
+]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_helpsteer2_pairwise_rows_are_ordered_by_the_strengths_sign_and_ties_counted(tmp_path, capsys, fmt):
+    if fmt == "csv":
+        p = tmp_path / "hs2.csv"
+        with open(p, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(HELPSTEER2_ROWS[0]))
+            w.writeheader()
+            w.writerows(HELPSTEER2_ROWS)
+    else:
+        p = hfd.write_jsonl(tmp_path / "hs2.jsonl", HELPSTEER2_ROWS)
+    result = load_pairs(p)
+    assert result.errors == [] and result.schema.name == "helpsteer2" and result.ties == 1
+    assert [(x.chosen[0]["content"], x.rejected[0]["content"]) for x in result.pairs] == [("Blue.", "Seven."),
+                                                                                         ("Four.", "Five.")]
+    assert "0: a tie, skipped and counted" in result.schema.describe()
+    code, rep, _ = validate_json(capsys, p)
+    assert code == 0 and rep["ties"] == 1 and rep["valid_pairs"] == 2 and rep["schema"]["name"] == "helpsteer2"
+
+
+def test_helpsteer2_mapped_with_key_flags_is_refused_by_name(tmp_path, capsys):
+    p = hfd.write_jsonl(tmp_path / "hs2.jsonl", HELPSTEER2_ROWS)
+    assert main(["validate", str(p), "--chosen-key", "response_1", "--rejected-key", "response_2"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "a HelpSteer2 pairwise file" in line and "would train some rows backwards" in line
+
+
+def test_helpsteer2_bad_strength_is_that_rows_error(tmp_path):
+    rows = [dict(HELPSTEER2_ROWS[0]), {**HELPSTEER2_ROWS[1], "preference_strength": "much better"}]
+    p = hfd.write_jsonl(tmp_path / "hs2.jsonl", rows)
+    assert [str(e) for e in load_pairs(p).errors] == [
+        f"{p}:2: preference_strength: expected a number (negative: response_1 preferred, positive: response_2), "
+        "got a string"]
+
+
 def test_orca_system_prompt_is_kept_and_empty_system_dropped(tmp_path):
     pairs = load_pairs(hfd.write_jsonl(tmp_path / "orca.jsonl", hfd.ORCA_ROWS)).pairs
     assert pairs[0].prompt[0]["role"] == "user"
@@ -481,6 +563,44 @@ def test_min_score_margin_without_score_columns_is_a_usage_error(tmp_path, capsy
     p = hfd.write_jsonl(tmp_path / "orca.jsonl", hfd.ORCA_ROWS)
     assert main(["validate", str(p), "--min-score-margin", "1"]) == 2
     assert "--min-score-margin needs score columns" in capsys.readouterr().err
+
+
+def test_hyphenated_argilla_ratings_are_score_columns(tmp_path, capsys):
+    rows = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}", "chosen-rating": 5,
+             "rejected-rating": r, "chosen-model": "m"} for i, r in enumerate((1, 4.5, 2))]
+    p = hfd.write_jsonl(tmp_path / "argilla.jsonl", rows)
+    result = load_pairs(p, min_score_margin=1.0)
+    assert result.schema.scores == ("chosen-rating", "rejected-rating")
+    assert [x.source for x in result.pairs] == [f"{p}:1", f"{p}:3"] and result.filtered == 1
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_score_keys_name_the_score_columns_and_keep_the_layouts_recognition(tmp_path, capsys, fmt):
+    rows = [{"question": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}", "win": w, "loss": 1}
+            for i, w in enumerate((3, 1.5, 9))]
+    if fmt == "csv":
+        p = tmp_path / "d.csv"
+        with open(p, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        p = hfd.write_jsonl(tmp_path / "d.jsonl", rows)
+    result = load_pairs(p, DataKeys(scores=("win", "loss")), min_score_margin=1.0)
+    assert result.errors == [] and result.schema.name == "orca" and result.schema.scores == ("win", "loss")
+    assert len(result.pairs) == 2 and result.filtered == 1
+    code, rep, _ = validate_json(capsys, p, "--score-keys", "win,loss", "--min-score-margin", "1")
+    assert code == 0 and rep["filtered"] == 1 and rep["valid_pairs"] == 2
+
+
+def test_bad_score_keys_are_one_line_naming_the_flag(tmp_path, capsys):
+    p = hfd.write_jsonl(tmp_path / "d.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"}])
+    assert main(["validate", str(p), "--score-keys", "win"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "score_keys: expected two column names as CHOSEN,REJECTED, got 'win'" in line and "--score-keys" in line
+    assert main(["validate", str(p), "--score-keys", "win,loss", "--min-score-margin", "1"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.endswith(f"{p}: --score-keys names no such column: win, loss; columns found: prompt, chosen, rejected")
 
 
 # ======================================================================= --skip-invalid and validate's counts

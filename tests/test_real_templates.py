@@ -36,12 +36,15 @@ ROWS = {
 FAMILIES = list(real_material.FAMILIES)
 # Rules beyond the plain one that a family needs, per row kind (anything else must not appear).
 REASONING = {"deepseek-r1-qwen", "qwq"}  # the generation prompt opens <think>; history never shows it
+OPEN_ENDED = {"glm-4.6"}  # nothing follows the answer: the stop token is appended (and said once)
 
 
 def expected_notes(family: str, kind: str) -> set:
     out = set()
     if family in REASONING:
         out.add("chat_prompt_differs")
+    if family in OPEN_ENDED:
+        out.add("end_token_added")
     if "system" in kind and family == "gemma-2":
         out.add("system_first_user")
     if "system" in kind and family == "mistral-nemo":
@@ -351,3 +354,66 @@ def test_reasoning_family_trains_from_ln2(real_model, tmp_path):
     assert main(["train", "--model", str(real_model("deepseek-r1-qwen")), "--data", _rows_file(tmp_path / "d.jsonl"),
                  "--output", str(out), "--iters", "2", "--batch-size", "2"]) == 0
     assert _losses(out)[0] == pytest.approx(math.log(2), abs=1e-5)
+
+
+# ---------------------------------------------------------------- issue 26: data people bring
+
+def test_qwen3_prompt_with_enable_thinking_false_holds_the_empty_think_block(real_tok, options_reset):
+    from mlx_dpo.model.generate import prompt_tokens
+
+    tok = real_tok("qwen3")
+    options_reset(tok)
+    pair = as_pair(ROWS["single"])
+    assert "<think>" not in tok.decode(tokenize_pair(tok, pair)[0].prompt)
+    set_render_options(tok, template_kwargs={"enable_thinking": False})
+    tp, _ = tokenize_pair(tok, pair)
+    assert tok.decode(tp.prompt).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    assert tp.prompt.tolist() == prompt_tokens(tok, pair.prompt)  # chat generates from the same prompt
+    assert tok.decode(tp.chosen) == "The answer is 56.<|im_end|>\n"
+
+
+def _sharegpt_and_csv(tmp_path):
+    """Four ShareGPT rows (answers as a from/value object and as a list) and the same pairs as CSV."""
+    import csv
+
+    rows, flat = [], []
+    for i in range(4):
+        q, good, bad = f"What is {i} + {i}?", f"It is {2 * i}.", f"It is {2 * i + 1}."
+        turn = (lambda t: {"from": "gpt", "value": t}) if i % 2 else (lambda t: [{"from": "gpt", "value": t}])
+        rows.append({"conversations": [{"from": "human", "value": q}], "chosen": turn(good), "rejected": turn(bad),
+                     "system": "Answer briefly."})
+        flat.append({"system": "Answer briefly.", "prompt": q, "chosen": good, "rejected": bad})
+    sg = tmp_path / "sharegpt.jsonl"
+    sg.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    table = tmp_path / "pairs.csv"
+    with open(table, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(flat[0]))
+        w.writeheader()
+        w.writerows(flat)
+    return sg, table
+
+
+@pytest.mark.parametrize("which", ["sharegpt", "csv"])
+def test_sharegpt_and_csv_validate_and_train_from_ln2_on_glm(real_model, tmp_path, capsys, which):
+    from mlx_dpo.cli import main
+
+    data = dict(zip(("sharegpt", "csv"), _sharegpt_and_csv(tmp_path)))[which]
+    model = str(real_model("glm-4.6"))
+    assert main(["validate", str(data), "--model", model]) == 0
+    out = capsys.readouterr().out
+    assert "4 pairs would train" in out and "stop token was appended" in out
+    if which == "sharegpt":
+        assert "schema ShareGPT" in out
+    run = tmp_path / "run"
+    assert main(["train", "--model", model, "--data", str(data), "--output", str(run), "--iters", "1",
+                 "--batch-size", "2"]) == 0
+    assert _losses(run)[0] == pytest.approx(math.log(2), abs=1e-5)
+
+
+def test_validate_show_prints_the_end_token_glm_never_wrote(real_model, tmp_path, capsys):
+    from mlx_dpo.cli import main
+
+    assert main(["validate", str(_pairs_file(tmp_path)), "--model", str(real_model("glm-4.6")), "--show", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "<|user|>\nWhat is 7 x 8?<|assistant|>▌" in out
+    assert "--- chosen (ends with '<|endoftext|>'):\n▌\n<think></think>\nThe answer is 56.<|endoftext|>\n" in out

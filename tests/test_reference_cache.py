@@ -88,3 +88,12 @@ def test_corrupt_cache_entry_is_recomputed(tiny_model, pairs_file, tmp_path, mon
     logs, tr2 = setup_logs(tiny_model, pairs_file, tmp_path / "b")
     assert "computed" in logs[0]
     np.testing.assert_allclose(tr.session.ref_train["chosen"], tr2.session.ref_train["chosen"], atol=1e-5)
+
+
+def test_chat_template_kwargs_are_part_of_the_reference_key(tiny_model, pairs_file, tmp_path):
+    # The tiny template ignores the variable, so the token ids are the same: only the key tells them apart.
+    first, tr1 = setup_logs(tiny_model, pairs_file, tmp_path / "a", chat_template_kwargs='{"unused": 1}')
+    again, _ = setup_logs(tiny_model, pairs_file, tmp_path / "b", chat_template_kwargs='{"unused": 1}')
+    other, tr2 = setup_logs(tiny_model, pairs_file, tmp_path / "c", chat_template_kwargs='{"unused": 2}')
+    assert "computed" in first[0] and "reused" in again[0] and "computed" in other[0]
+    assert [p.chosen.tolist() for p in tr1.session.train_pairs] == [p.chosen.tolist() for p in tr2.session.train_pairs]

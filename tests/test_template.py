@@ -448,3 +448,160 @@ def test_length_stats_numbers():
 
 def test_render_result_has_no_warnings_by_default():
     assert RenderResult().warnings() == []
+
+
+# ======================================================================= --chat-template-kwargs
+
+# A template variable in miniature, like Qwen3's enable_thinking (which mlx-lm's wrapper itself sets from the
+# vocabulary, so a name of our own here): with no_think true the assistant's turn opens with an empty think block.
+SWITCH_TEMPLATE = (
+    "{%- set empty = '<think>\\n\\n</think>\\n\\n' if no_think is defined and no_think else '' %}"
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + (empty if message['role'] == 'assistant' else '') "
+    "+ message['content'] + '<|im_end|>\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' + empty }}{%- endif %}"
+)
+
+
+def test_chat_template_kwargs_reach_every_render_and_the_data_cache_key(tmp_path):
+    from mlx_dpo.data.cache import cache_key
+    from mlx_dpo.data.sources import DataSpec, resolve
+    from mlx_dpo.data.template import chat_prompt_text, set_render_options
+
+    tok = _load_tokenizer(_model_with_template(tmp_path, SWITCH_TEMPLATE))
+    f = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "hi", "chosen": "Hello!", "rejected": "Go away."}])
+    p = load_pairs(f).pairs[0]
+    source = resolve(DataSpec(str(f)))
+    plain_key = cache_key(source, {}, tok, 100, 50)
+    assert "<think>" not in tok.decode(tokenize_pair(tok, p)[0].prompt)
+    try:
+        set_render_options(tok, template_kwargs={"no_think": True})
+        assert chat_prompt_text(tok, p.prompt).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+        assert tok.decode(tokenize_pair(tok, p)[0].prompt).endswith("<think>\n\n</think>\n\n")
+        assert cache_key(source, {}, tok, 100, 50) != plain_key
+    finally:
+        set_render_options(tok)
+
+
+@pytest.mark.parametrize("command", ["validate", "generate", "train"])
+def test_bad_chat_template_kwargs_is_one_line_naming_the_flag(tmp_path, capsys, command):
+    from mlx_dpo.cli import main
+
+    f = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "hi", "chosen": "Hello!", "rejected": "Go away."}])
+    args = {"validate": ["validate", str(f)], "generate": ["generate", "--prompt", "hi"],
+            "train": ["train", "--data", str(f), "--output", str(tmp_path / "run")]}[command]
+    assert main([*args, "--chat-template-kwargs", "{enable_thinking: false}"]) == 2
+    out, err = capsys.readouterr()
+    [line] = err.strip().splitlines()
+    assert "chat_template_kwargs: not valid JSON" in line and "--chat-template-kwargs takes a JSON object" in line
+    assert "Traceback" not in out + err and not (tmp_path / "run").exists()
+
+
+def test_chat_template_kwargs_are_used_by_validate_and_kept_in_config_yaml(tmp_path, capsys):
+    import yaml
+
+    from mlx_dpo.cli import main
+    from mlx_dpo.config import load_run_config
+
+    model = _model_with_template(tmp_path, SWITCH_TEMPLATE)
+    f = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "hi", "chosen": "Hello!", "rejected": "Go away."}] * 4)
+    report = lambda *extra: (main(["validate", str(f), "--model", str(model), "--json", *extra]),  # noqa: E731
+                             json.loads(capsys.readouterr().out))
+    (code, plain), (code2, switched) = report(), report("--chat-template-kwargs", '{"no_think": true}')
+    assert code == code2 == 0
+    assert switched["tokens"]["prompt"]["max"] > plain["tokens"]["prompt"]["max"]
+    run = tmp_path / "run"
+    assert main(["train", "--model", str(model), "--data", str(f), "--output", str(run), "--iters", "1",
+                 "--batch-size", "2", "--chat-template-kwargs", '{"no_think": true}']) == 0
+    assert json.loads(load_run_config(run)["chat_template_kwargs"]) == {"no_think": True}
+    assert yaml.safe_load((run / "config.yaml").read_text())["chat_template_kwargs"]
+
+
+def test_chat_template_kwargs_may_be_a_yaml_mapping_and_are_kept_as_json(tmp_path):
+    from mlx_dpo.config import build_config, load_yaml
+
+    f = tmp_path / "c.yaml"
+    f.write_text("chat_template_kwargs:\n  enable_thinking: false\n  tools: []\n")
+    cfg = build_config(load_yaml(f), {}).validate()
+    assert cfg.template_kwargs == {"enable_thinking": False, "tools": []}
+    assert json.loads(cfg.chat_template_kwargs) == cfg.template_kwargs
+
+
+# ======================================================================= answers the template leaves open
+
+# GLM-4.6's shape: nothing follows the answer (the model stops on the next <|user|>).
+OPEN_ENDED_TEMPLATE = (
+    "{%- for message in messages %}{{- '<|' + message['role'] + '|>\\n' + message['content'] }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|assistant|>\\n' }}{%- endif %}"
+)
+
+
+def test_a_completion_the_template_leaves_open_ends_with_the_stop_token_said_once(tmp_path):
+    tok = _load_tokenizer(_model_with_template(tmp_path, OPEN_ENDED_TEMPLATE))
+    f = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "hi", "chosen": "Hello!", "rejected": "Go away."},
+                                              {"prompt": "q", "chosen": "yes", "rejected": "no"}])
+    pairs = load_pairs(f).pairs
+    tp, _ = tokenize_pair(tok, pairs[0])
+    assert tok.decode(tp.chosen) == "Hello!" + tok.eos_token and tp.rejected[-1] == tok.eos_token_id
+    result = render_pairs(tok, pairs, max_length=1000, prompt_limit=500)
+    assert all(p.chosen[-1] == p.rejected[-1] == tok.eos_token_id for p in result.pairs)
+    [warning] = result.warnings()
+    assert warning.startswith("2 row(s): the chat template writes no end-of-turn token after the answer")
+    assert f"e.g. {f}:1: ended with" in warning
+
+
+def test_a_completion_that_ends_its_turn_gets_no_second_stop_token(chat_tok):
+    tp, _ = tokenize_pair(chat_tok, pair("hi", "Hello!", "Go away."))
+    assert chat_tok.decode(tp.chosen) == "Hello!<|im_end|>\n"
+
+
+# ======================================================================= validate --show
+
+def test_validate_show_prints_pairs_as_the_model_sees_them_with_the_boundary_and_end_tokens(tmp_path, capsys):
+    from mlx_dpo.cli import main
+
+    model = _model_with_template(tmp_path, CHATML_TEMPLATE)
+    f = _write_jsonl(tmp_path / "d.jsonl", [{"system": "Be kind.", "prompt": "hi", "chosen": "Hello!",
+                                               "rejected": "Go away."},
+                                              {"prompt": "q", "chosen": "yes", "rejected": "no"},
+                                              {"prompt": "r", "chosen": "a", "rejected": "b"}])
+    assert main(["validate", str(f), "--model", str(model), "--show", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"=== pair 1 of 2: {f}:1 as the model sees it" in out and f"pair 2 of 2: {f}:2" in out
+    assert f"{f}:3" not in out
+    assert "system: 'Be kind.'" in out
+    assert "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n▌\n" in out
+    assert "--- chosen (ends with '<|im_end|>'):\n▌Hello!<|im_end|>\n" in out
+    assert "--- rejected (ends with '<|im_end|>'):\n▌Go away.<|im_end|>\n" in out
+
+    assert main(["validate", str(f), "--model", str(model), "--show", "1", "--json"]) == 0
+    [shown] = json.loads(capsys.readouterr().out)["shown"]
+    assert shown["source"] == f"{f}:1" and shown["system"] == "Be kind."
+    assert shown["prompt"].endswith("<|im_start|>assistant\n") and shown["chosen"] == "Hello!<|im_end|>\n"
+    assert shown["chosen_end"] == shown["rejected_end"] == "<|im_end|>"
+    assert shown["chosen_tokens"] == len(tokenize_pair(_load_tokenizer(model), load_pairs(f).pairs[0])[0].chosen)
+
+
+def test_validate_show_without_a_model_is_one_line(tmp_path, capsys):
+    from mlx_dpo.cli import main
+
+    f = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "q", "chosen": "yes", "rejected": "no"}])
+    assert main(["validate", str(f), "--show", "1"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "--show needs --model" in line
+
+
+def test_eval_and_chat_of_a_run_take_its_chat_template_kwargs_unless_a_flag_says_otherwise(tmp_path):
+    from argparse import Namespace
+
+    from mlx_dpo.cli.use import _template_kwargs
+    from mlx_dpo.config import TrainConfig, eval_flags_for_run, save_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_config(TrainConfig(model="m", data="d", chat_template_kwargs='{"enable_thinking": false}'), run / "config.yaml")
+    assert eval_flags_for_run(run, {})["chat_template_kwargs"] == '{"enable_thinking": false}'
+    assert _template_kwargs(Namespace(adapter=str(run))) == {"enable_thinking": False}
+    assert _template_kwargs(Namespace(adapter=str(run), chat_template_kwargs='{"x": 1}')) == {"x": 1}
+    assert _template_kwargs(Namespace(adapter=None)) is None

@@ -111,12 +111,15 @@ def test_frozen_date_renders_the_same_prompt_on_any_day(make_tok):
         set_render_options(tok, think="maybe")
 
 
-def test_completion_without_an_end_token_is_said(make_tok):
+def test_completion_without_an_end_token_gets_the_stop_token_and_is_said(make_tok):
+    # Issue 26 changed this rule: such completions were trained open (a warning only); now the model's stop
+    # token ends them, so the adapter learns to stop.
     tok = make_tok(NO_END)
     result = render_pairs(tok, [pair([U("q")], "yes", "no")], 100, 50)
     assert len(result.pairs) == 1
+    assert result.pairs[0].chosen[-1] == result.pairs[0].rejected[-1] == tok.eos_token_id
     warnings = [w for w in result.warnings() if "end-of-turn" in w]
-    assert len(warnings) == 1 and warnings[0].startswith("1 row(s): the completion does not end with an end-of-turn")
+    assert len(warnings) == 1 and warnings[0].startswith("1 row(s): the chat template writes no end-of-turn token")
 
 
 def test_chat_uses_the_same_system_fold_as_training(make_tok):

@@ -14,7 +14,7 @@ def run_behaviour(cfg, args):
     if not args.adapter:
         raise UsageError("--generate compares base and tuned answers: pass --adapter")
     model, tokenizer, switch = load_for_generation(cfg.model, args.adapter, cfg.quantize, cfg.trust_remote_code,
-                                                   log=log)
+                                                   log=log, template_kwargs=cfg.template_kwargs)
     prompts = load_prompts(cfg.data, args.limit)
     sampling = Sampling(temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed)
     return behaviour_eval(model, tokenizer, switch, prompts, sampling=sampling, kl_samples=args.kl_samples,

@@ -18,12 +18,12 @@ from ..iterate.judges import JUDGE_TIMEOUT
 from ..train.losses import help_lines
 
 DATA_KEYS = ("prompt_key", "chosen_key", "rejected_key", "system_key", "split", "data_config", "data_revision",
-             "skip_invalid", "min_score_margin")
+             "skip_invalid", "min_score_margin", "score_keys")
 LENGTHS = ("max_length", "max_prompt_length")
 # TrainConfig fields `iterate` sets per round itself (or takes from its own flags of the same name)
 ITERATE_OWNS = ("model", "data", "output", "init_adapter", "resume", "valid_data", "valid_split", "reference", "seed",
                 "quantize", "prompt_key", "chosen_key", "rejected_key", "system_key", "split", "data_config",
-                "data_revision", "skip_invalid", "min_score_margin")
+                "data_revision", "skip_invalid", "min_score_margin", "score_keys")
 LOSS_ARGS = ("loss", "loss_weights", *LOSS_PARAMS)  # the loss registry's settings (train/losses.py)
 
 
@@ -134,7 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("file", help="pairs file (.jsonl, .json, .parquet, .csv, .tsv), dataset folder or hub dataset id "
                                 "ORG/NAME")
     v.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    _add_config_args(v, ("model", "trust_remote_code") + DATA_KEYS + LENGTHS)
+    v.add_argument("--show", type=int, default=0, metavar="N",
+                   help="print the first N pairs as the model sees them (needs --model): system, prompt, the "
+                        "boundary marker, chosen and rejected with their end tokens (--json: the 'shown' list)")
+    _add_config_args(v, ("model", "trust_remote_code", "chat_template_kwargs") + DATA_KEYS + LENGTHS)
 
     t = sub.add_parser("train", help="train a DPO LoRA adapter", formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="losses (--loss), and when to use each:\n" + help_lines())
@@ -157,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="sampling seed")
     g.add_argument("--show", type=int, default=3, help="example answers to print")
     _add_config_args(e, ("model", "data", "quantize", "trust_remote_code", "batch_size", "pad_multiple",
-                         "cache_dir", "init_adapter", "reference", "cpu_dequant_matmul",
+                         "cache_dir", "init_adapter", "reference", "cpu_dequant_matmul", "chat_template_kwargs",
                          "tokens_per_batch") + DATA_KEYS + LENGTHS + LOSS_ARGS)
 
     f = sub.add_parser("frontier", help="train one adapter per beta and plot ground-truth reward against KL")
@@ -243,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
                         ("generate", "print one completion for --prompt")):
         c = sub.add_parser(name, help=help_)
         _add_model_args(c)
+        _add_config_args(c, ("chat_template_kwargs",))
         _add_sampling_args(c)
         c.add_argument("--system", help="system message")
         c.add_argument("--compare", action="store_true",

@@ -15,7 +15,7 @@ from .output import ConsoleReporter, command_name, log
 
 def config_flags(args) -> dict:
     """The parsed flags that are TrainConfig values (absent flags are absent: argparse.SUPPRESS)."""
-    return {k: v for k, v in vars(args).items() if k not in ("command", "config", "json", "adapter", "file")}
+    return {k: v for k, v in vars(args).items() if k not in ("command", "config", "json", "adapter", "file", "show")}
 
 
 def cmd_validate(args) -> int:
@@ -23,10 +23,17 @@ def cmd_validate(args) -> int:
     from ..data.sources import DataSpec
 
     cfg = build_config({}, config_flags(args))
+    show = getattr(args, "show", 0) or 0
+    if show < 0:
+        raise UsageError(f"--show takes a number of pairs (0 or more), got {show}")
+    if show and not cfg.model:
+        raise UsageError("--show needs --model: the pairs are shown as that model's chat template renders them")
     tokenizer = None
     if cfg.model:
         from ..model.load import load_base
+        from ..data.template import set_render_options
         tokenizer = load_base(cfg.model, None, cfg.trust_remote_code, log=log).tokenizer
+        set_render_options(tokenizer, date=cfg.template_date, template_kwargs=cfg.template_kwargs)
     spec = DataSpec(args.file, cfg.split, cfg.data_config, cfg.data_revision)
     reporter = ConsoleReporter(show_progress=sys.stderr.isatty() and not args.json)
 
@@ -34,10 +41,17 @@ def cmd_validate(args) -> int:
         reporter.task("tokenize", done, total, f"tokenizing {Path(spec.path).name}")
 
     prepared = prepare(spec, cfg.data_keys, tokenizer, cfg.max_length, cfg.prompt_limit, progress,
-                       **cfg.data_options)
+                       keep_messages=show, **cfg.data_options)
     for line in prepared.errors + prepared.load.hints:  # the hint (e.g. the flags to map columns) last
         print(line, file=sys.stderr)
     report = prepared.report()
+    shown = []
+    if show and tokenizer is not None:
+        from ..data.pairs import PreferencePair
+        from ..data.preview import rendered_pair
+
+        shown = [rendered_pair(tokenizer, p) for p in prepared.load.pairs[:show] if isinstance(p, PreferencePair)]
+        report["shown"] = shown
     if args.json:
         print(json.dumps(report))
     else:
@@ -47,6 +61,10 @@ def cmd_validate(args) -> int:
         if prepared.render is not None:
             for w in prepared.render.warnings():
                 print(f"warning: {w}")
+        from ..data.preview import rendered_lines
+
+        for n, ex in enumerate(shown, start=1):
+            print("\n".join(rendered_lines(ex, n, len(shown))))
     if prepared.errors and cfg.skip_invalid and not prepared.fatal and report["valid_pairs"] > 0:
         return 0  # training with --skip-invalid would go ahead on the valid pairs
     return 2 if prepared.errors else 0

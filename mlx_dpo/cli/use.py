@@ -17,11 +17,24 @@ def _sampling(args) -> Sampling:
     return s
 
 
+def _template_kwargs(args) -> dict | None:
+    """--chat-template-kwargs, else the run's own (config.yaml of --adapter RUN_DIR), so chat renders its
+    prompts as the run trained on them."""
+    from ..config import load_run_config, parse_template_kwargs
+
+    text = getattr(args, "chat_template_kwargs", None)
+    if text is None and args.adapter:
+        text = load_run_config(args.adapter).get("chat_template_kwargs")
+    return parse_template_kwargs(text) if text else None
+
+
 def _load(args):
     args.model = model_or_default(args.model)
     if args.compare and not args.adapter:
         raise UsageError("--compare needs --adapter (it answers with and without it)")
-    return load_for_generation(args.model, args.adapter, args.quantize, args.trust_remote_code, log=log)
+    extra = _template_kwargs(args)  # checked before loading anything
+    return load_for_generation(args.model, args.adapter, args.quantize, args.trust_remote_code, log=log,
+                               template_kwargs=extra)
 
 
 def _variants(args, switch):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError, Problem, UsageError, first_line
-from .schemas import CHOSEN_NAMES, REJECTED_NAMES, DataKeys, detect, unknown_schema_message
+from .schemas import CHOSEN_NAMES, PAIRWISE, REJECTED_NAMES, DataKeys, detect, unknown_schema_message
 
 ROLES = ("system", "user", "assistant")
 # One pair is a few thousand tokens; a row this long is a broken export (or not a pairs file at all),
@@ -63,6 +63,7 @@ class LoadResult:
     source: object = None    # sources.Source: the files that were read
     schema: object = None    # schemas.Schema: the column mapping used (None: unknown)
     filtered: int = 0        # pairs left out by --min-score-margin (not errors)
+    ties: int = 0            # pairwise rows that prefer neither answer (HelpSteer2 strength 0), left out
     first_of_kind: dict = field(default_factory=dict)  # unpaired? -> source of the first such row
     hints: list[Problem] = field(default_factory=list)  # e.g. an unknown schema: its columns and the flags to map them
 
@@ -78,6 +79,10 @@ class LoadResult:
 class _RowError(Exception):
     def __init__(self, fieldname: str, message: str):
         self.fieldname, self.message = fieldname, message
+
+
+class _Tie(Exception):
+    """A pairwise row that prefers neither answer (HelpSteer2 strength 0): skipped and counted, not an error."""
 
 
 # ---------------------------------------------------------------- file level
@@ -527,21 +532,72 @@ def is_parquet(path: Path) -> bool:
         return False
 
 
-def _table_rows(path: Path, name: str, table: str, columns: list[str] | None = None, batch_rows: int = 2048):
-    """(row number, row) of a Parquet or CSV/TSV file; a read error as (None, message)."""
+def _table_rows(path: Path, name: str, table: str, columns: list[str] | None = None, batch_rows: int = 2048,
+                numeric: tuple[str, str] | None = None):
+    """(row number, row) of a Parquet or CSV/TSV file; a read error as (None, message). `numeric`: score
+    columns named by --score-keys (CSV cells are text; these are read as numbers, like the known ones)."""
     if table == "parquet":
         return read_parquet_rows(path, name, columns, batch_rows)
-    from .schemas import SCORE_PAIRS
+    from .schemas import PAIRWISE, SCORE_PAIRS
     from .tables import read_csv_rows
 
-    return read_csv_rows(path, name, numeric=tuple(c for pair in SCORE_PAIRS for c in pair))
+    known = tuple(c for pair in SCORE_PAIRS for c in pair) + PAIRWISE[2:]
+    return read_csv_rows(path, name, numeric=known + tuple(numeric or ()))
 
 
 # ---------------------------------------------------------------- public API
 
+def _sharegpt_turns(value, fieldname: str) -> list[dict]:
+    """ShareGPT turns ({"from": "human"|"gpt"|..., "value": str}, one or a list) as role/content messages."""
+    from .schemas import SHAREGPT_ROLES
+
+    one = isinstance(value, dict)
+    if not one and not isinstance(value, list):
+        raise _RowError(fieldname, f"expected a from/value turn or a list of them, got {_kind(value)}")
+    if not value:
+        raise _RowError(fieldname, "empty list of turns")
+    out = []
+    for j, t in enumerate([value] if one else value):
+        where = fieldname if one else f"{fieldname}[{j}]"
+        if not isinstance(t, dict):
+            raise _RowError(where, f"expected a turn object with from and value, got {_kind(t)}")
+        for key in ("from", "value"):
+            if key not in t:
+                raise _RowError(f"{where}.{key}", "missing")
+        role, text = t["from"], t["value"]
+        if not isinstance(role, str) or role.lower() not in SHAREGPT_ROLES:
+            raise _RowError(f"{where}.from", f"unknown role {role!r} (expected human/user, gpt/assistant or system)")
+        if not isinstance(text, str):
+            raise _RowError(f"{where}.value", f"expected a string, got {_kind(text)}")
+        out.append({"role": SHAREGPT_ROLES[role.lower()], "content": text})
+    return out
+
+
 def _map_row(row, schema):
-    """Apply a schema's column mapping that keys alone cannot express (instruction + input)."""
-    if schema is None or not schema.instruction_input or not isinstance(row, dict):
+    """Apply a schema's column mapping that keys alone cannot express (instruction + input, ShareGPT turns,
+    HelpSteer2's answer order by the strength's sign; a tie raises _Tie)."""
+    if schema is None or not isinstance(row, dict):
+        return row
+    if schema.pairwise:
+        a, b, strength = schema.pairwise
+        s = row.get(strength)
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or s != s:
+            raise _RowError(strength, f"expected a number (negative: {a} preferred, positive: {b}), got {_kind(s)}")
+        if s == 0:
+            raise _Tie()
+        first, second = (a, b) if s < 0 else (b, a)
+        for key in (a, b):
+            if key not in row:
+                raise _RowError(key, "missing (expected a string)")
+        k = schema.keys
+        return {**row, k.chosen: row[first], k.rejected: row[second]}
+    if schema.sharegpt:
+        k = schema.keys
+        if k.prompt not in row:
+            raise _RowError(k.prompt, "missing (expected a list of from/value turns)")
+        return {**row, **{key: _sharegpt_turns(row[key], key) for key in (k.prompt, k.chosen, k.rejected)
+                          if key in row}}
+    if not schema.instruction_input:
         return row
     ins, inp = schema.instruction_input
     a, b = row.get(ins), row.get(inp)
@@ -595,6 +651,9 @@ def load_pairs(path, keys: DataKeys = DataKeys(), *, split: str = "train", subse
         if result.filtered:
             result.errors.append(Problem(where, f"every pair is below --min-score-margin {min_score_margin}", None,
                                          "scores"))
+        elif result.ties:
+            result.errors.append(Problem(where, f"every row is a tie ({result.ties} with preference strength 0)",
+                                         None, "preference_strength"))
         else:
             result.errors.append(Problem(where, "no preference pairs found", 1, "file"))
     return result
@@ -631,14 +690,24 @@ def _load_file(f, keys: DataKeys, result: "LoadResult", min_score_margin, keep_m
             result.hints.append(Problem(name, unknown_schema_message(columns, keys), first_line_no, "columns"))
         result.schema = schema
     schema = result.schema
+    if schema is not None and schema.name == "flags" and set(PAIRWISE) <= set(columns) \
+            and {keys.chosen, keys.rejected} & set(PAIRWISE[:2]):
+        raise UsageError(f"{name}: a HelpSteer2 pairwise file ({', '.join(PAIRWISE)}): which answer is preferred "
+                         f"depends on each row's {PAIRWISE[2]}, so --chosen-key/--rejected-key would train some rows "
+                         "backwards; drop those flags and the sign of the strength picks chosen", key="chosen_key")
+    if keys.scores and columns and not set(keys.scores) <= set(columns):
+        missing = ", ".join(c for c in keys.scores if c not in columns)
+        raise UsageError(f"{name}: --score-keys names no such column: {missing}; columns found: {', '.join(columns)}",
+                         key="score_keys")
     if min_score_margin is not None and schema is not None and schema.scores is None:
         raise UsageError(f"{name}: --min-score-margin needs score columns (score_chosen/score_rejected, "
-                         f"rating_chosen/rating_rejected, ...); columns found: {', '.join(columns)}")
+                         f"rating_chosen/rating_rejected, chosen-rating/rejected-rating, ...; or name them with "
+                         f"--score-keys CHOSEN,REJECTED); columns found: {', '.join(columns)}")
     row_keys = schema.keys if schema is not None else keys
     repeated = schema is not None and schema.repeated_prompt
     if table:
         wanted = schema.columns() if schema is not None else None
-        rows = _table_rows(f.path, name, table, wanted)
+        rows = _table_rows(f.path, name, table, wanted, numeric=schema.scores if schema is not None else None)
     for line, row in rows:
         if line is None:  # a Parquet or CSV read error part-way through
             result.errors.append(row)
@@ -656,6 +725,9 @@ def _load_file(f, keys: DataKeys, result: "LoadResult", min_score_margin, keep_m
                 pair = normalize_row(_map_row(row, schema), row_keys, repeated)
         except _RowError as e:
             result.errors.append(Problem(name, e.message, line, e.fieldname))
+            continue
+        except _Tie:
+            result.ties += 1
             continue
         pair.source = f"{name}:{line}"
         if keep_messages is not None and len(result.pairs) >= keep_messages:

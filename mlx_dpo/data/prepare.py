@@ -83,6 +83,8 @@ class PreparedData:
                              "revision": src.revision, "files": self.labels, "description": src.describe()}
         if self.load.filtered:
             out["filtered"] = self.load.filtered
+        if self.load.ties:
+            out["ties"] = self.load.ties
         if self.skip_invalid:
             out["skipped"] = len(self.errors)
         if self.render is not None:
@@ -106,6 +108,8 @@ class PreparedData:
             out.append(f"data: {self.path}: {schema.describe()}")
         if self.load.filtered:
             out.append(f"data: {self.load.filtered} pair(s) below --min-score-margin left out")
+        if self.load.ties:
+            out.append(f"data: {self.load.ties} tie(s) left out (preference strength 0: neither answer preferred)")
         return out
 
     def skipped_lines(self) -> list[str]:

@@ -35,16 +35,51 @@ def inspect_data(path, keys: DataKeys = DataKeys(), tokenizer=None, max_length: 
         "example": None,
     }
     if tokenizer is not None and pairs:
-        pair = pairs[min(example, len(pairs) - 1)]
-        try:
-            tp, repaired = tokenize_pair(tokenizer, pair)
-            out["example"] = {"source": pair.source, "prompt": tokenizer.decode(tp.prompt.tolist()),
-                              "chosen": tokenizer.decode(tp.chosen.tolist()),
-                              "rejected": tokenizer.decode(tp.rejected.tolist()),
-                              "prompt_tokens": len(tp.prompt), "chosen_tokens": len(tp.chosen),
-                              "rejected_tokens": len(tp.rejected), "repaired": repaired}
-        except Exception as e:  # shown in the UI instead of the example
-            out["example"] = {"error": f"{pair.source}: {e}"}
+        out["example"] = rendered_pair(tokenizer, pairs[min(example, len(pairs) - 1)])
+    return out
+
+
+def rendered_pair(tokenizer, pair) -> dict:
+    """One pair as the model sees it (the app's example, `validate --show`): the decoded prompt up to the
+    boundary, each completion after it with its end token, token counts; {"error": ...} if it does not render."""
+    try:
+        tp, repaired = tokenize_pair(tokenizer, pair)
+    except Exception as e:
+        return {"error": f"{pair.source}: {e}"}
+    system = next((m["content"] for m in pair.prompt if m["role"] == "system"), None)
+    return {"source": pair.source, "system": system, "prompt": tokenizer.decode(tp.prompt.tolist()),
+            "chosen": tokenizer.decode(tp.chosen.tolist()), "rejected": tokenizer.decode(tp.rejected.tolist()),
+            "prompt_tokens": len(tp.prompt), "chosen_tokens": len(tp.chosen), "rejected_tokens": len(tp.rejected),
+            "chosen_end": _end_token(tokenizer, tp.chosen), "rejected_end": _end_token(tokenizer, tp.rejected),
+            "repaired": repaired}
+
+
+def _end_token(tokenizer, ids) -> str:
+    """The completion's last token that is not whitespace (ChatML ends a turn with a newline after it)."""
+    for t in reversed(ids.tolist()):
+        text = tokenizer.decode([t])
+        if text.strip():
+            return text
+    return ""
+
+
+BOUNDARY = "▌"  # printed where the prompt ends: everything after it is scored
+
+
+def rendered_lines(ex: dict, n: int, total: int) -> list[str]:
+    """`validate --show`'s text for one rendered pair (see rendered_pair)."""
+    if "error" in ex:
+        return [f"pair {n} of {total}: {ex['error']}"]
+    out = [f"=== pair {n} of {total}: {ex['source']} as the model sees it (prompt {ex['prompt_tokens']} tokens, "
+           f"chosen {ex['chosen_tokens']}, rejected {ex['rejected_tokens']}"
+           f"{', boundary repaired' if ex['repaired'] else ''}); {BOUNDARY} marks the boundary, what follows "
+           "it is scored ==="]
+    if ex["system"] is not None:
+        out.append(f"system: {ex['system']!r}")
+    out.append(ex["prompt"] + BOUNDARY)
+    for key in ("chosen", "rejected"):
+        out.append(f"--- {key} (ends with {ex[key + '_end']!r}):")
+        out.append(BOUNDARY + ex[key])
     return out
 
 

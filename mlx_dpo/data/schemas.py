@@ -12,6 +12,10 @@ Recognised without flags (the mapping used is printed as one line):
     system, question, chosen, rejected                   Intel/orca_dpo_pairs: prompt = question
     instruction, input, chosen, rejected                 prompt = instruction + "\\n\\n" + input
     chosen_response / rejected_response                  aliases of chosen / rejected
+    conversations (from/value turns), chosen, rejected   ShareGPT (LLaMA-Factory, Axolotl): the turns are the
+      prompt; chosen/rejected a from/value object or list; roles human/user, gpt/assistant, system
+    prompt, response_1, response_2, preference_strength  HelpSteer2 pairwise (nvidia/HelpSteer2 preference):
+      negative strength = response_1 preferred, positive = response_2; 0 is a tie, skipped and counted
 
 Anything else is an unknown schema: one line lists the columns found and the flags that would map them.
 Key flags (--prompt-key ...) always win over recognition.
@@ -30,13 +34,21 @@ class DataKeys:
     chosen: str = "chosen"
     rejected: str = "rejected"
     system: str = "system"
+    scores: tuple[str, str] | None = None  # (chosen score, rejected score) columns (--score-keys); None: recognised
+
+    @property
+    def mapped(self) -> bool:
+        """A column of the pair is named by a flag (the score columns alone keep the layout's recognition)."""
+        return replace(self, scores=None) != DataKeys()
 
 
 CHOSEN_NAMES = ("chosen", "chosen_response", "response_chosen")
 REJECTED_NAMES = ("rejected", "rejected_response", "response_rejected")
-SCORE_PAIRS = (("score_chosen", "score_rejected"), ("rating_chosen", "rating_rejected"),
-               ("chosen_rating", "rejected_rating"), ("chosen_score", "rejected_score"),
-               ("chosen_avg_rating", "rejected_avg_rating"))
+_SCORE_NAMES = (("score_chosen", "score_rejected"), ("rating_chosen", "rating_rejected"),
+                ("chosen_rating", "rejected_rating"), ("chosen_score", "rejected_score"),
+                ("chosen_avg_rating", "rejected_avg_rating"))
+# Each also spelled with hyphens, as argilla's exports name them (chosen-rating, rejected-rating, ...).
+SCORE_PAIRS = _SCORE_NAMES + tuple((c.replace("_", "-"), r.replace("_", "-")) for c, r in _SCORE_NAMES)
 FULL_CONVERSATIONS = ("ultrafeedback", "capybara", "full-conversations")
 # Column-name hints for an unknown schema's suggestion.
 _GUESS = {
@@ -55,6 +67,12 @@ class Schema:
     instruction_input: tuple[str, str] | None = None  # (instruction column, input column): prompt built from both
     scores: tuple[str, str] | None = None             # (chosen score, rejected score) columns
     ignored: tuple[str, ...] = ()
+    pairwise: tuple[str, str, str] | None = None      # (answer 1, answer 2, strength): the sign picks chosen
+
+    @property
+    def sharegpt(self) -> bool:
+        """Messages are ShareGPT's {"from", "value"} turns (see pairs._map_row)."""
+        return self.name == "sharegpt"
 
     @property
     def repeated_prompt(self) -> bool:
@@ -74,6 +92,8 @@ class Schema:
             cols += list(self.instruction_input)
         if self.scores:
             cols += list(self.scores)
+        if self.pairwise:
+            cols += list(self.pairwise)
         return list(dict.fromkeys(cols))
 
     def describe(self) -> str:
@@ -84,6 +104,13 @@ class Schema:
         elif self.name in ("implicit", "hh"):
             what = (f"prompt = the turns {k.chosen} and {k.rejected} share before the final answer, "
                     f"chosen/rejected = the final assistant turn")
+        elif self.pairwise:
+            a, b, s = self.pairwise
+            what = (f"prompt = {k.prompt}, chosen/rejected = {a}/{b} by the sign of {s} (negative: {a} preferred, "
+                    f"positive: {b}; 0: a tie, skipped and counted)")
+        elif self.sharegpt:
+            what = (f"prompt = the {k.prompt} turns (from/value; human/user, gpt/assistant, system), "
+                    f"chosen = {k.chosen}, rejected = {k.rejected} (a from/value turn or list)")
         elif self.instruction_input:
             ins, inp = self.instruction_input
             what = f"prompt = {ins} + \"\\n\\n\" + {inp} (when not empty), chosen = {k.chosen}, rejected = {k.rejected}"
@@ -110,6 +137,17 @@ def _is_messages(v) -> bool:
     return isinstance(v, list) and bool(v) and all(isinstance(m, dict) for m in v)
 
 
+PAIRWISE = ("response_1", "response_2", "preference_strength")
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "system": "system"}
+
+
+def _is_sharegpt_turns(v) -> bool:
+    """A ShareGPT turn ({"from", "value"}) or a list of them."""
+    turns = v if isinstance(v, list) else [v]
+    return bool(turns) and all(isinstance(t, dict) and "from" in t and "value" in t for t in turns)
+
+
 def detect(columns: list[str], sample: dict | None, keys: DataKeys) -> Schema | None:
     """The schema of a file with these columns (in order), judged by one sample row; None if unknown.
 
@@ -117,12 +155,16 @@ def detect(columns: list[str], sample: dict | None, keys: DataKeys) -> Schema | 
     cols = list(dict.fromkeys(columns))
     colset = set(cols)
     sample = sample or {}
-    scores = _scores(colset)
-    if keys != DataKeys():
+    scores = keys.scores or _scores(colset)
+    if keys.mapped:
         used = {keys.prompt, keys.chosen, keys.rejected, keys.system, *(scores or ())}
         # The user's mapping: a key missing from a row is that row's error, not an unknown schema.
         return Schema("flags", "from flags", keys, scores=scores, ignored=tuple(c for c in cols if c not in used))
     chosen, rejected = _first(CHOSEN_NAMES, colset), _first(REJECTED_NAMES, colset)
+    if not (chosen or rejected) and set(PAIRWISE) <= colset and "prompt" in colset:
+        used = {"prompt", "system", *PAIRWISE}
+        return Schema("helpsteer2", "HelpSteer2 pairwise (nvidia/HelpSteer2 preference)", DataKeys(),
+                      ignored=tuple(c for c in cols if c not in used), pairwise=PAIRWISE)
     if not chosen or not rejected:
         return None
 
@@ -133,6 +175,9 @@ def detect(columns: list[str], sample: dict | None, keys: DataKeys) -> Schema | 
         return Schema(name, title, k, instruction_input, scores, tuple(c for c in cols if c not in used))
 
     k = replace(DataKeys(), chosen=chosen, rejected=rejected)
+    if "conversations" in colset and (_is_sharegpt_turns(sample.get("conversations"))
+                                      or _is_sharegpt_turns(sample.get(chosen))):
+        return make("sharegpt", "ShareGPT (LLaMA-Factory, Axolotl)", replace(k, prompt="conversations"))
     if "prompt" in colset:
         p, c = sample.get("prompt"), sample.get(chosen)
         if isinstance(p, str) and _is_messages(c) and c[0].get("role") != "assistant":
@@ -174,7 +219,7 @@ def unknown_schema_message(columns: list[str], keys: DataKeys) -> str:
                      if role in picks or role != "prompt")
     if "system" in picks:
         flags += f" --system-key {picks['system']}"
-    looked = f"{keys.chosen}/{keys.rejected}" if keys != DataKeys() else "chosen/rejected"
+    looked = f"{keys.chosen}/{keys.rejected}" if keys.mapped else "chosen/rejected"
     found = ", ".join(cols) if cols else "none (rows are not objects)"
     return (f"unknown schema: no {looked} columns; columns found: {found}; map them with {flags} "
             f"(--prompt-key, --chosen-key, --rejected-key, --system-key)")

@@ -58,15 +58,24 @@ _STRFTIME = re.compile(r"""strftime_now\(\s*(['"])(.*?)\1\s*\)""")
 class RenderOptions:
     date: str | None = None  # YYYY-MM-DD that templates' strftime_now() sees; None = today
     think: str = "keep"      # a <think> block in an answer: "keep" (trained) or "strip"
+    # Extra template variables (--chat-template-kwargs) as canonical JSON: part of repr(), so of the
+    # tokenized-data cache key; "" = none.
+    template_kwargs: str = ""
+
+    @property
+    def kwargs(self) -> dict:
+        return json.loads(self.template_kwargs) if self.template_kwargs else {}
 
 
-def set_render_options(tokenizer, date: str | None = None, think: str = "keep") -> None:
-    """Attach the options to the tokenizer, so every render of it (train, eval, validate) uses them."""
+def set_render_options(tokenizer, date: str | None = None, think: str = "keep",
+                       template_kwargs: dict | None = None) -> None:
+    """Attach the options to the tokenizer, so every render of it (train, eval, validate, chat) uses them."""
     if think not in THINK_MODES:
         raise ValueError(f"think must be one of {', '.join(THINK_MODES)}, got {think!r}")
     if date is not None:
         datetime.date.fromisoformat(date)  # fail here, not inside a template
-    setattr(tokenizer, _OPTIONS_ATTR, RenderOptions(date, think))
+    extra = json.dumps(template_kwargs, sort_keys=True) if template_kwargs else ""
+    setattr(tokenizer, _OPTIONS_ATTR, RenderOptions(date, think, extra))
 
 
 def render_options(tokenizer) -> RenderOptions:
@@ -119,8 +128,10 @@ NOTES = {
                   "of the answer (render option think='strip' trains the answer alone)",
     "chat_prompt_differs": "chat's generation prompt differs from the prompt the template renders before an "
                            "answer; these rows train on the latter, which the model will not see at chat time",
-    "no_end_token": "the completion does not end with an end-of-turn token the model stops at, so the model "
-                    "will not learn to stop",
+    "no_end_token": "the completion does not end with an end-of-turn token the model stops at, and the model "
+                    "has none (no EOS, no generation-config eos_token_id), so it will not learn to stop",
+    "end_token_added": "the chat template writes no end-of-turn token after the answer (GLM-4.6, Apertus, ...); "
+                       "the model's stop token was appended to the completion, so the model learns to stop",
 }
 
 
@@ -188,8 +199,9 @@ def _encode_many(tokenizer, texts: list[str], special: bool) -> list[np.ndarray]
 # ---------------------------------------------------------------- the chat template
 
 def _apply(tokenizer, messages: list[dict], generation: bool) -> str:
-    kwargs = {}
-    date, template = render_options(tokenizer).date, getattr(tokenizer, "chat_template", None)
+    options = render_options(tokenizer)
+    kwargs = options.kwargs  # --chat-template-kwargs: the template's own variables (enable_thinking, tools, ...)
+    date, template = options.date, getattr(tokenizer, "chat_template", None)
     if date and isinstance(template, str) and "strftime_now" in template:
         # A run keeps the date it started with, so a resumed run renders (and its reference cache matches)
         # the same prompts on any later day. transformers passes no callables into templates, so each
@@ -362,6 +374,16 @@ def _end_ids(tokenizer) -> set:
     return ids - {None}
 
 
+def _stop_id(tokenizer) -> int | None:
+    """The token that ends an answer the template leaves open: EOS where it is a stop token, else the
+    lowest of the generation config's stop ids (mlx-lm's eos_token_ids); None if the model has none."""
+    ends = _end_ids(tokenizer)
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is not None and eos in ends:
+        return int(eos)
+    return min(ends) if ends else None
+
+
 def _ends_turn(tokenizer, ids: list[int], ends: set) -> bool:
     """The last token that is not whitespace (ChatML's trailing newline) is an end-of-turn token."""
     i = len(ids)
@@ -413,8 +435,19 @@ def _split_ids(tokenizer, pair: PreferencePair, texts: _Texts, prompt_ids: np.nd
         completions = [np.concatenate([c, eos]) for c in completions]
     elif not texts.special:
         ends = _end_ids(tokenizer)
-        if not all(_ends_turn(tokenizer, c.tolist(), ends) for c in completions):
-            texts.found.append(("no_end_token", f"ends with {tokenizer.decode(completions[0][-3:].tolist())!r}"))
+        open_ = [i for i, c in enumerate(completions) if len(c) and not _ends_turn(tokenizer, c.tolist(), ends)]
+        if open_:
+            tail = tokenizer.decode(completions[open_[0]][-3:].tolist())
+            stop = _stop_id(tokenizer)
+            if stop is None:
+                texts.found.append(("no_end_token", f"ends with {tail!r}"))
+            else:
+                # Without a stop token at the end, every answer trains "keep going": the adapter would
+                # never learn to stop. End it as the model ends a turn at generation time.
+                for i in open_:
+                    completions[i] = np.concatenate([completions[i], np.array([stop], dtype=np.int32)])
+                texts.found.append(("end_token_added", f"ended with {tail!r}, now "
+                                                       f"{tokenizer.decode([stop])!r}"))
     return TokenizedPair(prompt_ids, completions[0], completions[1], pair.source), repaired
 
 

@@ -304,7 +304,11 @@ class Iteration:
     def _load_policy(self, adapter: str | None):
         from .sampling import Policy
 
-        return Policy.load(self.cfg.model, adapter, self.cfg.quantize, bool(self.cfg.train.get("trust_remote_code")))
+        from ..config import parse_template_kwargs
+
+        extra = self.cfg.train.get("chat_template_kwargs")  # the rounds answer as they train
+        return Policy.load(self.cfg.model, adapter, self.cfg.quantize, bool(self.cfg.train.get("trust_remote_code")),
+                           parse_template_kwargs(extra) if extra else None)
 
     def _stage(self, path: Path, total: int, r: int, phase: str, text: str) -> list[dict]:
         """The complete lines an append-only stage file holds; the stage is announced if lines are missing."""

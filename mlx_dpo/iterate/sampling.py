@@ -25,10 +25,11 @@ class Policy:
 
     @classmethod
     def load(cls, model: str, adapter: str | None, quantize: int | None = None,
-             trust_remote_code: bool = False) -> "Policy":
+             trust_remote_code: bool = False, template_kwargs: dict | None = None) -> "Policy":
         from ..model.generate import load_for_generation
 
-        m, tok, switch = load_for_generation(model, adapter, quantize, trust_remote_code, log=lambda s: None)
+        m, tok, switch = load_for_generation(model, adapter, quantize, trust_remote_code, log=lambda s: None,
+                                             template_kwargs=template_kwargs)
         return cls(m, tok, switch, adapter)
 
 

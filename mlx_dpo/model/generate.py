@@ -14,7 +14,7 @@ import mlx.core as mx
 
 from .adapters import AdapterSwitch, apply_lora, read_adapter_config
 from .load import load_base
-from ..data.template import chat_prompt_text, has_chat_template
+from ..data.template import chat_prompt_text, has_chat_template, set_render_options
 from ..errors import UsageError, first_line
 
 
@@ -27,9 +27,12 @@ class Sampling:
 
 
 def load_for_generation(model: str, adapter: str | None = None, quantize: int | None = None,
-                        trust_remote_code: bool = False, log=print):
-    """Return (model, tokenizer, AdapterSwitch or None)."""
+                        trust_remote_code: bool = False, log=print, template_kwargs: dict | None = None):
+    """Return (model, tokenizer, AdapterSwitch or None). `template_kwargs` (--chat-template-kwargs) are
+    passed to every render of the chat template, as training renders its prompts."""
     loaded = load_base(model, quantize, trust_remote_code, log=log)
+    if template_kwargs:
+        set_render_options(loaded.tokenizer, template_kwargs=template_kwargs)
     switch = None
     if adapter:
         # Freshly added layers are the identity (B = 0; DoRA m = ||W||): the switch keeps them as "off".

@@ -15,6 +15,7 @@ adapter is switched on only after it has been scored.
 from __future__ import annotations
 
 import datetime
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,6 +208,8 @@ class Session:
         cfg = self.cfg
         cache = cache_root(cfg.cache_dir)
         key = model_fingerprint(self.model_path, cfg.quantize, cfg.reference_adapter, cache, compute_tag(self.model))
+        if cfg.template_kwargs:  # the template's variables (--chat-template-kwargs) made these prompts
+            key += "|template_kwargs=" + json.dumps(cfg.template_kwargs, sort_keys=True)
         self.report.phase("reference", f"scoring the reference log-probs ({len(self.train_pairs)} pairs)")
         try:
             def score(pairs, name):
@@ -257,7 +260,7 @@ def _freeze_template_date(cfg: TrainConfig, tokenizer, report: Reporter, world: 
     gives the same prompts and the same reference; every rank uses rank 0's date."""
     if cfg.template_date is None:
         cfg.template_date = world.broadcast_text(datetime.date.today().isoformat(), "receiving the template date")
-    set_render_options(tokenizer, date=cfg.template_date)
+    set_render_options(tokenizer, date=cfg.template_date, template_kwargs=cfg.template_kwargs)
     if uses_date(tokenizer):
         report.log(f"the chat template prints today's date: rendering with {cfg.template_date} "
                    "(template_date, kept when the run is resumed)")
