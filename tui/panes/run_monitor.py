@@ -96,7 +96,7 @@ class RunMonitor(Vertical):
         yield RoundsTable(id="train-round-table", classes="iterate-only")
         yield self.between
         yield MetricsCharts(id="train-charts")
-        yield SamplesPanel(id="train-samples")
+        yield SamplesPanel(id="train-sample-answers")  # not train-samples: iterate's samples field
         yield RoundCharts(id="train-round-charts", classes="iterate-only")
         yield RichLog(id="train-log", max_lines=2000, wrap=True)
 
