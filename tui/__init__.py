@@ -3,6 +3,7 @@
 - `app.py`       the App: tabs, app-wide keys, the `?` screen and command-palette commands, first focus
                  per tab, the shared choices (model, data, run dir)
 - `panes/`       one module per tab, each with its own BINDINGS (shown in the footer) and `focus_first()`
+                 (the Train tab's parts in their own: train_form.py, iterate_form.py, run_monitor.py)
 - `widgets/`     widgets the panes share (live metrics charts, a path input with completion, a toggle)
 - `confirm.py`   dialogs: yes/no with the safe answer focused (quit, delete a run), a path prompt, editing
                  an A/B answer before it is saved
