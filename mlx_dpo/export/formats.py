@@ -103,10 +103,12 @@ def run_export(cfg: ExportConfig, log=print) -> ExportResult:
 
         from .gguf import preflight
 
+        from .gguf_quant import K_QUANTS, need_quantizer
+
         path = resolve_model_path(cfg.model)
         plan = preflight(path, load_config(path), "f16" if cfg.format == "gguf-lora" else cfg.gguf_type)
-        from .gguf_quant import K_QUANTS
-
+        if cfg.gguf_type in K_QUANTS:  # llama.cpp's quantizer is there, before any work
+            need_quantizer(cfg.gguf_type)
         if cfg.gguf_type in K_QUANTS and not cfg.verify:
             raise UsageError(f"--no-verify does not apply to --gguf-type {cfg.gguf_type}: its drift from the MLX "
                              "model is always measured and reported")

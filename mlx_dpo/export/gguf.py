@@ -83,10 +83,6 @@ def preflight(base_path: Path, config: dict, gguf_type: str) -> GgufPlan:
     if gguf_type not in GGUF_TYPES:
         raise UsageError(f"--gguf-type: expected one of {', '.join(GGUF_TYPES)}, got {gguf_type!r}")
     fam = family_for(config)
-    from .gguf_quant import K_QUANTS, need_quantizer
-
-    if gguf_type in K_QUANTS:
-        need_quantizer(gguf_type)
     return GgufPlan(fam, vocab_plan(base_path, _templated(base_path)), rope_plan(config, fam))
 
 
