@@ -127,7 +127,7 @@ def test_vocab_chunked_head_equals_full_logits(request, monkeypatch, fixture, cp
     want_val, want_g = nn.value_and_grad(model, lambda m: loss(m, False))(model)
     monkeypatch.setattr(logprobs, "LOGITS_BLOCK_ELEMENTS", 1)  # engage the chunked path
     monkeypatch.setattr(lm_head, "VOCAB_CHUNK_MIN", 100)       # 384 tokens: 4 chunks, the last one short
-    monkeypatch.setattr(lm_head, "CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(lm_head, "CHUNK_BYTES", 1)
     got_val, got_g = nn.value_and_grad(model, lambda m: loss(m, True))(model)
     np.testing.assert_allclose(np.array(got_val[1]), np.array(want_val[1]), rtol=1e-5, atol=1e-5)
     want_g, got_g = dict(tree_flatten(want_g)), dict(tree_flatten(got_g))

@@ -91,9 +91,9 @@ class Engine:
             from mlx_dpo import estimate_memory, human_bytes as human, resolve_model_path
             est = estimate_memory(resolve_model_path(model), batch_size=batch_size, max_length=max_length,
                                   lora_rank=lora_rank, quantize=quantize, grad_checkpoint=grad_checkpoint)
-            text = (f"weights {human(est.weights)} + adapter/optimizer {human(est.adapter_and_optimizer)} + "
-                    f"activations {human(est.activations)} + logits {human(est.logits)} = {human(est.total)} "
-                    f"of {human(est.available)} available")
+            text = (f"weights {human(est.weights)} + adapter/optimizer {human(est.adapter)} + "
+                    f"activations {human(est.blocks)} + workspace {human(est.workspace)} + LM head "
+                    f"{human(est.head)} = {human(est.peak)} of {human(est.available)} available")
             to.post_message(MemoryEstimated("memory", text, est.fits, model))
         self.submit("memory", job, reply_to)
 

@@ -1,75 +1,299 @@
-"""Memory estimate of a training run before loading anything (reads config.json only; no MLX import).
+"""The memory a training run needs, from config.json and the data's token lengths (no MLX, nothing loaded).
 
-weights + adapter + optimizer + activations + logits, for the chosen batch size and length. An estimate
-to warn early, not a promise: real use depends on the kernels and on MLX's cache.
+The model of a DPO step's MLX peak (benchmarks/real_sizes.py measures it on Llama 3.2 1B/3B and 3.1 8B
+shapes; BENCHMARKS.md "Real sizes" has the points and the error of this estimate at each):
+
+    weights      the base as stored: 4/8-bit codes + a bf16 scale and bias per group of 64, or 2/4 bytes
+                 per parameter for a float base
+    adapter      LoRA (or DoRA) parameters in fp32, their gradients and AdamW's two moments
+    blocks       what the backward keeps of the transformer blocks: per block and token a fixed set of
+                 activations (inputs of every linear layer, the MLP's hidden states, norms), plus the
+                 attention's (heads x T x T) scores and probabilities of each row of T tokens (the packed
+                 row is one sequence of its pairs, so attention grows with the square of the row's length).
+                 With --grad-checkpoint: each block's input, plus one block's activations recomputed.
+    workspace    transients of one layer at a time: the dequantized fp32 weight of the largest linear
+                 layer (CPU dequantize path only) and the backward's gradient of the largest activation
+    head         the LM head in vocabulary chunks: one (answer tokens x chunk) block of fp32 logits and
+                 its exponentials at a time, the answer tokens' hidden states and target rows
+    reference    the forward-only pass that precomputes the reference log-probs before training: weights
+                 + one block's activations; it is not added to the step (it runs first), the peak is the
+                 larger of the two
+
+The worst micro-batch decides the peak: the longest packed row the data makes (pairs are packed end to
+end up to --tokens-per-batch; a longer pair gets a row of its own), or the padded batch without packing.
+
+Paths. On Linux (this project's CI) MLX runs on the CPU and quantized layers dequantize one layer at a time
+into fp32 for the BLAS (model/cpu_matmul.py): the `workspace` term holds that weight. On a Mac's GPU the
+quantized kernels read the 4-bit codes directly (no dequantized copy), so that term is absent; the
+other terms are the same arrays. Metal also caps the GPU working set below the RAM size (see `budget`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+GB = float(1 << 30)  # GiB, as Apple counts a Mac's memory and as human() prints
+
+# Bytes per element of activations: the model's dtype (bf16/fp16 checkpoints and their quantized scales).
+HALF = 2
+FP32 = 4
+# What the backward keeps per block and token, in activation elements, as multiples of the layer widths
+# (h: hidden, q: heads x head_dim, kv: kv heads x head_dim, i: MLP width). Fitted on the measured points
+# of benchmarks/real_sizes.py (see BENCHMARKS.md); LoRA on every linear layer.
+SAVED_H, SAVED_Q, SAVED_KV, SAVED_I = 8.0, 3.0, 4.0, 5.0
+# (heads x T x T) tensors of the attention kept per block (scores and probabilities) and their element size.
+ATTN_SAVED, ATTN_BYTES = 2.0, 2
+# The backward of one block holds about this many more (heads x T x T) tensors (in fp32) at its peak.
+ATTN_BACKWARD = 2.0
+# LM head chunks: as train/lm_head.py (64 MB of fp32 logits per chunk, at least 4096 vocabulary rows).
+CHUNK_ELEMENTS, VOCAB_CHUNK_MIN = 1 << 24, 4096
+HEAD_CHUNKS_LIVE = 3  # logits, their exponentials, and the next chunk's logits overlap
+
+
+@dataclass
+class Shape:
+    """What the estimate needs of a model's config.json."""
+    hidden: int
+    layers: int
+    inter: int
+    vocab: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    tied: bool
+    bits: int | None           # 4/8 for a quantized base, None for float
+    group: int = 64
+    float_bytes: int = 2       # bytes per parameter of a float base (2 for bf16/fp16, 4 for fp32)
+
+    @classmethod
+    def of(cls, model_dir: str | Path, quantize: int | None = None) -> "Shape":
+        cfg = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+        cfg = {**cfg.get("text_config", {}), **cfg}  # multimodal configs keep the language model's inside
+        h = int(cfg.get("hidden_size") or 0)
+        heads = int(cfg.get("num_attention_heads") or 1)
+        q = cfg.get("quantization") or cfg.get("quantization_config") or {}
+        bits = q.get("bits") or quantize
+        dtype = str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16")
+        return cls(hidden=h, layers=int(cfg.get("num_hidden_layers") or 0),
+                   inter=int(cfg.get("intermediate_size") or 4 * h), vocab=int(cfg.get("vocab_size") or 0),
+                   heads=heads, kv_heads=int(cfg.get("num_key_value_heads") or heads),
+                   head_dim=int(cfg.get("head_dim") or (h // heads if heads else 0)),
+                   tied=bool(cfg.get("tie_word_embeddings", False)), bits=int(bits) if bits else None,
+                   group=int(q.get("group_size") or 64), float_bytes=4 if "32" in dtype else 2)
+
+    @property
+    def q(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def kv(self) -> int:
+        return self.kv_heads * self.head_dim
+
+    def linear_shapes(self) -> list[tuple[int, int]]:
+        """(out, in) of a block's linear layers: q, k, v, o, gate, up, down."""
+        h, q, kv, i = self.hidden, self.q, self.kv, self.inter
+        return [(q, h), (kv, h), (kv, h), (h, q), (i, h), (i, h), (h, i)]
+
+    @property
+    def params(self) -> int:
+        block = sum(o * i for o, i in self.linear_shapes()) + 2 * self.hidden
+        return self.layers * block + self.vocab * self.hidden * (1 if self.tied else 2) + self.hidden
+
+    def bytes_per_param(self) -> float:
+        if self.bits:
+            return self.bits / 8 + 2 * HALF / self.group  # codes + a scale and a bias per group
+        return float(self.float_bytes)
+
+
+@dataclass
+class Batch:
+    """The worst micro-batch: `rows` rows of `tokens` positions each, `answers` scored answer tokens."""
+    rows: int
+    tokens: int
+    answers: int
+    packed: bool
+    shared_prompt: bool
+    source: str = "max_length"  # "data" when the token lengths of the data decided it
+
+
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m if m > 1 else n
+
+
+def worst_batch(lengths, *, batch_size: int, max_length: int, max_prompt_length: int | None = None,
+                tokens_per_batch: int | None = 1024, share_prompt: bool = True, grad_checkpoint: bool = False,
+                pad_multiple: int = 32) -> Batch:
+    """The largest micro-batch training runs, from (prompt, chosen, rejected) token lengths per pair (after
+    truncation), or the worst case at max_length when `lengths` is None. Mirrors train/packing.py's rule:
+    pairs end to end up to the token budget, a longer pair alone; prompt sharing is off with checkpointing
+    (train/layout.py refuses checkpointed blocks)."""
+    share = share_prompt and not grad_checkpoint
+    source = "data"
+    if not lengths:
+        p = max_prompt_length or max_length // 2
+        lengths, source = [(p, max_length - p, max_length - p)] * batch_size, "max_length"
+
+    def positions(p, c, r):
+        return p + c + r - 2 if share else 2 * p + c + r - 2
+
+    if tokens_per_batch:
+        sizes = sorted((positions(*x) for x in lengths), reverse=True)
+        longest = sizes[0]
+        # A row holds up to batch_size pairs of one batch, filled to the budget (first fit, longest first).
+        fill = 0
+        for s in sizes[:batch_size]:
+            if fill + s <= tokens_per_batch:
+                fill += s
+        row = max(longest, fill)
+        answers = max(c + r for _, c, r in lengths) if row == longest else min(
+            tokens_per_batch, sum(c + r for _, c, r in sorted(lengths, key=lambda x: -positions(*x))[:batch_size]))
+        return Batch(1, _round_up(row, pad_multiple), answers, True, share, source)
+    # Padded: batch_size rows of prompt + both answers (shared), or 2 x batch_size rows of prompt + answer.
+    longest = max(p + c + r if share else p + max(c, r) for p, c, r in lengths)
+    answers = max(c + r for _, c, r in lengths) * batch_size
+    rows = batch_size if share else 2 * batch_size
+    return Batch(rows, _round_up(longest, pad_multiple), answers, False, share, source)
 
 
 @dataclass
 class MemoryEstimate:
+    """Bytes per term (see the module docstring); `peak` is what MLX would allocate at most."""
     weights: float
-    adapter_and_optimizer: float
-    activations: float
-    logits: float
-    available: float | None
+    adapter: float
+    blocks: float
+    workspace: float
+    head: float
+    reference: float
+    batch: Batch
+    path: str                      # "cpu-dequantize" or "gpu-kernels"
+    available: float | None        # the memory budget it is compared with (bytes), None if unknown
+    available_source: str = ""     # where that budget comes from
+    notes: list = field(default_factory=list)
 
     @property
+    def step(self) -> float:
+        return self.weights + self.adapter + self.blocks + self.workspace + self.head
+
+    @property
+    def peak(self) -> float:
+        return max(self.step, self.reference)
+
+    # Kept for callers of the first version of this module.
+    @property
     def total(self) -> float:
-        return self.weights + self.adapter_and_optimizer + self.activations + self.logits
+        return self.peak
 
     @property
     def fits(self) -> bool | None:
-        return None if self.available is None else self.total < 0.9 * self.available
+        return None if self.available is None else self.peak <= self.available
+
+    def as_dict(self) -> dict:
+        return {"peak_bytes": self.peak, "peak_gb": round(self.peak / GB, 3), "fits": self.fits,
+                "available_bytes": self.available, "available_gb": None if self.available is None else round(
+                    self.available / GB, 3), "available_source": self.available_source, "path": self.path,
+                "terms_bytes": {k: getattr(self, k) for k in ("weights", "adapter", "blocks", "workspace", "head")},
+                "reference_pass_bytes": self.reference, "batch": asdict(self.batch), "notes": list(self.notes)}
 
 
-def machine_memory() -> float | None:
-    """Bytes of memory usable by MLX: Metal's recommended working set on a Mac, else physical RAM."""
+def lora_params(shape: Shape, rank: int, layers: int, dora: bool = False) -> int:
+    per_block = sum(rank * (o + i) + (o if dora else 0) for o, i in shape.linear_shapes())
+    return per_block * layers
+
+
+def estimate(model_dir: str | Path, *, batch_size: int, max_length: int, lora_rank: int = 8,
+             lora_layers: int = -1, quantize: int | None = None, grad_checkpoint: bool = False,
+             tokens_per_batch: int | None = 1024, share_prompt: bool = True, max_prompt_length: int | None = None,
+             lengths=None, dora: bool = False, path: str | None = None,
+             available: float | None = None, available_source: str | None = None) -> MemoryEstimate:
+    """The estimate for a model folder and these settings; `lengths`: (prompt, chosen, rejected) tokens per
+    pair of the data (None: every pair at max_length). `path`: "cpu-dequantize" or "gpu-kernels" (default:
+    what this machine runs)."""
+    s = Shape.of(model_dir, quantize)
+    path = path or default_path()
+    b = worst_batch(lengths, batch_size=batch_size, max_length=max_length, max_prompt_length=max_prompt_length,
+                    tokens_per_batch=tokens_per_batch, share_prompt=share_prompt, grad_checkpoint=grad_checkpoint)
+    n_tok = b.rows * b.tokens
+    act = s.float_bytes if not s.bits else HALF
+    weights = s.params * s.bytes_per_param()
+    n_lora = lora_params(s, lora_rank, s.layers if lora_layers < 0 else min(lora_layers, s.layers), dora)
+    adapter = n_lora * FP32 * 4  # parameters, gradients, AdamW's first and second moments
+    per_token = (SAVED_H * s.hidden + SAVED_Q * s.q + SAVED_KV * s.kv + SAVED_I * s.inter) * act
+    attn = b.rows * s.heads * b.tokens ** 2
+    one_block = n_tok * per_token + attn * ATTN_SAVED * ATTN_BYTES
+    if grad_checkpoint:
+        blocks = s.layers * n_tok * s.hidden * act + one_block
+    else:
+        blocks = s.layers * one_block
+    backward = attn * ATTN_BACKWARD * FP32 + n_tok * max(s.inter, s.q) * FP32
+    biggest = max(o * i for o, i in s.linear_shapes())
+    dequant = biggest * (FP32 + act) if (s.bits and path == "cpu-dequantize") else 0.0
+    chunk = min(s.vocab, max(VOCAB_CHUNK_MIN, CHUNK_ELEMENTS // max(b.answers, 1)))
+    head = b.answers * chunk * FP32 * HEAD_CHUNKS_LIVE + 2 * b.answers * s.hidden * FP32
+    # The reference pass: forward only, one block's activations alive at a time, no adapter state.
+    reference = weights + one_block + dequant + head
+    if available is None:
+        available, source = default_budget()
+    else:
+        source = available_source or "given"
+    notes = []
+    if path == "gpu-kernels":
+        notes.append("GPU kernel path: no dequantized copy of a layer (measured on the CPU path; see BENCHMARKS.md)")
+    return MemoryEstimate(weights, adapter, blocks, backward + dequant, head, reference, b, path, available,
+                          source, notes)
+
+
+def estimate_for_config(cfg, lengths=None, available: float | None = None, available_source: str | None = None,
+                        path: str | None = None) -> MemoryEstimate:
+    """`estimate` for a TrainConfig (its model resolved to a local folder)."""
+    from .load import resolve_model_path
+
+    return estimate(resolve_model_path(cfg.model), batch_size=cfg.batch_size, max_length=cfg.max_length,
+                    lora_rank=cfg.lora_rank, lora_layers=cfg.lora_layers, quantize=cfg.quantize,
+                    grad_checkpoint=cfg.grad_checkpoint, tokens_per_batch=cfg.tokens_per_batch,
+                    share_prompt=cfg.share_prompt, max_prompt_length=cfg.max_prompt_length, lengths=lengths,
+                    dora=cfg.dora, path=path, available=available, available_source=available_source)
+
+
+def default_path() -> str:
+    """The compute path of this machine: Metal's kernels on a Mac, the CPU dequantize path elsewhere."""
+    try:
+        import mlx.core as mx
+
+        return "gpu-kernels" if mx.default_device() == mx.gpu else "cpu-dequantize"
+    except Exception:
+        return "cpu-dequantize"
+
+
+def mac_budget(ram_bytes: float) -> float:
+    """What a training run may use on a Mac with this much RAM: RAM less what macOS and an open app need
+    (2 GB, or 1/8 of the RAM if more). Metal's default GPU working-set limit is lower (about 2/3 of RAM on
+    8-16 GB Macs, 3/4 above); past it, `sudo sysctl iogpu.wired_limit_mb=...` raises it, as mlx-lm advises."""
+    return ram_bytes - max(2 * GB, ram_bytes / 8)
+
+
+def default_budget() -> tuple[float | None, str]:
+    """(bytes, where from): Metal's recommended working set on a Mac, else physical RAM less the same reserve."""
     try:
         import mlx.core as mx
 
         info = mx.device_info() if hasattr(mx, "device_info") else {}
         if "max_recommended_working_set_size" in info:  # Metal only: guard, as on Linux it is absent
-            return float(info["max_recommended_working_set_size"])
+            return float(info["max_recommended_working_set_size"]), "Metal's recommended working set"
     except Exception:
         pass
+    ram = machine_memory()
+    return (None, "unknown") if ram is None else (mac_budget(ram), f"{human(ram)} of RAM less a reserve")
+
+
+def machine_memory() -> float | None:
+    """Bytes of physical RAM (None where the OS does not say)."""
     try:
         return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):
         return None
-
-
-def estimate(model_dir: str | Path, *, batch_size: int, max_length: int, lora_rank: int = 8,
-             lora_layers: int = -1, quantize: int | None = None, grad_checkpoint: bool = False,
-             available: float | None = None) -> MemoryEstimate:
-    cfg = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
-    h = cfg.get("hidden_size", 0)
-    n_layers = cfg.get("num_hidden_layers", 0)
-    inter = cfg.get("intermediate_size", 4 * h)
-    vocab = cfg.get("vocab_size", 0)
-    heads = cfg.get("num_attention_heads", 1) or 1
-    kv = cfg.get("num_key_value_heads", heads) or heads
-    head_dim = cfg.get("head_dim", h // heads)
-    per_layer = h * heads * head_dim + 2 * h * kv * head_dim + heads * head_dim * h + 3 * h * inter
-    embed = vocab * h * (1 if cfg.get("tie_word_embeddings", False) else 2)
-    params = n_layers * per_layer + embed
-    bits = (cfg.get("quantization") or {}).get("bits") or quantize
-    bytes_per = (bits / 8 + 4 / 64) if bits else 2.0 if "16" in str(cfg.get("torch_dtype", "")) else 4.0
-    layers = n_layers if lora_layers == -1 else min(lora_layers, n_layers)
-    lora_params = layers * lora_rank * (2 * (h + heads * head_dim) + 2 * (h + kv * head_dim) + 3 * (h + inter))
-    seqs = 2 * batch_size  # chosen and rejected in one forward
-    # Per layer and token, saved activations of attention + MLP (fp32): ~ (10 h + 3 inter) floats.
-    act_layers = 1 if grad_checkpoint else n_layers
-    activations = seqs * max_length * (10 * h + 3 * inter) * 4 * act_layers + seqs * max_length * h * 4 * n_layers
-    logits = seqs * max_length * vocab * 4 * 2  # logits + their log-softmax, worst case all completion
-    return MemoryEstimate(params * bytes_per, lora_params * 4 * 4, float(activations), float(logits),
-                          available if available is not None else machine_memory())
 
 
 def human(n: float | None) -> str:

@@ -21,9 +21,19 @@ import mlx.nn as nn
 
 from ..model.cpu_matmul import MIN_ROWS, CPUQuantizedEmbedding, CPUQuantizedLinear, dequantized_matmul
 
-# Chunks hold about this many fp32 logits (64 MB), and at least VOCAB_CHUNK_MIN vocabulary rows.
-CHUNK_ELEMENTS = 1 << 24
-VOCAB_CHUNK_MIN = 4096
+# A chunk's arrays — its rows of W dequantized (bf16, then fp32) and its (positions x chunk) fp32 logits and
+# exponentials — take about CHUNK_ROW_BYTES(positions, hidden) per vocabulary row; chunks are sized to hold
+# about CHUNK_BYTES, and at least VOCAB_CHUNK_MIN rows (smaller products waste the BLAS). Sizing by the
+# logits alone made a 128k-vocabulary, 2048-wide head over 1,000 positions take 16,777-row chunks of 0.5 GB
+# each (benchmarks/real_sizes.py).
+CHUNK_BYTES = 1 << 27
+VOCAB_CHUNK_MIN = 1024
+
+
+def chunk_rows(vocab: int, positions: int, hidden: int) -> int:
+    """Vocabulary rows per chunk for this many positions of this width (the memory model uses it too)."""
+    per_row = 12 * max(positions, 1) + 12 * hidden
+    return min(vocab, max(VOCAB_CHUNK_MIN, CHUNK_BYTES // per_row))
 
 
 class VocabHead:
@@ -53,7 +63,7 @@ class VocabHead:
         """log p(target) at each of (rows, C) positions, fp32."""
         rows, C, H = hidden.shape
         n = rows * C
-        chunk = min(self.vocab, max(VOCAB_CHUNK_MIN, CHUNK_ELEMENTS // max(n, 1)))
+        chunk = chunk_rows(self.vocab, n, H)
         fn = _chunked_logps(self, chunk)
         tok, _ = fn(hidden.reshape(n, H), targets.reshape(n), *self.weights())
         return tok.reshape(rows, C)
@@ -86,6 +96,12 @@ class VocabHead:
         return ws[0].astype(mx.float32)
 
 
+def _after(done: mx.array, h: mx.array, rows: tuple) -> tuple:
+    """(h, rows) made to wait for `done`: the chunk's products and its dequantized rows start only then."""
+    out = mx.depends([h, *rows], [done])
+    return out[0], tuple(out[1:])
+
+
 def _chunked_logps(head: VocabHead, chunk: int):
     V = head.vocab
     starts = list(range(0, V, chunk))
@@ -98,7 +114,11 @@ def _chunked_logps(head: VocabHead, chunk: int):
         m = mx.full((h.shape[0],), -mx.inf, dtype=mx.float32)
         s = mx.zeros((h.shape[0],), dtype=mx.float32)
         for start in starts:
-            z = head.logits(h, head._rows(ws, start, start + chunk))
+            # One chunk at a time: without this dependency MLX's scheduler runs the chunks' products side
+            # by side and keeps every chunk's dequantized rows and logits alive (2.2 GB for a 128k head
+            # over 1,000 positions, where one chunk needs 0.2 GB; benchmarks/real_sizes.py).
+            z = head.logits(*_after(s, h, head._rows(ws, start, start + chunk)) if start else
+                            (h, head._rows(ws, start, start + chunk)))
             new_m = mx.maximum(m, z.max(axis=-1))
             s = s * mx.exp(m - new_m) + mx.exp(z - new_m[:, None]).sum(axis=-1)
             m = new_m
@@ -116,8 +136,9 @@ def _chunked_logps(head: VocabHead, chunk: int):
         coef = (g_lse - g_tok)[:, None]
         dh = mx.zeros(h.shape, dtype=mx.float32)
         for start in starts:
-            rows = head._rows(ws, start, start + chunk)
-            p = mx.exp(head.logits(h, rows) - lse[:, None])
+            hc, rows = _after(dh, h, head._rows(ws, start, start + chunk)) if start else \
+                (h, head._rows(ws, start, start + chunk))  # one chunk at a time, as in the forward
+            p = mx.exp(head.logits(hc, rows) - lse[:, None])
             dh = dh + (p * coef) @ head.dense(rows)
         dh = dh + g_tok[:, None] * head.dense(target_rows(ws, targets))
         return (dh.astype(h.dtype), mx.zeros_like(targets)) + tuple(mx.zeros_like(w) for w in ws)
