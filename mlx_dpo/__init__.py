@@ -41,6 +41,7 @@ _API = {
     "eval_flags_for_run": ("config", "eval_flags_for_run"),
     "RESUME_MAY_CHANGE": ("config", "RESUME_MAY_CHANGE"),
     "load_config_file": ("config", "load_yaml"),
+    "parse_template_kwargs": ("config", "parse_template_kwargs"),
     "UsageError": ("errors", "UsageError"),
     "DataError": ("errors", "DataError"),
     "Problem": ("errors", "Problem"),
@@ -65,6 +66,7 @@ _API = {
     "cached_datasets": ("data.sources", "cached_datasets"),
     "DATA_SUFFIXES": ("data.sources", "DATA_SUFFIXES"),
     "token_table": ("data.preview", "token_table"),
+    "set_render_options": ("data.template", "set_render_options"),
     # models, adapters, generation
     "resolve_model_path": ("model.load", "resolve_model_path"),
     "load_base": ("model.load", "load_base"),

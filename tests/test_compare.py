@@ -112,6 +112,34 @@ def test_the_blind_view_records_a_persons_picks_for_the_runs_tab(fake_run, tmp_p
         comparison.duels[0].score_of_pick("left")
 
 
+def test_both_sides_answer_with_the_template_variables_the_run_trained_with(fake_run, tiny_model, monkeypatch):
+    """A run trained with --chat-template-kwargs is compared on prompts rendered the same way, and so is the base."""
+    import mlx_dpo.iterate.sampling as sampling
+
+    (fake_run / "config.yaml").write_text(f"model: {tiny_model}\n"
+                                          "chat_template_kwargs: '{\"enable_thinking\": false}'\n")
+    cfg = compare_run.CompareConfig(adapter=str(fake_run), judge="python:m:f").validate()
+    sides = compare_run.resolve_sides(cfg)
+    assert [s.template_kwargs for s in sides] == [{"enable_thinking": False}] * 2
+
+    loaded = []
+
+    class Loaded(Exception):
+        pass
+
+    class Policy:
+        @classmethod
+        def load(cls, *args):
+            loaded.append(args)
+            raise Loaded  # what it was loaded with is all this test needs
+
+    monkeypatch.setattr(sampling, "Policy", Policy)
+    for side in sides:
+        with pytest.raises(Loaded):
+            compare_run.generate_answers(side, [], cfg, compare_run.Reporter())
+    assert [args[-1] for args in loaded] == [{"enable_thinking": False}] * 2
+
+
 def test_the_names_the_app_needs_load_no_mlx():
     import subprocess
     import sys

@@ -523,3 +523,75 @@ def test_read_iteration_settings(tmp_path):
     assert read_iteration_settings(tmp_path) == {}  # not an iteration
     (tmp_path / "it" / "iterate.yaml").write_text("judge: [unclosed\n")
     assert read_iteration_settings(tmp_path / "it") == {}  # unreadable: nothing, never a traceback
+
+
+# ---------------------------------------------------------------------- the chat template's variables (issue #26)
+@pytest.fixture(scope="module")
+def qwen3(tmp_path_factory):
+    """A tiny model with Qwen3's real template, which reads enable_thinking (tests/real_material.py)."""
+    import real_material
+
+    try:
+        real_material.material_dir()
+    except real_material.Unavailable as e:
+        pytest.skip(f"real templates unavailable (the package index cannot be reached): {e}")
+    return str(real_material.build_real_model("qwen3", tmp_path_factory.mktemp("qwen3") / "m"))
+
+
+# Qwen3's generation prompt with enable_thinking false: the assistant's turn opens with an empty think block.
+EMPTY_THINK = "<|im_start|>assistant\n<think>\n\n</think>\n\n"
+
+
+def test_a_round_answers_and_trains_with_the_template_variables_and_a_continuation_may_not_change_them(
+        qwen3, tmp_path, monkeypatch, capsys):
+    import yaml
+
+    import mlx_dpo.data.template as template
+    import mlx_dpo.iterate.sampling as sampling
+
+    # What the round generated from (sampling's prompts) and what it trained on (the pairs' rendered prompts).
+    answered, trained = [], []
+    real_prompt, real_texts = sampling.prompt_tokens, template._pair_texts
+
+    def prompt_spy(tokenizer, messages):
+        ids = real_prompt(tokenizer, messages)
+        answered.append(tokenizer.decode(ids))
+        return ids
+
+    def texts_spy(tokenizer, pair):
+        texts = real_texts(tokenizer, pair)
+        trained.append(texts.prompt)
+        return texts
+
+    monkeypatch.setattr(sampling, "prompt_tokens", prompt_spy)
+    monkeypatch.setattr(template, "_pair_texts", texts_spy)
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [f"What is {i} + {i}?" for i in range(4)])
+    # Distinct scores for distinct answers, so every prompt makes a pair.
+    judge = judge_file(tmp_path, "def judge(messages, answer):\n    return float(sum(map(ord, answer)) % 101)\n")
+    out = tmp_path / "it"
+
+    def iterate(kwargs: str, rounds: int = 1) -> int:
+        return main(["iterate", "--model", qwen3, "--prompts", prompts, "--judge", judge, "--rounds", str(rounds),
+                     "--samples", "3", "--max-tokens", "4", "--output", str(out), "--batch-size", "2", "--iters", "1",
+                     "--lora-rank", "4", "--max-length", "64", "--chat-template-kwargs", kwargs])
+
+    assert iterate('{"enable_thinking": false}') == 0
+    assert len(answered) == 4 and all(p.endswith(EMPTY_THINK) for p in answered), answered
+    assert trained and all(p.endswith(EMPTY_THINK) for p in trained), trained
+    [report] = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    assert report["pairs"] > 0 and report["train/steps"] == 1
+    saved = yaml.safe_load((out / "round_1/config.yaml").read_text())
+    assert json.loads(saved["chat_template_kwargs"]) == {"enable_thinking": False}
+    capsys.readouterr()
+
+    # A continuation (a second round) with other variables is refused as another changed training flag is,
+    # before anything is generated.
+    answered.clear()
+    assert iterate('{"enable_thinking": true}', rounds=2) == 2
+    err = capsys.readouterr().err
+    assert ("""trained with chat_template_kwargs '{"enable_thinking": false}' (now '{"enable_thinking": true}')"""
+            in err and "leave out --chat-template-kwargs" in err), err
+    assert not answered and not (out / "round_2").exists()
+    # With the same variables it continues, and round 2 answers with them too.
+    assert iterate('{"enable_thinking": false}', rounds=2) == 0
+    assert len(answered) == 4 and all(p.endswith(EMPTY_THINK) for p in answered), answered

@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Input, Switch, TabbedContent, TabPane, Tabs
 
-from mlx_dpo import default_model, list_runs, read_run
+from mlx_dpo import UsageError, default_model, list_runs, parse_template_kwargs, read_run
 
 from .confirm import ConfirmQuit
 from .engine import Engine
@@ -59,6 +59,9 @@ class MlxDpoApp(App):
         self.data_path, self.valid_path = data, valid
         self.data_options = dict(DEFAULT_OPTIONS)  # split, data_config, data_revision, skip_invalid (Data tab)
         self.quantize: int | None = None
+        # The chat template's variables (Model tab) as the JSON text given, None for none: passed as
+        # --chat-template-kwargs to training and iterate, and used by chat, A/B and the Data tab's rendering.
+        self.chat_template_kwargs: str | None = None
         self.runs_root = runs_root
         self.training_running = False
         self.quit_after_training = False
@@ -225,6 +228,23 @@ class MlxDpoApp(App):
         panes = self.query(TrainPane)
         return panes.first().settings() if panes else TrainSettings()
 
+    @property
+    def template_kwargs(self) -> dict:
+        return parse_template_kwargs(self.chat_template_kwargs) if self.chat_template_kwargs else {}
+
+    def set_template_kwargs(self, text: str | None) -> None:
+        """Make `text` (JSON, "" for none) the template variables of everything the app does with the model.
+
+        Checked by the engine's own rule first: a UsageError leaves the previous value in effect."""
+        text = (text or "").strip() or None
+        kwargs = parse_template_kwargs(text) if text else {}
+        if text == self.chat_template_kwargs:
+            return
+        self.chat_template_kwargs = text
+        self.engine.set_template_kwargs(kwargs)
+        for pane in self.query(ModelPane):
+            pane.show_template_kwargs(text)
+
     def inspect_data(self, reply_to, path: str, job: str = "data", example: int = 0) -> None:
         length = self.train_settings().max_length
         o = self.data_options
@@ -233,7 +253,7 @@ class MlxDpoApp(App):
         source = {"split": o["split"], "subset": o["data_config"] if same else None,
                   "revision": o["data_revision"] if same else None, "skip_invalid": o["skip_invalid"]}
         self.engine.inspect_data(reply_to, path, self.model, {}, length, length // 2, job_name=job, example=example,
-                                 source=source)
+                                 source=source, template_kwargs=self.template_kwargs)
 
     def memory_assumptions(self) -> str:
         s = self.train_settings()
@@ -290,10 +310,20 @@ class MlxDpoApp(App):
             self.notify(f"Chat (F5) now offers the new adapter {run_dir}: Load (ctrl+l) there", timeout=10)
 
     def use_run(self, path: str, tab: str) -> None:
+        """Use the run's adapter on `tab`, with the run's model and the template variables it trained with
+        (as `mlx-dpo chat --adapter RUN` takes them; the Model tab shows them)."""
         self.run_dir = path
-        model = read_run(path).config.get("model")
+        config = read_run(path).config
+        model = config.get("model")
         if model:
             self.model = model
+        trained_with = config.get("chat_template_kwargs")
+        if isinstance(trained_with, str) and trained_with != self.chat_template_kwargs:
+            try:
+                self.set_template_kwargs(trained_with)
+                self.notify(f"template variables {trained_with}: the run's (Model tab, F2)")
+            except UsageError:
+                pass  # a config.yaml edited by hand: the app's own stay
         self.action_show(tab)
         self.notify(f"using {path} for {tab}")
         if tab == "chat":

@@ -42,6 +42,7 @@ class Engine:
         self._ab = None  # the ABChat of A/B mode (it holds the chat model: it lives on this thread only)
         self._saved: list[tuple] = []  # rows this app appended, newest last: (path, row, A/B state before it)
         self._cancel_chat = threading.Event()  # set by stop(): a streaming answer ends early
+        self._template_kwargs: dict = {}  # the chat template's variables (the Model tab's), for every chat render
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -74,11 +75,15 @@ class Engine:
 
     # ---------------------------------------------------------------- jobs
     def inspect_data(self, reply_to: MessagePump, path: str, model: str | None, keys: dict, max_length: int,
-                     prompt_limit: int, job_name: str = "data", example: int = 0, source: dict | None = None) -> None:
-        """`source`: split / subset / revision / skip_invalid, as data.preview.inspect_data takes them."""
+                     prompt_limit: int, job_name: str = "data", example: int = 0, source: dict | None = None,
+                     template_kwargs: dict | None = None) -> None:
+        """`source`: split / subset / revision / skip_invalid, as data.preview.inspect_data takes them;
+        `template_kwargs`: the chat template's variables the pairs are rendered with (as training will)."""
         def job(to):
-            from mlx_dpo import DataKeys, inspect_data, load_tokenizer_only
+            from mlx_dpo import DataKeys, inspect_data, load_tokenizer_only, set_render_options
             tok = load_tokenizer_only(model) if model else None
+            if tok is not None and template_kwargs:
+                set_render_options(tok, template_kwargs=template_kwargs)
             result = inspect_data(path, DataKeys(**keys), tok, max_length, prompt_limit, example=example,
                                   **(source or {}))
             result["example_index"] = example
@@ -101,11 +106,22 @@ class Engine:
         def job(to):
             from mlx_dpo import load_for_generation
             self._chat, self._ab = None, None
-            m, tok, switch = load_for_generation(model, adapter, log=lambda s: None)
+            m, tok, switch = load_for_generation(model, adapter, log=lambda s: None,
+                                                 template_kwargs=self._template_kwargs or None)
             desc = chat_target(model, adapter)
             self._chat = (m, tok, switch, desc)
             to.post_message(ChatLoaded("chat-load", desc))
         self.submit("chat-load", job, reply_to)
+
+    def set_template_kwargs(self, kwargs: dict) -> None:
+        """The chat template's variables (the Model tab's) for every later chat and A/B answer: set on the loaded
+        model's tokenizer too, so no reload is needed; queued, so answers asked before the change keep the old."""
+        def job(to):
+            from mlx_dpo import set_render_options
+            self._template_kwargs = dict(kwargs)
+            if self._chat is not None:  # the A/B chat renders with the same tokenizer
+                set_render_options(self._chat[1], template_kwargs=self._template_kwargs or None)
+        self.submit("template", job, None)
 
     def chat(self, reply_to: MessagePump, messages: list[dict], sampling: dict, variant: str = "tuned") -> None:
         """Answer `messages`; variant 'base' answers with the adapter switched off."""

@@ -76,10 +76,13 @@ class Side:
     adapter: str | None
     quantize: int | None
     trust_remote_code: bool
+    template_kwargs: dict | None = None  # the chat template's variables its run trained with (--chat-template-kwargs)
 
 
 def resolve_sides(cfg: CompareConfig) -> tuple[Side, Side]:
-    """Both sides, each with the base its run trained on (or --model); adapters checked before any work."""
+    """Both sides, each with the base its run trained on (or --model) and the template variables it rendered its
+    prompts with (the base side: side A's run's, so both answer the same prompts); adapters checked before any work."""
+    from ..config import parse_template_kwargs
     from ..demo import model_or_default
     from ..model.adapters import read_adapter_config
     from ..model.load import resolve_model_path
@@ -93,7 +96,9 @@ def resolve_sides(cfg: CompareConfig) -> tuple[Side, Side]:
         model = model_or_default(cfg.model or saved.get("model"))
         resolve_model_path(model)
         quantize = cfg.quantize if cfg.quantize is not None else saved.get("quantize")
-        return Side(side_name(path) if path else BASE, model, path, quantize, bool(saved.get("trust_remote_code")))
+        extra = saved.get("chat_template_kwargs")
+        return Side(side_name(path) if path else BASE, model, path, quantize, bool(saved.get("trust_remote_code")),
+                    parse_template_kwargs(extra) if extra else None)
 
     a = side(cfg.adapter)
     b = side(None if cfg.against == BASE else cfg.against)
@@ -134,7 +139,7 @@ def generate_answers(side: Side, prompts: list[Prompt], cfg: CompareConfig,
 
     label = "the base" if side.adapter is None else side.adapter
     report.phase("generate", f"answering {len(prompts)} prompts with {label}")
-    policy = Policy.load(side.model, side.adapter, side.quantize, side.trust_remote_code)
+    policy = Policy.load(side.model, side.adapter, side.quantize, side.trust_remote_code, side.template_kwargs)
     try:
         if cfg.samples == 1:
             texts = heldout_answers(policy, prompts, cfg.max_tokens, cfg.temperature, prompt_seed(cfg.seed, 0, 0, 13))

@@ -1,8 +1,10 @@
-"""Model: a hub id or local folder, models already in the local Hugging Face cache, quantization,
-and a memory estimate for the chosen batch and length before anything is loaded.
+"""Model: a hub id or local folder, models already in the local Hugging Face cache, quantization, the
+chat template's variables, and a memory estimate for the chosen batch and length before anything is loaded.
 
 A model becomes the app's current model only once the engine has found and read it (the memory
 estimate is that check): a typo or a model that is not available leaves the current one in place.
+The template variables ({"enable_thinking": false} for Qwen3) take effect on Enter or on leaving the
+field, checked by the engine's own rule; a refused value leaves the previous one in effect.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
-from mlx_dpo import DEMO_MODEL, list_runs
+from mlx_dpo import DEMO_MODEL, UsageError, list_runs
 
 from ..messages import JobFailed, MemoryEstimated
 from ..widgets.path_input import PathInput
@@ -57,7 +59,8 @@ def cached_models(current: str | None = None, runs_root: str | None = None) -> l
 
 class ModelPane(VerticalScroll):
     can_focus = False
-    KEYS_EXTRA = [("enter", "in the model field: use it; in the list: use that model")]
+    KEYS_EXTRA = [("enter", "in the model field: use it; in the template variables: apply them; in the list: use "
+                            "that model")]
     BINDINGS = [Binding("ctrl+l", "use", "Use model"), Binding("ctrl+t", "estimate", "Estimate memory"),
                 Binding("ctrl+o", "list", "Offline models", show=False)]
 
@@ -75,6 +78,13 @@ class ModelPane(VerticalScroll):
             yield Select([("as stored", "none"), ("4-bit", "4"), ("8-bit", "8")], value="none",
                          allow_blank=False, id="model-quantize")
             yield Button("Estimate memory", id="model-estimate")
+        with Horizontal(classes="row", id="model-template-row"):
+            yield Label("Template\nvariables", classes="field-label")
+            yield Input(self.app.chat_template_kwargs or "", id="model-template-kwargs",
+                        placeholder='JSON, e.g. {"enable_thinking": false}',
+                        tooltip="The chat template's variables: used by training, iterate, chat, A/B and the Data "
+                                "tab's rendering (Enter or leaving the field applies them)")
+        yield Static("", id="model-template-error", markup=False)
         yield Static(f"current model: {self.app.model or '(none)'}", id="model-current", markup=False)
         yield Static("", id="model-memory", markup=False)
         yield Label("Models available offline (local cache and bundled):")
@@ -109,6 +119,32 @@ class ModelPane(VerticalScroll):
         self.candidate = value
         self.query_one("#model-memory", Static).update(f"checking {value} …")
         self.app.estimate_memory(self, value)
+
+    @on(Input.Submitted, "#model-template-kwargs")
+    @on(Input.Blurred, "#model-template-kwargs")
+    def apply_template_kwargs(self) -> None:
+        field = self.query_one("#model-template-kwargs", Input)
+        try:
+            self.app.set_template_kwargs(field.value)
+        except UsageError as e:
+            field.add_class("-invalid-field")
+            kept = self.app.chat_template_kwargs or "none"
+            self.show_template_error(f"template variables not changed: {e.detail} (still in use: {kept})")
+            return
+        self.show_template_kwargs(self.app.chat_template_kwargs)
+
+    def show_template_kwargs(self, text: str | None) -> None:
+        """The template variables in effect, in the field (its error cleared)."""
+        field = self.query_one("#model-template-kwargs", Input)
+        if field.value.strip() != (text or ""):
+            field.value = text or ""
+        field.remove_class("-invalid-field")
+        self.show_template_error("")
+
+    def show_template_error(self, text: str) -> None:
+        box = self.query_one("#model-template-error", Static)
+        box.update(Text(text, style="bold red"))
+        box.display = bool(text)
 
     @on(Select.Changed, "#model-quantize")
     def quantize_changed(self, event: Select.Changed) -> None:

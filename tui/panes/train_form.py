@@ -39,7 +39,8 @@ LOSS_FIELDS = [p for p in LOSS_PARAMS.values() if p.form]
 # The form's label of each TrainConfig key it shows (validation messages name the field as the form does).
 LABELS = {name: label for name, label, _ in FIELDS} | {p.name: p.label or p.name for p in LOSS_FIELDS} | {
     "loss": "loss", "output": "run dir", "init_adapter": "start from adapter", "model": "model (Model tab)",
-    "data": "pairs file (Data tab)", "valid_data": "held-out file (Data tab)", "quantize": "quantize (Model tab)"}
+    "data": "pairs file (Data tab)", "valid_data": "held-out file (Data tab)", "quantize": "quantize (Model tab)",
+    "chat_template_kwargs": "template variables (Model tab)"}
 LABELS |= ITERATE_LABELS
 MODES = [("train: DPO on the pairs file", "train"),
          ("iterate: the model writes its own pairs, a judge ranks them", "iterate")]
@@ -206,6 +207,8 @@ class TrainForm(Collapsible):
                 flags[key] = value
         if self.app.quantize:
             flags["quantize"] = self.app.quantize
+        if self.app.chat_template_kwargs:  # the Model tab's template variables: every render of the run uses them
+            flags["chat_template_kwargs"] = self.app.chat_template_kwargs
         if init := self.query_one("#train-init_adapter", Input).value.strip():
             flags["init_adapter"] = init
         shown = set(loss_params(flags["loss"]))  # a loss's settings only: another loss's would be warned about
