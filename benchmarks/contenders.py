@@ -217,6 +217,13 @@ def run_mlx_lm_lora(spec: dict) -> dict:
     _patch_device_info()
     from mlx_lm_lora import train as lt
 
+    if spec.get("cpu_dequant"):  # the same CPU path as mlx-dpo: every quantized layer, policy and reference
+        import mlx.nn as nn
+
+        from mlx_dpo.model.cpu_matmul import CPUQuantizedEmbedding, CPUQuantizedLinear
+        nn.QuantizedLinear.__call__ = CPUQuantizedLinear.__call__
+        nn.QuantizedEmbedding.as_linear = CPUQuantizedEmbedding.as_linear
+
     hp = spec["hp"]
     step_times = []
     peak = gemm_peak([tuple(x) for x in spec["gemm_shapes"]]) if spec.get("gemm_shapes") else {}

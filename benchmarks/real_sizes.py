@@ -209,6 +209,7 @@ def point(root: Path, name: str, iters: int, extra: dict | None = None, keep_cac
     """`size:length[:gc]` trained in a child process; its figures, plus the load average around it."""
     size, length, *flags = name.split(":")
     layers = next((int(f[:-1]) for f in flags if f.endswith("l")), None)
+    name = ":".join(x for x in name.split(":") if x[:1] != "i")  # the step count is not part of the point
     model = build_model(root, size, layers)
     work = root / "runs" / name.replace(":", "-")
     shutil.rmtree(work, ignore_errors=True)
@@ -233,12 +234,166 @@ def point(root: Path, name: str, iters: int, extra: dict | None = None, keep_cac
     return out
 
 
+def peer_point(root: Path, name: str, iters: int) -> dict:
+    """mlx-lm-lora's DPO (a second model copy as the reference, full-vocabulary logits) on the same model,
+    pair and CPU dequantize path (contenders.py, `cpu_dequant`), batch 1."""
+    from run import run_child
+
+    size, length, *flags = name.split(":")
+    model = build_model(root, size)
+    work = root / "runs" / name.replace(":", "-")
+    shutil.rmtree(work, ignore_errors=True)
+    data = make_data(model, length, work / "data" / "train.jsonl")
+    shutil.copy(data, work / "data" / "valid.jsonl")
+    hp = dict(rank=8, scale=20.0, lr=5e-5, beta=0.1, max_length=LENGTHS[length]["max_length"], seed=0,
+              layers=SHAPES[size]["num_hidden_layers"], batch_size=1, iters=iters)
+    spec = dict(kind="mlx_lm_lora", model=str(model), quantize=False, hp=hp, data_dir=str(work / "data"),
+                run_dir=str(work / "run"), cpu_dequant=True)
+    load0 = os.getloadavg()[0]
+    res = run_child(spec, dict(os.environ, HF_HUB_OFFLINE="1"), work, "peer", timeout=3600)
+    out = {"point": name, "model": NAMES[size], "size": size, "length": length, "grad_checkpoint": False,
+           "layers": None, "iters": iters, "peer": "mlx-lm-lora", "load_before": load0,
+           "load_after": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M"),
+           "blas": os.environ.get("LD_PRELOAD") or "bundled", "wall_s": res.get("wall_s")}
+    if not res.get("ok"):
+        out["error"] = [str(res.get("error"))[:500]]
+    else:
+        out.update(train_peak_bytes=res.get("mlx_peak_bytes"), setup_peak_bytes=None,
+                   rss_peak_bytes=res.get("rss_peak_bytes"), step_s=[x for x in (res.get("first_step_s"), res.get("steady_s_per_step")) if x is not None], reference_s=None,
+                   summary={k: v for k, v in res.items() if k.endswith("_s") or k.endswith("_per_step")})
+    return out
+
+
 def save(result: dict) -> None:
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     data[result["point"]] = result
     tmp = RESULTS.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
     os.replace(tmp, RESULTS)
+
+
+# Real checkpoints' shapes for the "What fits on your Mac" table (config.json fields the estimate reads).
+TABLE_MODELS = {
+    "Qwen2.5-0.5B": dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+                         intermediate_size=4864, vocab_size=151936, tie_word_embeddings=True),
+    "Llama-3.2-1B": SHAPES["1b"], "Llama-3.2-3B": SHAPES["3b"],
+    "Qwen2.5-7B": dict(hidden_size=3584, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
+                       intermediate_size=18944, vocab_size=152064, tie_word_embeddings=False),
+    "Llama-3.1-8B": SHAPES["8b"],
+    "Qwen2.5-14B": dict(hidden_size=5120, num_hidden_layers=48, num_attention_heads=40, num_key_value_heads=8,
+                        intermediate_size=13824, vocab_size=152064, tie_word_embeddings=False),
+}
+MAC_MEMORY = (8, 16, 24, 36, 48, 64)
+TABLE_LENGTHS = {"512": 512, "1k": 1024, "2k": 2048, "4k": 4096}
+
+
+def fits_table(path: str = "gpu-kernels") -> str:
+    """Markdown: model x pair length x Mac memory, from the memory model (4-bit, batch 1, LoRA rank 8 on
+    every layer, packing on; pairs of a 1/4 prompt and two answers, each sequence the given length)."""
+    import tempfile
+
+    from mlx_dpo.model.memory import GB, estimate, mac_budget
+
+    measured = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    done = {(NAMES[r["size"]], r["length"], r["grad_checkpoint"]) for r in measured.values()
+            if not r.get("layers") and "error" not in r}
+    lines = ["| model | pair | peak GB (no checkpointing / --grad-checkpoint) | "
+             + " | ".join(f"{m} GB" for m in MAC_MEMORY) + " |",
+             "|---|---|---|" + "---:|" * len(MAC_MEMORY)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, shape in TABLE_MODELS.items():
+            folder = Path(tmp) / name
+            folder.mkdir()
+            (folder / "config.json").write_text(json.dumps({**shape, "quantization": {"group_size": 64, "bits": 4}}))
+            for label, n in TABLE_LENGTHS.items():
+                p = n // 4
+                lengths = [(p, n - p, n - p)]
+                plain, gc = (estimate(folder, batch_size=1, max_length=n, lengths=lengths, grad_checkpoint=g,
+                                      path=path, available=0).peak for g in (False, True))
+                marks = [("*" if (name, label, g) in done else "") for g in (False, True)]
+                cells = []
+                for mem in MAC_MEMORY:
+                    budget = mac_budget(mem * GB)
+                    cells.append("yes" if plain <= budget else "with --grad-checkpoint" if gc <= budget else "no")
+                lines.append(f"| {name} | {label} | {plain / GB:.1f}{marks[0]} / {gc / GB:.1f}{marks[1]} | "
+                             + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def nonnegative_lstsq(A, b):
+    """Least squares with coefficients >= 0: drop the most negative coefficient and solve again."""
+    free = list(range(A.shape[1]))
+    while True:
+        x = np.zeros(A.shape[1])
+        x[free] = np.linalg.lstsq(A[:, free], b, rcond=None)[0]
+        if (x[free] >= 0).all():
+            return x
+        free.remove(free[int(np.argmin(x[free]))])
+
+
+def fit() -> str:
+    """Least-squares fit (relative error) of memory.py's four activation coefficients and its overhead on the
+    recorded training-step peaks; prints them and each point's error with the fitted and the current values."""
+    from mlx_dpo.model import memory as M
+
+    rows, points = [], []
+    for r in json.loads(RESULTS.read_text()).values():
+        if "error" in r or r.get("peer") or not r.get("estimate"):
+            continue
+        cfg = dict(SHAPES[r["size"]], num_hidden_layers=r.get("layers") or SHAPES[r["size"]]["num_hidden_layers"])
+        shape = M.Shape(hidden=cfg["hidden_size"], layers=cfg["num_hidden_layers"], inter=cfg["intermediate_size"],
+                        vocab=cfg["vocab_size"], heads=cfg["num_attention_heads"], kv_heads=cfg["num_key_value_heads"],
+                        head_dim=cfg["head_dim"], tied=cfg["tie_word_embeddings"], bits=BITS, group=GROUP)
+        b = M.Batch(**r["estimate"]["batch"])
+        f = M.activation_features(shape, b, r["grad_checkpoint"])
+        known = (shape.weight_bytes() + r["estimate"]["terms_bytes"]["adapter"] + f["checkpoints"]
+                 + max(o * i for o, i in shape.linear_shapes()) * (M.FP32 + M.HALF) + M.head_bytes(shape, b.answers))
+        y = r["train_peak_bytes"]
+        rows.append([f["saved_width"] / y, f["saved_attn"] / y, f["work_width"] / y, f["work_attn"] / y, 1 / y])
+        points.append((r["point"], y, known, r["estimate"]["peak_bytes"]))
+    A = np.array(rows)
+    rhs = np.array([(y - k) / y for _, y, k, _ in points])
+    coef = nonnegative_lstsq(A, rhs)
+    out = ["SAVED_WIDTH, SAVED_ATTN = %.2f, %.3f" % tuple(coef[:2]),
+           "WORK_WIDTH, WORK_ATTN = %.2f, %.3f" % tuple(coef[2:4]), "OVERHEAD = %.3g" % coef[4]]
+    for (name, y, k, current), row in zip(points, A):
+        fitted = k + float(row @ coef) * y
+        out.append(f"{name:18s} measured {y / M.GB:6.2f}  fitted {fitted / y - 1:+6.1%}  current {current / y - 1:+6.1%}")
+    return "\n".join(out)
+
+
+def report() -> str:
+    """Markdown table of every recorded point (BENCHMARKS.md "Real sizes")."""
+    from mlx_dpo.model.memory import GB
+
+    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    lines = ["| point | model | row tokens | checkpointing | MLX peak GB (reference pass / step) | RSS GB | "
+             "estimate GB | error | reference s | s per step | steps/s | reference cache | load |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    order = {"1b": 0, "3b": 1, "8b": 2}
+    for r in sorted(data.values(), key=lambda r: (r.get("layers") is None, order[r["size"]], r.get("layers") or 0,
+                                                  r["length"], r["grad_checkpoint"], "peer" in r)):
+        who = r["model"] + (" — mlx-lm-lora" if r.get("peer") else "")
+        if "error" in r:
+            lines.append(f"| {r['point']} | {who} | | {'yes' if r['grad_checkpoint'] else 'no'} | failed: "
+                         f"{' '.join(r['error'])[-160:]} | | | | | | | | |")
+            continue
+        est = r.get("estimate") or {}
+        setup, train = r.get("setup_peak_bytes"), r["train_peak_bytes"]
+        measured = max(x for x in (setup, train) if x is not None)
+        peak = est.get("peak_bytes")
+        steps = r.get("step_s") or []
+        cells = [r["point"], who, str((est.get("batch") or {}).get("tokens", "")),
+                 "yes" if r["grad_checkpoint"] else "no",
+                 ("" if setup is None else f"{setup / GB:.2f} / ") + f"{train / GB:.2f}",
+                 f"{r['rss_peak_bytes'] / GB:.2f}", "" if peak is None else f"{peak / GB:.2f}",
+                 "" if peak is None else f"{peak / measured - 1:+.1%}",
+                 "" if r.get("reference_s") is None else f"{r['reference_s']:.0f}",
+                 " / ".join(f"{x:.0f}" for x in steps), f"{1 / steps[-1]:.4f}" if steps else "",
+                 "" if r.get("reference_cache_bytes") is None else f"{r['reference_cache_bytes']} B",
+                 f"{r['load_before']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def gb(n) -> str:
@@ -248,14 +403,27 @@ def gb(n) -> str:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--openblas", action="store_true", help=f"LD_PRELOAD={OPENBLAS} (every point)")
-    ap.add_argument("--points", default="1b:1k,1b:1k:gc", help="comma-separated size:length[:gc][:NNl]")
+    ap.add_argument("--points", default="1b:1k,1b:1k:gc",
+                    help="comma-separated size:length[:gc][:NNl (blocks)][:iN (steps, default --iters)]")
     ap.add_argument("--iters", type=int, default=2)
     ap.add_argument("--root", default=str(HERE / ".work" / "real-sizes"))
     ap.add_argument("--build-only", action="store_true")
+    ap.add_argument("--table", action="store_true", help="print README's 'What fits on your Mac' table")
+    ap.add_argument("--report", action="store_true", help="print BENCHMARKS.md's table of the recorded points")
+    ap.add_argument("--fit", action="store_true", help="fit memory.py's activation coefficients to the points")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         print(json.dumps(run_point(json.loads(a.child))))
+        return
+    if a.table:
+        print(fits_table())
+        return
+    if a.report:
+        print(report())
+        return
+    if a.fit:
+        print(fit())
         return
     if a.openblas:
         reexec_with_openblas()
@@ -265,7 +433,13 @@ def main():
             size, _, *flags = name.split(":")
             print(build_model(root, size, next((int(f[:-1]) for f in flags if f.endswith("l")), None)))
             continue
-        r = point(root, name, a.iters)
+        iters = next((int(f[1:]) for f in name.split(":")[2:] if f[:1] == "i"), a.iters)
+        if ":peer" in name:
+            r = peer_point(root, ":".join(x for x in name.split(":") if x[:1] != "i"), iters)
+            save(r)
+            print(f"{name}: {r.get('error') or r}", flush=True)
+            continue
+        r = point(root, name, iters)
         save(r)
         if "error" in r:
             print(f"{name}: FAILED {r['error']}", flush=True)

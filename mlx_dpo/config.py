@@ -206,7 +206,9 @@ class TrainConfig:
             except (TypeError, ValueError):
                 bad("template_date", f"expected a date as YYYY-MM-DD, got {self.template_date!r}")
         if self.chat_template_kwargs is not None:
-            parse_template_kwargs(self.chat_template_kwargs)
+            # One spelling per value: the same variables typed with other spacing or key order are not a
+            # changed setting on resume or iterate continuation, nor a different cache key.
+            self.chat_template_kwargs = json.dumps(parse_template_kwargs(self.chat_template_kwargs), sort_keys=True)
         if self.score_keys is not None:
             parse_score_keys(self.score_keys)
         if self.max_prompt_length is not None and self.max_prompt_length >= self.max_length:

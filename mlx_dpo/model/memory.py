@@ -40,17 +40,19 @@ GB = float(1 << 30)  # GiB, as Apple counts a Mac's memory and as human() prints
 # Bytes per element of activations: the model's dtype (bf16/fp16 checkpoints and their quantized scales).
 HALF = 2
 FP32 = 4
-# What the backward keeps per block and token, in activation elements, as multiples of the layer widths
-# (h: hidden, q: heads x head_dim, kv: kv heads x head_dim, i: MLP width). Fitted on the measured points
-# of benchmarks/real_sizes.py (see BENCHMARKS.md); LoRA on every linear layer.
-SAVED_H, SAVED_Q, SAVED_KV, SAVED_I = 8.0, 3.0, 4.0, 5.0
-# (heads x T x T) tensors of the attention kept per block (scores and probabilities) and their element size.
-ATTN_SAVED, ATTN_BYTES = 2.0, 2
-# The backward of one block holds about this many more (heads x T x T) tensors (in fp32) at its peak.
-ATTN_BACKWARD = 2.0
-# LM head chunks: as train/lm_head.py (64 MB of fp32 logits per chunk, at least 4096 vocabulary rows).
-CHUNK_ELEMENTS, VOCAB_CHUNK_MIN = 1 << 24, 4096
-HEAD_CHUNKS_LIVE = 3  # logits, their exponentials, and the next chunk's logits overlap
+# The coefficients of the activation terms, fitted by least squares on the measured DPO steps of
+# benchmarks/real_sizes.py (`--fit`; BENCHMARKS.md "Real sizes" lists every point and this model's error):
+#   kept per block:        SAVED_WIDTH x (hidden + MLP width) x T + SAVED_ATTN x heads x T^2    (bytes)
+#   one block's backward:  WORK_WIDTH x (hidden + MLP width) x T + WORK_ATTN x heads x T^2
+# for a row of T tokens. Activations are bf16: SAVED_WIDTH = 10 means about five bf16 values per unit of
+# width and token (inputs of the linear layers, the MLP's gate/up/product, norms); the attention keeps its
+# (heads x T x T) probabilities for the backward and the backward's softmax gradient is as large again.
+SAVED_WIDTH, SAVED_ATTN = 10.0, 2.0
+WORK_WIDTH, WORK_ATTN = 20.0, 8.0
+OVERHEAD = 0.0  # bytes of what no term explains (MLX's own bookkeeping; fitted)
+# LM head chunks: train/lm_head.py's chunk_rows sizes them; per vocabulary row a chunk holds its dequantized
+# row (bf16 then fp32) and its (positions x chunk) fp32 logits and exponentials.
+HEAD_CHUNKS_LIVE = 2  # the chunk being reduced and the next one being computed
 
 
 @dataclass
@@ -67,6 +69,7 @@ class Shape:
     bits: int | None           # 4/8 for a quantized base, None for float
     group: int = 64
     float_bytes: int = 2       # bytes per parameter of a float base (2 for bf16/fp16, 4 for fp32)
+    qkv_bias: bool = False     # Qwen2's q/k/v projections carry biases
 
     @classmethod
     def of(cls, model_dir: str | Path, quantize: int | None = None) -> "Shape":
@@ -77,12 +80,14 @@ class Shape:
         q = cfg.get("quantization") or cfg.get("quantization_config") or {}
         bits = q.get("bits") or quantize
         dtype = str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16")
+        stored = _stored_float_bytes(Path(model_dir))
         return cls(hidden=h, layers=int(cfg.get("num_hidden_layers") or 0),
                    inter=int(cfg.get("intermediate_size") or 4 * h), vocab=int(cfg.get("vocab_size") or 0),
                    heads=heads, kv_heads=int(cfg.get("num_key_value_heads") or heads),
                    head_dim=int(cfg.get("head_dim") or (h // heads if heads else 0)),
                    tied=bool(cfg.get("tie_word_embeddings", False)), bits=int(bits) if bits else None,
-                   group=int(q.get("group_size") or 64), float_bytes=4 if "32" in dtype else 2)
+                   group=int(q.get("group_size") or 64), float_bytes=stored or (4 if "32" in dtype else 2),
+                   qkv_bias=bool(cfg.get("attention_bias", cfg.get("model_type") == "qwen2")))
 
     @property
     def q(self) -> int:
@@ -104,8 +109,35 @@ class Shape:
 
     def bytes_per_param(self) -> float:
         if self.bits:
-            return self.bits / 8 + 2 * HALF / self.group  # codes + a scale and a bias per group
+            return self.bits / 8 + 2 * self.float_bytes / self.group  # codes + a scale and a bias per group
         return float(self.float_bytes)
+
+    def weight_bytes(self) -> float:
+        """The base as stored: the matrices (embedding, head, linear layers) at bytes_per_param, the norms
+        (and q/k/v biases) in the float dtype: quantization leaves vectors alone."""
+        matrices = self.layers * sum(o * i for o, i in self.linear_shapes())
+        matrices += self.vocab * self.hidden * (1 if self.tied else 2)
+        vectors = self.layers * (2 * self.hidden + (self.q + 2 * self.kv if self.qkv_bias else 0)) + self.hidden
+        return matrices * self.bytes_per_param() + vectors * self.float_bytes
+
+
+_DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2}
+
+
+def _stored_float_bytes(model_dir: Path) -> int | None:
+    """Bytes per value of the checkpoint's float tensors (norms, quantization scales), from a safetensors
+    header (8-byte length + JSON; no tensor is read). None when there is no readable safetensors file."""
+    for f in sorted(model_dir.glob("model*.safetensors")):
+        try:
+            with open(f, "rb") as fh:
+                n = int.from_bytes(fh.read(8), "little")
+                header = json.loads(fh.read(n)) if 0 < n < 1 << 28 else {}
+        except (OSError, ValueError):
+            continue
+        for name, info in header.items():
+            if name.endswith(("norm.weight", ".scales")) and isinstance(info, dict):
+                return _DTYPE_BYTES.get(info.get("dtype"))
+    return None
 
 
 @dataclass
@@ -140,16 +172,12 @@ def worst_batch(lengths, *, batch_size: int, max_length: int, max_prompt_length:
         return p + c + r - 2 if share else 2 * p + c + r - 2
 
     if tokens_per_batch:
-        sizes = sorted((positions(*x) for x in lengths), reverse=True)
-        longest = sizes[0]
-        # A row holds up to batch_size pairs of one batch, filled to the budget (first fit, longest first).
-        fill = 0
-        for s in sizes[:batch_size]:
-            if fill + s <= tokens_per_batch:
-                fill += s
-        row = max(longest, fill)
-        answers = max(c + r for _, c, r in lengths) if row == longest else min(
-            tokens_per_batch, sum(c + r for _, c, r in sorted(lengths, key=lambda x: -positions(*x))[:batch_size]))
+        # The fullest row a batch can make: its batch_size longest pairs end to end, cut at the budget (a
+        # pair longer than the budget has a row of its own). An upper bound of every row the trainer packs.
+        by_size = sorted(lengths, key=lambda x: -positions(*x))
+        longest = positions(*by_size[0])
+        row = max(longest, min(tokens_per_batch, sum(positions(*x) for x in by_size[:batch_size])))
+        answers = min(row, sum(c + r for _, c, r in by_size[:batch_size]))
         return Batch(1, _round_up(row, pad_multiple), answers, True, share, source)
     # Padded: batch_size rows of prompt + both answers (shared), or 2 x batch_size rows of prompt + answer.
     longest = max(p + c + r if share else p + max(c, r) for p, c, r in lengths)
@@ -215,25 +243,17 @@ def estimate(model_dir: str | Path, *, batch_size: int, max_length: int, lora_ra
     path = path or default_path()
     b = worst_batch(lengths, batch_size=batch_size, max_length=max_length, max_prompt_length=max_prompt_length,
                     tokens_per_batch=tokens_per_batch, share_prompt=share_prompt, grad_checkpoint=grad_checkpoint)
-    n_tok = b.rows * b.tokens
-    act = s.float_bytes if not s.bits else HALF
-    weights = s.params * s.bytes_per_param()
+    weights = s.weight_bytes()
     n_lora = lora_params(s, lora_rank, s.layers if lora_layers < 0 else min(lora_layers, s.layers), dora)
     adapter = n_lora * FP32 * 4  # parameters, gradients, AdamW's first and second moments
-    per_token = (SAVED_H * s.hidden + SAVED_Q * s.q + SAVED_KV * s.kv + SAVED_I * s.inter) * act
-    attn = b.rows * s.heads * b.tokens ** 2
-    one_block = n_tok * per_token + attn * ATTN_SAVED * ATTN_BYTES
-    if grad_checkpoint:
-        blocks = s.layers * n_tok * s.hidden * act + one_block
-    else:
-        blocks = s.layers * one_block
-    backward = attn * ATTN_BACKWARD * FP32 + n_tok * max(s.inter, s.q) * FP32
+    f = activation_features(s, b, grad_checkpoint)
+    blocks = SAVED_WIDTH * f["saved_width"] + SAVED_ATTN * f["saved_attn"] + f["checkpoints"]
     biggest = max(o * i for o, i in s.linear_shapes())
-    dequant = biggest * (FP32 + act) if (s.bits and path == "cpu-dequantize") else 0.0
-    chunk = min(s.vocab, max(VOCAB_CHUNK_MIN, CHUNK_ELEMENTS // max(b.answers, 1)))
-    head = b.answers * chunk * FP32 * HEAD_CHUNKS_LIVE + 2 * b.answers * s.hidden * FP32
+    dequant = biggest * (FP32 + HALF) if (s.bits and path == "cpu-dequantize") else 0.0
+    workspace = WORK_WIDTH * f["work_width"] + WORK_ATTN * f["work_attn"] + dequant + OVERHEAD
+    head = head_bytes(s, b.answers)
     # The reference pass: forward only, one block's activations alive at a time, no adapter state.
-    reference = weights + one_block + dequant + head
+    reference = weights + SAVED_WIDTH * f["work_width"] + SAVED_ATTN * f["work_attn"] + dequant + head
     if available is None:
         available, source = default_budget()
     else:
@@ -241,8 +261,26 @@ def estimate(model_dir: str | Path, *, batch_size: int, max_length: int, lora_ra
     notes = []
     if path == "gpu-kernels":
         notes.append("GPU kernel path: no dequantized copy of a layer (measured on the CPU path; see BENCHMARKS.md)")
-    return MemoryEstimate(weights, adapter, blocks, backward + dequant, head, reference, b, path, available,
-                          source, notes)
+    return MemoryEstimate(weights, adapter, blocks, workspace, head, reference, b, path, available, source, notes)
+
+
+def activation_features(s: Shape, b: Batch, grad_checkpoint: bool) -> dict:
+    """The quantities the activation coefficients multiply (see the constants above), and the checkpointed
+    block inputs (bf16 hidden states of every block: known exactly, not fitted)."""
+    width = (s.hidden + s.inter) * b.rows * b.tokens
+    attn = s.heads * b.rows * b.tokens ** 2
+    kept = 1 if grad_checkpoint else s.layers
+    return {"saved_width": kept * width, "saved_attn": kept * attn, "work_width": width, "work_attn": attn,
+            "checkpoints": s.layers * b.rows * b.tokens * s.hidden * HALF if grad_checkpoint else 0.0}
+
+
+def head_bytes(s: Shape, answers: int) -> float:
+    """The chunked LM head: live chunks (dequantized rows and fp32 logits) plus the answers' hidden states."""
+    from ..train.lm_head import chunk_rows  # the trainer's own chunk size
+
+    chunk = chunk_rows(s.vocab, answers, s.hidden)
+    per_chunk = chunk * (s.hidden * (HALF + FP32) + answers * 2 * FP32)
+    return HEAD_CHUNKS_LIVE * per_chunk + 2 * answers * s.hidden * FP32
 
 
 def estimate_for_config(cfg, lengths=None, available: float | None = None, available_source: str | None = None,
