@@ -240,19 +240,20 @@ def peer_point(root: Path, name: str, iters: int) -> dict:
     from run import run_child
 
     size, length, *flags = name.split(":")
-    model = build_model(root, size)
+    layers = next((int(f[:-1]) for f in flags if f.endswith("l")), None)
+    model = build_model(root, size, layers)
     work = root / "runs" / name.replace(":", "-")
     shutil.rmtree(work, ignore_errors=True)
     data = make_data(model, length, work / "data" / "train.jsonl")
     shutil.copy(data, work / "data" / "valid.jsonl")
     hp = dict(rank=8, scale=20.0, lr=5e-5, beta=0.1, max_length=LENGTHS[length]["max_length"], seed=0,
-              layers=SHAPES[size]["num_hidden_layers"], batch_size=1, iters=iters)
+              layers=layers or SHAPES[size]["num_hidden_layers"], batch_size=1, iters=iters)
     spec = dict(kind="mlx_lm_lora", model=str(model), quantize=False, hp=hp, data_dir=str(work / "data"),
                 run_dir=str(work / "run"), cpu_dequant=True)
     load0 = os.getloadavg()[0]
     res = run_child(spec, dict(os.environ, HF_HUB_OFFLINE="1"), work, "peer", timeout=3600)
-    out = {"point": name, "model": NAMES[size], "size": size, "length": length, "grad_checkpoint": False,
-           "layers": None, "iters": iters, "peer": "mlx-lm-lora", "load_before": load0,
+    out = {"point": name, "model": NAMES[size] + ("" if layers is None else f" ({layers} blocks)"), "size": size,
+           "length": length, "grad_checkpoint": False, "layers": layers, "iters": iters, "peer": "mlx-lm-lora", "load_before": load0,
            "load_after": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M"),
            "blas": os.environ.get("LD_PRELOAD") or "bundled", "wall_s": res.get("wall_s")}
     if not res.get("ok"):
@@ -336,7 +337,7 @@ def fit() -> str:
     recorded training-step peaks; prints them and each point's error with the fitted and the current values."""
     from mlx_dpo.model import memory as M
 
-    rows, points = [], []
+    rows, points, ref_rows, ref_rhs = [], [], [], []
     for r in json.loads(RESULTS.read_text()).values():
         if "error" in r or r.get("peer") or not r.get("estimate"):
             continue
@@ -349,6 +350,9 @@ def fit() -> str:
         known = (shape.weight_bytes() + r["estimate"]["terms_bytes"]["adapter"] + f["checkpoints"]
                  + max(o * i for o, i in shape.linear_shapes()) * (M.FP32 + M.HALF) + M.head_bytes(shape, b.answers))
         y = r["train_peak_bytes"]
+        ref_rows.append([f["work_width"] / r["setup_peak_bytes"], f["work_attn"] / r["setup_peak_bytes"]])
+        ref_rhs.append(1 - (shape.weight_bytes() + M.head_bytes(shape, b.answers)
+                            + max(o * i for o, i in shape.linear_shapes()) * (M.FP32 + M.HALF)) / r["setup_peak_bytes"])
         rows.append([f["saved_width"] / y, f["saved_attn"] / y, f["work_width"] / y, f["work_attn"] / y, 1 / y])
         points.append((r["point"], y, known, r["estimate"]["peak_bytes"]))
     A = np.array(rows)
@@ -356,10 +360,27 @@ def fit() -> str:
     coef = nonnegative_lstsq(A, rhs)
     out = ["SAVED_WIDTH, SAVED_ATTN = %.2f, %.3f" % tuple(coef[:2]),
            "WORK_WIDTH, WORK_ATTN = %.2f, %.3f" % tuple(coef[2:4]), "OVERHEAD = %.3g" % coef[4]]
+    ref = nonnegative_lstsq(np.array(ref_rows), np.array(ref_rhs))
+    out.append("REF_WIDTH, REF_ATTN = %.2f, %.3f  (reference pass; worst error %+.1f%%)" % (
+        *ref, 100 * float(np.abs(np.array(ref_rows) @ ref - np.array(ref_rhs)).max())))
     for (name, y, k, current), row in zip(points, A):
         fitted = k + float(row @ coef) * y
         out.append(f"{name:18s} measured {y / M.GB:6.2f}  fitted {fitted / y - 1:+6.1%}  current {current / y - 1:+6.1%}")
     return "\n".join(out)
+
+
+def current_estimate(r: dict) -> float:
+    """The memory model's peak (bytes) for a recorded point, as the model is now (not as when it ran)."""
+    import tempfile
+
+    from mlx_dpo.model.memory import estimate
+
+    cfg = dict(SHAPES[r["size"]], num_hidden_layers=r.get("layers") or SHAPES[r["size"]]["num_hidden_layers"])
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "config.json").write_text(json.dumps(cfg))
+        return estimate(tmp, batch_size=1, max_length=LENGTHS[r["length"]]["max_length"],
+                        grad_checkpoint=r["grad_checkpoint"], lengths=[tuple(x) for x in r["lengths"]],
+                        path="cpu-dequantize", available=0).peak
 
 
 def report() -> str:
@@ -381,7 +402,7 @@ def report() -> str:
         est = r.get("estimate") or {}
         setup, train = r.get("setup_peak_bytes"), r["train_peak_bytes"]
         measured = max(x for x in (setup, train) if x is not None)
-        peak = est.get("peak_bytes")
+        peak = current_estimate(r) if r.get("lengths") else None
         steps = r.get("step_s") or []
         cells = [r["point"], who, str((est.get("batch") or {}).get("tokens", "")),
                  "yes" if r["grad_checkpoint"] else "no",

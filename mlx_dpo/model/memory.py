@@ -41,15 +41,19 @@ GB = float(1 << 30)  # GiB, as Apple counts a Mac's memory and as human() prints
 HALF = 2
 FP32 = 4
 # The coefficients of the activation terms, fitted by least squares on the measured DPO steps of
-# benchmarks/real_sizes.py (`--fit`; BENCHMARKS.md "Real sizes" lists every point and this model's error):
-#   kept per block:        SAVED_WIDTH x (hidden + MLP width) x T + SAVED_ATTN x heads x T^2    (bytes)
-#   one block's backward:  WORK_WIDTH x (hidden + MLP width) x T + WORK_ATTN x heads x T^2
-# for a row of T tokens. Activations are bf16: SAVED_WIDTH = 10 means about five bf16 values per unit of
-# width and token (inputs of the linear layers, the MLP's gate/up/product, norms); the attention keeps its
-# (heads x T x T) probabilities for the backward and the backward's softmax gradient is as large again.
-SAVED_WIDTH, SAVED_ATTN = 10.0, 2.0
-WORK_WIDTH, WORK_ATTN = 20.0, 8.0
-OVERHEAD = 0.0  # bytes of what no term explains (MLX's own bookkeeping; fitted)
+# benchmarks/real_sizes.py (`--fit`; BENCHMARKS.md "Real sizes" lists every point and this model's error
+# there). For a row of T tokens, in bytes:
+#   kept per block for the backward:  SAVED_WIDTH x (hidden + MLP width) x T + SAVED_ATTN x heads x T^2
+#   one block's backward at its peak: WORK_WIDTH x (hidden + MLP width) x T + WORK_ATTN x heads x T^2
+#   the reference pass (forward):     REF_WIDTH x (hidden + MLP width) x T + REF_ATTN x heads x T^2
+# SAVED_WIDTH = 35 is about 17 bf16 values per unit of width and token: the inputs and outputs of every
+# linear layer and of the MLP's activation, fp32 copies where a LoRA factor (fp32) meets a bf16 input, the
+# norms. Attention adds little in the forward (MLX's CPU attention does not keep the heads x T x T scores);
+# its backward materialises them.
+SAVED_WIDTH, SAVED_ATTN = 34.93, 0.811
+WORK_WIDTH, WORK_ATTN = 53.47, 0.0
+REF_WIDTH, REF_ATTN = 29.31, 0.0
+OVERHEAD = 0.0  # bytes no term explains (fitted; none so far)
 # LM head chunks: train/lm_head.py's chunk_rows sizes them; per vocabulary row a chunk holds its dequantized
 # row (bf16 then fp32) and its (positions x chunk) fp32 logits and exponentials.
 HEAD_CHUNKS_LIVE = 2  # the chunk being reduced and the next one being computed
@@ -253,7 +257,7 @@ def estimate(model_dir: str | Path, *, batch_size: int, max_length: int, lora_ra
     workspace = WORK_WIDTH * f["work_width"] + WORK_ATTN * f["work_attn"] + dequant + OVERHEAD
     head = head_bytes(s, b.answers)
     # The reference pass: forward only, one block's activations alive at a time, no adapter state.
-    reference = weights + SAVED_WIDTH * f["work_width"] + SAVED_ATTN * f["work_attn"] + dequant + head
+    reference = weights + REF_WIDTH * f["work_width"] + REF_ATTN * f["work_attn"] + dequant + head
     if available is None:
         available, source = default_budget()
     else:
