@@ -81,6 +81,7 @@ _API = {
     "MemoryEstimate": ("model.memory", "MemoryEstimate"),
     "estimate_memory": ("model.memory", "estimate"),
     "human_bytes": ("model.memory", "human"),
+    "estimate_run": ("train.fit", "estimate_run"),   # does a run fit: the estimate on the data, settings that fit
     # training
     "Loss": ("train.losses", "Loss"),
     "Session": ("train.session", "Session"),

@@ -142,6 +142,7 @@ class TrainConfig:
     stop_on_collapse: bool = _f(False, "Stop with a checkpoint at the first health warning (likelihood displacement, drift from the reference, loss near 0 with an exploding margin, empty, repetitive or long sample answers) and name the last healthy checkpoint; every healthy evaluation then saves one.")
     save_every: int = _f(100, "Save a resumable checkpoint every N steps.")
     resume: bool = _f(False, "Continue the run in --output from its last checkpoint.")
+    force: bool = _f(False, "Train even when the memory estimate (`mlx-dpo estimate`) says the run does not fit the memory budget: this machine's (Metal's recommended working set on a Mac, else RAM less a reserve), or $MLX_DPO_MEMORY_BUDGET (bytes, or a size such as 16GB). Without it such a run is refused before the weights load, with settings that fit; a resumed run keeps it.")
     cache_dir: Optional[str] = _f(None, "Cache folder of reference log-probs and tokenized datasets (default: $MLX_DPO_CACHE or ~/.cache/mlx-dpo).")
     # -- several processes (mlx.launch)
     dist_timeout: float = _f(600.0, "With mlx.launch: seconds to wait for the other processes before stopping (a dead or hung machine).")
@@ -271,6 +272,7 @@ RESUME_MAY_CHANGE = frozenset({
                                 # metrics.jsonl keeps the learning rate each step ran with)
     "log_every", "eval_every", "save_every",  # when rows, evaluations and checkpoints are written
     "output", "resume",         # the run dir itself, and the switch that continues it
+    "force",                    # train past the memory check (it changes no number of the run)
     "cache_dir",                # where reference log-probs are cached (keyed by content: a miss recomputes them)
     "dist_timeout",             # how long ranks wait for each other
     "trust_remote_code",        # permission to run a model folder's code, not a number of the run

@@ -55,11 +55,14 @@ class UsageError(Exception):
     """Bad flags, config values, or paths: exit status 2.
 
     `key`: the setting (a config key / flag name in snake_case, or a form field of the app) the error
-    concerns, or None; `problem`: the structured form where the error has one (config values do)."""
+    concerns, or None; `problem`: the structured form where the error has one (config values do);
+    `details`: plain data for programs (the app) beyond the message, e.g. the memory estimate and the
+    settings that fit of a run refused for memory (key "force"); sent with the error event."""
 
-    def __init__(self, message: "str | Problem", *, key: str | None = None):
+    def __init__(self, message: "str | Problem", *, key: str | None = None, details: dict | None = None):
         self.problem = message if isinstance(message, Problem) else None
         self.key = key if key is not None else (self.problem.field if self.problem else None)
+        self.details = details
         super().__init__(str(message))
 
     @property

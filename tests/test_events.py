@@ -31,7 +31,7 @@ def test_a_run_reports_start_progress_metrics_checkpoints_and_done(tiny_model, p
     assert "training pairs" not in err  # the human lines travel as log events, not on stderr
 
     phases = [e["phase"] for e in events if e["event"] == "phase"]
-    assert phases == ["load", "data", "reference", "train"]
+    assert phases == ["data", "load", "reference", "train"]  # the data first: a run too big is refused before the weights
     start = next(e for e in events if e["event"] == "start")
     assert (start["step"], start["total_steps"], start["pairs"]) == (0, 4, 16)
     assert start["trainable_parameters"] > 0
@@ -58,7 +58,7 @@ def test_a_bad_input_is_an_error_event_with_its_exit_status(tiny_model, tmp_path
     out, err = capsys.readouterr()
     *before, event = events_of(out)
     assert event == {"event": "error", "text": f"{tmp_path / 'missing.jsonl'}: no such file", "status": 2}
-    assert [e["event"] for e in before] == ["phase", "phase"]  # it got as far as reading the data
+    assert [e["event"] for e in before] == ["phase"]  # the data is read first, before the weights load
     assert "error: " in err  # a person running the command still sees it
     assert not (tmp_path / "run").exists()
 

@@ -351,14 +351,20 @@ def test_atomic_write_failure_leaves_the_old_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["adapters.safetensors"]
 
 
-def test_memory_warning_before_loading(tiny_model, pairs_file, tmp_path, capsys, monkeypatch):
+def test_a_machine_too_small_refuses_the_run_before_loading_and_force_trains_with_a_warning(
+        tiny_model, pairs_file, tmp_path, capsys, monkeypatch):
     import mlx_dpo.model.memory
 
     monkeypatch.setattr(mlx_dpo.model.memory, "machine_memory", lambda: 1000.0)
-    assert main(_train_args(tiny_model, pairs_file, tmp_path / "run", "--iters", 1)) == 0  # a warning, not a failure
+    assert main(_train_args(tiny_model, pairs_file, tmp_path / "run", "--iters", 1)) == 2
     err = capsys.readouterr().err
-    assert "warning: this run may not fit in memory" in err and "available" in err
-    assert err.index("warning: this run may not fit") < err.index("reference log-probs")
+    _no_traceback(err)
+    assert "error: this run needs about" in err and "--force trains anyway" in err
+    assert not (tmp_path / "run").exists()
+    assert main(_train_args(tiny_model, pairs_file, tmp_path / "run", "--iters", 1, "--force")) == 0
+    err = capsys.readouterr().err
+    assert "warning: this run needs about" in err and "training anyway (--force)" in err
+    assert err.index("training anyway") < err.index("reference log-probs")
 
 
 # ======================================================================= torn metrics

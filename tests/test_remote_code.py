@@ -183,6 +183,7 @@ def test_a_model_judge_loads_its_folders_code_only_when_iterate_trusts_it(code_m
 
 @pytest.mark.parametrize("command", [["validate", "{pairs}", "--model", "{model}"],
                                      ["train", "--model", "{model}", "--data", "{pairs}", "--output", "{tmp}/run"],
+                                     ["estimate", "--model", "{model}", "--data", "{pairs}"],
                                      ["eval", "--model", "{model}", "--data", "{pairs}"]])
 def test_commands_that_load_a_model_refuse_its_code_with_exit_2(code_model, tmp_path, pairs_file, capsys, command):
     folder, marker = code_model

@@ -65,6 +65,7 @@ def workdir(tmp_path, monkeypatch, tiny_model):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(tui.panes.model_pane, "bundled_models", lambda: [])  # no demo model of the checkout
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("MLX_DPO_MEMORY_BUDGET", "16GB")  # the Model tab's estimate: not this machine's RAM
     shutil.copytree(tiny_model, tmp_path / "model")
     write_jsonl(tmp_path / "train.jsonl", synthetic_pairs(16, seed=1))
     return tmp_path

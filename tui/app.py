@@ -263,11 +263,14 @@ class MlxDpoApp(App):
         return f"batch {per_process}{procs}, max length {s.max_length}, LoRA rank {s.lora_rank}, {quant}"
 
     def estimate_memory(self, reply_to, model: str | None = None) -> None:
+        """The engine's estimate of the run the Train form would start (its settings, the Data tab's data and
+        the Model tab's quantization), each process holding 1/N of the global batch."""
         s = self.train_settings()
-        # Per process: with N data-parallel processes each one holds 1/N of the global batch.
-        per_process = max(1, s.batch_size // max(1, s.processes))
-        self.engine.estimate_memory(reply_to, model or self.model, per_process, s.max_length, s.lora_rank,
-                                    self.quantize, False)
+        panes = self.query(TrainPane)
+        config, flags = panes.first().form.estimate_flags() if panes else ({}, {})
+        if self.quantize:
+            flags["quantize"] = self.quantize
+        self.engine.estimate_memory(reply_to, model or self.model, flags, config, max(1, s.processes))
 
     def refresh_runs(self) -> None:
         for pane in self.query(RunsPane):

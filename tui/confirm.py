@@ -157,3 +157,47 @@ class BadRows(ModalScreen[str | None]):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss({"badrows-skip": "skip", "badrows-open": "open"}.get(event.button.id))
+
+
+class TooBig(ModalScreen[str | None]):
+    """A run the engine refused because its memory estimate exceeds the budget (the trainer's error event, key
+    "force", carries the estimate): use the engine's first suggested settings and start ("suggested", offered
+    where the form's settings can change: a new run), start it anyway with --force ("force"), or cancel."""
+
+    BINDINGS = DIALOG_BINDINGS
+
+    def __init__(self, estimate: dict, can_change: bool, **kw):
+        super().__init__(**kw)
+        self.estimate = estimate
+        self.offer = can_change and bool(estimate.get("suggestions"))
+
+    def compose(self) -> ComposeResult:
+        from mlx_dpo import human_bytes
+
+        from .widgets import memory
+
+        e = self.estimate
+        found = e.get("suggestions") or []
+        with Vertical(id="toobig-box", classes="dialog"):
+            yield Label(f"The run did not start: it needs about {human_bytes(e.get('peak_bytes'))} of memory at its "
+                        f"peak, more than the {human_bytes(e.get('available_bytes'))} budget "
+                        f"({e.get('available_source') or 'unknown'}); it would likely stop out of memory.",
+                        markup=False)
+            detail = [memory.suggestions(e, n=3)]
+            if self.offer:
+                detail.append(f"Use the suggested settings: {' '.join(found[0]['flags'])}")
+            yield Label("\n".join(detail), markup=False, classes="dialog-detail")
+            with Horizontal(classes="buttons"):
+                if self.offer:
+                    yield Button("Use the suggested settings", id="toobig-suggested", variant="primary")
+                yield Button("Start anyway (--force)", id="toobig-force", variant="error")
+                yield Button("Cancel", id="toobig-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#toobig-suggested" if self.offer else "#toobig-cancel", Button).focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss({"toobig-suggested": "suggested", "toobig-force": "force"}.get(event.button.id))

@@ -90,16 +90,18 @@ class Engine:
             to.post_message(DataInspected(job_name, result))
         self.submit(job_name, job, reply_to)
 
-    def estimate_memory(self, reply_to: MessagePump, model: str, batch_size: int, max_length: int, lora_rank: int,
-                        quantize: int | None, grad_checkpoint: bool) -> None:
+    def estimate_memory(self, reply_to: MessagePump, model: str, flags: dict, config: dict, processes: int) -> None:
+        """The memory a run of the Train form's `flags` (over its --config values `config`) would need, on the
+        data's token lengths when `flags` name data (the engine's own check: what the trainer would refuse)."""
         def job(to):
-            from mlx_dpo import estimate_memory, human_bytes as human, resolve_model_path
-            est = estimate_memory(resolve_model_path(model), batch_size=batch_size, max_length=max_length,
-                                  lora_rank=lora_rank, quantize=quantize, grad_checkpoint=grad_checkpoint)
+            from mlx_dpo import build_config, estimate_run, human_bytes as human
+            cfg = build_config(config, {**flags, "model": model})
+            fit = estimate_run(cfg, processes)
+            est = fit.estimate
             text = (f"weights {human(est.weights)} + adapter/optimizer {human(est.adapter)} + "
                     f"activations {human(est.blocks)} + workspace {human(est.workspace)} + LM head "
                     f"{human(est.head)} = {human(est.peak)} of {human(est.available)} available")
-            to.post_message(MemoryEstimated("memory", text, est.fits, model))
+            to.post_message(MemoryEstimated("memory", text, est.fits, model, fit.as_dict()))
         self.submit("memory", job, reply_to)
 
     def load_chat(self, reply_to: MessagePump, model: str, adapter: str | None) -> None:

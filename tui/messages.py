@@ -30,11 +30,15 @@ class DataInspected(EngineMessage):
 
 
 class MemoryEstimated(EngineMessage):
-    """The memory a training run would need; `model` is the model it was estimated for (found and readable)."""
+    """The memory a training run would need; `model` is the model it was estimated for (found and readable);
+    `estimate`: the engine's figures as data (mlx_dpo.estimate_run(...).as_dict(): peak, budget and its
+    source, the worst micro-batch and where its lengths came from, suggestions that fit)."""
 
-    def __init__(self, job: str, text: str, fits: bool | None, model: str | None = None) -> None:
+    def __init__(self, job: str, text: str, fits: bool | None, model: str | None = None,
+                 estimate: dict | None = None) -> None:
         super().__init__(job)
         self.text, self.fits, self.model = text, fits, model
+        self.estimate = estimate or {}
 
 
 class ChatLoaded(EngineMessage):

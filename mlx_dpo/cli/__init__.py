@@ -1,6 +1,7 @@
 """The `mlx-dpo` command: parse, dispatch to one module per command family, map errors to exit codes.
 
-    validate, train, eval   train.py     (the data, a training run, an adapter's DPO metrics)
+    validate, train, eval   train.py     (the data, a training run, an adapter's DPO metrics,
+    estimate                             the memory a run needs and settings that fit)
     chat, generate          use.py       (answers from base + adapter)
     export                  export.py    (fused HF model, PEFT adapter, mlx-lm folder; verified)
     iterate                 iterate.py   (iterative DPO: sample, judge, train, round after round)
@@ -25,6 +26,7 @@ from .parser import build_parser
 
 # command -> (module of this package, function)
 COMMANDS = {"validate": ("train", "cmd_validate"), "train": ("train", "cmd_train"), "eval": ("train", "cmd_eval"),
+            "estimate": ("train", "cmd_estimate"),
             "chat": ("use", "cmd_chat"), "generate": ("use", "cmd_generate"), "export": ("export", "cmd_export"),
             "iterate": ("iterate", "cmd_iterate"),
             "compare": ("compare", "cmd_compare"), "frontier": ("demo", "cmd_frontier"), "demo": ("demo", "cmd_demo"), "tui": ("demo", "cmd_tui")}
@@ -49,7 +51,7 @@ def main(argv=None) -> int:
         return _fail(args, f"{len(e.errors)} problem(s) in the data; nothing was written", 2, str(e),
                      problems=[p.as_dict() for p in e.problems], skippable=e.skippable)
     except UsageError as e:
-        return _fail(args, str(e), 2, key=e.key)
+        return _fail(args, str(e), 2, key=e.key, details=e.details)
     except TrainingStopped as e:
         return _fail(args, str(e), 1, printed=e.reported)
     except KeyboardInterrupt as e:
@@ -64,10 +66,10 @@ def main(argv=None) -> int:
 
 
 def _fail(args, text: str, status: int, event_text: str | None = None, printed: bool = False, key=None,
-          problems=None, skippable=False) -> int:
+          problems=None, skippable=False, details=None) -> int:
     if not printed:
         log(f"error: {text}")
-    _event(args).error(event_text or text, status, key=key, problems=problems, skippable=skippable)
+    _event(args).error(event_text or text, status, key=key, problems=problems, skippable=skippable, details=details)
     return status
 
 

@@ -147,6 +147,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "the app uses it)")
     _add_config_args(t)
 
+    es = sub.add_parser("estimate", help="the memory a training run needs (from the data's token lengths) and whether "
+                                         "it fits; settings that fit when it does not. Takes train's flags",
+                        description="Estimate the memory `mlx-dpo train` with the same flags would need at its peak "
+                                    "(no weights are loaded: the model's config.json and tokenizer, and the data's "
+                                    "token lengths), compare it with a budget and, when it does not fit, re-estimate "
+                                    "changed settings and print those that fit. Exit 0 either way.")
+    es.add_argument("--config", help="YAML file with the same keys as the flags (flags win)")
+    es.add_argument("--memory", metavar="SIZE",
+                    help="estimate for a Mac with this much RAM: 16GB, 16G or 16 (GB); the budget is that less what "
+                         "macOS and an open app keep (2 GB, or 1/8 of the RAM above 16 GB) (default: this machine's: "
+                         "Metal's recommended working set on a Mac, else RAM less the same reserve; "
+                         "$MLX_DPO_MEMORY_BUDGET, bytes or a size such as 16GB, sets it)")
+    es.add_argument("--json", action="store_true", help="print the estimate as one JSON object (terms in bytes, "
+                    "peak_gb, fits, batch, suggestions: [{flags, peak_gb}])")
+    _add_config_args(es)
+
     e = sub.add_parser("eval", help="DPO loss and reward metrics of an adapter on a pairs file")
     e.add_argument("--adapter", help="run dir or adapter folder (omit to evaluate the base model)")
     e.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")

@@ -1,4 +1,5 @@
-"""`mlx-dpo validate`, `train` and `eval`: the data, a training run, an adapter's DPO metrics."""
+"""`mlx-dpo validate`, `train`, `estimate` and `eval`: the data, a training run, the memory it needs, an adapter's
+DPO metrics."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from .output import ConsoleReporter, command_name, log
 
 def config_flags(args) -> dict:
     """The parsed flags that are TrainConfig values (absent flags are absent: argparse.SUPPRESS)."""
-    return {k: v for k, v in vars(args).items() if k not in ("command", "config", "json", "adapter", "file", "show")}
+    return {k: v for k, v in vars(args).items()
+            if k not in ("command", "config", "json", "adapter", "file", "show", "memory")}
 
 
 def cmd_validate(args) -> int:
@@ -89,7 +91,7 @@ def print_report(r: dict, cfg: TrainConfig, tokenized: bool) -> None:
           f"{r.get('trainable_pairs', 0)} pairs would train" + (" with --skip-invalid" if refused else ""))
 
 
-def train_config(args) -> TrainConfig:
+def train_config(args, required=("data", "output")) -> TrainConfig:
     """Defaults < the run's saved config (with --resume) < --config YAML < flags."""
     yaml_values = load_yaml(args.config) if getattr(args, "config", None) else {}
     sources = dict.fromkeys(yaml_values, args.config)
@@ -104,10 +106,33 @@ def train_config(args) -> TrainConfig:
         yaml_values = {**saved, **yaml_values}
     cfg = build_config(yaml_values, flags, sources)
     cfg.model = model_or_default(cfg.model)
-    for key in ("data", "output"):
+    for key in required:
         if not getattr(cfg, key):
             raise UsageError(f"--{key} is required")
     return cfg.validate()
+
+
+def cmd_estimate(args) -> int:
+    """`mlx-dpo estimate [train's flags] [--memory 16GB] [--json]`: the memory the run would need, whether it
+    fits, and settings that fit when it does not (train/fit.py). A question: exit 0 either way."""
+    from ..train.fit import budget, check, data_lengths
+
+    cfg = train_config(args, required=())
+    available, source = budget(args.memory)  # a bad --memory is refused before the data is read
+    data = None
+    if cfg.data:
+        reporter = ConsoleReporter(show_progress=sys.stderr.isatty() and not args.json)
+
+        def progress(done, total):
+            reporter.task("tokenize", done, total, f"tokenizing {Path(cfg.data).name}")
+
+        data = data_lengths(cfg, progress)
+    fit = check(cfg, data, available=available, available_source=source)
+    if args.json:
+        print(json.dumps(fit.as_dict()))
+    else:
+        print("\n".join(fit.lines()))
+    return 0
 
 
 def check_resumable(run_dir: Path) -> None:

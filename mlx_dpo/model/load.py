@@ -115,16 +115,21 @@ def _refused_by_transformers(path: Path, e: Exception, trust_remote_code: bool) 
 
 
 def load_tokenizer_only(model: str, trust_remote_code: bool = False):
-    """The tokenizer of a model (no weights loaded): for data inspection."""
+    """The tokenizer of a model (no weights loaded): for data inspection, and training's data before its weights.
+    A broken folder is "cannot load model", as load_base says (training meets it here first)."""
     from mlx_lm.utils import load_config
 
     path = resolve_model_path(model)
     refuse_code(path, trust_remote_code)
     try:
-        return _load_tokenizer(path, trust_remote_code, load_config(path).get("eos_token_id"))
+        config = load_config(path)
+    except Exception as e:
+        raise UsageError(f"{path}: cannot load model: config.json: {type(e).__name__}: {first_line(e)}") from None
+    try:
+        return _load_tokenizer(path, trust_remote_code, config.get("eos_token_id"))
     except Exception as e:
         raise _refused_by_transformers(path, e, trust_remote_code) or UsageError(
-            f"{path}: cannot load tokenizer: {type(e).__name__}: {e}") from None
+            f"{path}: cannot load model: its tokenizer: {type(e).__name__}: {first_line(e)}") from None
 
 
 def is_quantized(model: nn.Module) -> bool:
@@ -132,8 +137,9 @@ def is_quantized(model: nn.Module) -> bool:
 
 
 def load_base(model: str, quantize: int | None = None, trust_remote_code: bool = False, log=print,
-              cpu_dequant: bool = True) -> LoadedModel:
-    """Load weights and tokenizer; quantize a float model on the fly when asked.
+              cpu_dequant: bool = True, tokenizer=None) -> LoadedModel:
+    """Load weights and tokenizer; quantize a float model on the fly when asked. `tokenizer`: one already
+    loaded (load_tokenizer_only, e.g. to tokenize the data before the weights), used instead of a second.
 
     On the CPU, quantized layers then compute through `cpu_matmul` (unless `cpu_dequant` is off)."""
     from mlx_lm.utils import load_model, quantize_model
@@ -142,7 +148,8 @@ def load_base(model: str, quantize: int | None = None, trust_remote_code: bool =
     refuse_code(path, trust_remote_code)  # before the weights: a refusal should not wait for gigabytes
     try:
         mdl, config = load_model(path, trust_remote_code=trust_remote_code)
-        tokenizer = _load_tokenizer(path, trust_remote_code, config.get("eos_token_id"))
+        if tokenizer is None:
+            tokenizer = _load_tokenizer(path, trust_remote_code, config.get("eos_token_id"))
     except ValueError as e:
         if refused := _refused_by_transformers(path, e, trust_remote_code):
             raise refused from None

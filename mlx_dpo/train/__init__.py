@@ -11,6 +11,7 @@
     samples.py         greedy answers to a few held-out prompts at each evaluation (start vs now)
     health.py          health signals and warnings (likelihood displacement, KL, collapse, degenerate answers)
     session.py         everything a run needs, built once (model, adapter, pairs, layout, loss, reference)
+    fit.py             does a run fit in memory: the estimate on the data's lengths, the budget, settings that fit
     trainer.py         the compiled step, accumulation, schedule, eval, checkpoints, resume
     checkpoint.py      atomic checkpoints, the metrics log, the run dir's lock
     control.py         stop signals that checkpoint first; out-of-memory detection

@@ -90,10 +90,11 @@ class Reporter:
         """The run stopped on a signal; `checkpoint` is what it saved (None: nothing yet)."""
 
     def error(self, text: str, status: int, key: str | None = None, problems: list[dict] | None = None,
-              skippable: bool = False) -> None:
+              skippable: bool = False, details: dict | None = None) -> None:
         """The run failed with a message for the user; the process exits with `status`. `key`: the setting a
         usage error concerns; `problems`: a data error's problems (errors.Problem.as_dict()); `skippable`:
-        --skip-invalid would train on the valid rows."""
+        --skip-invalid would train on the valid rows; `details`: the error's plain data (UsageError.details,
+        e.g. a memory refusal's estimate and suggestions)."""
 
     def round_start(self, round_: int, rounds: int) -> None:
         """`mlx-dpo iterate`: round `round_` of `rounds` begins (0: the start model's held-out answers)."""
@@ -162,13 +163,15 @@ class JsonEvents(Reporter):
         self.emit("stopped", signal=signal.Signals(signum).name, status=128 + int(signum),
                   checkpoint=str(checkpoint) if checkpoint else None)
 
-    def error(self, text, status, key=None, problems=None, skippable=False) -> None:
+    def error(self, text, status, key=None, problems=None, skippable=False, details=None) -> None:
         fields = {"text": text, "status": status}
         if key is not None:
             fields["key"] = key  # the setting a usage error concerns (the app marks that field)
         if problems:
             fields["problems"] = problems  # a data error's problems: {file, line, field, message, fix}
             fields["skippable"] = skippable  # --skip-invalid would train on the valid rows
+        if details:
+            fields["details"] = details  # e.g. a run refused for memory: its estimate and the settings that fit
         self.emit("error", **fields)
 
     def round_start(self, round_, rounds) -> None:

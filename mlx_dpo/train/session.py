@@ -1,7 +1,11 @@
 """A session: everything one run needs, built once — model, adapter, pairs, batch layout, loss, reference.
 
-    load the base (quantize on request) -> tokenize the pairs -> add the adapter -> choose the layout
-    -> score the reference log-probs with the model as it is now (cached on disk)
+    tokenize the pairs (the tokenizer alone) -> check the run fits in memory (training; fit.py) -> load the
+    base (quantize on request) -> add the adapter -> choose the layout -> score the reference log-probs with
+    the model as it is now (cached on disk)
+
+The data comes before the weights so that a run the memory estimate refuses (on the data's real
+lengths) is refused in seconds, before gigabytes are read and long before the reference pass.
 
 The order matters at one point: the reference is scored *after* the adapter is added and *before*
 any update. A fresh LoRA adapter is the identity, so the model then is exactly the reference model
@@ -30,7 +34,7 @@ from ..errors import TrainingStopped, UsageError, first_line
 from ..fileio import cache_root, write_failure
 from ..model.adapters import AdapterSwitch, apply_lora, attach_adapter, new_adapter_config, read_adapter_config
 from ..model.cpu_matmul import compute_tag
-from ..model.load import load_base, resolve_model_path
+from ..model.load import load_base, load_tokenizer_only
 from .control import OOM_ADVICE, is_out_of_memory
 from .distributed import SINGLE, World
 from .evaluation import evaluate
@@ -70,8 +74,8 @@ class Session:
     def for_training(cls, cfg: TrainConfig, report: Reporter | None = None, world: World = SINGLE) -> "Session":
         """Base + a new adapter (or `cfg.init_adapter`), train and held-out pairs, their reference."""
         report = report or Reporter()
-        _warn_if_too_big(cfg, report)
-        s = cls._load(cfg, report, world, valid_data=cfg.valid_data or (cfg.data if cfg.valid_split else None))
+        s = cls._load(cfg, report, world, valid_data=cfg.valid_data or (cfg.data if cfg.valid_split else None),
+                      before_weights=lambda pairs: _refuse_if_too_big(cfg, pairs, report, world))
         s._check_unpaired_needs_kto()
         if s.loss.unpaired:
             s._as_kto_examples()
@@ -133,12 +137,13 @@ class Session:
         return s
 
     @classmethod
-    def _load(cls, cfg: TrainConfig, report: Reporter, world: World, valid_data: str | None) -> "Session":
-        report.phase("load", f"loading {cfg.model}")
-        loaded = load_base(cfg.model, cfg.quantize, cfg.trust_remote_code, log=report.log,
-                           cpu_dequant=cfg.cpu_dequant_matmul)
-        _freeze_template_date(cfg, loaded.tokenizer, report, world)
+    def _load(cls, cfg: TrainConfig, report: Reporter, world: World, valid_data: str | None,
+              before_weights=None) -> "Session":
+        """The tokenizer and the pairs first, then `before_weights(train_pairs)` (the memory check), then the
+        weights."""
         report.phase("data", f"reading {cfg.data}")
+        tokenizer = load_tokenizer_only(cfg.model, cfg.trust_remote_code)
+        _freeze_template_date(cfg, tokenizer, report, world)
 
         prepared = []
 
@@ -146,7 +151,7 @@ class Session:
             def progress(done, total):
                 report.task("tokenize", done, total, f"tokenizing {Path(spec.path).name}")
 
-            prepared.append(prepare_strict(spec, cfg.data_keys, loaded.tokenizer, cfg.max_length, cfg.prompt_limit,
+            prepared.append(prepare_strict(spec, cfg.data_keys, tokenizer, cfg.max_length, cfg.prompt_limit,
                                            report.log, progress, keep_messages=keep_messages, **cfg.data_options))
             return prepared[-1].pairs
 
@@ -154,6 +159,11 @@ class Session:
         valid_spec = cfg.data_source(valid=True) if valid_data is not None else None
         # The held-out prompts answered at each evaluation (samples.py) need their messages, not only ids.
         valid = pairs(valid_spec, KEEP_MESSAGES if cfg.sample_prompts else 0) if valid_spec else None
+        if before_weights is not None:
+            before_weights(train)
+        report.phase("load", f"loading {cfg.model}")
+        loaded = load_base(cfg.model, cfg.quantize, cfg.trust_remote_code, log=report.log,
+                           cpu_dequant=cfg.cpu_dequant_matmul, tokenizer=tokenizer)
         loss = Loss.from_config(cfg)
         for w in loss.ignored_settings():
             report.log(f"warning: {w}")
@@ -266,16 +276,28 @@ def _freeze_template_date(cfg: TrainConfig, tokenizer, report: Reporter, world: 
                    "(template_date, kept when the run is resumed)")
 
 
-def _warn_if_too_big(cfg: TrainConfig, report: Reporter) -> None:
-    """Warn (never fail) before loading when the memory estimate exceeds what the machine has."""
-    from ..model.memory import estimate, human
+def _refuse_if_too_big(cfg: TrainConfig, pairs: list[TokenizedPair], report: Reporter, world: World) -> None:
+    """Refuse (UsageError, key "force") a run whose memory estimate on these pairs exceeds the budget, naming
+    the settings that fit, unless --force; never when the budget is unknown. Every rank agrees first (each
+    compares its own machine's budget), so no rank loads the weights while another has stopped."""
+    from .fit import DataLengths, check, lengths_of
 
     try:
-        est = estimate(resolve_model_path(cfg.model), batch_size=cfg.batch_size, max_length=cfg.max_length,
-                       lora_rank=cfg.lora_rank, lora_layers=cfg.lora_layers, quantize=cfg.quantize,
-                       grad_checkpoint=cfg.grad_checkpoint)
+        fit = check(cfg, DataLengths(lengths_of(pairs), str(cfg.data)), processes=world.size, suggest=False)
+    except UsageError:
+        raise  # a budget that cannot be read ($MLX_DPO_MEMORY_BUDGET)
     except Exception:  # an estimate only; a config.json it cannot read fails properly at load time
         return
-    if est.fits is False:
-        report.log(f"warning: this run may not fit in memory: about {human(est.total)} needed, "
-                   f"{human(est.available)} available. {OOM_ADVICE}")
+    too_big = world.any(fit.fits is False, "agreeing whether the run fits in memory")
+    if not too_big:
+        return
+    if cfg.force:
+        if fit.fits is False:
+            report.log(f"warning: {fit.refusal().partition('; ')[0]}; training anyway (--force)")
+        return
+    if fit.fits is not False:
+        raise UsageError("another process's machine has too little memory for this run (its error names the "
+                         "settings that fit); --force trains anyway", key="force")
+    fit = check(cfg, fit.data, available=fit.estimate.available,
+                available_source=fit.estimate.available_source, processes=world.size)
+    raise UsageError(fit.refusal(), key="force", details={"memory": fit.as_dict()})

@@ -1,5 +1,6 @@
 """Model: a hub id or local folder, models already in the local Hugging Face cache, quantization, the
-chat template's variables, and a memory estimate for the chosen batch and length before anything is loaded.
+chat template's variables, and a memory estimate of the run the Train tab would start, on the Data tab's data,
+before anything is loaded (the engine's own check: the trainer refuses a run it says does not fit, unless forced).
 
 A model becomes the app's current model only once the engine has found and read it (the memory
 estimate is that check): a typo or a model that is not available leaves the current one in place.
@@ -22,6 +23,7 @@ from textual.widgets.option_list import Option
 from mlx_dpo import DEMO_MODEL, UsageError, list_runs
 
 from ..messages import JobFailed, MemoryEstimated
+from ..widgets import memory
 from ..widgets.path_input import PathInput
 
 
@@ -167,11 +169,13 @@ class ModelPane(VerticalScroll):
                 self.app.model = message.model
                 self.app.notify(f"model: {message.model}")
             self.query_one("#model-current", Static).update(f"current model: {message.model}")
-        style = {True: "green", False: "bold red", None: "yellow"}[message.fits]
-        verdict = {True: "fits", False: "WILL NOT FIT: lower the batch size or max length, or quantize",
-                   None: "machine memory unknown"}[message.fits]
-        text = Text(f"training needs {message.text} — {verdict}\n", style=style)
-        text.append(f"assuming {self.app.memory_assumptions()} (change them on the Train tab, F3)", style="dim")
+        est = message.estimate
+        text = Text(f"training needs {message.text}\n")
+        text.append_text(memory.verdict(est))
+        if hint := memory.suggestions(est):
+            text.append(f"\n{hint}", style="bold")
+        text.append(f"\n{memory.lengths(est)}", style="dim")
+        text.append(f"\nassuming {self.app.memory_assumptions()} (change them on the Train tab, F3)", style="dim")
         self.query_one("#model-memory", Static).update(text)
 
     def on_job_failed(self, message: JobFailed) -> None:

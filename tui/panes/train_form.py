@@ -96,6 +96,9 @@ class TrainForm(Collapsible):
     def __init__(self, **kw):
         super().__init__(title="Hyper-parameters", collapsed=False, **kw)
         self.config_file: str | None = None  # a loaded YAML config: passed as --config, the form's flags win
+        # Settings without a field, taken from the memory estimate's suggestion (--grad-checkpoint,
+        # --tokens-per-batch): passed as flags, shown in the command line (ctrl+g) and the log.
+        self.extra: dict = {}
         for widget in self.fields():
             self.compose_add_child(widget)  # the collapsible's contents
 
@@ -195,8 +198,9 @@ class TrainForm(Collapsible):
             widget.disabled = running  # edits would not reach a running process
 
     # ------------------------------------------------------------------ the form as flags
-    def flags(self, output: str) -> dict:
-        """The form as `mlx-dpo train`'s flags (with the app's model, data and quantization), unchecked."""
+    def flags(self, output: str, strict: bool = True) -> dict:
+        """The form as `mlx-dpo train`'s flags (with the app's model, data and quantization), unchecked.
+        Not `strict`: a number field that does not parse is left out (the engine's default), not an error."""
         flags: dict = {"model": self.app.model, "data": self.app.data_path, "output": output,
                        "loss": self.query_one("#train-loss", Select).value}
         if self.app.valid_path:
@@ -221,8 +225,38 @@ class TrainForm(Collapsible):
             try:
                 flags[name] = float(raw) if is_float else int(raw)
             except ValueError:
-                raise config_error(name, f"expected a number, got {raw!r}") from None
-        return flags
+                if strict:
+                    raise config_error(name, f"expected a number, got {raw!r}") from None
+        return flags | self.extra
+
+    def estimate_flags(self) -> tuple[dict, dict]:
+        """(the loaded config file's values, the form's flags) of the run Start would begin, for the memory
+        estimate: what the form cannot say yet (a field being typed) is left to the defaults."""
+        try:
+            config = load_config_file(self.config_file) if self.config_file else {}
+        except UsageError:
+            config = {}
+        flags = {k: v for k, v in self.flags("", strict=False).items() if v is not None and k != "output"}
+        return config, flags
+
+    def use_settings(self, settings: dict) -> list[str]:
+        """Take the engine's suggested settings (TrainConfig keys): into their fields where the form has them,
+        the Model tab's quantization, else `extra`. Returns their flags, as the log and notices name them."""
+        named = []
+        for key, value in settings.items():
+            named.append("--" + key.replace("_", "-") + ("" if value is True else f" {value}"))
+            try:
+                self.query_one(f"#train-{key}", Input).value = form_text(value)
+                continue
+            except NoMatches:
+                pass
+            if key == "quantize":  # the Model tab's setting: its menu shows it (and sets the app's)
+                self.app.quantize = int(value)
+                for menu in self.app.query("#model-quantize").results(Select):
+                    menu.value = str(value)
+            else:
+                self.extra[key] = value
+        return named
 
     def args_for(self, flags: dict, resume: bool = False) -> list[str]:
         args = ["--config", self.config_file] if self.config_file and not resume else []

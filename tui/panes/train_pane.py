@@ -25,7 +25,7 @@ from textual.widgets import Button, Input, Label, Select
 
 from mlx_dpo import TrainConfig, UsageError, is_iteration, read_rounds, read_run
 
-from ..confirm import BadRows, PathPrompt
+from ..confirm import BadRows, PathPrompt, TooBig
 from ..messages import (IterationRound, TrainingEnded, TrainingLog, TrainingMetrics, TrainingPhase, TrainingProgress,
                         TrainingSamples, TrainingStarted, TrainingTask, TrainingWarning)
 from ..training import TrainingProcess
@@ -46,6 +46,7 @@ class TrainPane(VerticalScroll):
     def __init__(self, **kw):
         super().__init__(**kw)
         self.process: TrainingProcess | None = None
+        self.launched: dict = {}  # launch()'s arguments of the last run started (started again with --force)
         self.from_chat = False  # the form was prepared from Chat's preference file (its run goes back to Chat)
         self.chat_run: str | None = None  # the run started from such a form
 
@@ -381,6 +382,8 @@ class TrainPane(VerticalScroll):
         if not resume and not iterate and (Path(run_dir) / "config.yaml").exists():
             self.refuse_used_run_dir(run_dir)
             return
+        self.launched = {"run_dir": run_dir, "args": args, "total": total, "resume": resume, "processes": processes,
+                         "hostfile": hostfile, "iterate": iterate, "first_round": first_round}
         if not iterate:
             self.app.run_dir = run_dir  # an iteration's folder is no run: each round's adapter becomes it
         self.process = TrainingProcess(self, run_dir, args, processes, hostfile, iterate=iterate,
@@ -487,6 +490,7 @@ class TrainPane(VerticalScroll):
         self.app.notify(message.message, severity=severity, timeout=10)
         self.app.refresh_runs()
         self.offer_fix_for_bad_rows()
+        self.offer_fix_for_memory()
 
     def offer_fix_for_bad_rows(self) -> None:
         """A run refused its data for bad rows: offer to skip them and start again, or to show them on Data
@@ -505,6 +509,28 @@ class TrainPane(VerticalScroll):
                 self.app.open_data(data)
 
         self.app.push_screen(BadRows(data, failed["problems"], bool(failed.get("skippable"))), chosen)
+
+    def offer_fix_for_memory(self) -> None:
+        """The engine refused the run because its memory estimate exceeds the budget (an error event with the
+        key "force" and the estimate in its details): offer the engine's suggested settings (a new run), to
+        start it anyway with --force (any run, a resume or an iteration too), or to cancel."""
+        events = self.process.error_events if self.process else []
+        failed = events[-1] if events else {}
+        if failed.get("key") != "force" or self.running or not self.launched:
+            return
+        estimate = (failed.get("details") or {}).get("memory") or {}
+        launched = dict(self.launched)
+
+        def chosen(answer: str | None) -> None:
+            if answer == "force":
+                self.launch(**{**launched, "args": [*launched["args"], "--force"]})
+            elif answer == "suggested":
+                named = " ".join(self.form.use_settings(estimate["suggestions"][0]["settings"]))
+                self.monitor.log(f"settings from the memory estimate: {named}")
+                self.app.notify(f"the form now uses {named} (settings that fit); starting again", timeout=10)
+                self.start()
+
+        self.app.push_screen(TooBig(estimate, not launched["resume"] and not launched["iterate"]), chosen)
 
     # ------------------------------------------------------------------ config file and command
     def action_show_command(self) -> None:
