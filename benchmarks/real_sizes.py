@@ -345,16 +345,21 @@ def fit() -> str:
         shape = M.Shape(hidden=cfg["hidden_size"], layers=cfg["num_hidden_layers"], inter=cfg["intermediate_size"],
                         vocab=cfg["vocab_size"], heads=cfg["num_attention_heads"], kv_heads=cfg["num_key_value_heads"],
                         head_dim=cfg["head_dim"], tied=cfg["tie_word_embeddings"], bits=BITS, group=GROUP)
-        b = M.Batch(**r["estimate"]["batch"])
+        lengths = [tuple(x) for x in r["lengths"]]
+        ml = LENGTHS[r["length"]]["max_length"]
+        b = M.worst_batch(lengths, batch_size=1, max_length=ml, grad_checkpoint=r["grad_checkpoint"])
+        b_ref = M.worst_batch(lengths, batch_size=1, max_length=ml, grad_checkpoint=r["grad_checkpoint"],
+                              reference=True)
         f = M.activation_features(shape, b, r["grad_checkpoint"])
+        f_ref = M.activation_features(shape, b_ref, False)
         known = (shape.weight_bytes() + r["estimate"]["terms_bytes"]["adapter"] + f["checkpoints"]
                  + max(o * i for o, i in shape.linear_shapes()) * (M.FP32 + M.HALF) + M.head_bytes(shape, b.answers))
         y = r["train_peak_bytes"]
-        ref_rows.append([f["work_width"] / r["setup_peak_bytes"], f["work_attn"] / r["setup_peak_bytes"]])
-        ref_rhs.append(1 - (shape.weight_bytes() + M.head_bytes(shape, b.answers)
+        ref_rows.append([f_ref["work_width"] / r["setup_peak_bytes"], f_ref["work_attn"] / r["setup_peak_bytes"]])
+        ref_rhs.append(1 - (shape.weight_bytes() + M.head_bytes(shape, b_ref.answers)
                             + max(o * i for o, i in shape.linear_shapes()) * (M.FP32 + M.HALF)) / r["setup_peak_bytes"])
         rows.append([f["saved_width"] / y, f["saved_attn"] / y, f["work_width"] / y, f["work_attn"] / y, 1 / y])
-        points.append((r["point"], y, known, r["estimate"]["peak_bytes"]))
+        points.append((r["point"], y, known, current_estimate(r)))
     A = np.array(rows)
     rhs = np.array([(y - k) / y for _, y, k, _ in points])
     coef = nonnegative_lstsq(A, rhs)
@@ -365,7 +370,8 @@ def fit() -> str:
         *ref, 100 * float(np.abs(np.array(ref_rows) @ ref - np.array(ref_rhs)).max())))
     for (name, y, k, current), row in zip(points, A):
         fitted = k + float(row @ coef) * y
-        out.append(f"{name:18s} measured {y / M.GB:6.2f}  fitted {fitted / y - 1:+6.1%}  current {current / y - 1:+6.1%}")
+        out.append(f"{name:18s} step measured {y / M.GB:6.2f}  fitted {fitted / y - 1:+6.1%}  "
+                   f"memory.py now (peak vs max of both) {current / y - 1:+6.1%}")
     return "\n".join(out)
 
 

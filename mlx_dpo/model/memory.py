@@ -161,11 +161,15 @@ def _round_up(n: int, m: int) -> int:
 
 def worst_batch(lengths, *, batch_size: int, max_length: int, max_prompt_length: int | None = None,
                 tokens_per_batch: int | None = 1024, share_prompt: bool = True, grad_checkpoint: bool = False,
-                pad_multiple: int = 32) -> Batch:
-    """The largest micro-batch training runs, from (prompt, chosen, rejected) token lengths per pair (after
-    truncation), or the worst case at max_length when `lengths` is None. Mirrors train/packing.py's rule:
-    pairs end to end up to the token budget, a longer pair alone; prompt sharing is off with checkpointing
-    (train/layout.py refuses checkpointed blocks)."""
+                pad_multiple: int = 32, reference: bool = False) -> Batch:
+    """The largest micro-batch training (or, with `reference`, the reference pass) runs, from (prompt, chosen,
+    rejected) token lengths per pair after truncation, or the worst case at max_length when `lengths` is None.
+
+    Mirrors train/layout.py: packed rows (pairs end to end up to --tokens-per-batch, a longer pair alone;
+    the reference pass fills its rows from all pairs, not batch by batch) unless checkpointing is on, which
+    the packed and shared layouts refuse (their blocks run outside the checkpoint): then every answer is its
+    own padded row [prompt | answer], 2 x batch_size rows as long as the batch's longest."""
+    packed = bool(tokens_per_batch) and not grad_checkpoint
     share = share_prompt and not grad_checkpoint
     source = "data"
     if not lengths:
@@ -175,19 +179,25 @@ def worst_batch(lengths, *, batch_size: int, max_length: int, max_prompt_length:
     def positions(p, c, r):
         return p + c + r - 2 if share else 2 * p + c + r - 2
 
-    if tokens_per_batch:
+    if packed:
         # The fullest row a batch can make: its batch_size longest pairs end to end, cut at the budget (a
         # pair longer than the budget has a row of its own). An upper bound of every row the trainer packs.
         by_size = sorted(lengths, key=lambda x: -positions(*x))
+        together = by_size if reference else by_size[:batch_size]
         longest = positions(*by_size[0])
-        row = max(longest, min(tokens_per_batch, sum(positions(*x) for x in by_size[:batch_size])))
-        answers = min(row, sum(c + r for _, c, r in by_size[:batch_size]))
+        row = max(longest, min(tokens_per_batch, sum(positions(*x) for x in together)))
+        answers = min(row, sum(c + r for _, c, r in together))
         return Batch(1, _round_up(row, pad_multiple), answers, True, share, source)
-    # Padded: batch_size rows of prompt + both answers (shared), or 2 x batch_size rows of prompt + answer.
-    longest = max(p + c + r if share else p + max(c, r) for p, c, r in lengths)
-    answers = max(c + r for _, c, r in lengths) * batch_size
-    rows = batch_size if share else 2 * batch_size
-    return Batch(rows, _round_up(longest, pad_multiple), answers, False, share, source)
+    # Padded, as long as the batch's longest (upper bound: the data's longest); the head scores every row's
+    # padded answer positions. Shared prompt: a batch_size rows of prompt and both answers' positions;
+    # otherwise each answer its own row [prompt | answer].
+    pairs = min(batch_size, len(lengths))
+    P = _round_up(max(p for p, _, _ in lengths), pad_multiple)
+    C = _round_up(max(max(c, r) for _, c, r in lengths), pad_multiple)
+    if share:
+        return Batch(pairs, P + 2 * C, 2 * pairs * C, False, True, source)
+    longest = max(p + max(c, r) for p, c, r in lengths)
+    return Batch(2 * pairs, _round_up(longest, pad_multiple), 2 * pairs * C, False, False, source)
 
 
 @dataclass
@@ -251,13 +261,18 @@ def estimate(model_dir: str | Path, *, batch_size: int, max_length: int, lora_ra
     n_lora = lora_params(s, lora_rank, s.layers if lora_layers < 0 else min(lora_layers, s.layers), dora)
     adapter = n_lora * FP32 * 4  # parameters, gradients, AdamW's first and second moments
     f = activation_features(s, b, grad_checkpoint)
+    b_ref = worst_batch(lengths, batch_size=batch_size, max_length=max_length, max_prompt_length=max_prompt_length,
+                        tokens_per_batch=tokens_per_batch, share_prompt=share_prompt, grad_checkpoint=grad_checkpoint,
+                        reference=True)
+    f_ref = activation_features(s, b_ref, False)
     blocks = SAVED_WIDTH * f["saved_width"] + SAVED_ATTN * f["saved_attn"] + f["checkpoints"]
     biggest = max(o * i for o, i in s.linear_shapes())
     dequant = biggest * (FP32 + HALF) if (s.bits and path == "cpu-dequantize") else 0.0
     workspace = WORK_WIDTH * f["work_width"] + WORK_ATTN * f["work_attn"] + dequant + OVERHEAD
     head = head_bytes(s, b.answers)
     # The reference pass: forward only, one block's activations alive at a time, no adapter state.
-    reference = weights + REF_WIDTH * f["work_width"] + REF_ATTN * f["work_attn"] + dequant + head
+    reference = (weights + REF_WIDTH * f_ref["work_width"] + REF_ATTN * f_ref["work_attn"] + dequant
+                 + head_bytes(s, b_ref.answers))
     if available is None:
         available, source = default_budget()
     else:
