@@ -18,13 +18,12 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
 
 import pytest
-import yaml
 
 from mlx_dpo.cli import main
 from mlx_dpo.config import TrainConfig

@@ -19,7 +19,7 @@ from mlx_dpo.train import checkpoint as ckpt
 from mlx_dpo.cli import main
 from mlx_dpo.config import TrainConfig
 from mlx_dpo.errors import TrainingStopped
-from mlx_dpo.fileio import atomic_write, atomic_write_text, read_jsonl_tolerant
+from mlx_dpo.fileio import atomic_write, read_jsonl_tolerant
 from mlx_dpo.runs import MetricsFollower
 from mlx_dpo.train.trainer import Trainer
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from mlx_dpo.cli import main
-from mlx_dpo.demo import DEMO_MODEL, DEMO_PAIRS, DEMO_VALID
+from mlx_dpo.demo import DEMO_PAIRS, DEMO_VALID
 from mlx_dpo.errors import DataError, UsageError
 from mlx_dpo.iterate.judges import (HumanJudge, JudgeFailed, ModelJudge, PythonJudge, checked_score, make_judge,
                                     parse_verdict, read_judge_prompt)

@@ -7,13 +7,12 @@ use the tiny model."""
 
 from __future__ import annotations
 
-import sys
 
 import pytest
 
 from mlx_dpo.errors import UsageError
 import yaml
-from textual.widgets import Button, DataTable, Input, Label, Static, TabbedContent, Tabs
+from textual.widgets import DataTable, Input, Label, TabbedContent, Tabs
 from textual.widgets._footer import FooterKey
 
 from tui.app import MlxDpoApp

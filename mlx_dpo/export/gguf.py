@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import UsageError
 from .gguf_arch import (Family, family_for, generated_tensors, llama_cpp_name, rope_dims, rope_plan,
-                        supported_list, transform)
+                        transform)
 from .gguf_vocab import _LLAMA3_SPLIT, VocabPlan, add_vocab, vocab_plan  # noqa: F401 (tests use _LLAMA3_SPLIT)
 
 GGUF_TYPES = ("f16", "bf16", "q8_0", "q4_k_m", "q5_k_m", "q6_k", "q4_0")
