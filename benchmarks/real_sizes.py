@@ -170,6 +170,7 @@ def run_point(spec: dict) -> dict:
     class Phases(Reporter):
         def phase(self, phase, text):
             marks.setdefault(phase, time.perf_counter())
+            Path(spec["phase_file"]).write_text(phase)  # for the parent's memory watchdog
 
         def metrics(self, row):
             if "loss" in row:
@@ -205,6 +206,40 @@ def run_point(spec: dict) -> dict:
     }
 
 
+# The machine has 24 GB: a point past this is stopped (and reported with its phase) before the kernel's
+# OOM killer takes it without a word.
+RSS_LIMIT = 21e9
+
+
+def watched(cmd: list, phase_file: Path):
+    """Run `cmd`, sampling its resident memory every second; stop it above RSS_LIMIT."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    watch = {"max_rss": 0, "phase": None, "killed": False}
+    import threading
+
+    def sample():
+        while proc.poll() is None:
+            try:
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+                rss = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))) * 1024
+            except (OSError, StopIteration, ValueError):
+                rss = 0
+            watch["max_rss"] = max(watch["max_rss"], rss)
+            if phase_file.exists():
+                watch["phase"] = phase_file.read_text()
+            if rss > RSS_LIMIT:
+                watch["killed"] = True
+                proc.kill()
+            time.sleep(1)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    out, err = proc.communicate()
+    t.join(timeout=5)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err), watch
+
+
 def point(root: Path, name: str, iters: int, extra: dict | None = None, keep_cache: bool = False) -> dict:
     """`size:length[:gc]` trained in a child process; its figures, plus the load average around it."""
     size, length, *flags = name.split(":")
@@ -217,16 +252,19 @@ def point(root: Path, name: str, iters: int, extra: dict | None = None, keep_cac
     spec = dict(model=str(model), data=str(data), run_dir=str(work / "run"), cache_dir=str(work / "cache"),
                 iters=iters, max_length=LENGTHS[length]["max_length"], grad_checkpoint="gc" in flags,
                 extra=extra or {})
+    spec["phase_file"] = str(work / "phase")
     load0 = os.getloadavg()[0]
     t0 = time.time()
-    r = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
-                       env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    r, watch = watched([sys.executable, __file__, "--child", json.dumps(spec)], Path(spec["phase_file"]))
     out = {"point": name, "model": NAMES[size] + ("" if layers is None else f" ({layers} blocks)"),
            "size": size, "length": length, "grad_checkpoint": "gc" in flags, "layers": layers,
            "iters": iters, "load_before": load0, "load_after": os.getloadavg()[0], "wall_s": time.time() - t0,
            "date": time.strftime("%Y-%m-%d %H:%M"), "blas": os.environ.get("LD_PRELOAD") or "bundled"}
+    out["rss_sampled_max_bytes"] = watch["max_rss"]
     if r.returncode:
-        out["error"] = (r.stderr or r.stdout).strip().splitlines()[-5:]
+        out["error"] = (r.stderr or r.stdout).strip().splitlines()[-5:] + [
+            f"exit status {r.returncode}; RSS sampled up to {watch['max_rss'] / 1e9:.1f} GB, last phase "
+            f"{watch['phase']!r}" + (f"; stopped by the watchdog above {RSS_LIMIT / 1e9:.0f} GB" if watch["killed"] else "")]
     else:
         out.update(json.loads(r.stdout.strip().splitlines()[-1]))
     if not keep_cache:
@@ -358,13 +396,15 @@ def fit() -> str:
         ref_rows.append([f_ref["work_width"] / r["setup_peak_bytes"], f_ref["work_attn"] / r["setup_peak_bytes"]])
         ref_rhs.append(1 - (shape.weight_bytes() + M.head_bytes(shape, b_ref.answers)
                             + max(o * i for o, i in shape.linear_shapes()) * (M.FP32 + M.HALF)) / r["setup_peak_bytes"])
-        rows.append([f["saved_width"] / y, f["saved_attn"] / y, f["work_width"] / y, f["work_attn"] / y, 1 / y])
+        rows.append([f["saved_width"] / y, f["saved_attn"] / y, f["work_width"] / y, f["work_attn"] / y, 1 / y,
+                     f["checkpoint_width"] / y])
         points.append((r["point"], y, known, current_estimate(r)))
     A = np.array(rows)
     rhs = np.array([(y - k) / y for _, y, k, _ in points])
     coef = nonnegative_lstsq(A, rhs)
     out = ["SAVED_WIDTH, SAVED_ATTN = %.2f, %.3f" % tuple(coef[:2]),
-           "WORK_WIDTH, WORK_ATTN = %.2f, %.3f" % tuple(coef[2:4]), "OVERHEAD = %.3g" % coef[4]]
+           "WORK_WIDTH, WORK_ATTN = %.2f, %.3f" % tuple(coef[2:4]), "OVERHEAD = %.3g" % coef[4],
+           "CHECKPOINT_WIDTH = %.2f" % coef[5]]
     ref = nonnegative_lstsq(np.array(ref_rows), np.array(ref_rhs))
     out.append("REF_WIDTH, REF_ATTN = %.2f, %.3f  (reference pass; worst error %+.1f%%)" % (
         *ref, 100 * float(np.abs(np.array(ref_rows) @ ref - np.array(ref_rhs)).max())))
@@ -424,7 +464,7 @@ def report() -> str:
 
 
 def gb(n) -> str:
-    return "—" if n is None else f"{n / 1e9:.2f}"
+    return "—" if n is None else f"{n / 2 ** 30:.2f}"  # GiB, as memory.py and the report
 
 
 def main():

@@ -46,14 +46,19 @@ def dequantized_matmul(group_size: int, bits: int):
     def weight(w, scales, biases):
         return _fp32(mx.dequantize(w, scales, biases, group_size, bits))
 
+    # The weight is unpacked only once the other operand exists (mx.depends): the codes do not depend on
+    # the activations, so MLX's scheduler is free to unpack layers ahead of their turn and hold several in
+    # fp32 at once; the LM head did exactly that (train/lm_head.py). A guard here: no block-level case was
+    # caught in isolation, but a 32-block 8B step ran out of memory (22 GB) without it and without
+    # checkpointing's own ordering (train/checkpointing.py).
     @mx.custom_function
     def matmul(x, w, scales, biases):
-        return _cast(_fp32(x) @ weight(w, scales, biases).T, x.dtype)
+        return _cast(_fp32(x) @ weight(*mx.depends([w, scales, biases], [x])).T, x.dtype)
 
     @matmul.vjp
     def matmul_vjp(primals, cotangent, output):
         x, w, scales, biases = primals
-        dx = _fp32(cotangent) @ weight(w, scales, biases)
+        dx = _fp32(cotangent) @ weight(*mx.depends([w, scales, biases], [cotangent]))
         return _cast(dx, x.dtype), mx.zeros_like(w), mx.zeros_like(scales), mx.zeros_like(biases)
 
     return matmul

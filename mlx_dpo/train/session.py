@@ -93,7 +93,7 @@ class Session:
             s.adapter_cfg = new_adapter_config(cfg, s.model)
             apply_lora(s.model, s.adapter_cfg)
         if cfg.grad_checkpoint:  # before choose_layout: prompt sharing refuses checkpointed blocks
-            from mlx_lm.tuner.trainer import grad_checkpoint
+            from .checkpointing import grad_checkpoint
             grad_checkpoint(s.model.layers[0])
         s.layout = choose_layout(s.model, [s.train_pairs, s.valid_pairs], cfg.share_prompt, cfg.tokens_per_batch)
         report.log(f"batch layout: {s.layout.name}")
