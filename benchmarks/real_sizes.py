@@ -401,6 +401,7 @@ def fit() -> str:
         points.append((r["point"], y, known, current_estimate(r)))
     A = np.array(rows)
     rhs = np.array([(y - k) / y for _, y, k, _ in points])
+    A[:, 4] = 0.0  # no constant term: a fixed overhead would swamp small models' estimates (none is needed)
     coef = nonnegative_lstsq(A, rhs)
     out = ["SAVED_WIDTH, SAVED_ATTN = %.2f, %.3f" % tuple(coef[:2]),
            "WORK_WIDTH, WORK_ATTN = %.2f, %.3f" % tuple(coef[2:4]), "OVERHEAD = %.3g" % coef[4],
