@@ -1,5 +1,6 @@
 """--grad-checkpoint's blocks: the same gradients as without, and the recomputation ordered after the block's
-incoming gradient (mlx_dpo/train/checkpointing.py)."""
+incoming gradient (mlx_dpo/train/checkpointing.py). That prompt sharing refuses checkpointed blocks:
+tests/test_prompt_sharing.py."""
 
 from __future__ import annotations
 
@@ -52,19 +53,3 @@ def test_checkpointed_blocks_give_the_same_loss_and_gradients(tiny_model):
         assert np.abs(np.array(plain[k])).max() > 0, k
         np.testing.assert_allclose(np.array(ckpt[k]), np.array(plain[k]), rtol=1e-5, atol=1e-7, err_msg=k)
 
-
-def test_prompt_sharing_refuses_our_checkpointed_blocks(tiny_model):
-    from mlx_lm import load
-
-    from mlx_dpo.train.checkpointing import grad_checkpoint
-    from mlx_dpo.train.prompt_sharing import supports_prompt_sharing
-
-    model, _ = load(tiny_model)
-    cls = type(model.model.layers[0])
-    original = cls.__call__
-    try:
-        grad_checkpoint(model.model.layers[0])
-        assert not supports_prompt_sharing(model)
-    finally:
-        cls.__call__ = original
-    assert supports_prompt_sharing(model)

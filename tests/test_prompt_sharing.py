@@ -184,9 +184,10 @@ def test_unsupported_models(tiny_model):
 
     model, _ = load(tiny_model)
     assert supports_prompt_sharing(model)
-    # mlx-lm's grad_checkpoint patches the block class; K/V recorded inside mx.checkpoint would lose
-    # their gradient, so sharing must be refused (the trainer's --grad-checkpoint then falls back).
-    from mlx_lm.tuner.trainer import grad_checkpoint
+    # --grad-checkpoint patches the block class (train/checkpointing.py, as mlx-lm's grad_checkpoint does); K/V
+    # recorded inside a checkpointed block would lose their gradient, so sharing must be refused (the trainer's
+    # --grad-checkpoint then falls back).
+    from mlx_dpo.train.checkpointing import grad_checkpoint
 
     cls = type(model.model.layers[0])
     original = cls.__call__
