@@ -397,7 +397,7 @@ def fit() -> str:
         ref_rhs.append(1 - (shape.weight_bytes() + M.head_bytes(shape, b_ref.answers)
                             + max(o * i for o, i in shape.linear_shapes()) * (M.FP32 + M.HALF)) / r["setup_peak_bytes"])
         rows.append([f["saved_width"] / y, f["saved_attn"] / y, f["work_width"] / y, f["work_attn"] / y, 1 / y,
-                     f["checkpoint_width"] / y])
+                     f["checkpoint_hidden"] / y])
         points.append((r["point"], y, known, current_estimate(r)))
     A = np.array(rows)
     rhs = np.array([(y - k) / y for _, y, k, _ in points])
@@ -405,7 +405,7 @@ def fit() -> str:
     coef = nonnegative_lstsq(A, rhs)
     out = ["SAVED_WIDTH, SAVED_ATTN = %.2f, %.3f" % tuple(coef[:2]),
            "WORK_WIDTH, WORK_ATTN = %.2f, %.3f" % tuple(coef[2:4]), "OVERHEAD = %.3g" % coef[4],
-           "CHECKPOINT_WIDTH = %.2f" % coef[5]]
+           "CHECKPOINT_HIDDEN = %.2f" % coef[5]]
     ref = nonnegative_lstsq(np.array(ref_rows), np.array(ref_rhs))
     out.append("REF_WIDTH, REF_ATTN = %.2f, %.3f  (reference pass; worst error %+.1f%%)" % (
         *ref, 100 * float(np.abs(np.array(ref_rows) @ ref - np.array(ref_rhs)).max())))
@@ -435,7 +435,7 @@ def report() -> str:
     from mlx_dpo.model.memory import GB
 
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    lines = ["| point | model | row tokens | checkpointing | MLX peak GB (reference pass / step) | RSS GB | "
+    lines = ["| point | model | rows × tokens | checkpointing | MLX peak GB (reference pass / step) | RSS GB | "
              "estimate GB | error | reference s | s per step | steps/s | reference cache | load |",
              "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     order = {"1b": 0, "3b": 1, "8b": 2}
@@ -446,12 +446,14 @@ def report() -> str:
             lines.append(f"| {r['point']} | {who} | | {'yes' if r['grad_checkpoint'] else 'no'} | failed: "
                          f"{' '.join(r['error'])[-160:]} | | | | | | | | |")
             continue
-        est = r.get("estimate") or {}
         setup, train = r.get("setup_peak_bytes"), r["train_peak_bytes"]
         measured = max(x for x in (setup, train) if x is not None)
         peak = current_estimate(r) if r.get("lengths") else None
         steps = r.get("step_s") or []
-        cells = [r["point"], who, str((est.get("batch") or {}).get("tokens", "")),
+        from mlx_dpo.model.memory import worst_batch
+        b = worst_batch([tuple(x) for x in r["lengths"]], batch_size=1, max_length=LENGTHS[r["length"]]["max_length"],
+                        grad_checkpoint=r["grad_checkpoint"]) if r.get("lengths") else None
+        cells = [r["point"], who, f"{b.rows} × {b.tokens}" if b else "",
                  "yes" if r["grad_checkpoint"] else "no",
                  ("" if setup is None else f"{setup / GB:.2f} / ") + f"{train / GB:.2f}",
                  f"{r['rss_peak_bytes'] / GB:.2f}", "" if peak is None else f"{peak / GB:.2f}",

@@ -46,17 +46,18 @@ FP32 = 4
 #   kept per block for the backward:  SAVED_WIDTH x (hidden + MLP width) x T + SAVED_ATTN x heads x T^2
 #   one block's backward at its peak: WORK_WIDTH x (hidden + MLP width) x T + WORK_ATTN x heads x T^2
 #   the reference pass (forward):     REF_WIDTH x (hidden + MLP width) x T + REF_ATTN x heads x T^2
-# SAVED_WIDTH = 35 is about 17 bf16 values per unit of width and token: the inputs and outputs of every
+# SAVED_WIDTH = 40 is about 20 bf16 values per unit of width and token: the inputs and outputs of every
 # linear layer and of the MLP's activation, fp32 copies where a LoRA factor (fp32) meets a bf16 input, the
 # norms. Attention adds little in the forward (MLX's CPU attention does not keep the heads x T x T scores);
 # its backward materialises them.
-SAVED_WIDTH, SAVED_ATTN = 37.46, 0.831
-WORK_WIDTH, WORK_ATTN = 43.80, 0.0
-REF_WIDTH, REF_ATTN = 29.56, 0.0
+SAVED_WIDTH, SAVED_ATTN = 40.20, 0.730
+WORK_WIDTH, WORK_ATTN = 36.09, 0.0
+REF_WIDTH, REF_ATTN = 29.88, 0.0
 OVERHEAD = 0.0  # bytes no term explains (kept at 0: a constant would swamp small models' estimates)
-# With --grad-checkpoint each block keeps more than its bf16 input (measured: 4 vs 16 blocks of Llama-3.2-1B):
-#   CHECKPOINT_WIDTH x (hidden + MLP width) x T per block.
-CHECKPOINT_WIDTH = 2.40
+# With --grad-checkpoint each block keeps more than its bf16 input: about CHECKPOINT_HIDDEN bytes per unit of
+# hidden width and token per block (measured: 4 vs 16 blocks of Llama-3.2-1B, 2 vs 32 of Llama-3.1-8B; the
+# same ~20 bytes in both, i.e. some five fp32 copies of the residual stream and its gradient per block).
+CHECKPOINT_HIDDEN = 17.70
 # LM head chunks: train/lm_head.py's chunk_rows sizes them; per vocabulary row a chunk holds its dequantized
 # row (bf16 then fp32) and its (positions x chunk) fp32 logits and exponentials.
 HEAD_CHUNKS_LIVE = 2  # the chunk being reduced and the next one being computed
@@ -269,7 +270,7 @@ def estimate(model_dir: str | Path, *, batch_size: int, max_length: int, lora_ra
                         reference=True)
     f_ref = activation_features(s, b_ref, False)
     blocks = (SAVED_WIDTH * f["saved_width"] + SAVED_ATTN * f["saved_attn"] + f["checkpoints"]
-              + CHECKPOINT_WIDTH * f["checkpoint_width"])
+              + CHECKPOINT_HIDDEN * f["checkpoint_hidden"])
     biggest = max(o * i for o, i in s.linear_shapes())
     dequant = biggest * (FP32 + HALF) if (s.bits and path == "cpu-dequantize") else 0.0
     workspace = WORK_WIDTH * f["work_width"] + WORK_ATTN * f["work_attn"] + dequant + OVERHEAD
@@ -295,7 +296,7 @@ def activation_features(s: Shape, b: Batch, grad_checkpoint: bool) -> dict:
     kept = 1 if grad_checkpoint else s.layers
     return {"saved_width": kept * width, "saved_attn": kept * attn, "work_width": width, "work_attn": attn,
             "checkpoints": s.layers * b.rows * b.tokens * s.hidden * HALF if grad_checkpoint else 0.0,
-            "checkpoint_width": s.layers * width if grad_checkpoint else 0.0}
+            "checkpoint_hidden": s.layers * s.hidden * b.rows * b.tokens if grad_checkpoint else 0.0}
 
 
 def head_bytes(s: Shape, answers: int) -> float:
