@@ -371,7 +371,7 @@ def nonnegative_lstsq(A, b):
 
 
 def fit() -> str:
-    """Least-squares fit (relative error) of memory.py's four activation coefficients and its overhead on the
+    """Least-squares fit (relative error) of memory.py's five activation coefficients on the
     recorded training-step peaks; prints them and each point's error with the fitted and the current values."""
     from mlx_dpo.model import memory as M
 
@@ -396,16 +396,15 @@ def fit() -> str:
         ref_rows.append([f_ref["work_width"] / r["setup_peak_bytes"], f_ref["work_attn"] / r["setup_peak_bytes"]])
         ref_rhs.append(1 - (shape.weight_bytes() + M.head_bytes(shape, b_ref.answers)
                             + max(o * i for o, i in shape.linear_shapes()) * (M.FP32 + M.HALF)) / r["setup_peak_bytes"])
-        rows.append([f["saved_width"] / y, f["saved_attn"] / y, f["work_width"] / y, f["work_attn"] / y, 1 / y,
+        # No constant term: a fixed overhead would swamp small models' estimates (none is needed).
+        rows.append([f["saved_width"] / y, f["saved_attn"] / y, f["work_width"] / y, f["work_attn"] / y,
                      f["checkpoint_hidden"] / y])
         points.append((r["point"], y, known, current_estimate(r)))
     A = np.array(rows)
     rhs = np.array([(y - k) / y for _, y, k, _ in points])
-    A[:, 4] = 0.0  # no constant term: a fixed overhead would swamp small models' estimates (none is needed)
     coef = nonnegative_lstsq(A, rhs)
     out = ["SAVED_WIDTH, SAVED_ATTN = %.2f, %.3f" % tuple(coef[:2]),
-           "WORK_WIDTH, WORK_ATTN = %.2f, %.3f" % tuple(coef[2:4]), "OVERHEAD = %.3g" % coef[4],
-           "CHECKPOINT_HIDDEN = %.2f" % coef[5]]
+           "WORK_WIDTH, WORK_ATTN = %.2f, %.3f" % tuple(coef[2:4]), "CHECKPOINT_HIDDEN = %.2f" % coef[4]]
     ref = nonnegative_lstsq(np.array(ref_rows), np.array(ref_rhs))
     out.append("REF_WIDTH, REF_ATTN = %.2f, %.3f  (reference pass; worst error %+.1f%%)" % (
         *ref, 100 * float(np.abs(np.array(ref_rows) @ ref - np.array(ref_rhs)).max())))

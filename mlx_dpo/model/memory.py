@@ -53,7 +53,6 @@ FP32 = 4
 SAVED_WIDTH, SAVED_ATTN = 40.20, 0.730
 WORK_WIDTH, WORK_ATTN = 36.09, 0.0
 REF_WIDTH, REF_ATTN = 29.88, 0.0
-OVERHEAD = 0.0  # bytes no term explains (kept at 0: a constant would swamp small models' estimates)
 # With --grad-checkpoint each block keeps more than its bf16 input: about CHECKPOINT_HIDDEN bytes per unit of
 # hidden width and token per block (measured: 4 vs 16 blocks of Llama-3.2-1B, 2 vs 32 of Llama-3.1-8B; the
 # same ~20 bytes in both, i.e. some five fp32 copies of the residual stream and its gradient per block).
@@ -109,11 +108,6 @@ class Shape:
         """(out, in) of a block's linear layers: q, k, v, o, gate, up, down."""
         h, q, kv, i = self.hidden, self.q, self.kv, self.inter
         return [(q, h), (kv, h), (kv, h), (h, q), (i, h), (i, h), (h, i)]
-
-    @property
-    def params(self) -> int:
-        block = sum(o * i for o, i in self.linear_shapes()) + 2 * self.hidden
-        return self.layers * block + self.vocab * self.hidden * (1 if self.tied else 2) + self.hidden
 
     def bytes_per_param(self) -> float:
         if self.bits:
@@ -227,11 +221,6 @@ class MemoryEstimate:
     def peak(self) -> float:
         return max(self.step, self.reference)
 
-    # Kept for callers of the first version of this module.
-    @property
-    def total(self) -> float:
-        return self.peak
-
     @property
     def fits(self) -> bool | None:
         return None if self.available is None else self.peak <= self.available
@@ -273,7 +262,7 @@ def estimate(model_dir: str | Path, *, batch_size: int, max_length: int, lora_ra
               + CHECKPOINT_HIDDEN * f["checkpoint_hidden"])
     biggest = max(o * i for o, i in s.linear_shapes())
     dequant = biggest * (FP32 + HALF) if (s.bits and path == "cpu-dequantize") else 0.0
-    workspace = WORK_WIDTH * f["work_width"] + WORK_ATTN * f["work_attn"] + dequant + OVERHEAD
+    workspace = WORK_WIDTH * f["work_width"] + WORK_ATTN * f["work_attn"] + dequant
     head = head_bytes(s, b.answers)
     # The reference pass: forward only, one block's activations alive at a time, no adapter state.
     reference = (weights + REF_WIDTH * f_ref["work_width"] + REF_ATTN * f_ref["work_attn"] + dequant
